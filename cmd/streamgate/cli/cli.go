@@ -1,0 +1,114 @@
+// Package cli is the streamgate command line: subcommands, flags and the
+// wiring of config, ext_proc, xDS, metrics and Envoy. main only handles signals.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// Version is set at build time with -ldflags "-X .../cli.Version=...".
+var Version = "dev"
+
+// ErrReported means the error was already printed for the user.
+var ErrReported = errors.New("error already reported")
+
+// errHelp ends a command after its flag help was printed; Main returns nil.
+var errHelp = errors.New("help requested")
+
+const usage = `streamgate: a streaming inference gateway for Envoy.
+
+Usage:
+  streamgate run      -c FILE   ext_proc + xDS in one process; starts Envoy when one is found
+  streamgate extproc  -c FILE   only the ext_proc server (for an Envoy configured elsewhere)
+  streamgate xds      -c FILE   only the xDS server (--drop-in: model clusters only)
+  streamgate validate -c FILE   check a config file; prints OK or every problem
+  streamgate version            print the version
+
+Run 'streamgate COMMAND -h' for a command's flags.
+`
+
+// Main runs the command in args (without the program name) until it
+// finishes or ctx is cancelled.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ErrReported
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runCmd(ctx, rest, stdout, stderr)
+	case "extproc":
+		return extprocCmd(ctx, rest, stdout, stderr)
+	case "xds":
+		return xdsCmd(ctx, rest, stdout, stderr)
+	case "validate":
+		return validateCmd(rest, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "streamgate", Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "streamgate: unknown command %q\n\n%s", cmd, usage)
+		return ErrReported
+	}
+}
+
+// flags builds a FlagSet with the -c flag every config-reading command takes.
+func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := fs.String("c", "streamgate.yaml", "config file `path`")
+	return fs, cfg
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return ErrReported
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "streamgate %s: unexpected arguments: %s\n", fs.Name(), strings.Join(fs.Args(), " "))
+		return ErrReported
+	}
+	return nil
+}
+
+func validateCmd(args []string, stdout, stderr io.Writer) error {
+	fs, path := flags("validate", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		if ps := config.Problems(err); len(ps) > 0 {
+			for _, p := range ps {
+				fmt.Fprintln(stderr, p.Error())
+			}
+			fmt.Fprintf(stderr, "%d problem(s) found\n", len(ps))
+			return ErrReported
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "OK: %s (%d backends, %d models)\n", *path, len(cfg.Backends), len(cfg.Models))
+	return nil
+}

@@ -1,0 +1,270 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Problem is one thing wrong with a config file, located by line and column.
+type Problem struct {
+	File   string
+	Line   int
+	Column int
+	Msg    string
+}
+
+// Error formats the problem as "file:line:col: sentence".
+func (p *Problem) Error() string {
+	if p.Line == 0 {
+		return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Column, p.Msg)
+}
+
+// Load reads, decodes and validates the file at path. On failure the error
+// joins every Problem found (errors.As finds the first; Problems lists all).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Problems returns every Problem joined in err, in file order.
+func Problems(err error) []*Problem {
+	var out []*Problem
+	var walk func(error)
+	walk = func(e error) {
+		if p, ok := e.(*Problem); ok {
+			out = append(out, p)
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+// Parse decodes and validates data read from the named file.
+func Parse(file string, data []byte) (*Config, error) {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlProblem(file, err)
+	}
+	var cfg Config
+	if len(f.Docs) > 0 && f.Docs[0].Body != nil {
+		dec := yaml.NewDecoder(strings.NewReader(""), yaml.DisallowUnknownField())
+		if err := dec.DecodeFromNode(f.Docs[0].Body, &cfg); err != nil {
+			return nil, locate(yamlProblem(file, err), f)
+		}
+	}
+	if len(f.Docs) > 1 {
+		return nil, &Problem{File: file, Msg: "the file holds several YAML documents; put everything in one"}
+	}
+	cfg.Source = file
+	cfg.applyDefaults()
+	v := &validator{file: file, ast: f}
+	v.validate(&cfg)
+	if len(v.problems) > 0 {
+		return nil, errors.Join(v.problems...)
+	}
+	return &cfg, nil
+}
+
+func yamlProblem(file string, err error) error {
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		p := &Problem{File: file, Msg: plainYAMLMessage(ye.GetMessage())}
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			p.Line, p.Column = tk.Position.Line, tk.Position.Column
+		}
+		return p
+	}
+	return &Problem{File: file, Msg: err.Error()}
+}
+
+// locate gives a position to a decode error the YAML library left without
+// one (e.g. a bad duration) by finding the scalar its message quotes.
+func locate(err error, f *ast.File) error {
+	p, ok := err.(*Problem)
+	if !ok || p.Line != 0 {
+		return err
+	}
+	_, rest, found := strings.Cut(p.Msg, "\"")
+	quoted, _, closed := strings.Cut(rest, "\"")
+	if !found || !closed || quoted == "" {
+		return err
+	}
+	for _, doc := range f.Docs {
+		ast.Walk(scalarFinder{want: quoted, p: p}, doc)
+	}
+	return p
+}
+
+type scalarFinder struct {
+	want string
+	p    *Problem
+}
+
+func (s scalarFinder) Visit(n ast.Node) ast.Visitor {
+	if s.p.Line != 0 {
+		return nil
+	}
+	if sn, ok := n.(ast.ScalarNode); ok && fmt.Sprint(sn.GetValue()) == s.want {
+		tk := n.GetToken()
+		s.p.Line, s.p.Column = tk.Position.Line, tk.Position.Column
+		return nil
+	}
+	return s
+}
+
+func plainYAMLMessage(msg string) string {
+	if name, ok := strings.CutPrefix(msg, "unknown field "); ok {
+		return fmt.Sprintf("unknown field %s: check its spelling and where it is nested", name)
+	}
+	return msg
+}
+
+// validator collects Problems, locating each through the parsed YAML tree.
+type validator struct {
+	file     string
+	ast      *ast.File
+	problems []error
+}
+
+// at records a problem located at the node of a YAML path such as
+// $.backends[1].name; when the node is absent it falls back to the parent.
+func (v *validator) at(path string, format string, args ...any) {
+	p := &Problem{File: v.file, Msg: fmt.Sprintf(format, args...)}
+	for cur := path; cur != ""; cur = parentPath(cur) {
+		yp, err := yaml.PathString(cur)
+		if err != nil {
+			continue
+		}
+		n, err := yp.FilterFile(v.ast)
+		if err != nil || n == nil {
+			continue
+		}
+		if tk := n.GetToken(); tk != nil && tk.Position != nil {
+			p.Line, p.Column = tk.Position.Line, tk.Position.Column
+		}
+		break
+	}
+	v.problems = append(v.problems, p)
+}
+
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i <= 1 {
+		return ""
+	}
+	return p[:i]
+}
+
+func (v *validator) validate(c *Config) {
+	v.hostPort("$.gateway.listen", c.Gateway.Listen)
+	v.hostPort("$.xds.listen", c.XDS.Listen)
+	v.hostPort("$.metrics.listen", c.Metrics.Listen)
+	v.hostPort("$.envoy.admin", c.Envoy.Admin)
+	if !strings.HasPrefix(c.ExtProc.Listen, "unix:") {
+		v.hostPort("$.extproc.listen", c.ExtProc.Listen)
+	}
+	if c.Gateway.MaxRequestBodyBytes < 0 {
+		v.at("$.gateway.max_request_body_bytes", "max_request_body_bytes must be positive")
+	}
+	if len(c.Backends) == 0 {
+		v.at("$.backends", "no backends are defined; add at least one under backends")
+	}
+	seen := map[string]int{}
+	for i, b := range c.Backends {
+		p := fmt.Sprintf("$.backends[%d]", i)
+		switch {
+		case b.Name == "":
+			v.at(p, "backend %d has no name", i+1)
+		case !validName(b.Name):
+			v.at(p+".name", "backend name %q may hold only letters, digits, '-', '_' and '.'", b.Name)
+		case strings.HasPrefix(b.Name, "streamgate_"):
+			v.at(p+".name", "backend name %q is reserved: names starting with streamgate_ are Streamgate's own clusters", b.Name)
+		}
+		if j, dup := seen[b.Name]; dup && b.Name != "" {
+			v.at(p+".name", "backend name %q is already used by backend %d", b.Name, j+1)
+		}
+		seen[b.Name] = i
+		if b.Protocol != ProtocolOpenAI {
+			v.at(p+".protocol", "backend %q has protocol %q; supported: %s", b.Name, b.Protocol, ProtocolOpenAI)
+		}
+		if len(b.Endpoints) == 0 {
+			v.at(p, "backend %q has no endpoints", b.Name)
+		}
+		for k, ep := range b.Endpoints {
+			v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, k), ep)
+		}
+		if b.TLS != nil && b.TLS.CAFile != "" {
+			if _, err := os.Stat(b.TLS.CAFile); err != nil {
+				v.at(p+".tls.ca_file", "backend %q: cannot read ca_file %q", b.Name, b.TLS.CAFile)
+			}
+		}
+	}
+	models := map[string]int{}
+	for i, m := range c.Models {
+		p := fmt.Sprintf("$.models[%d]", i)
+		if m.Name == "" {
+			v.at(p, "model %d has no name", i+1)
+		}
+		if j, dup := models[m.Name]; dup && m.Name != "" {
+			v.at(p+".name", "model name %q is already used by model %d", m.Name, j+1)
+		}
+		models[m.Name] = i
+		if _, ok := seen[m.Backend]; !ok {
+			if m.Backend == "" {
+				v.at(p, "model %q names no backend", m.Name)
+			} else {
+				v.at(p+".backend", "model %q points at backend %q, which is not defined under backends", m.Name, m.Backend)
+			}
+		}
+	}
+}
+
+// hostPort checks that s is host:port with a numeric port in 1..65535.
+func (v *validator) hostPort(path, s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.at(path, "%q is not a valid address: write host:port, e.g. 127.0.0.1:8000", s)
+		return
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		v.at(path, "%q has port %q; a port is a number from 1 to 65535", s, port)
+		return
+	}
+	if host == "" {
+		v.at(path, "%q has no host; use 0.0.0.0 to listen everywhere or name the server", s)
+		return
+	}
+	if strings.ContainsAny(host, " /") {
+		v.at(path, "%q has an invalid host %q", s, host)
+	}
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		ok := r == '-' || r == '_' || r == '.' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamgate/streamgate/cmd/streamgate/cli"
+	"github.com/streamgate/streamgate/envoy"
+	"github.com/streamgate/streamgate/examples/fakellm"
+)
+
+// env is one running gateway: real Envoy started by `streamgate run`, and two
+// fakellm backends, all on free loopback ports. TestMain starts it once.
+type env struct {
+	gateway  string // http://127.0.0.1:port
+	admin    string
+	metrics  string
+	backendA *backend
+	backendB *backend
+	logs     *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+var gw *env
+
+// backend is a fakellm server with a tap on the bytes it writes.
+type backend struct {
+	*fakellm.Server
+	url string
+	tap *tap
+}
+
+func TestMain(m *testing.M) {
+	bin, err := envoyBinary()
+	if err != nil {
+		if os.Getenv("STREAMGATE_REQUIRE_ALL") == "1" {
+			fmt.Fprintln(os.Stderr, "e2e: Envoy is required (STREAMGATE_REQUIRE_ALL=1):", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "e2e: skipping, no Envoy:", err)
+		os.Exit(0)
+	}
+	os.Setenv("ENVOY_BIN", bin)
+	gw, err = startEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: cannot start gateway:", err)
+		if gw != nil {
+			fmt.Fprintln(os.Stderr, gw.logs.String())
+		}
+		os.Exit(1)
+	}
+	code := m.Run()
+	gw.stop()
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, "---- streamgate + envoy logs ----")
+		fmt.Fprintln(os.Stderr, gw.logs.String())
+	}
+	os.Exit(code)
+}
+
+// envoyBinary finds Envoy the way `streamgate run` does, from the repo root.
+func envoyBinary() (string, error) {
+	wd, _ := os.Getwd()
+	return envoy.Find(filepath.Dir(wd))
+}
+
+func startEnv() (*env, error) {
+	e := &env{logs: &syncBuffer{}, done: make(chan error, 1)}
+	var err error
+	if e.backendA, err = startBackend("backend-a"); err != nil {
+		return nil, err
+	}
+	if e.backendB, err = startBackend("backend-b"); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(5)
+	if err != nil {
+		return nil, err
+	}
+	e.gateway = "http://" + ports[0]
+	e.admin = "http://" + ports[3]
+	e.metrics = "http://" + ports[4]
+	cfg := fmt.Sprintf(`gateway:
+  listen: %s
+extproc:
+  listen: %s
+xds:
+  listen: %s
+envoy:
+  admin: %s
+metrics:
+  listen: %s
+backends:
+  - name: backend-a
+    protocol: openai
+    endpoints: [%s]
+  - name: backend-b
+    protocol: openai
+    endpoints: [%s]
+models:
+  - name: model-a
+    backend: backend-a
+    upstream_model: upstream-a
+  - name: model-b
+    backend: backend-b
+`, ports[0], ports[1], ports[2], ports[3], ports[4], hostPort(e.backendA.url), hostPort(e.backendB.url))
+	dir, err := os.MkdirTemp("", "streamgate-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "streamgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() {
+		e.done <- cli.Main(ctx, []string{"run", "-c", path, "--envoy-log-level", "warning"}, e.logs, e.logs)
+	}()
+	if err := e.waitReady(30 * time.Second); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// waitReady polls the gateway until Envoy has its listener and routes.
+func (e *env) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-e.done:
+			return fmt.Errorf("streamgate exited early: %v", err)
+		default:
+		}
+		resp, err := http.Get(e.gateway + "/v1/models")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("gateway not ready after %s", limit)
+}
+
+func (e *env) stop() {
+	e.cancel()
+	select {
+	case <-e.done:
+	case <-time.After(20 * time.Second):
+		fmt.Fprintln(os.Stderr, "e2e: streamgate did not stop in 20s")
+	}
+}
+
+func startBackend(name string) (*backend, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b := &backend{Server: fakellm.New(fakellm.Options{Name: name}), url: "http://" + lis.Addr().String(), tap: &tap{}}
+	go func() { _ = http.Serve(lis, b.tap.wrap(b.Server)) }()
+	return b, nil
+}
+
+func freePorts(n int) ([]string, error) {
+	var out []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
+
+func hostPort(url string) string { return strings.TrimPrefix(url, "http://") }
+
+// syncBuffer collects process logs from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// tap records the bytes a backend writes for requests carrying the header
+// x-e2e-tap, so a test can compare them with what the client received.
+type tap struct {
+	mu   sync.Mutex
+	byID map[string]*bytes.Buffer
+}
+
+func (t *tap) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("x-e2e-tap")
+		if id == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		buf := &bytes.Buffer{}
+		t.mu.Lock()
+		if t.byID == nil {
+			t.byID = map[string]*bytes.Buffer{}
+		}
+		t.byID[id] = buf
+		t.mu.Unlock()
+		h.ServeHTTP(&tapWriter{ResponseWriter: w, buf: buf, mu: &t.mu}, r)
+	})
+}
+
+func (t *tap) bytes(id string) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b := t.byID[id]; b != nil {
+		return append([]byte(nil), b.Bytes()...)
+	}
+	return nil
+}
+
+type tapWriter struct {
+	http.ResponseWriter
+	buf *bytes.Buffer
+	mu  *sync.Mutex
+}
+
+func (w *tapWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.buf.Write(p)
+	w.mu.Unlock()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *tapWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer (hijack, flush).
+func (w *tapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

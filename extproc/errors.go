@@ -1,0 +1,79 @@
+package extproc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Sentinel errors a request can fail with. Each maps to one HTTP status and
+// one OpenAI error type/code at a single boundary: immediateError.
+var (
+	ErrBadJSON       = errors.New("request body is not valid JSON")
+	ErrMissingModel  = errors.New("request has no model")
+	ErrUnknownModel  = errors.New("model does not exist")
+	ErrBodyTooLarge  = errors.New("request body too large")
+	ErrNoBody        = errors.New("request has no body")
+	ErrUnknownPath   = errors.New("unknown path")
+	ErrMethod        = errors.New("method not allowed")
+	ErrBodyTruncated = errors.New("request body arrived incomplete")
+)
+
+// clientError is a request failure with the message the client sees.
+type clientError struct {
+	kind error
+	msg  string
+}
+
+func (e *clientError) Error() string { return e.msg }
+func (e *clientError) Unwrap() error { return e.kind }
+
+func reject(kind error, format string, args ...any) error {
+	return &clientError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// openAIError is what the OpenAI API returns for a failed request.
+type openAIError struct {
+	Error openAIErrorBody `json:"error"`
+}
+
+type openAIErrorBody struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    string  `json:"code"`
+}
+
+// errorShape gives the HTTP status, OpenAI type and code for an error.
+func errorShape(err error) (status int, typ, code string) {
+	switch {
+	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrMissingModel), errors.Is(err, ErrNoBody):
+		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
+	case errors.Is(err, ErrUnknownModel):
+		return http.StatusNotFound, "invalid_request_error", "model_not_found"
+	case errors.Is(err, ErrUnknownPath):
+		return http.StatusNotFound, "invalid_request_error", "unknown_url"
+	case errors.Is(err, ErrMethod):
+		return http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"
+	case errors.Is(err, ErrBodyTooLarge):
+		return http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"
+	case errors.Is(err, ErrBodyTruncated):
+		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
+	default:
+		return http.StatusInternalServerError, "server_error", "internal_error"
+	}
+}
+
+// errorBody renders err as an OpenAI JSON error. Only clientError messages
+// reach the client; anything else is reported as an internal error.
+func errorBody(err error) (int, []byte) {
+	status, typ, code := errorShape(err)
+	msg := "The gateway failed to process the request."
+	var ce *clientError
+	if errors.As(err, &ce) {
+		msg = ce.msg
+	}
+	b, _ := json.Marshal(openAIError{Error: openAIErrorBody{Message: msg, Type: typ, Code: code}})
+	return status, b
+}

@@ -1,0 +1,39 @@
+package extproc
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the ext_proc server's Prometheus collectors. A nil *Metrics
+// records nothing.
+type Metrics struct {
+	requests *prometheus.CounterVec
+}
+
+// NewMetrics registers Streamgate's request metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgate_requests_total",
+			Help: "Requests seen by the ext_proc server, by public model, backend and the status Streamgate answered with (\"routed\" when forwarded).",
+		}, []string{"model", "backend", "status"}),
+	}
+	reg.MustRegister(m.requests)
+	return m
+}
+
+func (m *Metrics) observe(p *processor) {
+	if m == nil || p.path == "" {
+		return
+	}
+	model, backend, status := "other", "", "routed"
+	if p.route != nil {
+		model, backend = p.route.Model, p.route.Backend
+	}
+	if p.status != 0 {
+		status = strconv.Itoa(p.status)
+	}
+	m.requests.WithLabelValues(model, backend, status).Inc()
+}

@@ -1,0 +1,205 @@
+package extproc
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+)
+
+// Header names Streamgate reads or writes.
+const (
+	backendHeader  = "x-streamgate-backend"
+	internalPrefix = "x-streamgate-"
+)
+
+// endpoint is a client-facing API path Streamgate serves.
+type endpoint int
+
+const (
+	endpointNone endpoint = iota
+	endpointChat
+	endpointCompletions
+	endpointEmbeddings
+	endpointModels
+)
+
+// processor is the state of one request's ext_proc stream. It is used by
+// one goroutine only. Defaults pass everything through.
+type processor struct {
+	routes  *Routes
+	maxBody int64
+	log     *slog.Logger
+	metrics *Metrics
+
+	requestID string
+	path      string
+	endpoint  endpoint
+	info      requestInfo
+	route     *Route
+	status    int // HTTP status when Streamgate answered the request itself
+}
+
+func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
+	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m}
+}
+
+// handle answers one message from Envoy.
+func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.ProcessingResponse {
+	switch r := req.Request.(type) {
+	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
+		return p.onRequestHeaders(r.RequestHeaders)
+	case *extprocsvcv3.ProcessingRequest_RequestBody:
+		return p.onRequestBody(r.RequestBody)
+	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
+	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
+	case *extprocsvcv3.ProcessingRequest_ResponseBody:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocsvcv3.BodyResponse{}}}
+	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
+		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
+	default:
+		return p.fail(errors.New("unexpected ext_proc message"))
+	}
+}
+
+func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
+	var method, contentLength string
+	var strip []string
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		switch k := hv.GetKey(); {
+		case k == ":method":
+			method = headerValue(hv)
+		case k == ":path":
+			p.path = headerValue(hv)
+		case k == "content-length":
+			contentLength = headerValue(hv)
+		case k == "x-request-id":
+			p.requestID = headerValue(hv)
+		case strings.HasPrefix(k, internalPrefix):
+			strip = append(strip, k)
+		}
+	}
+	path, _, _ := strings.Cut(p.path, "?")
+	p.endpoint = endpointFor(path)
+	switch {
+	case p.endpoint == endpointNone:
+		return p.fail(reject(ErrUnknownPath, "Invalid URL (%s %s)", method, path))
+	case p.endpoint == endpointModels:
+		if method != http.MethodGet {
+			return p.fail(reject(ErrMethod, "Use GET for %s.", path))
+		}
+		return p.immediate(http.StatusOK, p.modelList(), "streamgate_models")
+	case method != http.MethodPost:
+		return p.fail(reject(ErrMethod, "Use POST for %s.", path))
+	case h.GetEndOfStream():
+		return p.fail(reject(ErrNoBody, "The request has no body; send a JSON object."))
+	}
+	if n, err := strconv.ParseInt(contentLength, 10, 64); err == nil && n > p.maxBody {
+		return p.fail(reject(ErrBodyTooLarge, "Request body is larger than the gateway limit of %d bytes.", p.maxBody))
+	}
+	resp := &extprocsvcv3.HeadersResponse{}
+	if len(strip) > 0 {
+		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{RemoveHeaders: strip}}
+	}
+	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+}
+
+func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
+	body := b.GetBody()
+	if int64(len(body)) > p.maxBody {
+		return p.fail(reject(ErrBodyTooLarge, "Request body is larger than the gateway limit of %d bytes.", p.maxBody))
+	}
+	if !b.GetEndOfStream() {
+		return p.fail(reject(ErrBodyTruncated, "The request body arrived incomplete."))
+	}
+	info, err := parseRequest(body)
+	if err != nil {
+		return p.fail(err)
+	}
+	p.info = info
+	route := p.routes.Lookup(info.Model)
+	if route == nil {
+		return p.fail(reject(ErrUnknownModel, "The model `%s` does not exist or you do not have access to it.", info.Model))
+	}
+	p.route = route
+	set := []*corev3.HeaderValueOption{header(backendHeader, route.Backend)}
+	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
+	if route.UpstreamModel != info.Model {
+		out, err := rewriteModel(body, route.UpstreamModel)
+		if err != nil {
+			return p.fail(err)
+		}
+		common.BodyMutation = &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: out}}
+		set = append(set, header("content-length", itoa(len(out))))
+	}
+	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
+	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{
+		RequestBody: &extprocsvcv3.BodyResponse{Response: common},
+	}}
+}
+
+// fail ends the request with err as an OpenAI JSON error, logged once.
+func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
+	status, body := errorBody(err)
+	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "reason", err.Error())
+	return p.immediate(status, body, "streamgate_rejected")
+}
+
+func (p *processor) immediate(status int, body []byte, details string) *extprocsvcv3.ProcessingResponse {
+	p.status = status
+	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header("content-type", "application/json")}},
+			Body:    body,
+			Details: details,
+		},
+	}}
+}
+
+// finish runs once when the ext_proc stream ends, whatever ended it.
+func (p *processor) finish() {
+	p.metrics.observe(p)
+}
+
+func endpointFor(path string) endpoint {
+	switch path {
+	case "/v1/chat/completions":
+		return endpointChat
+	case "/v1/completions":
+		return endpointCompletions
+	case "/v1/embeddings":
+		return endpointEmbeddings
+	case "/v1/models":
+		return endpointModels
+	}
+	return endpointNone
+}
+
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// headerValue reads a header Envoy sent, in either value field.
+func headerValue(h *corev3.HeaderValue) string {
+	if len(h.GetRawValue()) > 0 {
+		return string(h.GetRawValue())
+	}
+	return h.GetValue()
+}
+
+// pathOnly drops the query string, which may carry secrets, before logging.
+func pathOnly(p string) string {
+	path, _, _ := strings.Cut(p, "?")
+	return path
+}

@@ -1,0 +1,99 @@
+// Package extproc is Streamgate's ext_proc server: Envoy hands it each
+// request's headers and buffered body; it picks the backend, rewrites what
+// the backend needs and rejects bad requests with protocol-correct errors.
+package extproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// drainTimeout bounds how long Serve waits for open streams at shutdown.
+const drainTimeout = 30 * time.Second
+
+// Server implements Envoy's ExternalProcessor service. One Server serves
+// every Envoy stream concurrently; the routing table is swapped atomically.
+type Server struct {
+	extprocsvcv3.UnimplementedExternalProcessorServer
+
+	routes  atomic.Pointer[Routes]
+	maxBody atomic.Int64
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
+
+// NewServer returns a Server serving cfg. metrics may be nil.
+func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
+	s := &Server{log: log, metrics: metrics}
+	s.Update(cfg, routes)
+	return s
+}
+
+// Update swaps in a new config; streams already running keep the old one.
+func (s *Server) Update(cfg *config.Config, routes *Routes) {
+	s.routes.Store(routes)
+	s.maxBody.Store(cfg.Gateway.MaxRequestBodyBytes)
+}
+
+// Process handles one HTTP request's ext_proc stream.
+func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
+	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
+	defer p.finish()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot receive from envoy: %w", err)
+		}
+		resp := p.handle(req)
+		if err := stream.Send(resp); err != nil {
+			return fmt.Errorf("cannot send to envoy: %w", err)
+		}
+	}
+}
+
+// GRPCOptions returns the server options a body of maxBody bytes needs:
+// Envoy sends the whole buffered body in one message.
+func GRPCOptions(maxBody int64) []grpc.ServerOption {
+	limit := int(maxBody) + 1<<20
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit)}
+}
+
+// Serve answers ext_proc and gRPC health on lis until ctx is done.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gs := grpc.NewServer(GRPCOptions(s.maxBody.Load())...)
+	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	go func() {
+		<-ctx.Done()
+		hs.Shutdown()
+		// Let running requests finish their ext_proc exchange, but not forever.
+		t := time.AfterFunc(drainTimeout, gs.Stop)
+		gs.GracefulStop()
+		t.Stop()
+	}()
+	if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("cannot serve ext_proc: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package xds
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// ExtProcCluster is the cluster name Envoy uses to reach the ext_proc server.
+const ExtProcCluster = "streamgate_extproc"
+
+// backendCluster is the cluster for one backend. When every endpoint is an
+// IP address it is an EDS cluster whose endpoints come from backendEndpoints,
+// so endpoint changes never rebuild the cluster; endpoints named by DNS make
+// it a STRICT_DNS cluster carrying its endpoints inline.
+func backendCluster(b *config.Backend) (*clusterv3.Cluster, error) {
+	c := &clusterv3.Cluster{
+		Name:           b.Name,
+		ConnectTimeout: durationpb.New(b.ConnectTimeout),
+		LbPolicy:       clusterv3.Cluster_LEAST_REQUEST,
+	}
+	if usesEDS(b) {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()}
+	} else {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		c.LoadAssignment = backendEndpoints(b)
+	}
+	if b.TLS != nil {
+		ts, err := upstreamTLS(b)
+		if err != nil {
+			return nil, err
+		}
+		c.TransportSocket = ts
+	}
+	return c, nil
+}
+
+func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
+	sni := b.TLS.SNI
+	if sni == "" && len(b.Endpoints) > 0 {
+		sni, _, _ = net.SplitHostPort(b.Endpoints[0])
+	}
+	tc := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{}}
+	if b.TLS.CAFile != "" {
+		tc.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{
+			ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: b.TLS.CAFile}},
+			},
+		}
+	}
+	a, err := anypb.New(tc)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode TLS context for backend %q: %w", b.Name, err)
+	}
+	return &corev3.TransportSocket{
+		Name:       "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a},
+	}, nil
+}
+
+// usesEDS reports whether all of b's endpoints are IP addresses.
+func usesEDS(b *config.Backend) bool {
+	for _, ep := range b.Endpoints {
+		host, _, _ := net.SplitHostPort(ep)
+		if net.ParseIP(host) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// backendEndpoints lists a backend's endpoints as one locality.
+func backendEndpoints(b *config.Backend) *endpointv3.ClusterLoadAssignment {
+	lb := make([]*endpointv3.LbEndpoint, 0, len(b.Endpoints))
+	for _, ep := range b.Endpoints {
+		lb = append(lb, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep)}},
+		})
+	}
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: b.Name,
+		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lb}},
+	}
+}
+
+// extProcCluster reaches the ext_proc gRPC server over HTTP/2, on TCP or a
+// unix socket ("unix:/path").
+func extProcCluster(listen string) (*clusterv3.Cluster, error) {
+	var addr *corev3.Address
+	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
+		addr = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: path}}}
+	} else {
+		addr = socketAddress(listen)
+	}
+	opts, err := http2Options()
+	if err != nil {
+		return nil, err
+	}
+	return &clusterv3.Cluster{
+		Name:                          ExtProcCluster,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:                durationpb.New(config.DefaultConnectTimeout),
+		TypedExtensionProtocolOptions: opts,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: ExtProcCluster,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr}},
+			}}}},
+		},
+	}, nil
+}
+
+func http2Options() (map[string]*anypb.Any, error) {
+	a, err := anypb.New(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode HTTP/2 options: %w", err)
+	}
+	return map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": a}, nil
+}
+
+// socketAddress turns a validated host:port into an Envoy address.
+func socketAddress(hostPort string) *corev3.Address {
+	host, p, _ := net.SplitHostPort(hostPort)
+	port, _ := strconv.Atoi(p)
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+	}}}
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// unroutedCluster has no endpoints: a request that reaches it gets a 503.
+func unroutedCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 UnroutedCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(config.DefaultConnectTimeout),
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: UnroutedCluster},
+	}
+}

@@ -1,0 +1,185 @@
+package xds
+
+import (
+	"fmt"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// Names of the resources published in all-in-one mode.
+const (
+	ListenerName = "streamgate_gateway"
+	RouteName    = "streamgate_routes"
+	// BackendHeader is the request header the ext_proc server sets to pick a backend.
+	BackendHeader = "x-streamgate-backend"
+	// UnroutedCluster is the endpoint-less cluster of the catch-all route.
+	UnroutedCluster = "streamgate_unrouted"
+)
+
+// gatewayListener is the client-facing listener: an HTTP connection manager
+// (HTTP/1.1 and HTTP/2 by negotiation) with the ext_proc filter before the router.
+func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
+	extProc, err := typed("envoy.filters.http.ext_proc", extProcFilter(cfg))
+	if err != nil {
+		return nil, err
+	}
+	router, err := typed("envoy.filters.http.router", &routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: "streamgate",
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsSource(),
+			RouteConfigName: RouteName,
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{extProc, router},
+		// Token streams may run for minutes: no overall request timeout,
+		// only an idle timeout for streams that stop moving.
+		StreamIdleTimeout: durationpb.New(cfg.Gateway.StreamIdleTimeout),
+		RequestTimeout:    durationpb.New(0),
+		LocalReplyConfig:  localReplies(cfg),
+	}
+	hcmAny, err := anypb.New(hcm)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode HTTP connection manager: %w", err)
+	}
+	return &listenerv3.Listener{
+		Name:    ListenerName,
+		Address: socketAddress(cfg.Gateway.Listen),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       "envoy.filters.network.http_connection_manager",
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+			}},
+		}},
+	}, nil
+}
+
+// extProcFilter asks Streamgate for request headers and the buffered request
+// body only; responses stream straight through unless a request overrides
+// the mode, so pass-through streams pay no ext_proc round trip per chunk.
+func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+				ClusterName: ExtProcCluster,
+			}},
+		},
+		FailureModeAllow: false,
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+			RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
+			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		MessageTimeout:    durationpb.New(cfg.ExtProc.MessageTimeout),
+		AllowModeOverride: true,
+	}
+}
+
+// routeConfig routes on the backend header set by ext_proc.
+func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
+	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
+	for _, b := range cfg.Backends {
+		routes = append(routes, &routev3.Route{
+			Name: "backend_" + b.Name,
+			Match: &routev3.RouteMatch{
+				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+				Headers: []*routev3.HeaderMatcher{{
+					Name: BackendHeader,
+					HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+						MatchPattern: &matcherv3.StringMatcher_Exact{Exact: b.Name},
+					}},
+				}},
+			},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: b.Name},
+				Timeout:          durationpb.New(0),
+				IdleTimeout:      durationpb.New(cfg.Gateway.StreamIdleTimeout),
+			}},
+		})
+	}
+	// The catch-all must be a real route, not a direct response: Envoy
+	// takes the request body buffer limit from the route matched when the
+	// stream starts, before ext_proc has picked the backend. Its cluster has
+	// no endpoints; ext_proc answers every request it does not route itself.
+	routes = append(routes, &routev3.Route{
+		Name:  "unrouted",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: UnroutedCluster},
+		}},
+	})
+	return &routev3.RouteConfiguration{
+		Name: RouteName,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    "streamgate",
+			Domains: []string{"*"},
+			Routes:  routes,
+			// Buffered request bodies (ext_proc reads them whole) may be
+			// this large; beyond it Envoy answers 413.
+			RequestBodyBufferLimit: wrapperspb.UInt64(uint64(cfg.Gateway.MaxRequestBodyBytes)),
+		}},
+	}
+}
+
+// localReplies gives the replies Envoy makes itself (body too large,
+// upstream unreachable, ...) the OpenAI error shape.
+func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
+	tooLarge := fmt.Sprintf("Request body is larger than the gateway limit of %d bytes.", cfg.Gateway.MaxRequestBodyBytes)
+	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
+		{
+			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+					Op:    accesslogv3.ComparisonFilter_EQ,
+					Value: &corev3.RuntimeUInt32{DefaultValue: 413, RuntimeKey: "streamgate.local_reply.413"},
+				}},
+			}},
+			BodyFormatOverride: jsonErrorFormat(tooLarge, "invalid_request_error", "request_too_large"),
+		},
+		{
+			// Upstream failures Envoy detects itself.
+			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
+				ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UH", "UF", "UO", "URX", "UC", "UT", "NR", "SI", "DPE"}},
+			}},
+			BodyFormatOverride: jsonErrorFormat("%LOCAL_REPLY_BODY%", "server_error", "%RESPONSE_CODE_DETAILS%"),
+		},
+	}}
+}
+
+func jsonErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString {
+	s, _ := structpb.NewStruct(map[string]any{"error": map[string]any{
+		"message": message, "type": typ, "code": code,
+	}})
+	return &corev3.SubstitutionFormatString{
+		Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: s},
+		ContentType: "application/json",
+	}
+}
+
+// typed wraps a filter config as a named HTTP filter.
+func typed(name string, m proto.Message) (*hcmv3.HttpFilter, error) {
+	a, err := anypb.New(m)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode %s config: %w", name, err)
+	}
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
+}

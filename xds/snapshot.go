@@ -1,0 +1,97 @@
+// Package xds is Streamgate's control plane: it turns a config into Envoy
+// resources and serves them over ADS (go-control-plane snapshot cache).
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// Mode says which resources a snapshot holds.
+type Mode int
+
+const (
+	// AllInOne publishes the gateway listener, its routes, the ext_proc
+	// cluster and the model clusters: Envoy needs nothing else.
+	AllInOne Mode = iota
+	// DropIn publishes only the model clusters and their endpoints, for an
+	// Envoy whose listeners are configured elsewhere.
+	DropIn
+)
+
+// Snapshot builds the resources for cfg. It is a pure function of its
+// inputs: the same config always yields the same resources, in sorted order,
+// and a version derived from their content.
+func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
+	res := map[resourcev3.Type][]types.Resource{}
+	backends := append([]config.Backend(nil), cfg.Backends...)
+	sort.Slice(backends, func(i, j int) bool { return backends[i].Name < backends[j].Name })
+	for i := range backends {
+		b := &backends[i]
+		c, err := backendCluster(b)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], c)
+		if usesEDS(b) {
+			res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], backendEndpoints(b))
+		}
+	}
+	if mode == AllInOne {
+		ep, err := extProcCluster(cfg.ExtProc.Listen)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], ep, unroutedCluster())
+		l, err := gatewayListener(cfg)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.ListenerType] = []types.Resource{l}
+		res[resourcev3.RouteType] = []types.Resource{routeConfig(cfg)}
+	}
+	version, err := contentVersion(res)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := cachev3.NewSnapshot(version, res)
+	if err != nil {
+		return nil, fmt.Errorf("cannot build snapshot: %w", err)
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, fmt.Errorf("cannot build a consistent snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// contentVersion hashes the deterministic encoding of every resource, so a
+// snapshot's version changes exactly when its content does.
+func contentVersion(res map[resourcev3.Type][]types.Resource) (string, error) {
+	h := sha256.New()
+	typesSorted := make([]string, 0, len(res))
+	for t := range res {
+		typesSorted = append(typesSorted, t)
+	}
+	sort.Strings(typesSorted)
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, t := range typesSorted {
+		h.Write([]byte(t))
+		for _, r := range res[t] {
+			b, err := opts.Marshal(r)
+			if err != nil {
+				return "", fmt.Errorf("cannot encode %s: %w", t, err)
+			}
+			h.Write(b)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
