@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/streamgate/streamgate/cmd/streamgate/cli"
@@ -27,8 +28,10 @@ type env struct {
 	backendA *backend
 	backendB *backend
 	logs     *syncBuffer
-	cancel   context.CancelFunc
-	done     chan error
+	// configPath is the config file the gateway was started with.
+	configPath string
+	cancel     context.CancelFunc
+	done       chan error
 }
 
 var gw *env
@@ -74,6 +77,39 @@ func envoyBinary() (string, error) {
 	return envoy.Find(filepath.Dir(wd))
 }
 
+// defaultConfig is the shared gateway's config: two models on two backends.
+const defaultConfig = `gateway:
+  listen: {{.Gateway}}
+extproc:
+  listen: {{.ExtProc}}
+xds:
+  listen: {{.XDS}}
+envoy:
+  admin: {{.Admin}}
+metrics:
+  listen: {{.Metrics}}
+backends:
+  - name: backend-a
+    protocol: openai
+    endpoints: [{{.BackendA}}]
+  - name: backend-b
+    protocol: openai
+    endpoints: [{{.BackendB}}]
+models:
+  - name: model-a
+    backend: backend-a
+    upstream_model: upstream-a
+  - name: model-b
+    backend: backend-b
+`
+
+// Ports fill a config template: free loopback addresses for every listener
+// and the two fake backends' addresses.
+type Ports struct {
+	Gateway, ExtProc, XDS, Admin, Metrics string
+	BackendA, BackendB                    string
+}
+
 func startEnv() (*env, error) {
 	e := &env{logs: &syncBuffer{}, done: make(chan error, 1)}
 	var err error
@@ -83,54 +119,57 @@ func startEnv() (*env, error) {
 	if e.backendB, err = startBackend("backend-b"); err != nil {
 		return nil, err
 	}
+	return e, e.start(defaultConfig)
+}
+
+// startGateway runs another gateway (its own streamgate run + Envoy) with
+// configTemplate, sharing the two fake backends of the main one. It stops
+// when the test ends and dumps its logs if the test failed.
+func startGateway(t testing.TB, configTemplate string) *env {
+	t.Helper()
+	e := &env{logs: &syncBuffer{}, done: make(chan error, 1), backendA: gw.backendA, backendB: gw.backendB}
+	err := e.start(configTemplate)
+	t.Cleanup(func() {
+		e.stop()
+		if t.Failed() {
+			t.Logf("---- gateway logs ----\n%s", e.logs.String())
+		}
+	})
+	if err != nil {
+		t.Fatalf("cannot start gateway: %v", err)
+	}
+	return e
+}
+
+func (e *env) start(configTemplate string) error {
 	ports, err := freePorts(5)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	e.gateway = "http://" + ports[0]
-	e.admin = "http://" + ports[3]
-	e.metrics = "http://" + ports[4]
-	cfg := fmt.Sprintf(`gateway:
-  listen: %s
-extproc:
-  listen: %s
-xds:
-  listen: %s
-envoy:
-  admin: %s
-metrics:
-  listen: %s
-backends:
-  - name: backend-a
-    protocol: openai
-    endpoints: [%s]
-  - name: backend-b
-    protocol: openai
-    endpoints: [%s]
-models:
-  - name: model-a
-    backend: backend-a
-    upstream_model: upstream-a
-  - name: model-b
-    backend: backend-b
-`, ports[0], ports[1], ports[2], ports[3], ports[4], hostPort(e.backendA.url), hostPort(e.backendB.url))
+	p := Ports{Gateway: ports[0], ExtProc: ports[1], XDS: ports[2], Admin: ports[3], Metrics: ports[4],
+		BackendA: hostPort(e.backendA.url), BackendB: hostPort(e.backendB.url)}
+	e.gateway = "http://" + p.Gateway
+	e.admin = "http://" + p.Admin
+	e.metrics = "http://" + p.Metrics
+	var cfg bytes.Buffer
+	if err := template.Must(template.New("cfg").Parse(configTemplate)).Execute(&cfg, p); err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "streamgate-e2e-")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	path := filepath.Join(dir, "streamgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
+	if err := os.WriteFile(path, cfg.Bytes(), 0o600); err != nil {
+		return err
 	}
+	e.configPath = path
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go func() {
 		e.done <- cli.Main(ctx, []string{"run", "-c", path, "--envoy-log-level", "warning"}, e.logs, e.logs)
 	}()
-	if err := e.waitReady(30 * time.Second); err != nil {
-		return e, err
-	}
-	return e, nil
+	return e.waitReady(30 * time.Second)
 }
 
 // waitReady polls the gateway until Envoy has its listener and routes.

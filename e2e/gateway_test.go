@@ -217,3 +217,21 @@ func drain(ch <-chan struct{}) {
 		}
 	}
 }
+
+// TestConfiguredBodyCap runs a second gateway with a 4 KiB body cap.
+func TestConfiguredBodyCap(t *testing.T) {
+	small := startGateway(t, strings.Replace(defaultConfig, "gateway:\n", "gateway:\n  max_request_body_bytes: 4096\n", 1))
+	for name, size := range map[string]int{"under the cap": 1000, "over the cap": 5000} {
+		t.Run(name, func(t *testing.T) {
+			body := chatBody("model-b", false, strings.Repeat("z", size))
+			resp, err := http.Post(small.gateway+"/v1/chat/completions", "application/json", strings.NewReader(string(body)))
+			require.NoError(t, err)
+			if size < 4096 {
+				defer resp.Body.Close()
+				require.Equal(t, http.StatusOK, resp.StatusCode)
+				return
+			}
+			requireOpenAIError(t, resp, http.StatusRequestEntityTooLarge, "request_too_large")
+		})
+	}
+}
