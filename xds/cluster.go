@@ -60,7 +60,7 @@ func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
 			},
 		}
 	}
-	a, err := anypb.New(tc)
+	a, err := toAny(tc)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode TLS context for backend %q: %w", b.Name, err)
 	}
@@ -123,7 +123,7 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 }
 
 func http2Options() (map[string]*anypb.Any, error) {
-	a, err := anypb.New(&httpv3.HttpProtocolOptions{
+	a, err := toAny(&httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{

@@ -12,7 +12,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -55,7 +54,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		RequestTimeout:    durationpb.New(0),
 		LocalReplyConfig:  localReplies(cfg),
 	}
-	hcmAny, err := anypb.New(hcm)
+	hcmAny, err := toAny(hcm)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode HTTP connection manager: %w", err)
 	}
@@ -98,7 +97,7 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 // routeConfig routes on the backend header set by ext_proc.
 func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
 	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
-	for _, b := range cfg.Backends {
+	for _, b := range sortedBackends(cfg) {
 		routes = append(routes, &routev3.Route{
 			Name: "backend_" + b.Name,
 			Match: &routev3.RouteMatch{
@@ -177,7 +176,7 @@ func jsonErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString
 
 // typed wraps a filter config as a named HTTP filter.
 func typed(name string, m proto.Message) (*hcmv3.HttpFilter, error) {
-	a, err := anypb.New(m)
+	a, err := toAny(m)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode %s config: %w", name, err)
 	}

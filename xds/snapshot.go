@@ -12,6 +12,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/streamgate/streamgate/config"
 )
@@ -33,8 +34,7 @@ const (
 // and a version derived from their content.
 func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 	res := map[resourcev3.Type][]types.Resource{}
-	backends := append([]config.Backend(nil), cfg.Backends...)
-	sort.Slice(backends, func(i, j int) bool { return backends[i].Name < backends[j].Name })
+	backends := sortedBackends(cfg)
 	for i := range backends {
 		b := &backends[i]
 		c, err := backendCluster(b)
@@ -73,6 +73,13 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 	return snap, nil
 }
 
+// sortedBackends returns a copy of cfg's backends sorted by name.
+func sortedBackends(cfg *config.Config) []config.Backend {
+	out := append([]config.Backend(nil), cfg.Backends...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // contentVersion hashes the deterministic encoding of every resource, so a
 // snapshot's version changes exactly when its content does.
 func contentVersion(res map[resourcev3.Type][]types.Resource) (string, error) {
@@ -94,4 +101,14 @@ func contentVersion(res map[resourcev3.Type][]types.Resource) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// toAny packs m deterministically: the same message always gives the same
+// bytes, so snapshot versions change only when content does.
+func toAny(m proto.Message) (*anypb.Any, error) {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return a, nil
 }

@@ -1,0 +1,99 @@
+package xds
+
+import (
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+const twoBackends = `
+gateway:
+  listen: 127.0.0.1:10000
+  stream_idle_timeout: 90s
+backends:
+  - name: zeta
+    protocol: openai
+    endpoints: [10.0.0.1:8000, 10.0.0.2:8000]
+  - name: alpha
+    protocol: openai
+    endpoints: [vllm.internal:8000]
+    tls: {sni: vllm.example}
+models:
+  - name: m
+    backend: zeta
+`
+
+func parse(t *testing.T, src string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(src))
+	require.NoError(t, err)
+	return cfg
+}
+
+func TestSnapshotAllInOne(t *testing.T) {
+	snap, err := Snapshot(parse(t, twoBackends), AllInOne)
+	require.NoError(t, err)
+
+	clusters := snap.GetResources(resourcev3.ClusterType)
+	require.Len(t, clusters, 4)
+	require.Contains(t, clusters, ExtProcCluster)
+	require.Contains(t, clusters, UnroutedCluster)
+
+	zeta := clusters["zeta"].(*clusterv3.Cluster)
+	assert.Equal(t, clusterv3.Cluster_EDS, zeta.GetType(), "IP endpoints go through EDS")
+	alpha := clusters["alpha"].(*clusterv3.Cluster)
+	assert.Equal(t, clusterv3.Cluster_STRICT_DNS, alpha.GetType(), "DNS endpoints resolve in Envoy")
+	var tc tlsv3.UpstreamTlsContext
+	require.NoError(t, alpha.GetTransportSocket().GetTypedConfig().UnmarshalTo(&tc))
+	assert.Equal(t, "vllm.example", tc.GetSni())
+
+	eps := snap.GetResources(resourcev3.EndpointType)
+	require.Len(t, eps, 1, "only EDS clusters get a load assignment resource")
+	require.Contains(t, eps, "zeta")
+
+	rc := snap.GetResources(resourcev3.RouteType)[RouteName].(*routev3.RouteConfiguration)
+	routes := rc.GetVirtualHosts()[0].GetRoutes()
+	require.Len(t, routes, 3)
+	assert.Equal(t, "alpha", routes[0].GetRoute().GetCluster(), "backends are sorted by name")
+	assert.Equal(t, BackendHeader, routes[0].GetMatch().GetHeaders()[0].GetName())
+	assert.Equal(t, "alpha", routes[0].GetMatch().GetHeaders()[0].GetStringMatch().GetExact())
+	assert.Zero(t, routes[0].GetRoute().GetTimeout().AsDuration(), "streams have no overall timeout")
+	assert.Equal(t, "1m30s", routes[0].GetRoute().GetIdleTimeout().AsDuration().String())
+	assert.Equal(t, UnroutedCluster, routes[2].GetRoute().GetCluster(), "catch-all is last")
+	assert.EqualValues(t, config.DefaultMaxBodyBytes, rc.GetVirtualHosts()[0].GetRequestBodyBufferLimit().GetValue())
+
+	l := snap.GetResources(resourcev3.ListenerType)[ListenerName].(*listenerv3.Listener)
+	assert.EqualValues(t, 10000, l.GetAddress().GetSocketAddress().GetPortValue())
+}
+
+func TestSnapshotDropInHasOnlyModelClusters(t *testing.T) {
+	snap, err := Snapshot(parse(t, twoBackends), DropIn)
+	require.NoError(t, err)
+	clusters := snap.GetResources(resourcev3.ClusterType)
+	assert.Len(t, clusters, 2)
+	assert.NotContains(t, clusters, ExtProcCluster)
+	assert.Empty(t, snap.GetResources(resourcev3.ListenerType))
+	assert.Empty(t, snap.GetResources(resourcev3.RouteType))
+}
+
+func TestSnapshotVersionFollowsContent(t *testing.T) {
+	a, err := Snapshot(parse(t, twoBackends), AllInOne)
+	require.NoError(t, err)
+	b, err := Snapshot(parse(t, twoBackends), AllInOne)
+	require.NoError(t, err)
+	assert.Equal(t, a.GetVersion(resourcev3.ClusterType), b.GetVersion(resourcev3.ClusterType), "same config, same version")
+
+	changed := parse(t, twoBackends)
+	changed.Backends[0].Endpoints = append(changed.Backends[0].Endpoints, "10.0.0.3:8000")
+	c, err := Snapshot(changed, AllInOne)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.GetVersion(resourcev3.ClusterType), c.GetVersion(resourcev3.ClusterType))
+}
