@@ -43,6 +43,8 @@ type Config struct {
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
+	// digest is the SHA-256 of the bytes it was parsed from.
+	digest []byte
 }
 
 // Gateway is the client-facing Envoy listener.

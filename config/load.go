@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -75,6 +76,8 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &Problem{File: file, Msg: "the file holds several YAML documents; put everything in one"}
 	}
 	cfg.Source = file
+	sum := sha256.Sum256(data)
+	cfg.digest = sum[:]
 	cfg.applyDefaults()
 	v := &validator{file: file, ast: f}
 	v.validate(&cfg)

@@ -31,7 +31,7 @@ const (
 
 // Snapshot builds the resources for cfg. It is a pure function of its
 // inputs: the same config always yields the same resources, in sorted order,
-// and a version derived from their content.
+// and per-type versions derived from their content.
 func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 	res := map[resourcev3.Type][]types.Resource{}
 	backends := sortedBackends(cfg)
@@ -59,13 +59,19 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 		res[resourcev3.ListenerType] = []types.Resource{l}
 		res[resourcev3.RouteType] = []types.Resource{routeConfig(cfg)}
 	}
-	version, err := contentVersion(res)
-	if err != nil {
-		return nil, err
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
+	snap, err := cachev3.NewSnapshot("", res)
 	if err != nil {
 		return nil, fmt.Errorf("cannot build snapshot: %w", err)
+	}
+	// Each type gets a version of its own content: a reload that changes
+	// only clusters leaves the listener's version alone, so Envoy never
+	// drains the listener (and its open streams) for it.
+	for typ, items := range res {
+		v, err := contentVersion(typ, items)
+		if err != nil {
+			return nil, err
+		}
+		snap.Resources[cachev3.GetResponseType(typ)].Version = v
 	}
 	if err := snap.Consistent(); err != nil {
 		return nil, fmt.Errorf("cannot build a consistent snapshot: %w", err)
@@ -80,25 +86,18 @@ func sortedBackends(cfg *config.Config) []config.Backend {
 	return out
 }
 
-// contentVersion hashes the deterministic encoding of every resource, so a
-// snapshot's version changes exactly when its content does.
-func contentVersion(res map[resourcev3.Type][]types.Resource) (string, error) {
+// contentVersion hashes the deterministic encoding of one type's resources,
+// so a version changes exactly when that content does.
+func contentVersion(typ string, items []types.Resource) (string, error) {
 	h := sha256.New()
-	typesSorted := make([]string, 0, len(res))
-	for t := range res {
-		typesSorted = append(typesSorted, t)
-	}
-	sort.Strings(typesSorted)
+	h.Write([]byte(typ))
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, t := range typesSorted {
-		h.Write([]byte(t))
-		for _, r := range res[t] {
-			b, err := opts.Marshal(r)
-			if err != nil {
-				return "", fmt.Errorf("cannot encode %s: %w", t, err)
-			}
-			h.Write(b)
+	for _, r := range items {
+		b, err := opts.Marshal(r)
+		if err != nil {
+			return "", fmt.Errorf("cannot encode %s: %w", typ, err)
 		}
+		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }

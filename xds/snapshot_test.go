@@ -95,5 +95,17 @@ func TestSnapshotVersionFollowsContent(t *testing.T) {
 	changed.Backends[0].Endpoints = append(changed.Backends[0].Endpoints, "10.0.0.3:8000")
 	c, err := Snapshot(changed, AllInOne)
 	require.NoError(t, err)
-	assert.NotEqual(t, a.GetVersion(resourcev3.ClusterType), c.GetVersion(resourcev3.ClusterType))
+	assert.NotEqual(t, a.GetVersion(resourcev3.EndpointType), c.GetVersion(resourcev3.EndpointType))
+	assert.Equal(t, a.GetVersion(resourcev3.ClusterType), c.GetVersion(resourcev3.ClusterType), "EDS endpoint churn leaves clusters alone")
+}
+
+func TestSnapshotVersionsArePerType(t *testing.T) {
+	a, err := Snapshot(parse(t, twoBackends), AllInOne)
+	require.NoError(t, err)
+	changed := parse(t, twoBackends)
+	changed.Backends[0].Endpoints = append(changed.Backends[0].Endpoints, "10.0.0.3:8000")
+	b, err := Snapshot(changed, AllInOne)
+	require.NoError(t, err)
+	assert.Equal(t, a.GetVersion(resourcev3.ListenerType), b.GetVersion(resourcev3.ListenerType), "listener untouched by an endpoint change")
+	assert.NotEqual(t, a.GetVersion(resourcev3.EndpointType), b.GetVersion(resourcev3.EndpointType))
 }

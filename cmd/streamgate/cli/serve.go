@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +102,7 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 	}
 	goServe("metrics", func() error { return serveMetrics(ctx, metricsLis, reg, &ready) })
 
+	var reloaders []func(*config.Config) error
 	if p.extProc {
 		lis, err := listen(cfg.ExtProc.Listen)
 		if err != nil {
@@ -107,6 +110,10 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		}
 		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
+		reloaders = append(reloaders, func(c *config.Config) error {
+			srv.Update(c, extproc.NewRoutes(c, time.Now().Unix()))
+			return nil
+		})
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
 	if p.xds {
@@ -119,8 +126,15 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 			return err
 		}
 		goServe("xds", func() error { return srv.Serve(ctx, lis) })
+		// Envoy gets new clusters and routes before ext_proc starts
+		// sending requests to them.
+		reloaders = append([]func(*config.Config) error{func(c *config.Config) error {
+			_, err := srv.Update(ctx, c)
+			return err
+		}}, reloaders...)
 		log.Info("xDS listening", "address", cfg.XDS.Listen)
 	}
+	go watchConfig(ctx, path, cfg, reloaders, reg, log)
 	if p.envoy {
 		proc, err := startEnvoy(ctx, cfg, p.envoyLogLevel, stderr, log)
 		switch {
@@ -147,6 +161,57 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		return err
 	}
 	return nil
+}
+
+// watchConfig applies every valid edit of the config file (or SIGHUP) to
+// the running servers; an invalid edit is logged and counted and changes
+// nothing.
+func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders []func(*config.Config) error, reg prometheus.Registerer, log *slog.Logger) {
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_config_reloads_total",
+		Help: "Config reloads by result (success, failure).",
+	}, []string{"result"})
+	reg.MustRegister(reloads)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	trigger := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case trigger <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	failed := func(err error) {
+		reloads.WithLabelValues("failure").Inc()
+		msgs := []string{}
+		for _, p := range config.Problems(err) {
+			msgs = append(msgs, p.Error())
+		}
+		if len(msgs) == 0 {
+			msgs = append(msgs, err.Error())
+		}
+		log.Error("config reload rejected; the previous config keeps serving", "file", path, "problems", msgs)
+	}
+	w := &config.Watcher{Path: path, Trigger: trigger, OnError: failed, OnLoad: func(c *config.Config) {
+		for _, r := range reloaders {
+			if err := r(c); err != nil {
+				failed(err)
+				return
+			}
+		}
+		reloads.WithLabelValues("success").Inc()
+		log.Info("config reloaded", "file", path, "backends", len(c.Backends), "models", len(c.Models))
+	}}
+	w.Run(ctx, cfg)
 }
 
 // startEnvoy renders the bootstrap into a temporary file and starts Envoy.
