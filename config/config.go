@@ -109,14 +109,38 @@ type TLS struct {
 	CAFile string `yaml:"ca_file"`
 }
 
-// Model maps a public model name to a backend.
+// Model maps a public model name (the stable name clients use) to one or
+// more versions, each served by a backend.
 type Model struct {
 	// Name is what clients put in the request's "model" field.
 	Name string `yaml:"name"`
-	// Backend is the name of the backend that serves it.
+	// Backend and UpstreamModel are the short form of a single version
+	// named "default"; use Versions instead for several.
 	Backend string `yaml:"backend"`
 	// UpstreamModel is the model name the backend expects (default: Name).
 	UpstreamModel string `yaml:"upstream_model"`
+	// Versions split traffic by weight (canary, blue-green).
+	Versions []Version `yaml:"versions"`
+	// AllowPin lets a request choose a version with the
+	// x-streamgate-model-version header, whatever the weights.
+	AllowPin bool `yaml:"allow_pin"`
+
+	// shortForm is set when Versions was made from Backend.
+	shortForm bool
+}
+
+// Version is one deployment of a model.
+type Version struct {
+	// Name is unique within the model and reported to clients in the
+	// x-streamgate-model-version response header.
+	Name string `yaml:"name"`
+	// Backend serves this version.
+	Backend string `yaml:"backend"`
+	// UpstreamModel is the model name the backend expects (default: the model's name).
+	UpstreamModel string `yaml:"upstream_model"`
+	// Weight is this version's share of unpinned traffic; 0 means pinned
+	// requests only. Weights are relative (default 1 with one version).
+	Weight uint32 `yaml:"weight"`
 }
 
 // Backend returns the backend with the given name, or nil.
@@ -151,7 +175,15 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Models {
-		setString(&c.Models[i].UpstreamModel, c.Models[i].Name)
+		m := &c.Models[i]
+		if len(m.Versions) == 0 && m.Backend != "" {
+			m.Versions = []Version{{Name: "default", Backend: m.Backend, UpstreamModel: m.UpstreamModel, Weight: 1}}
+			m.shortForm = true
+		}
+		setString(&m.UpstreamModel, m.Name)
+		for j := range m.Versions {
+			setString(&m.Versions[j].UpstreamModel, m.Name)
+		}
 	}
 }
 

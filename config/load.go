@@ -231,13 +231,48 @@ func (v *validator) validate(c *Config) {
 			v.at(p+".name", "model name %q is already used by model %d", m.Name, j+1)
 		}
 		models[m.Name] = i
-		if _, ok := seen[m.Backend]; !ok {
-			if m.Backend == "" {
-				v.at(p, "model %q names no backend", m.Name)
+		v.versions(p, m, seen)
+	}
+}
+
+// versions checks a model's versions: each names a known backend, names
+// are unique, and unpinned traffic has somewhere to go.
+func (v *validator) versions(p string, m Model, backends map[string]int) {
+	if m.Backend != "" && !m.shortForm {
+		v.at(p+".backend", "model %q has both backend and versions; use one or the other", m.Name)
+		return
+	}
+	if len(m.Versions) == 0 {
+		v.at(p, "model %q names no backend; set backend or versions", m.Name)
+		return
+	}
+	names := map[string]bool{}
+	var total uint64
+	for j, ver := range m.Versions {
+		vp := fmt.Sprintf("%s.versions[%d]", p, j)
+		if m.shortForm {
+			vp = p
+		}
+		switch {
+		case ver.Name == "":
+			v.at(vp, "version %d of model %q has no name", j+1, m.Name)
+		case names[ver.Name]:
+			v.at(vp+".name", "model %q has two versions named %q", m.Name, ver.Name)
+		}
+		names[ver.Name] = true
+		if _, ok := backends[ver.Backend]; !ok {
+			if ver.Backend == "" {
+				v.at(vp, "version %q of model %q names no backend", ver.Name, m.Name)
+			} else if m.shortForm {
+				v.at(vp+".backend", "model %q points at backend %q, which is not defined under backends", m.Name, ver.Backend)
 			} else {
-				v.at(p+".backend", "model %q points at backend %q, which is not defined under backends", m.Name, m.Backend)
+				v.at(vp+".backend", "version %q of model %q points at backend %q, which is not defined under backends", ver.Name, m.Name, ver.Backend)
 			}
 		}
+		total += uint64(ver.Weight)
+	}
+	if total == 0 {
+		v.at(p+".versions", "model %q has no version with a weight above 0, so unpinned requests could go nowhere", m.Name)
 	}
 }
 

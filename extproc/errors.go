@@ -10,14 +10,16 @@ import (
 // Sentinel errors a request can fail with. Each maps to one HTTP status and
 // one OpenAI error type/code at a single boundary: immediateError.
 var (
-	ErrBadJSON       = errors.New("request body is not valid JSON")
-	ErrMissingModel  = errors.New("request has no model")
-	ErrUnknownModel  = errors.New("model does not exist")
-	ErrBodyTooLarge  = errors.New("request body too large")
-	ErrNoBody        = errors.New("request has no body")
-	ErrUnknownPath   = errors.New("unknown path")
-	ErrMethod        = errors.New("method not allowed")
-	ErrBodyTruncated = errors.New("request body arrived incomplete")
+	ErrBadJSON         = errors.New("request body is not valid JSON")
+	ErrMissingModel    = errors.New("request has no model")
+	ErrUnknownModel    = errors.New("model does not exist")
+	ErrBodyTooLarge    = errors.New("request body too large")
+	ErrNoBody          = errors.New("request has no body")
+	ErrUnknownPath     = errors.New("unknown path")
+	ErrMethod          = errors.New("method not allowed")
+	ErrBodyTruncated   = errors.New("request body arrived incomplete")
+	ErrPinNotAllowed   = errors.New("model does not allow pinning a version")
+	ErrVersionNotFound = errors.New("model version does not exist")
 )
 
 // clientError is a request failure with the message the client sees.
@@ -52,6 +54,10 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	case errors.Is(err, ErrUnknownModel):
 		return http.StatusNotFound, "invalid_request_error", "model_not_found"
+	case errors.Is(err, ErrVersionNotFound):
+		return http.StatusNotFound, "invalid_request_error", "model_version_not_found"
+	case errors.Is(err, ErrPinNotAllowed):
+		return http.StatusForbidden, "permission_error", "model_version_pin_not_allowed"
 	case errors.Is(err, ErrUnknownPath):
 		return http.StatusNotFound, "invalid_request_error", "unknown_url"
 	case errors.Is(err, ErrMethod):

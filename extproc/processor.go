@@ -39,6 +39,7 @@ type processor struct {
 
 	requestID string
 	path      string
+	pin       string // client's x-streamgate-model-version, read before it is stripped
 	endpoint  endpoint
 	info      requestInfo
 	route     *Route
@@ -82,6 +83,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			contentLength = headerValue(hv)
 		case k == "x-request-id":
 			p.requestID = headerValue(hv)
+		case k == VersionHeader:
+			p.pin = headerValue(hv)
+			strip = append(strip, k)
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
@@ -124,12 +128,12 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.info = info
-	route := p.routes.Lookup(info.Model)
-	if route == nil {
-		return p.fail(reject(ErrUnknownModel, "The model `%s` does not exist or you do not have access to it.", info.Model))
+	route, err := p.routes.Pick(info.Model, p.pin, nil)
+	if err != nil {
+		return p.fail(err)
 	}
 	p.route = route
-	set := []*corev3.HeaderValueOption{header(backendHeader, route.Backend)}
+	set := []*corev3.HeaderValueOption{header(backendHeader, route.Backend), header(VersionHeader, route.Version)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	if route.UpstreamModel != info.Model {
 		out, err := rewriteModel(body, route.UpstreamModel)

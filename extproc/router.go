@@ -1,33 +1,89 @@
 package extproc
 
 import (
+	"math/rand/v2"
+
 	"github.com/streamgate/streamgate/config"
 )
 
-// Route is where one public model name goes.
+// VersionHeader pins a model version on a request (where the model allows
+// it) and reports the version that served a response.
+const VersionHeader = "x-streamgate-model-version"
+
+// Route is where one request goes: a public model's chosen version.
 type Route struct {
 	Model         string // public name
+	Version       string // version name
 	Backend       string // backend (cluster) name
 	UpstreamModel string // model name the backend expects
+}
+
+// modelRoutes holds one public model's versions with cumulative weights.
+type modelRoutes struct {
+	versions []Route
+	cumul    []uint64 // cumul[i] = sum of weights of versions[0..i]
+	allowPin bool
 }
 
 // Routes is an immutable lookup table built from one config; share it
 // freely between goroutines and swap a new one in on reload.
 type Routes struct {
-	byModel map[string]*Route
+	byModel map[string]*modelRoutes
 	names   []string // public model names in config order
 	created int64    // unix time the table was built, for /v1/models
 }
 
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
-	r := &Routes{byModel: make(map[string]*Route, len(cfg.Models)), created: created}
+	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created}
 	for _, m := range cfg.Models {
-		r.byModel[m.Name] = &Route{Model: m.Name, Backend: m.Backend, UpstreamModel: m.UpstreamModel}
+		mr := &modelRoutes{allowPin: m.AllowPin}
+		var sum uint64
+		for _, v := range m.Versions {
+			sum += uint64(v.Weight)
+			mr.versions = append(mr.versions, Route{Model: m.Name, Version: v.Name, Backend: v.Backend, UpstreamModel: v.UpstreamModel})
+			mr.cumul = append(mr.cumul, sum)
+		}
+		r.byModel[m.Name] = mr
 		r.names = append(r.names, m.Name)
 	}
 	return r
 }
 
-// Lookup returns the route for a public model name, or nil.
-func (r *Routes) Lookup(model string) *Route { return r.byModel[model] }
+// Has reports whether model is a public model name.
+func (r *Routes) Has(model string) bool { return r.byModel[model] != nil }
+
+// Pick chooses the route for model: the pinned version when pin is set,
+// otherwise a version drawn by weight with roll, a uniform random number
+// source (nil means math/rand/v2). It returns ErrUnknownModel, or
+// ErrVersionNotFound / ErrPinNotAllowed for a bad pin.
+func (r *Routes) Pick(model, pin string, roll func(n uint64) uint64) (*Route, error) {
+	mr := r.byModel[model]
+	if mr == nil {
+		return nil, reject(ErrUnknownModel, "The model `%s` does not exist or you do not have access to it.", model)
+	}
+	if pin != "" {
+		if !mr.allowPin {
+			return nil, reject(ErrPinNotAllowed, "The model `%s` does not allow choosing a version.", model)
+		}
+		for i := range mr.versions {
+			if mr.versions[i].Version == pin {
+				return &mr.versions[i], nil
+			}
+		}
+		return nil, reject(ErrVersionNotFound, "The model `%s` has no version `%s`.", model, pin)
+	}
+	if len(mr.versions) == 1 {
+		return &mr.versions[0], nil
+	}
+	if roll == nil {
+		roll = rand.Uint64N
+	}
+	x := roll(mr.cumul[len(mr.cumul)-1])
+	for i, c := range mr.cumul {
+		if x < c {
+			return &mr.versions[i], nil
+		}
+	}
+	return &mr.versions[len(mr.versions)-1], nil
+}

@@ -25,6 +25,9 @@ const (
 	RouteName    = "streamgate_routes"
 	// BackendHeader is the request header the ext_proc server sets to pick a backend.
 	BackendHeader = "x-streamgate-backend"
+	// VersionHeader carries the chosen model version (request) and reports
+	// it to the client (response).
+	VersionHeader = "x-streamgate-model-version"
 	// UnroutedCluster is the endpoint-less cluster of the catch-all route.
 	UnroutedCluster = "streamgate_unrouted"
 )
@@ -113,6 +116,13 @@ func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
 				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: b.Name},
 				Timeout:          durationpb.New(0),
 				IdleTimeout:      durationpb.New(cfg.Gateway.StreamIdleTimeout),
+			}},
+			// Tell the client which model version served it: ext_proc
+			// put the chosen version on the request.
+			ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+				Header:         &corev3.HeaderValue{Key: VersionHeader, Value: "%REQ(" + VersionHeader + ")%"},
+				AppendAction:   corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+				KeepEmptyValue: false,
 			}},
 		})
 	}
