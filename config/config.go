@@ -93,12 +93,22 @@ type Backend struct {
 	Name string `yaml:"name"`
 	// Protocol is the backend's API, e.g. "openai".
 	Protocol Protocol `yaml:"protocol"`
-	// Endpoints are host:port addresses of the servers.
-	Endpoints []string `yaml:"endpoints"`
+	// Endpoints are the servers: "host:port" or {address, weight}.
+	Endpoints []Endpoint `yaml:"endpoints"`
 	// TLS, when set, makes Envoy speak TLS to the endpoints.
 	TLS *TLS `yaml:"tls"`
 	// ConnectTimeout bounds the TCP (and TLS) connect (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// HTTP2 makes Envoy speak HTTP/2 to the backend (gRPC backends need it).
+	HTTP2 bool `yaml:"http2"`
+	// HealthCheck, when set, has Envoy probe every endpoint.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// OutlierDetection, when set, ejects endpoints that keep failing.
+	OutlierDetection *OutlierDetection `yaml:"outlier_detection"`
+	// CircuitBreaker caps what Envoy sends the backend at once.
+	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker"`
+	// ConnectionPool tunes upstream connection reuse.
+	ConnectionPool *ConnectionPool `yaml:"connection_pool"`
 }
 
 // TLS configures upstream TLS for a backend.
@@ -170,9 +180,7 @@ func (c *Config) applyDefaults() {
 		c.ExtProc.MessageTimeout = DefaultMessageTimeout
 	}
 	for i := range c.Backends {
-		if c.Backends[i].ConnectTimeout == 0 {
-			c.Backends[i].ConnectTimeout = DefaultConnectTimeout
-		}
+		c.Backends[i].applyDefaults()
 	}
 	for i := range c.Models {
 		m := &c.Models[i]

@@ -213,8 +213,9 @@ func (v *validator) validate(c *Config) {
 			v.at(p, "backend %q has no endpoints", b.Name)
 		}
 		for k, ep := range b.Endpoints {
-			v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, k), ep)
+			v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, k), ep.Address)
 		}
+		v.validateBackendKnobs(i, &b)
 		if b.TLS != nil && b.TLS.CAFile != "" {
 			if _, err := os.Stat(b.TLS.CAFile); err != nil {
 				v.at(p+".tls.ca_file", "backend %q: cannot read ca_file %q", b.Name, b.TLS.CAFile)

@@ -4,9 +4,11 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -92,7 +94,7 @@ func TestSnapshotVersionFollowsContent(t *testing.T) {
 	assert.Equal(t, a.GetVersion(resourcev3.ClusterType), b.GetVersion(resourcev3.ClusterType), "same config, same version")
 
 	changed := parse(t, twoBackends)
-	changed.Backends[0].Endpoints = append(changed.Backends[0].Endpoints, "10.0.0.3:8000")
+	changed.Backends[0].Endpoints = append(changed.Backends[0].Endpoints, config.Endpoint{Address: "10.0.0.3:8000", Weight: 1})
 	c, err := Snapshot(changed, AllInOne)
 	require.NoError(t, err)
 	assert.NotEqual(t, a.GetVersion(resourcev3.EndpointType), c.GetVersion(resourcev3.EndpointType))
@@ -103,9 +105,56 @@ func TestSnapshotVersionsArePerType(t *testing.T) {
 	a, err := Snapshot(parse(t, twoBackends), AllInOne)
 	require.NoError(t, err)
 	changed := parse(t, twoBackends)
-	changed.Backends[0].Endpoints = append(changed.Backends[0].Endpoints, "10.0.0.3:8000")
+	changed.Backends[0].Endpoints = append(changed.Backends[0].Endpoints, config.Endpoint{Address: "10.0.0.3:8000", Weight: 1})
 	b, err := Snapshot(changed, AllInOne)
 	require.NoError(t, err)
 	assert.Equal(t, a.GetVersion(resourcev3.ListenerType), b.GetVersion(resourcev3.ListenerType), "listener untouched by an endpoint change")
 	assert.NotEqual(t, a.GetVersion(resourcev3.EndpointType), b.GetVersion(resourcev3.EndpointType))
+}
+
+func TestBackendKnobs(t *testing.T) {
+	cfg := parse(t, `
+backends:
+  - name: tuned
+    protocol: openai
+    http2: true
+    endpoints:
+      - 10.0.0.1:8000
+      - {address: "10.0.0.2:8000", weight: 3}
+    health_check: {path: /ready, interval: 2s}
+    outlier_detection: {consecutive_5xx: 2}
+    circuit_breaker: {max_requests: 64, max_pending_requests: 8}
+    connection_pool: {idle_timeout: 10m}
+`)
+	snap, err := Snapshot(cfg, DropIn)
+	require.NoError(t, err)
+	c := snap.GetResources(resourcev3.ClusterType)["tuned"].(*clusterv3.Cluster)
+	require.Len(t, c.GetHealthChecks(), 1)
+	hc := c.GetHealthChecks()[0]
+	assert.Equal(t, "/ready", hc.GetHttpHealthCheck().GetPath())
+	assert.Equal(t, "2s", hc.GetInterval().AsDuration().String())
+	assert.Equal(t, "1s", hc.GetTimeout().AsDuration().String(), "default timeout")
+	assert.EqualValues(t, 2, c.GetOutlierDetection().GetConsecutive_5Xx().GetValue())
+	assert.Equal(t, "30s", c.GetOutlierDetection().GetBaseEjectionTime().AsDuration().String())
+	th := c.GetCircuitBreakers().GetThresholds()[0]
+	assert.EqualValues(t, 64, th.GetMaxRequests().GetValue())
+	assert.EqualValues(t, 8, th.GetMaxPendingRequests().GetValue())
+	assert.Nil(t, th.GetMaxConnections(), "unset limits keep Envoy's default")
+
+	var po httpv3.HttpProtocolOptions
+	require.NoError(t, c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].UnmarshalTo(&po))
+	assert.NotNil(t, po.GetExplicitHttpConfig().GetHttp2ProtocolOptions())
+	assert.Equal(t, "10m0s", po.GetCommonHttpProtocolOptions().GetIdleTimeout().AsDuration().String())
+
+	cla := snap.GetResources(resourcev3.EndpointType)["tuned"].(*endpointv3.ClusterLoadAssignment)
+	eps := cla.GetEndpoints()[0].GetLbEndpoints()
+	require.Len(t, eps, 2)
+	assert.EqualValues(t, 1, eps[0].GetLoadBalancingWeight().GetValue())
+	assert.EqualValues(t, 3, eps[1].GetLoadBalancingWeight().GetValue())
+}
+
+func TestEndpointObjectIsStrict(t *testing.T) {
+	_, err := config.Parse("t.yaml", []byte("backends:\n  - name: a\n    protocol: openai\n    endpoints:\n      - {address: \"10.0.0.1:1\", wieght: 2}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "wieght")
 }
