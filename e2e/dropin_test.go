@@ -50,7 +50,9 @@ func TestDropIn(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
-	go func() { done <- cli.Main(ctx, []string{"xds", "--drop-in", "-c", write("xds.yaml", metricsX)}, logs, logs) }()
+	go func() {
+		done <- cli.Main(ctx, []string{"xds", "--drop-in", "-c", write("xds.yaml", metricsX)}, logs, logs)
+	}()
 	go func() { done <- cli.Main(ctx, []string{"extproc", "-c", write("extproc.yaml", metricsE)}, logs, logs) }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
 
