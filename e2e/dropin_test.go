@@ -50,10 +50,9 @@ func TestDropIn(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
-	go func() {
-		done <- cli.Main(ctx, []string{"xds", "--drop-in", "-c", write("xds.yaml", metricsX)}, logs, logs)
-	}()
-	go func() { done <- cli.Main(ctx, []string{"extproc", "-c", write("extproc.yaml", metricsE)}, logs, logs) }()
+	xdsCfg, extProcCfg := write("xds.yaml", metricsX), write("extproc.yaml", metricsE)
+	go func() { done <- cli.Main(ctx, []string{"xds", "--drop-in", "-c", xdsCfg}, logs, logs) }()
+	go func() { done <- cli.Main(ctx, []string{"extproc", "-c", extProcCfg}, logs, logs) }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
 
 	example, err := os.ReadFile("../envoy/dropin/example-envoy.yaml")
