@@ -56,6 +56,11 @@ type Gateway struct {
 	// StreamIdleTimeout ends a stream that moves no bytes for this long (default 5m).
 	// There is no overall request timeout: token streams may run for minutes.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	// RetryBudgetPercent caps failover retries, as a share of the requests
+	// active toward a failover chain (default 100: during an outage every
+	// request may move on once, but retries never exceed the live load);
+	// at least 10 retries may always run concurrently.
+	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -134,6 +139,10 @@ type Model struct {
 	// AllowPin lets a request choose a version with the
 	// x-streamgate-model-version header, whatever the weights.
 	AllowPin bool `yaml:"allow_pin"`
+	// Fallbacks are backends tried in order when the chosen version's
+	// backend fails before the first response byte (connect failure, reset,
+	// 5xx or 429). They receive the version's upstream model name.
+	Fallbacks []string `yaml:"fallbacks"`
 
 	// shortForm is set when Versions was made from Backend.
 	shortForm bool
@@ -172,6 +181,9 @@ func (c *Config) applyDefaults() {
 	setString(&c.Envoy.NodeID, DefaultNodeID)
 	if c.Gateway.MaxRequestBodyBytes == 0 {
 		c.Gateway.MaxRequestBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Gateway.RetryBudgetPercent == 0 {
+		c.Gateway.RetryBudgetPercent = 100
 	}
 	if c.Gateway.StreamIdleTimeout == 0 {
 		c.Gateway.StreamIdleTimeout = DefaultStreamIdleTimeout

@@ -233,6 +233,30 @@ func (v *validator) validate(c *Config) {
 		}
 		models[m.Name] = i
 		v.versions(p, m, seen)
+		v.fallbacks(p, m, seen)
+	}
+	if c.Gateway.RetryBudgetPercent < 0 || c.Gateway.RetryBudgetPercent > 100 {
+		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
+	}
+}
+
+// fallbacks checks a model's failover list: known backends, each once, none
+// the same as a version's own backend.
+func (v *validator) fallbacks(p string, m Model, backends map[string]int) {
+	seen := map[string]bool{}
+	for _, ver := range m.Versions {
+		seen[ver.Backend] = len(m.Versions) == 1
+	}
+	for k, fb := range m.Fallbacks {
+		fp := fmt.Sprintf("%s.fallbacks[%d]", p, k)
+		if _, ok := backends[fb]; !ok {
+			v.at(fp, "model %q falls back to backend %q, which is not defined under backends", m.Name, fb)
+			continue
+		}
+		if seen[fb] {
+			v.at(fp, "model %q lists backend %q twice in its failover chain", m.Name, fb)
+		}
+		seen[fb] = true
 	}
 }
 

@@ -133,7 +133,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.route = route
-	set := []*corev3.HeaderValueOption{header(backendHeader, route.Backend), header(VersionHeader, route.Version)}
+	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	if route.UpstreamModel != info.Model {
 		out, err := rewriteModel(body, route.UpstreamModel)

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/xds"
 )
 
 // VersionHeader pins a model version on a request (where the model allows
@@ -14,7 +15,8 @@ const VersionHeader = "x-streamgate-model-version"
 type Route struct {
 	Model         string // public name
 	Version       string // version name
-	Backend       string // backend (cluster) name
+	Backend       string // backend name
+	Cluster       string // Envoy cluster: the backend, or its failover chain's
 	UpstreamModel string // model name the backend expects
 }
 
@@ -36,12 +38,15 @@ type Routes struct {
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
 	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created}
-	for _, m := range cfg.Models {
+	for i := range cfg.Models {
+		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
 		var sum uint64
-		for _, v := range m.Versions {
+		for j := range m.Versions {
+			v := &m.Versions[j]
 			sum += uint64(v.Weight)
-			mr.versions = append(mr.versions, Route{Model: m.Name, Version: v.Name, Backend: v.Backend, UpstreamModel: v.UpstreamModel})
+			mr.versions = append(mr.versions, Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
+				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel})
 			mr.cumul = append(mr.cumul, sum)
 		}
 		r.byModel[m.Name] = mr

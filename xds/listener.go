@@ -97,34 +97,46 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 	}
 }
 
-// routeConfig routes on the backend header set by ext_proc.
-func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
+// backendRoute sends requests whose backend header names cluster to it.
+func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
+	return &routev3.Route{
+		Name: "backend_" + cluster,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: BackendHeader,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: cluster},
+				}},
+			}},
+		},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			Timeout:          durationpb.New(0),
+			IdleTimeout:      durationpb.New(cfg.Gateway.StreamIdleTimeout),
+		}},
+		// Tell the client which model version served it: ext_proc put the
+		// chosen version on the request.
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: VersionHeader, Value: "%REQ(" + VersionHeader + ")%"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}
+}
+
+// routeConfig routes on the backend header set by ext_proc: one route per
+// backend and one per failover chain.
+func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
 	for _, b := range sortedBackends(cfg) {
-		routes = append(routes, &routev3.Route{
-			Name: "backend_" + b.Name,
-			Match: &routev3.RouteMatch{
-				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
-				Headers: []*routev3.HeaderMatcher{{
-					Name: BackendHeader,
-					HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-						MatchPattern: &matcherv3.StringMatcher_Exact{Exact: b.Name},
-					}},
-				}},
-			},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: b.Name},
-				Timeout:          durationpb.New(0),
-				IdleTimeout:      durationpb.New(cfg.Gateway.StreamIdleTimeout),
-			}},
-			// Tell the client which model version served it: ext_proc
-			// put the chosen version on the request.
-			ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
-				Header:         &corev3.HeaderValue{Key: VersionHeader, Value: "%REQ(" + VersionHeader + ")%"},
-				AppendAction:   corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-				KeepEmptyValue: false,
-			}},
-		})
+		routes = append(routes, backendRoute(cfg, b.Name))
+	}
+	for _, chain := range failoverChains(cfg) {
+		r, err := failoverRoute(cfg, chain)
+		if err != nil {
+			return nil, err
+		}
+		routes = append(routes, r)
 	}
 	// The catch-all must be a real route, not a direct response: Envoy
 	// takes the request body buffer limit from the route matched when the
@@ -147,7 +159,7 @@ func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
 			// this large; beyond it Envoy answers 413.
 			RequestBodyBufferLimit: wrapperspb.UInt64(uint64(cfg.Gateway.MaxRequestBodyBytes)),
 		}},
-	}
+	}, nil
 }
 
 // localReplies gives the replies Envoy makes itself (body too large,

@@ -46,6 +46,13 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 			res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], backendEndpoints(b))
 		}
 	}
+	for _, chain := range failoverChains(cfg) {
+		c, err := failoverCluster(chain, cfg.Gateway.RetryBudgetPercent)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], c)
+	}
 	if mode == AllInOne {
 		ep, err := extProcCluster(cfg.ExtProc.Listen)
 		if err != nil {
@@ -57,7 +64,11 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 			return nil, err
 		}
 		res[resourcev3.ListenerType] = []types.Resource{l}
-		res[resourcev3.RouteType] = []types.Resource{routeConfig(cfg)}
+		rc, err := routeConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.RouteType] = []types.Resource{rc}
 	}
 	snap, err := cachev3.NewSnapshot("", res)
 	if err != nil {

@@ -158,3 +158,43 @@ func TestEndpointObjectIsStrict(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "wieght")
 }
+
+func TestFailoverChains(t *testing.T) {
+	cfg := parse(t, `
+backends:
+  - {name: a, protocol: openai, endpoints: ["10.0.0.1:1"]}
+  - {name: b, protocol: openai, endpoints: ["10.0.0.2:1"]}
+  - {name: c, protocol: openai, endpoints: ["10.0.0.3:1"]}
+models:
+  - name: m
+    versions:
+      - {name: v1, backend: a, weight: 1}
+      - {name: v2, backend: b, weight: 1}
+    fallbacks: [b, c]
+  - name: plain
+    backend: c
+`)
+	snap, err := Snapshot(cfg, AllInOne)
+	require.NoError(t, err)
+	clusters := snap.GetResources(resourcev3.ClusterType)
+	require.Contains(t, clusters, "streamgate_failover_a+b+c")
+	require.Contains(t, clusters, "streamgate_failover_b+c", "a version's own backend is not repeated in its chain")
+	agg := clusters["streamgate_failover_a+b+c"].(*clusterv3.Cluster)
+	assert.Equal(t, "envoy.clusters.aggregate", agg.GetClusterType().GetName())
+	assert.InDelta(t, 100, agg.GetCircuitBreakers().GetThresholds()[0].GetRetryBudget().GetBudgetPercent().GetValue(), 0)
+
+	rc := snap.GetResources(resourcev3.RouteType)[RouteName].(*routev3.RouteConfiguration)
+	var found *routev3.Route
+	for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+		if r.GetRoute().GetCluster() == "streamgate_failover_a+b+c" {
+			found = r
+		}
+	}
+	require.NotNil(t, found)
+	rp := found.GetRoute().GetRetryPolicy()
+	assert.EqualValues(t, 2, rp.GetNumRetries().GetValue(), "one retry per fallback")
+	assert.Contains(t, rp.GetRetryOn(), "connect-failure")
+	assert.Contains(t, rp.GetRetryOn(), "5xx")
+	assert.Equal(t, []uint32{429}, rp.GetRetriableStatusCodes())
+	assert.Equal(t, "envoy.retry_priorities.previous_priorities", rp.GetRetryPriority().GetName())
+}
