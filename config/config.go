@@ -40,6 +40,8 @@ type Config struct {
 	Envoy    Envoy     `yaml:"envoy"`
 	Backends []Backend `yaml:"backends"`
 	Models   []Model   `yaml:"models"`
+	// Auth, when set, requires credentials on every request (see auth.go).
+	Auth *Auth `yaml:"auth"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -97,6 +99,8 @@ type Backend struct {
 	TLS *TLS `yaml:"tls"`
 	// ConnectTimeout bounds the TCP (and TLS) connect (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// Credential, when set, is injected into every request sent to this backend.
+	Credential *Credential `yaml:"credential"`
 }
 
 // TLS configures upstream TLS for a backend.
@@ -150,6 +154,9 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Models {
 		setString(&c.Models[i].UpstreamModel, c.Models[i].Name)
+	}
+	if c.Auth != nil {
+		c.Auth.applyDefaults()
 	}
 }
 

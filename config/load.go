@@ -212,6 +212,7 @@ func (v *validator) validate(c *Config) {
 		for k, ep := range b.Endpoints {
 			v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, k), ep)
 		}
+		v.validateCredential(p, &c.Backends[i])
 		if b.TLS != nil && b.TLS.CAFile != "" {
 			if _, err := os.Stat(b.TLS.CAFile); err != nil {
 				v.at(p+".tls.ca_file", "backend %q: cannot read ca_file %q", b.Name, b.TLS.CAFile)
@@ -236,6 +237,7 @@ func (v *validator) validate(c *Config) {
 			}
 		}
 	}
+	v.validateAuth(c.Auth)
 }
 
 // hostPort checks that s is host:port with a numeric port in 1..65535.

@@ -21,6 +21,7 @@ import (
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/envoy"
 	"github.com/streamgate/streamgate/extproc"
+	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -106,6 +107,11 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 			return err
 		}
 		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
+		authn, err := auth.New(ctx, cfg, auth.Options{Log: log})
+		if err != nil {
+			return err
+		}
+		srv.SetAuth(authn)
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
