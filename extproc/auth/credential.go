@@ -17,6 +17,17 @@ const (
 // without being hashed or parsed.
 const MaxCredentialBytes = 16 << 10
 
+// The errors ParseCredential returns. They are fixed values: no part of a
+// presented credential can reach an error text.
+var (
+	errMissing   = unauthenticated("Missing credentials. Send your API key in an 'Authorization: Bearer KEY' or 'x-api-key: KEY' header.", "no credentials")
+	errRepeated  = unauthenticated("Send exactly one credential.", "credential header repeated")
+	errConflict  = unauthenticated("Send exactly one credential.", "authorization and x-api-key differ")
+	errScheme    = unauthenticated("Use the Bearer scheme: 'Authorization: Bearer KEY'.", "authorization scheme is not Bearer")
+	errBadBearer = unauthenticated(invalidCredential, "bearer token is empty, oversized or malformed")
+	errBadAPIKey = unauthenticated(invalidCredential, "x-api-key is empty, oversized or holds invalid characters")
+)
+
 // IsCredentialHeader reports whether the lower-case header name k carries a
 // client credential.
 func IsCredentialHeader(k string) bool {
@@ -32,10 +43,10 @@ func IsCredentialHeader(k string) bool {
 // credential.
 func ParseCredential(authorization, apiKey []string) (string, error) {
 	if len(authorization) == 0 && len(apiKey) == 0 {
-		return "", unauthenticated("Missing credentials. Send your API key in an 'Authorization: Bearer KEY' or 'x-api-key: KEY' header.", "no credentials")
+		return "", errMissing
 	}
 	if len(authorization) > 1 || len(apiKey) > 1 {
-		return "", unauthenticated("Send exactly one credential.", "credential header repeated")
+		return "", errRepeated
 	}
 	var bearer, key string
 	if len(authorization) == 1 {
@@ -48,12 +59,12 @@ func ParseCredential(authorization, apiKey []string) (string, error) {
 	if len(apiKey) == 1 {
 		key = strings.Trim(apiKey[0], " \t")
 		if !visibleASCII(key) {
-			return "", unauthenticated(invalidCredential, "x-api-key is empty, oversized or holds invalid characters")
+			return "", errBadAPIKey
 		}
 	}
 	switch {
 	case bearer != "" && key != "" && bearer != key:
-		return "", unauthenticated("Send exactly one credential.", "authorization and x-api-key differ")
+		return "", errConflict
 	case bearer != "":
 		return bearer, nil
 	default:
@@ -65,13 +76,13 @@ func ParseCredential(authorization, apiKey []string) (string, error) {
 // b64token syntax).
 func parseBearer(v string) (string, error) {
 	v = strings.Trim(v, " \t")
-	scheme, token, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return "", unauthenticated("Use the Bearer scheme: 'Authorization: Bearer KEY'.", "authorization scheme is not Bearer")
+	scheme, token, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "bearer") {
+		return "", errScheme
 	}
 	token = strings.TrimLeft(token, " ")
 	if !b64token(token) {
-		return "", unauthenticated(invalidCredential, "bearer token is empty, oversized or malformed")
+		return "", errBadBearer
 	}
 	return token, nil
 }
