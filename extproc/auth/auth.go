@@ -82,6 +82,7 @@ type Authenticator struct {
 	issuers      map[string]*issuer
 	upstream     map[string]UpstreamHeader
 	now          func() time.Time
+	verified     tokenCache
 }
 
 type apiKey struct {
@@ -164,11 +165,10 @@ func (a *Authenticator) TenantHeader() string { return a.tenantHeader }
 // its "iss" claim when JWT issuers are configured; anything else is an API
 // key. Cost: one SHA-256 and a map lookup for a key; for a JWT one
 // signature check (keys cached; an unknown key id may trigger one
-// rate-limited JWKS fetch, bounded by ctx and one second).
+// rate-limited JWKS fetch, bounded by ctx and one second), or a cache hit
+// for a token that verified within the last minute.
 func (a *Authenticator) Authenticate(ctx context.Context, credential string) (*Tenant, error) {
 	if len(a.issuers) > 0 && looksLikeJWT(credential) {
-		ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
-		defer cancel()
 		return a.verifyJWT(ctx, credential)
 	}
 	return a.verifyKey(credential)

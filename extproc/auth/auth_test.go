@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,11 +28,15 @@ models:
     backend: b
 `
 
+func fixedNow() time.Time { return now }
+
+func configParse(src string) (*config.Config, error) { return config.Parse("test.yaml", []byte(src)) }
+
 func newAuth(t *testing.T, authYAML string) *Authenticator {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(baseConfig+authYAML))
+	cfg, err := configParse(baseConfig + authYAML)
 	require.NoError(t, err)
-	a, err := New(t.Context(), cfg, Options{Now: func() time.Time { return now }})
+	a, err := New(t.Context(), cfg, Options{Now: fixedNow})
 	require.NoError(t, err)
 	return a
 }
@@ -288,8 +293,12 @@ func TestJWTIssuerOptions(t *testing.T) {
 func TestJWKSRotation(t *testing.T) {
 	idp := authtest.NewIdP(t)
 	idp.AddKey(t, "k1", "RS256")
-	a := newAuth(t, jwtConfig(idp, "      min_refresh_interval: 1h\n"))
-	_, err := a.Authenticate(t.Context(), idp.Sign(t, "k1", claims(nil)))
+	cfg, err := configParse(baseConfig + jwtConfig(idp, "      min_refresh_interval: 1h\n"))
+	require.NoError(t, err)
+	clock := now
+	a, err := New(t.Context(), cfg, Options{Now: func() time.Time { return clock }})
+	require.NoError(t, err)
+	_, err = a.Authenticate(t.Context(), idp.Sign(t, "k1", claims(nil)))
 	require.NoError(t, err)
 	fetches := idp.Fetches()
 
@@ -301,7 +310,10 @@ func TestJWKSRotation(t *testing.T) {
 	require.NoError(t, err, "rotation is picked up without restart")
 	assert.Equal(t, fetches+1, idp.Fetches())
 	_, err = a.Authenticate(t.Context(), idp.Sign(t, "k1", claims(nil)))
-	require.ErrorIs(t, err, ErrUnauthenticated, "withdrawn key no longer verifies")
+	require.NoError(t, err, "a token verified before is served from the cache for up to a minute")
+	clock = clock.Add(tokenCacheTTL)
+	_, err = a.Authenticate(t.Context(), idp.Sign(t, "k1", claims(nil)))
+	require.ErrorIs(t, err, ErrUnauthenticated, "withdrawn key no longer verifies once the cache entry is stale")
 
 	// Another unknown kid within min_refresh_interval fetches nothing and
 	// fails at once instead of waiting for the rate limiter.
@@ -315,3 +327,24 @@ func TestJWKSRotation(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+func TestTokenCacheHonoursExpiry(t *testing.T) {
+	idp := authtest.NewIdP(t)
+	idp.AddKey(t, "k", "EdDSA")
+	cfg, err := configParse(baseConfig + strings.Replace(jwtConfig(idp, ""), "clock_skew: 30s", "clock_skew: 1s", 1))
+	require.NoError(t, err)
+	clock := now
+	a, err := New(t.Context(), cfg, Options{Now: func() time.Time { return clock }})
+	require.NoError(t, err)
+	tok := idp.Sign(t, "k", claims(func(c jwt.MapClaims) { c["exp"] = now.Add(10 * time.Second).Unix() }))
+	_, err = a.Authenticate(t.Context(), tok)
+	require.NoError(t, err)
+	fetches := idp.Fetches()
+	clock = now.Add(9 * time.Second)
+	_, err = a.Authenticate(t.Context(), tok)
+	require.NoError(t, err)
+	clock = now.Add(11 * time.Second)
+	_, err = a.Authenticate(t.Context(), tok)
+	require.ErrorIs(t, err, ErrUnauthenticated, "a cached token still expires (exp + skew)")
+	assert.Equal(t, fetches, idp.Fetches())
+}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,9 +67,18 @@ func newIssuer(ctx context.Context, ic config.Issuer, a *Authenticator, opts Opt
 	}, nil
 }
 
-// verifyJWT checks the token's signature with its issuer's keys, then the
-// issuer's claim rules, then maps it to a tenant.
+// verifyJWT answers a token that verified within the last minute (and has
+// not expired) from the cache; otherwise it checks the token's signature
+// with its issuer's keys, then the issuer's claim rules, then maps it to a
+// tenant.
 func (a *Authenticator) verifyJWT(ctx context.Context, token string) (*Tenant, error) {
+	sum := sha256.Sum256([]byte(token))
+	now := a.now()
+	if t := a.verified.get(sum, now); t != nil {
+		return t, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	defer cancel()
 	claims := jwt.MapClaims{}
 	var is *issuer
 	_, err := parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
@@ -96,7 +106,14 @@ func (a *Authenticator) verifyJWT(ctx context.Context, token string) (*Tenant, e
 		}
 		return nil, unauthenticated(public, fmt.Sprintf("JWT from issuer %q refused: %v", issName, err))
 	}
-	return is.tenantFor(claims, a.tenants)
+	t, err := is.tenantFor(claims, a.tenants)
+	if err != nil {
+		return nil, err
+	}
+	if exp, _ := claims.GetExpirationTime(); exp != nil { // required by the validator
+		a.verified.put(sum, t, exp.Time, now)
+	}
+	return t, nil
 }
 
 var (
