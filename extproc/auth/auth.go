@@ -161,22 +161,23 @@ func (a *Authenticator) Required() bool { return a != nil && a.required }
 func (a *Authenticator) TenantHeader() string { return a.tenantHeader }
 
 // Authenticate verifies a credential returned by ParseCredential and
-// returns its tenant. A token shaped like a JWT goes to the issuer named by
-// its "iss" claim when JWT issuers are configured; anything else is an API
-// key. Cost: one SHA-256 and a map lookup for a key; for a JWT one
+// returns its tenant. A configured API key wins; otherwise a token shaped
+// like a JWT goes to the issuer named by its "iss" claim when JWT issuers
+// are configured, and anything else is an unknown key. Cost: one SHA-256 and a map lookup for a key; for a JWT one
 // signature check (keys cached; an unknown key id may trigger one
 // rate-limited JWKS fetch, bounded by ctx and one second), or a cache hit
 // for a token that verified within the last minute.
 func (a *Authenticator) Authenticate(ctx context.Context, credential string) (*Tenant, error) {
-	if len(a.issuers) > 0 && looksLikeJWT(credential) {
-		return a.verifyJWT(ctx, credential)
-	}
-	return a.verifyKey(credential)
-}
-
-func (a *Authenticator) verifyKey(credential string) (*Tenant, error) {
 	sum := sha256.Sum256([]byte(credential))
 	k := a.keys[sum]
+	if k == nil && len(a.issuers) > 0 && looksLikeJWT(credential) {
+		return a.verifyJWT(ctx, credential, sum)
+	}
+	return a.verifyKey(k, sum)
+}
+
+// verifyKey checks the key found under the presented credential's hash.
+func (a *Authenticator) verifyKey(k *apiKey, sum [sha256.Size]byte) (*Tenant, error) {
 	if k == nil || subtle.ConstantTimeCompare(k.hash[:], sum[:]) != 1 {
 		return nil, unauthenticated(invalidCredential, "unknown API key")
 	}

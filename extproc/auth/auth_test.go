@@ -51,11 +51,12 @@ func TestAPIKeys(t *testing.T) {
         - {name: old, hash: %s, expires: 2026-06-01T12:00:00Z}
         - {name: later, hash: %s, expires: 2026-06-01T12:00:01Z}
         - {name: off, hash: %s, disabled: true}
+        - {name: dotted, hash: %s}
     - name: beta
       models: [m]
       api_keys:
         - {hash: "%s"}
-`, HashKey("sk-live"), HashKey("sk-old"), HashKey("sk-later"), HashKey("sk-off"), HashKey("sk-beta")))
+`, HashKey("sk-live"), HashKey("sk-old"), HashKey("sk-later"), HashKey("sk-off"), HashKey("a.b.c"), HashKey("sk-beta")))
 	require.True(t, a.Required())
 	for name, tc := range map[string]struct {
 		key, tenant, public string
@@ -67,7 +68,8 @@ func TestAPIKeys(t *testing.T) {
 		"disabled":               {key: "sk-off", public: "Incorrect"},
 		"unknown":                {key: "sk-nope", public: "Incorrect"},
 		"prefix of a valid key":  {key: "sk-liv", public: "Incorrect"},
-		"jwt-shaped unknown key": {key: "a.b.c", public: "Incorrect"},
+		"jwt-shaped unknown key": {key: "x.y.z", public: "Incorrect"},
+		"jwt-shaped key":         {key: "a.b.c", tenant: "acme"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tn, err := a.Authenticate(t.Context(), tc.key)
@@ -267,7 +269,9 @@ func TestJWTIssuerOptions(t *testing.T) {
 	idp.AddKey(t, "ec", "ES256")
 	a := newAuth(t, fmt.Sprintf(`auth:
   tenants:
-    - {name: acme, models: ["*"]}
+    - name: acme
+      models: ["*"]
+      api_keys: [{hash: %s}]
     - {name: sso, models: [m]}
   jwt:
     - issuer: https://idp.test
@@ -276,9 +280,13 @@ func TestJWTIssuerOptions(t *testing.T) {
       algorithms: [ES256]
       tenant_claim: org.id
       default_tenant: sso
-`, idp.JWKSURL()))
+`, HashKey("key.with.dots"), idp.JWKSURL()))
+	tn, err := a.Authenticate(t.Context(), "key.with.dots")
+	require.NoError(t, err, "a configured key wins over the JWT shape")
+	assert.Equal(t, "acme", tn.Name)
+
 	nested := claims(func(c jwt.MapClaims) { c["org"] = map[string]any{"id": "acme"} })
-	tn, err := a.Authenticate(t.Context(), idp.Sign(t, "ec", nested))
+	tn, err = a.Authenticate(t.Context(), idp.Sign(t, "ec", nested))
 	require.NoError(t, err)
 	assert.Equal(t, "acme", tn.Name, "dotted claim path reads nested objects")
 
