@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
 
 	"github.com/streamgate/streamgate/config"
 )
@@ -65,4 +67,43 @@ func TestApplyTokenCap(t *testing.T) {
 	got, err := (&Tenant{Name: "uncapped"}).ApplyTokenCap(body, true)
 	require.NoError(t, err)
 	assert.Equal(t, string(body), string(got), "no cap: body untouched")
+}
+
+// FuzzApplyTokenCap: whatever JSON object a client sends, a body that passes
+// never asks for more than the cap, and an injected body asks for something.
+func FuzzApplyTokenCap(f *testing.F) {
+	f.Add([]byte(`{"model":"m","max_tokens":10}`), true)
+	f.Add([]byte(`{"max_completion_tokens":1000}`), false)
+	f.Add([]byte(`{"max_tokens":1,"max\u005ftokens":1000}`), true)
+	f.Add([]byte(`{"max_tokens":1e9}`), true)
+	f.Add([]byte(`{}`), true)
+	tn := &Tenant{Name: "t", MaxTokens: 100}
+	f.Fuzz(func(t *testing.T, body []byte, inject bool) {
+		if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
+			t.Skip("the processor refuses this body before the cap")
+		}
+		out, err := tn.ApplyTokenCap(body, inject)
+		if err != nil {
+			if !errors.Is(err, ErrTokenCap) && !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		if !gjson.ValidBytes(out) {
+			t.Fatalf("output is not JSON: %s", out)
+		}
+		asked := false
+		for _, f := range tokenFields {
+			v := gjson.GetBytes(out, f)
+			if v.Type == gjson.Number {
+				asked = true
+				if v.Int() > tn.MaxTokens || v.Float() > float64(tn.MaxTokens) {
+					t.Fatalf("%s=%s passed a cap of %d", f, v.Raw, tn.MaxTokens)
+				}
+			}
+		}
+		if inject && !asked {
+			t.Fatalf("no token limit after injection: %s", out)
+		}
+	})
 }
