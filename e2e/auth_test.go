@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,7 +107,8 @@ func (g *authGateway) token(t *testing.T, kid string, mod func(jwt.MapClaims)) s
 	return s
 }
 
-func (g *authGateway) do(t *testing.T, method, path string, body []byte, headers map[string]string) *http.Response {
+// do sends a request to the auth gateway; extra adds repeated header values.
+func (g *authGateway) do(t *testing.T, method, path string, body []byte, headers map[string]string, extra ...[2]string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, g.gateway+path, bytes.NewReader(body))
 	require.NoError(t, err)
@@ -114,6 +117,9 @@ func (g *authGateway) do(t *testing.T, method, path string, body []byte, headers
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
+	}
+	for _, kv := range extra {
+		req.Header.Add(kv[0], kv[1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -148,7 +154,8 @@ func TestAuth(t *testing.T) {
 				for k, v := range tc.headers {
 					h[k] = v
 				}
-				resp := g.do(t, http.MethodPost, "/v1/chat/completions", chatBody(tc.model, false, "hi"), h)
+				resp := g.do(t, http.MethodPost, "/v1/chat/completions", chatBody(tc.model, false, "hi"), h,
+					[2]string{"x-streamgate-tenant", "second-spoofed-tenant"})
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				require.Equal(t, http.StatusOK, resp.StatusCode, "body: %s", body)
@@ -190,20 +197,21 @@ func TestAuth(t *testing.T) {
 			status              int
 			code, message       string
 		}{
-			"missing credentials":     {status: 401, code: "invalid_api_key", message: "Missing credentials"},
-			"wrong key":               {headers: bearer("sk-e2e-wrong"), status: 401, code: "invalid_api_key", message: "Incorrect"},
-			"expired key":             {headers: bearer(e2eKeyOld), status: 401, code: "invalid_api_key", message: "expired"},
-			"basic auth":              {headers: map[string]string{"authorization": "Basic dXNlcjpwYXNz"}, status: 401, code: "invalid_api_key", message: "Bearer"},
-			"expired JWT":             {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })), status: 401, code: "invalid_api_key", message: "expired"},
-			"wrong audience":          {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["aud"] = "another-service" })), status: 401, code: "invalid_api_key", message: "invalid"},
-			"wrong issuer":            {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), status: 401, code: "invalid_api_key", message: "invalid"},
-			"alg none":                {headers: bearer(noneToken(t)), status: 401, code: "invalid_api_key", message: "invalid"},
-			"tampered JWT":            {headers: bearer(tamper(g.token(t, "k1", nil))), status: 401, code: "invalid_api_key", message: "invalid"},
-			"JWT of no tenant":        {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["org"] = "stranger" })), status: 403, code: "permission_denied"},
-			"model not allowed":       {headers: bearer(e2eKeyGuest), model: "model-a", status: 403, code: "permission_denied", message: "model-a"},
-			"endpoint not allowed":    {headers: bearer(e2eKeyGuest), path: "/v1/embeddings", status: 403, code: "permission_denied"},
-			"over max_tokens cap":     {headers: bearer(e2eKeyGuest), model: "model-b", body: []byte(`{"model":"model-b","max_tokens":51,"messages":[]}`), status: 400, code: "invalid_request", message: "limit is 50"},
-			"models list needs a key": {method: http.MethodGet, path: "/v1/models", status: 401, code: "invalid_api_key"},
+			"missing credentials":       {status: 401, code: "invalid_api_key", message: "Missing credentials"},
+			"wrong key":                 {headers: bearer("sk-e2e-wrong"), status: 401, code: "invalid_api_key", message: "Incorrect"},
+			"expired key":               {headers: bearer(e2eKeyOld), status: 401, code: "invalid_api_key", message: "expired"},
+			"basic auth":                {headers: map[string]string{"authorization": "Basic dXNlcjpwYXNz"}, status: 401, code: "invalid_api_key", message: "Bearer"},
+			"expired JWT":               {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })), status: 401, code: "invalid_api_key", message: "expired"},
+			"wrong audience":            {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["aud"] = "another-service" })), status: 401, code: "invalid_api_key", message: "invalid"},
+			"wrong issuer":              {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), status: 401, code: "invalid_api_key", message: "invalid"},
+			"alg none":                  {headers: bearer(g.keep(noneToken(t))), status: 401, code: "invalid_api_key", message: "invalid"},
+			"HS256 with the public key": {headers: bearer(g.keep(hmacConfusionToken(t, g.idp))), status: 401, code: "invalid_api_key", message: "invalid"},
+			"tampered JWT":              {headers: bearer(g.keep(tamper(g.token(t, "k1", nil)))), status: 401, code: "invalid_api_key", message: "invalid"},
+			"JWT of no tenant":          {headers: bearer(g.token(t, "k1", func(c jwt.MapClaims) { c["org"] = "stranger" })), status: 403, code: "permission_denied"},
+			"model not allowed":         {headers: bearer(e2eKeyGuest), model: "model-a", status: 403, code: "permission_denied", message: "model-a"},
+			"endpoint not allowed":      {headers: bearer(e2eKeyGuest), path: "/v1/embeddings", status: 403, code: "permission_denied"},
+			"over max_tokens cap":       {headers: bearer(e2eKeyGuest), model: "model-b", body: []byte(`{"model":"model-b","max_tokens":51,"messages":[]}`), status: 400, code: "invalid_request", message: "limit is 50"},
+			"models list needs a key":   {method: http.MethodGet, path: "/v1/models", status: 401, code: "invalid_api_key"},
 		} {
 			t.Run(name, func(t *testing.T) {
 				method, path, model, body := tc.method, tc.path, tc.model, tc.body
@@ -277,6 +285,25 @@ func openAIErrorMessage(t *testing.T, resp *http.Response, status int, code stri
 	require.Equal(t, code, e.Error.Code)
 	require.NotEmpty(t, e.Error.Type)
 	return e.Error.Message
+}
+
+// keep adds a token made outside g.token to the log scan.
+func (g *authGateway) keep(tok string) string {
+	g.tokens = append(g.tokens, tok)
+	return tok
+}
+
+// hmacConfusionToken signs HS256 with the issuer's public key (PEM) as the
+// HMAC secret: the classic algorithm-confusion attack.
+func hmacConfusionToken(t *testing.T, idp *authtest.IdP) string {
+	der, err := x509.MarshalPKIXPublicKey(idp.Public("k1"))
+	require.NoError(t, err)
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": e2eIssuer, "aud": "streamgate", "org": "acme", "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = "k1"
+	s, err := tok.SignedString(pemKey)
+	require.NoError(t, err)
+	return s
 }
 
 func noneToken(t *testing.T) string {
