@@ -128,6 +128,10 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		log.Info("xDS listening", "address", cfg.XDS.Listen)
 	}
 	if p.envoy {
+		if (p.envoyLogLevel == "debug" || p.envoyLogLevel == "trace") && cfg.Auth != nil {
+			// Envoy prints every request header at these levels; Streamgate cannot redact them.
+			log.Warn("Envoy debug/trace logs include request headers: client keys, tokens and upstream credentials will appear in them")
+		}
 		proc, err := startEnvoy(ctx, cfg, p.envoyLogLevel, stderr, log)
 		switch {
 		case errors.Is(err, envoy.ErrNotFound):
