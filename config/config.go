@@ -40,6 +40,8 @@ type Config struct {
 	Envoy    Envoy     `yaml:"envoy"`
 	Backends []Backend `yaml:"backends"`
 	Models   []Model   `yaml:"models"`
+	// Auth, when set, requires credentials on every request (see auth.go).
+	Auth *Auth `yaml:"auth"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -114,6 +116,8 @@ type Backend struct {
 	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker"`
 	// ConnectionPool tunes upstream connection reuse.
 	ConnectionPool *ConnectionPool `yaml:"connection_pool"`
+	// Credential, when set, is injected into every request sent to this backend.
+	Credential *Credential `yaml:"credential"`
 }
 
 // TLS configures upstream TLS for a backend.
@@ -204,6 +208,9 @@ func (c *Config) applyDefaults() {
 		for j := range m.Versions {
 			setString(&m.Versions[j].UpstreamModel, m.Name)
 		}
+	}
+	if c.Auth != nil {
+		c.Auth.applyDefaults()
 	}
 }
 

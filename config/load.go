@@ -216,6 +216,7 @@ func (v *validator) validate(c *Config) {
 			v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, k), ep.Address)
 		}
 		v.validateBackendKnobs(i, &b)
+		v.validateCredential(p, &c.Backends[i])
 		if b.TLS != nil && b.TLS.CAFile != "" {
 			if _, err := os.Stat(b.TLS.CAFile); err != nil {
 				v.at(p+".tls.ca_file", "backend %q: cannot read ca_file %q", b.Name, b.TLS.CAFile)
@@ -238,6 +239,7 @@ func (v *validator) validate(c *Config) {
 	if c.Gateway.RetryBudgetPercent < 0 || c.Gateway.RetryBudgetPercent > 100 {
 		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
 	}
+	v.validateAuth(c.Auth)
 }
 
 // fallbacks checks a model's failover list: known backends, each once, none

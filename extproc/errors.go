@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/streamgate/streamgate/extproc/auth"
 )
 
 // Sentinel errors a request can fail with. Each maps to one HTTP status and
@@ -50,6 +52,12 @@ type openAIErrorBody struct {
 // errorShape gives the HTTP status, OpenAI type and code for an error.
 func errorShape(err error) (status int, typ, code string) {
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return http.StatusUnauthorized, "invalid_request_error", "invalid_api_key"
+	case errors.Is(err, auth.ErrForbidden):
+		return http.StatusForbidden, "permission_error", "permission_denied"
+	case errors.Is(err, auth.ErrTokenCap), errors.Is(err, auth.ErrBadRequest):
+		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrMissingModel), errors.Is(err, ErrNoBody):
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	case errors.Is(err, ErrUnknownModel):
@@ -77,8 +85,12 @@ func errorBody(err error) (int, []byte) {
 	status, typ, code := errorShape(err)
 	msg := "The gateway failed to process the request."
 	var ce *clientError
-	if errors.As(err, &ce) {
+	var ae *auth.Error
+	switch {
+	case errors.As(err, &ce):
 		msg = ce.msg
+	case errors.As(err, &ae):
+		msg = ae.Public
 	}
 	b, _ := json.Marshal(openAIError{Error: openAIErrorBody{Message: msg, Type: typ, Code: code}})
 	return status, b

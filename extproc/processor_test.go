@@ -41,19 +41,13 @@ func newTestProcessor(t testing.TB) *processor {
 	return newProcessor(NewRoutes(cfg, 1), cfg.Gateway.MaxRequestBodyBytes, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 }
 
-func headersMsg(method, path string, endOfStream bool, extra ...string) *extprocsvcv3.ProcessingRequest {
+func reqHeaders(method, path string, endOfStream bool, extra ...string) *extprocsvcv3.ProcessingRequest {
 	hs := []*corev3.HeaderValue{{Key: ":method", RawValue: []byte(method)}, {Key: ":path", RawValue: []byte(path)}}
 	for i := 0; i+1 < len(extra); i += 2 {
 		hs = append(hs, &corev3.HeaderValue{Key: extra[i], RawValue: []byte(extra[i+1])})
 	}
 	return &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestHeaders{
 		RequestHeaders: &extprocsvcv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: hs}, EndOfStream: endOfStream},
-	}}
-}
-
-func bodyMsg(body string) *extprocsvcv3.ProcessingRequest {
-	return &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestBody{
-		RequestBody: &extprocsvcv3.HttpBody{Body: []byte(body), EndOfStream: true},
 	}}
 }
 
@@ -69,17 +63,9 @@ func immediateStatus(t *testing.T, r *extprocsvcv3.ProcessingResponse) (int, map
 	return int(ir.GetStatus().GetCode()), body
 }
 
-func setHeaders(r *extprocsvcv3.CommonResponse) map[string]string {
-	out := map[string]string{}
-	for _, h := range r.GetHeaderMutation().GetSetHeaders() {
-		out[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
-	}
-	return out
-}
-
 func TestProcessorRoutesAndRewrites(t *testing.T) {
 	p := newTestProcessor(t)
-	hr := p.handle(headersMsg("POST", "/v1/chat/completions?x=1", false, "x-streamgate-backend", "evil", "content-length", "40"))
+	hr := p.handle(reqHeaders("POST", "/v1/chat/completions?x=1", false, "x-streamgate-backend", "evil", "content-length", "40"))
 	require.NotNil(t, hr.GetRequestHeaders())
 	assert.Equal(t, []string{"x-streamgate-backend"}, hr.GetRequestHeaders().GetResponse().GetHeaderMutation().GetRemoveHeaders())
 
@@ -87,7 +73,7 @@ func TestProcessorRoutesAndRewrites(t *testing.T) {
 	common := br.GetRequestBody().GetResponse()
 	require.NotNil(t, common)
 	assert.True(t, common.GetClearRouteCache())
-	hs := setHeaders(common)
+	hs := setHeaders(common.GetHeaderMutation())
 	assert.Equal(t, "a", hs["x-streamgate-backend"])
 	newBody := common.GetBodyMutation().GetBody()
 	assert.JSONEq(t, `{"model":"private","stream":true,"messages":[]}`, string(newBody))
@@ -97,11 +83,11 @@ func TestProcessorRoutesAndRewrites(t *testing.T) {
 
 func TestProcessorKeepsBodyWhenModelNamesMatch(t *testing.T) {
 	p := newTestProcessor(t)
-	p.handle(headersMsg("POST", "/v1/completions", false))
+	p.handle(reqHeaders("POST", "/v1/completions", false))
 	br := p.handle(bodyMsg(`{"model":"same","prompt":"x"}`))
 	common := br.GetRequestBody().GetResponse()
 	assert.Nil(t, common.GetBodyMutation(), "no rewrite when the upstream name is the public one")
-	assert.Equal(t, "a", setHeaders(common)["x-streamgate-backend"])
+	assert.Equal(t, "a", setHeaders(common.GetHeaderMutation())["x-streamgate-backend"])
 }
 
 func TestProcessorRejections(t *testing.T) {
@@ -127,7 +113,7 @@ func TestProcessorRejections(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := newTestProcessor(t)
-			r := p.handle(headersMsg(tc.method, tc.path, tc.noBody, tc.headers...))
+			r := p.handle(reqHeaders(tc.method, tc.path, tc.noBody, tc.headers...))
 			if r.GetImmediateResponse() == nil {
 				r = p.handle(bodyMsg(tc.body))
 			}
@@ -144,7 +130,7 @@ func TestProcessorRejections(t *testing.T) {
 
 func TestModelsListing(t *testing.T) {
 	p := newTestProcessor(t)
-	status, body := immediateStatus(t, p.handle(headersMsg("GET", "/v1/models", true)))
+	status, body := immediateStatus(t, p.handle(reqHeaders("GET", "/v1/models", true)))
 	require.Equal(t, http.StatusOK, status)
 	data := body["data"].([]any)
 	require.Len(t, data, 2)

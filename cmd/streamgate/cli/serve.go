@@ -23,6 +23,7 @@ import (
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/envoy"
 	"github.com/streamgate/streamgate/extproc"
+	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -109,6 +110,11 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 			return err
 		}
 		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
+		authn, err := auth.New(ctx, cfg, auth.Options{Log: log})
+		if err != nil {
+			return err
+		}
+		srv.SetAuth(authn)
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		reloaders = append(reloaders, func(c *config.Config) error {
 			srv.Update(c, extproc.NewRoutes(c, time.Now().Unix()))
@@ -136,6 +142,10 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 	}
 	go watchConfig(ctx, path, cfg, reloaders, reg, log)
 	if p.envoy {
+		if (p.envoyLogLevel == "debug" || p.envoyLogLevel == "trace") && cfg.Auth != nil {
+			// Envoy prints every request header at these levels; Streamgate cannot redact them.
+			log.Warn("Envoy debug/trace logs include request headers: client keys, tokens and upstream credentials will appear in them")
+		}
 		proc, err := startEnvoy(ctx, cfg, p.envoyLogLevel, stderr, log)
 		switch {
 		case errors.Is(err, envoy.ErrNotFound):
