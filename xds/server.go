@@ -48,12 +48,18 @@ func (s *Server) Update(ctx context.Context, cfg *config.Config) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if err := s.cache.SetSnapshot(ctx, "streamgate", snap); err != nil {
-		return "", fmt.Errorf("cannot publish snapshot: %w", err)
-	}
+	return s.Publish(ctx, snap, len(cfg.Backends)), nil
+}
+
+// Publish serves snap to every Envoy and returns its version.
+func (s *Server) Publish(ctx context.Context, snap *cachev3.Snapshot, backends int) string {
 	v := snapshotVersion(snap)
-	s.log.Info("xds snapshot published", "version", v, "backends", len(cfg.Backends))
-	return v, nil
+	if err := s.cache.SetSnapshot(ctx, "streamgate", snap); err != nil {
+		// The cache keeps the snapshot; only answering an open watch failed.
+		s.log.Error("cannot answer an xDS watch with the new snapshot", "version", v, "error", err.Error())
+	}
+	s.log.Info("xds snapshot published", "version", v, "backends", backends)
+	return v
 }
 
 // snapshotVersion names a snapshot by its per-type versions.

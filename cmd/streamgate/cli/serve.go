@@ -103,22 +103,38 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 	}
 	goServe("metrics", func() error { return serveMetrics(ctx, metricsLis, reg, &ready) })
 
-	var reloaders []func(*config.Config) error
+	// A reload prepares every part first and applies them only if all
+	// could be built, so a bad credential never leaves half a config live.
+	var reloaders []reloader
 	if p.extProc {
 		lis, err := listen(cfg.ExtProc.Listen)
 		if err != nil {
 			return err
 		}
 		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
-		authn, err := auth.New(ctx, cfg, auth.Options{Log: log})
+		// Each authenticator generation owns the JWKS refreshers started
+		// for it; they stop when a reload replaces it.
+		authCtx, authCancel := context.WithCancel(ctx)
+		authn, err := auth.New(authCtx, cfg, auth.Options{Log: log})
 		if err != nil {
+			authCancel()
 			return err
 		}
 		srv.SetAuth(authn)
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
-		reloaders = append(reloaders, func(c *config.Config) error {
-			srv.Update(c, extproc.NewRoutes(c, time.Now().Unix()))
-			return nil
+		reloaders = append(reloaders, func(c *config.Config) (func(), error) {
+			nctx, ncancel := context.WithCancel(ctx)
+			na, err := auth.New(nctx, c, auth.Options{Log: log})
+			if err != nil {
+				ncancel()
+				return nil, err
+			}
+			return func() {
+				srv.Update(c, extproc.NewRoutes(c, time.Now().Unix()))
+				srv.SetAuth(na)
+				authCancel()
+				authCancel = ncancel
+			}, nil
 		})
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
@@ -134,9 +150,12 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		goServe("xds", func() error { return srv.Serve(ctx, lis) })
 		// Envoy gets new clusters and routes before ext_proc starts
 		// sending requests to them.
-		reloaders = append([]func(*config.Config) error{func(c *config.Config) error {
-			_, err := srv.Update(ctx, c)
-			return err
+		reloaders = append([]reloader{func(c *config.Config) (func(), error) {
+			snap, err := xds.Snapshot(c, p.mode)
+			if err != nil {
+				return nil, err
+			}
+			return func() { srv.Publish(ctx, snap, len(c.Backends)) }, nil
 		}}, reloaders...)
 		log.Info("xDS listening", "address", cfg.XDS.Listen)
 	}
@@ -176,7 +195,11 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 // watchConfig applies every valid edit of the config file (or SIGHUP) to
 // the running servers; an invalid edit is logged and counted and changes
 // nothing.
-func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders []func(*config.Config) error, reg prometheus.Registerer, log *slog.Logger) {
+// reloader builds what a new config needs and returns the step that puts
+// it in force; the step cannot fail.
+type reloader func(*config.Config) (apply func(), err error)
+
+func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders []reloader, reg prometheus.Registerer, log *slog.Logger) {
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamgate_config_reloads_total",
 		Help: "Config reloads by result (success, failure).",
@@ -212,11 +235,17 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 		log.Error("config reload rejected; the previous config keeps serving", "file", path, "problems", msgs)
 	}
 	w := &config.Watcher{Path: path, Trigger: trigger, OnError: failed, OnLoad: func(c *config.Config) {
+		applies := make([]func(), 0, len(reloaders))
 		for _, r := range reloaders {
-			if err := r(c); err != nil {
+			apply, err := r(c)
+			if err != nil {
 				failed(err)
 				return
 			}
+			applies = append(applies, apply)
+		}
+		for _, apply := range applies {
+			apply()
 		}
 		reloads.WithLabelValues("success").Inc()
 		log.Info("config reloaded", "file", path, "backends", len(c.Backends), "models", len(c.Models))
