@@ -79,7 +79,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	sum := sha256.Sum256(data)
 	cfg.digest = sum[:]
 	cfg.applyDefaults()
-	v := &validator{file: file, ast: f}
+	v := &validator{cfg: &cfg, file: file, ast: f}
 	v.validate(&cfg)
 	if len(v.problems) > 0 {
 		return nil, errors.Join(v.problems...)
@@ -143,6 +143,7 @@ func plainYAMLMessage(msg string) string {
 
 // validator collects Problems, locating each through the parsed YAML tree.
 type validator struct {
+	cfg      *Config
 	file     string
 	ast      *ast.File
 	problems []error
@@ -259,7 +260,25 @@ func (v *validator) fallbacks(p string, m Model, backends map[string]int) {
 			v.at(fp, "model %q lists backend %q twice in its failover chain", m.Name, fb)
 		}
 		seen[fb] = true
+		// The gateway injects one upstream credential per request, chosen
+		// with the version; a retry on a fallback reuses it.
+		for _, ver := range m.Versions {
+			if !sameCredential(v.cfg.Backend(ver.Backend), v.cfg.Backend(fb)) {
+				v.at(fp, "model %q falls back from backend %q to %q, which takes a different upstream credential; failover needs the same one", m.Name, ver.Backend, fb)
+				break
+			}
+		}
 	}
+}
+
+func sameCredential(a, b *Backend) bool {
+	if a == nil || b == nil {
+		return true
+	}
+	if a.Credential == nil || b.Credential == nil {
+		return a.Credential == nil && b.Credential == nil
+	}
+	return *a.Credential == *b.Credential
 }
 
 // versions checks a model's versions: each names a known backend, names
