@@ -63,6 +63,9 @@ type Gateway struct {
 	// request may move on once, but retries never exceed the live load);
 	// at least 10 retries may always run concurrently.
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
+	// AccessLog is where Envoy writes one JSON line per request: a file
+	// path, /dev/stdout (default) or "off".
+	AccessLog string `yaml:"access_log"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -186,6 +189,7 @@ func (c *Config) applyDefaults() {
 	if c.Gateway.MaxRequestBodyBytes == 0 {
 		c.Gateway.MaxRequestBodyBytes = DefaultMaxBodyBytes
 	}
+	setString(&c.Gateway.AccessLog, "/dev/stdout")
 	if c.Gateway.RetryBudgetPercent == 0 {
 		c.Gateway.RetryBudgetPercent = 100
 	}

@@ -176,9 +176,10 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		set = append(set, header(h.Name, h.Value))
 	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{
-		RequestBody: &extprocsvcv3.BodyResponse{Response: common},
-	}}
+	return &extprocsvcv3.ProcessingResponse{
+		Response:        &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}},
+		DynamicMetadata: p.requestMetadata(),
+	}
 }
 
 // fail ends the request with err as an OpenAI JSON error, logged once.
@@ -189,7 +190,10 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	if status == http.StatusUnauthorized {
 		extra = append(extra, header("www-authenticate", wwwAuthenticate))
 	}
-	return p.immediate(status, body, "streamgate_rejected", extra...)
+	// Envoy drops dynamic metadata sent with an immediate response; the
+	// error class reaches the access log as the response code details.
+	_, _, code := errorShape(err)
+	return p.immediate(status, body, "streamgate_"+code, extra...)
 }
 
 func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
