@@ -40,6 +40,8 @@ type Config struct {
 	Envoy    Envoy     `yaml:"envoy"`
 	Backends []Backend `yaml:"backends"`
 	Models   []Model   `yaml:"models"`
+	// Limits throttles tenants and backends; nil means no limits.
+	Limits *Limits `yaml:"limits"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -151,6 +153,7 @@ func (c *Config) applyDefaults() {
 	for i := range c.Models {
 		setString(&c.Models[i].UpstreamModel, c.Models[i].Name)
 	}
+	c.Limits.applyDefaults()
 }
 
 func setString(s *string, def string) {

@@ -236,6 +236,7 @@ func (v *validator) validate(c *Config) {
 			}
 		}
 	}
+	v.validateLimits(c, seen, models)
 }
 
 // hostPort checks that s is host:port with a numeric port in 1..65535.
