@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,17 @@ type processor struct {
 	maxBody int64
 	log     *slog.Logger
 	metrics *Metrics
+	// ctx ends when the ext_proc stream does (client gone, Envoy reset).
+	ctx context.Context
+	// limits is nil when no limits are configured.
+	limits *Limits
+
+	// Tenant is who the request is accounted to: set at request headers
+	// (from the limits tenant header until authentication sets it).
+	Tenant string
+	lim    *limitState
+	// extraHeaders are added to an immediate response.
+	extraHeaders []*corev3.HeaderValueOption
 
 	requestID string
 	path      string
@@ -46,7 +58,7 @@ type processor struct {
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
-	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m}
+	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m, ctx: context.Background()}
 }
 
 // handle answers one message from Envoy.
@@ -59,9 +71,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
+		return p.onResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocsvcv3.BodyResponse{}}}
+		return p.onResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
@@ -70,7 +82,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 }
 
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	var method, contentLength string
+	var method, contentLength, tenant string
 	var strip []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
@@ -82,6 +94,8 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			contentLength = headerValue(hv)
 		case k == "x-request-id":
 			p.requestID = headerValue(hv)
+		case p.limits != nil && k == p.limits.cfg.TenantHeader:
+			tenant = headerValue(hv)
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
@@ -108,7 +122,14 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	if len(strip) > 0 {
 		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{RemoveHeaders: strip}}
 	}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	out := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	if p.limits != nil {
+		if err := p.tenantFrom(tenant); err != nil {
+			return p.fail(err)
+		}
+		out.ModeOverride = responseModes()
+	}
+	return out
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
@@ -129,9 +150,13 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(reject(ErrUnknownModel, "The model `%s` does not exist or you do not have access to it.", info.Model))
 	}
 	p.route = route
+	body, changed, refused := p.admit(body)
+	if refused != nil {
+		return refused
+	}
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Backend)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
-	if route.UpstreamModel != info.Model {
+	if route.UpstreamModel != info.Model || changed {
 		out, err := rewriteModel(body, route.UpstreamModel)
 		if err != nil {
 			return p.fail(err)
@@ -157,7 +182,7 @@ func (p *processor) immediate(status int, body []byte, details string) *extprocs
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header("content-type", "application/json")}},
+			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, p.extraHeaders...)},
 			Body:    body,
 			Details: details,
 		},
@@ -166,6 +191,7 @@ func (p *processor) immediate(status int, body []byte, details string) *extprocs
 
 // finish runs once when the ext_proc stream ends, whatever ended it.
 func (p *processor) finish() {
+	p.releaseLimits()
 	p.metrics.observe(p)
 }
 

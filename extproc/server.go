@@ -33,6 +33,7 @@ type Server struct {
 
 	routes  atomic.Pointer[Routes]
 	maxBody atomic.Int64
+	limits  atomic.Pointer[Limits]
 	log     *slog.Logger
 	metrics *Metrics
 }
@@ -55,6 +56,7 @@ func (s *Server) Update(cfg *config.Config, routes *Routes) {
 // Process handles one HTTP request's ext_proc stream.
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
+	p.ctx, p.limits = stream.Context(), s.limits.Load()
 	defer p.finish()
 	for {
 		req, err := stream.Recv()

@@ -145,6 +145,8 @@ func (r *Reservation) Finish(used Usage) {
 	r.once.Do(func() {
 		r.release()
 		r.l.metrics.reservations.Dec()
+		r.l.metrics.reconciled.WithLabelValues("input").Add(float64(used.Input))
+		r.l.metrics.reconciled.WithLabelValues("output").Add(float64(used.Output))
 		if len(r.charges) == 0 {
 			return
 		}
@@ -271,6 +273,7 @@ type Metrics struct {
 	reservations prometheus.Gauge
 	deniedTotal  *prometheus.CounterVec
 	storeErrors  prometheus.Counter
+	reconciled   *prometheus.CounterVec
 }
 
 // NewMetrics registers the limiter's metrics with reg (nil: unregistered).
@@ -288,9 +291,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "streamgate_ratelimit_store_errors_total",
 			Help: "Calls to the shared rate limit store that failed.",
 		}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgate_tokens_reconciled_total",
+			Help: "Tokens charged to tenants after reconciliation, by direction (input, output).",
+		}, []string{"direction"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.reservations, m.deniedTotal, m.storeErrors)
+		reg.MustRegister(m.reservations, m.deniedTotal, m.storeErrors, m.reconciled)
 	}
 	return m
 }

@@ -106,6 +106,13 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 			return err
 		}
 		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
+		if cfg.Limits != nil {
+			lim, err := newLimits(cfg, reg, log)
+			if err != nil {
+				return err
+			}
+			srv.SetLimits(lim)
+		}
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}

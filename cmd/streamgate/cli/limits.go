@@ -1,0 +1,15 @@
+package cli
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc"
+)
+
+// newLimits builds the limiter the config asks for.
+func newLimits(cfg *config.Config, reg prometheus.Registerer, _ *slog.Logger) (*extproc.Limits, error) {
+	return extproc.NewLimits(cfg, nil, reg)
+}
