@@ -272,6 +272,31 @@ func TestLimits(t *testing.T) {
 	})
 }
 
+// TestLimitsStreamCost logs what reading the response body (STREAMED, one
+// ext_proc round trip per chunk) costs a limited stream against the shared
+// gateway without limits. It measures; it does not assert a timing.
+func TestLimitsStreamCost(t *testing.T) {
+	e, _ := limitsGateway(t)
+	const tokens, runs = 50, 5
+	run := func(target *env) time.Duration {
+		var best time.Duration
+		for range runs {
+			start := time.Now()
+			resp, err := postTo(t.Context(), target, chatBody("model-b", true, "go"), map[string]string{"x-fakellm-tokens": strconv.Itoa(tokens), "x-fakellm-itl-ms": "2"})
+			require.NoError(t, err)
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			if d := time.Since(start); best == 0 || d < best {
+				best = d
+			}
+		}
+		return best
+	}
+	plain, limited := run(gw), run(e)
+	t.Logf("%d-token stream, best of %d: no limits %v, limited %v: %v per chunk", tokens, runs, plain, limited, (limited-plain)/tokens)
+}
+
 type usageJSON struct {
 	PromptTokens     float64 `json:"prompt_tokens"`
 	CompletionTokens float64 `json:"completion_tokens"`

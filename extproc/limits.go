@@ -120,8 +120,13 @@ func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingRe
 	if err != nil {
 		return nil, false, p.denied(err)
 	}
+	if !res.Holds() {
+		// Nothing to give back: the response passes without body processing.
+		res.Finish(ratelimit.Usage{Input: est.Input, Output: out})
+		return body, false, nil
+	}
 	st.res = res
-	if !p.info.Stream || p.endpoint == endpointEmbeddings {
+	if !res.NeedsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings {
 		return body, false, nil
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {

@@ -100,6 +100,7 @@ type Reservation struct {
 	kinds    []kind
 	reserved Usage
 	release  func()
+	slots    int
 	once     sync.Once
 }
 
@@ -135,7 +136,7 @@ func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers
 		return nil, h, err
 	}
 	l.metrics.reservations.Inc()
-	return &Reservation{l: l, charges: charges, kinds: kinds, reserved: Usage{Input: req.Input, Output: req.Output}, release: release}, h, nil
+	return &Reservation{l: l, charges: charges, kinds: kinds, reserved: Usage{Input: req.Input, Output: req.Output}, release: release, slots: len(slots)}, h, nil
 }
 
 // Finish reconciles the reservation with what the request used (refunding
@@ -173,6 +174,21 @@ func (r *Reservation) Finish(used Usage) {
 		defer cancel()
 		_ = r.l.store.Adjust(ctx, adj) // a store that fails logs and counts it itself
 	})
+}
+
+// Holds reports whether the reservation holds anything to give back:
+// rate charges or concurrency slots.
+func (r *Reservation) Holds() bool { return len(r.charges) > 0 || r.slots > 0 }
+
+// NeedsUsage reports whether real usage changes what is charged: a token
+// bucket was reserved.
+func (r *Reservation) NeedsUsage() bool {
+	for _, k := range r.kinds {
+		if k != kindRequests {
+			return true
+		}
+	}
+	return false
 }
 
 // Reserved is what the reservation holds against the token buckets.
