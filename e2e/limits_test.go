@@ -166,6 +166,31 @@ func TestLimits(t *testing.T) {
 		waitMetric(t, e, "streamgate_reservations_outstanding", 0)
 	})
 
+	t.Run("a light tenant waits one slot turn behind a flood", func(t *testing.T) {
+		const heavy = 12 // four waves of K=3 streams of ~300 ms
+		stream := map[string]string{"x-tenant": "heavy", "x-fakellm-tokens": "10", "x-fakellm-itl-ms": "30"}
+		var wg sync.WaitGroup
+		for range heavy {
+			wg.Go(func() {
+				resp, err := postTo(t.Context(), e, chatBody("model-a", true, "flood"), stream)
+				if assert.NoError(t, err) {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond) // the flood is admitted or queued
+		start := time.Now()
+		resp, err := postTo(t.Context(), e, chatBody("model-a", false, "light"), map[string]string{"x-tenant": "light"})
+		require.NoError(t, err)
+		resp.Body.Close()
+		waited := time.Since(start)
+		wg.Wait()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		t.Logf("light tenant answered after %v behind %d heavy streams", waited, heavy)
+		assert.Less(t, waited, 700*time.Millisecond, "served at the next slot turn, not after the flood (~1.2 s)")
+	})
+
 	t.Run("a disconnect frees the slot within a second", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
