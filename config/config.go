@@ -42,6 +42,8 @@ type Config struct {
 	Models   []Model   `yaml:"models"`
 	// Auth, when set, requires credentials on every request (see auth.go).
 	Auth *Auth `yaml:"auth"`
+	// Limits throttles tenants and backends; nil means no limits.
+	Limits *Limits `yaml:"limits"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -216,6 +218,7 @@ func (c *Config) applyDefaults() {
 	if c.Auth != nil {
 		c.Auth.applyDefaults()
 	}
+	c.Limits.applyDefaults()
 }
 
 func setString(s *string, def string) {

@@ -39,6 +39,14 @@ type processor struct {
 	maxBody int64
 	log     *slog.Logger
 	metrics *Metrics
+	// ctx ends when the ext_proc stream does (client gone, Envoy reset).
+	ctx context.Context
+	// limits is nil when no limits are configured.
+	limits *Limits
+
+	lim *limitState
+	// extraHeaders are added to an immediate response.
+	extraHeaders []*corev3.HeaderValueOption
 
 	requestID string
 	path      string
@@ -48,18 +56,17 @@ type processor struct {
 	route     *Route
 	status    int // HTTP status when Streamgate answered the request itself
 
-	// ctx ends when Envoy's stream for this request ends.
-	ctx context.Context
 	// auth verifies credentials; nil or not Required means an open gateway.
 	auth *auth.Authenticator
-	// Tenant is the verified tenant's name; empty when auth is off or the
-	// request was refused before it was verified. Limits and metrics key on it.
+	// Tenant is who the request is accounted to: the verified tenant when
+	// auth is on, else the limits tenant header's value (or its default);
+	// empty when refused before either. Limits and metrics key on it.
 	Tenant string
 	tenant *auth.Tenant
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
-	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m}
+	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m, ctx: context.Background()}
 }
 
 // handle answers one message from Envoy.
@@ -72,9 +79,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
+		return p.onResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocsvcv3.BodyResponse{}}}
+		return p.onResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
@@ -83,7 +90,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 }
 
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	var method, contentLength string
+	var method, contentLength, tenant string
 	var strip, authz, apiKey []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
@@ -102,6 +109,8 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			authz = append(authz, headerValue(hv))
 		case k == auth.HeaderAPIKey:
 			apiKey = append(apiKey, headerValue(hv))
+		case p.limits != nil && k == p.limits.cfg.TenantHeader:
+			tenant = headerValue(hv)
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
@@ -131,7 +140,18 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	if m := p.requestHeaderMutation(strip, len(authz)+len(apiKey) > 0); m != nil {
 		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: m}
 	}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	out := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	if p.limits != nil {
+		// With auth on, the verified tenant is the one limited; the
+		// tenant header names it only on an open gateway.
+		if p.Tenant == "" {
+			if err := p.tenantFrom(tenant); err != nil {
+				return p.fail(err)
+			}
+		}
+		out.ModeOverride = responseModes()
+	}
+	return out
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
@@ -159,9 +179,14 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.route = route
+	out, added, refused := p.admit(out)
+	if refused != nil {
+		return refused
+	}
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
-	changed := len(out) != len(body)
+	// The token cap and admission return the body itself when unchanged.
+	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
 	if route.UpstreamModel != info.Model {
 		if out, err = rewriteModel(out, route.UpstreamModel); err != nil {
 			return p.fail(err)
@@ -201,7 +226,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...)},
+			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append(append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...), p.extraHeaders...)},
 			Body:    body,
 			Details: details,
 		},
@@ -210,6 +235,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 
 // finish runs once when the ext_proc stream ends, whatever ended it.
 func (p *processor) finish() {
+	p.releaseLimits()
 	p.metrics.observe(p)
 }
 
