@@ -7,7 +7,7 @@ import (
 
 // Defaults of the limits section.
 const (
-	DefaultLimitsTenantHeader         = "x-tenant"
+	DefaultLimitsTenantHeader   = "x-tenant"
 	DefaultTenant               = "anonymous"
 	DefaultOutputTokens         = 1024
 	DefaultQueueSize            = 1024
