@@ -39,9 +39,9 @@ func TestLineDecoder(t *testing.T) {
 		in   string
 		want []string
 	}{
-		"lines":               {"{\"a\":1}\n{\"b\":2}\n", []string{`{"a":1}`, `{"b":2}`}},
-		"CRLF":                {"{}\r\n[]\r\n", []string{"{}", "[]"}},
-		"blank lines skipped": {"\n\n{}\n \n\r\n", []string{"{}"}},
+		"lines":                  {"{\"a\":1}\n{\"b\":2}\n", []string{`{"a":1}`, `{"b":2}`}},
+		"CRLF":                   {"{}\r\n[]\r\n", []string{"{}", "[]"}},
+		"blank lines skipped":    {"\n\n{}\n \n\r\n", []string{"{}"}},
 		"last line unterminated": {"{}\n{\"done\":true}", []string{"{}", `{"done":true}`}},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -56,13 +56,13 @@ func TestDecoder(t *testing.T) {
 		"event without data is dropped and its type forgotten": {
 			"event: ping\n\ndata: x\n\n", []ev{{Data: "x"}},
 		},
-		"id persists across events": {"id: 7\ndata: a\n\ndata: b\n\n", []ev{{ID: "7", Data: "a"}, {ID: "7", Data: "b"}}},
-		"id with NUL is ignored":    {"id: 1\ndata: a\n\nid: x\x00y\ndata: b\n\n", []ev{{ID: "1", Data: "a"}, {ID: "1", Data: "b"}}},
-		"unknown fields and retry":  {"retry: 10\nfoo: bar\ndata: x\n\n", []ev{{Data: "x"}}},
-		"several events":            {"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n", []ev{{Data: "1"}, {Data: "2"}, {Data: "[DONE]"}}},
+		"id persists across events":                            {"id: 7\ndata: a\n\ndata: b\n\n", []ev{{ID: "7", Data: "a"}, {ID: "7", Data: "b"}}},
+		"id with NUL is ignored":                               {"id: 1\ndata: a\n\nid: x\x00y\ndata: b\n\n", []ev{{ID: "1", Data: "a"}, {ID: "1", Data: "b"}}},
+		"unknown fields and retry":                             {"retry: 10\nfoo: bar\ndata: x\n\n", []ev{{Data: "x"}}},
+		"several events":                                       {"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n", []ev{{Data: "1"}, {Data: "2"}, {Data: "[DONE]"}}},
 		"last event without blank line is dispatched at Close": {"data: 1\n\ndata: 2", []ev{{Data: "1"}, {Data: "2"}}},
-		"type resets between events":                          {"event: a\ndata: 1\n\ndata: 2\n\n", []ev{{Type: "a", Data: "1"}, {Data: "2"}}},
-		"blank lines between events":                          {"\n\n\r\ndata: 1\n\n\n\n", []ev{{Data: "1"}}},
+		"type resets between events":                           {"event: a\ndata: 1\n\ndata: 2\n\n", []ev{{Type: "a", Data: "1"}, {Data: "2"}}},
+		"blank lines between events":                           {"\n\n\r\ndata: 1\n\n\n\n", []ev{{Data: "1"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := decodeChunks(0, []byte(tc.in))
