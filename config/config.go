@@ -27,7 +27,8 @@ type Protocol string
 
 // Backend protocols Streamgate knows.
 const (
-	ProtocolOpenAI Protocol = "openai"
+	ProtocolOpenAI    Protocol = "openai"
+	ProtocolAnthropic Protocol = "anthropic"
 )
 
 // Config is one decoded and validated streamgate.yaml. It is immutable once
@@ -115,6 +116,9 @@ type Model struct {
 	Backend string `yaml:"backend"`
 	// UpstreamModel is the model name the backend expects (default: Name).
 	UpstreamModel string `yaml:"upstream_model"`
+	// DefaultMaxTokens is the output cap sent when a client sends none and
+	// the backend requires one (Anthropic; default 4096 there, else unused).
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
 }
 
 // Backend returns the backend with the given name, or nil.
@@ -151,6 +155,7 @@ func (c *Config) applyDefaults() {
 	for i := range c.Models {
 		setString(&c.Models[i].UpstreamModel, c.Models[i].Name)
 	}
+	c.applyProtocolDefaults()
 }
 
 func setString(s *string, def string) {

@@ -203,8 +203,8 @@ func (v *validator) validate(c *Config) {
 			v.at(p+".name", "backend name %q is already used by backend %d", b.Name, j+1)
 		}
 		seen[b.Name] = i
-		if b.Protocol != ProtocolOpenAI {
-			v.at(p+".protocol", "backend %q has protocol %q; supported: %s", b.Name, b.Protocol, ProtocolOpenAI)
+		if !b.Protocol.Known() {
+			v.at(p+".protocol", "backend %q has protocol %q; supported: %s", b.Name, b.Protocol, knownProtocols())
 		}
 		if len(b.Endpoints) == 0 {
 			v.at(p, "backend %q has no endpoints", b.Name)
@@ -228,6 +228,9 @@ func (v *validator) validate(c *Config) {
 			v.at(p+".name", "model name %q is already used by model %d", m.Name, j+1)
 		}
 		models[m.Name] = i
+		if m.DefaultMaxTokens < 0 {
+			v.at(p+".default_max_tokens", "model %q has default_max_tokens %d; use a positive number", m.Name, m.DefaultMaxTokens)
+		}
 		if _, ok := seen[m.Backend]; !ok {
 			if m.Backend == "" {
 				v.at(p, "model %q names no backend", m.Name)

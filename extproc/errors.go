@@ -18,6 +18,9 @@ var (
 	ErrUnknownPath   = errors.New("unknown path")
 	ErrMethod        = errors.New("method not allowed")
 	ErrBodyTruncated = errors.New("request body arrived incomplete")
+	// ErrUnsupported marks a request the model's backend protocol cannot
+	// express (see translation.go).
+	ErrUnsupported = errors.New("request not supported by the backend protocol")
 )
 
 // clientError is a request failure with the message the client sees.
@@ -58,6 +61,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"
+	case errors.Is(err, ErrUnsupported):
+		return http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend"
 	case errors.Is(err, ErrBodyTruncated):
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	default:

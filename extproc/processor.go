@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/streamgate/streamgate/extproc/translate"
 )
 
 // Header names Streamgate reads or writes.
@@ -27,6 +29,7 @@ const (
 	endpointCompletions
 	endpointEmbeddings
 	endpointModels
+	endpointMessages
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -42,7 +45,8 @@ type processor struct {
 	endpoint  endpoint
 	info      requestInfo
 	route     *Route
-	status    int // HTTP status when Streamgate answered the request itself
+	status    int          // HTTP status when Streamgate answered the request itself
+	tx        *translation // set when the backend speaks another API
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -59,9 +63,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
+		return p.onResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocsvcv3.BodyResponse{}}}
+		return p.onResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
@@ -108,7 +112,10 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	if len(strip) > 0 {
 		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{RemoveHeaders: strip}}
 	}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	return &extprocsvcv3.ProcessingResponse{
+		Response:     &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp},
+		ModeOverride: p.translationOverride(),
+	}
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
@@ -129,6 +136,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(reject(ErrUnknownModel, "The model `%s` does not exist or you do not have access to it.", info.Model))
 	}
 	p.route = route
+	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
+		return p.translateRequest(body, route)
+	}
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Backend)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	if route.UpstreamModel != info.Model {
@@ -147,7 +157,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 
 // fail ends the request with err as an OpenAI JSON error, logged once.
 func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
-	status, body := errorBody(err)
+	status, body := p.clientErrorBody(err)
 	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "reason", err.Error())
 	return p.immediate(status, body, "streamgate_rejected")
 }
@@ -179,6 +189,8 @@ func endpointFor(path string) endpoint {
 		return endpointEmbeddings
 	case "/v1/models":
 		return endpointModels
+	case "/v1/messages":
+		return endpointMessages
 	}
 	return endpointNone
 }
