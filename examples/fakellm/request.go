@@ -97,7 +97,7 @@ func parseScenario(h http.Header, opts Options) (scenario, error) {
 	}
 	sc.fail = strings.ToLower(strings.TrimSpace(h.Get(HeaderFail)))
 	switch sc.fail {
-	case "", "429", "500", "503", failDisconnect, failMidstream:
+	case "", "429", "500", "503", "529", failDisconnect, failMidstream:
 		return sc, nil
 	default:
 		return scenario{}, fmt.Errorf("cannot parse %s header: unknown failure %q", HeaderFail, sc.fail)
