@@ -91,11 +91,11 @@ func TestOpenAISDKWithAnthropicBackend(t *testing.T) {
 	var out struct {
 		Stream struct {
 			Content          string
-			FinishReason     string `json:"finish_reason"`
+			FinishReason     string                                 `json:"finish_reason"`
 			ToolCalls        []struct{ ID, Name, Arguments string } `json:"tool_calls"`
-			ArgumentDeltas   int    `json:"argument_deltas"`
-			ContentDeltas    int    `json:"content_deltas"`
-			CompletionTokens int    `json:"completion_tokens"`
+			ArgumentDeltas   int                                    `json:"argument_deltas"`
+			ContentDeltas    int                                    `json:"content_deltas"`
+			CompletionTokens int                                    `json:"completion_tokens"`
 			Model            string
 		}
 		Nonstream struct {
