@@ -29,6 +29,7 @@ type Protocol string
 const (
 	ProtocolOpenAI    Protocol = "openai"
 	ProtocolAnthropic Protocol = "anthropic"
+	ProtocolOllama    Protocol = "ollama"
 )
 
 // Config is one decoded and validated streamgate.yaml. It is immutable once

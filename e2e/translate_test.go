@@ -20,8 +20,9 @@ import (
 
 // translateConfig serves one model per backend protocol: claude-model on
 // backend-b speaking Anthropic Messages, gpt-model on backend-a speaking
-// OpenAI. Both fakellm backends serve both APIs; the protocol in the config
-// decides which one the gateway uses.
+// OpenAI, llama-model on backend-a speaking Ollama. The fakellm backends
+// serve every API; the protocol in the config decides which one the
+// gateway uses.
 const translateConfig = `gateway:
   listen: {{.Gateway}}
 extproc:
@@ -39,7 +40,13 @@ backends:
   - name: claude
     protocol: anthropic
     endpoints: [{{.BackendB}}]
+  - name: ollama
+    protocol: ollama
+    endpoints: [{{.BackendA}}]
 models:
+  - name: llama-model
+    backend: ollama
+    upstream_model: llama-upstream
   - name: gpt-model
     backend: oai
     upstream_model: gpt-upstream

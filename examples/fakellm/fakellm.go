@@ -1,7 +1,7 @@
 // Package fakellm is Streamgate's fake model server: an http.Handler that
 // speaks the OpenAI HTTP API (chat completions, legacy completions,
-// embeddings and models) and the Anthropic Messages API (anthropic.go)
-// with deterministic output, configurable latency and
+// embeddings and models), the Anthropic Messages API (anthropic.go) and
+// Ollama's /api/chat (ollama.go) with deterministic output, configurable latency and
 // header-driven failure injection. It is the backend of the demo and of the
 // end-to-end tests, which use its response headers and Stats to check
 // routing, model rewriting and cancellation propagation through the gateway.
@@ -115,6 +115,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/v1/messages":
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveMessages(w, r)
+		}
+	case "/api/chat":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveOllamaChat(w, r)
 		}
 	case "/v1/embeddings":
 		if allowMethod(w, r, http.MethodPost) {

@@ -35,3 +35,9 @@ func BenchmarkChatToAnthropicStream(b *testing.B) {
 	chunk := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-x","choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}]}` + "\n\n")
 	benchStream(b, ClientMessages, ProtocolOpenAI, start, chunk)
 }
+
+func BenchmarkOllamaToChatStream(b *testing.B) {
+	start := []byte(`{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":"a"},"done":false}` + "\n")
+	chunk := []byte(`{"model":"llama3.2","created_at":"2024-07-22T20:33:28.123Z","message":{"role":"assistant","content":"tok "},"done":false}` + "\n")
+	benchStream(b, ClientChat, ProtocolOllama, start, chunk)
+}

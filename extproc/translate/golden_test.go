@@ -27,6 +27,7 @@ var pairs = map[string]struct {
 }{
 	"openai_anthropic": {ClientChat, ProtocolAnthropic},
 	"anthropic_openai": {ClientMessages, ProtocolOpenAI},
+	"openai_ollama":    {ClientChat, ProtocolOllama},
 }
 
 // testOptions are the model settings every golden case runs with.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -122,8 +121,8 @@ func (t *chatToMessages) Stream(dst, chunk []byte, end bool) []byte {
 // anthropicToChatStream is the per-stream state of an Anthropic → OpenAI
 // event translation.
 type anthropicToChatStream struct {
+	chatChunks
 	dec       sse.Decoder
-	prefix    []byte // `{"id":…,"model":…,"choices":[` of every chunk
 	blockTool []int  // content block index → tool call index, -1 for other blocks
 	nextTool  int
 	usage     anUsage
@@ -170,13 +169,7 @@ func (s *anthropicToChatStream) event(dst, data []byte, t *chatToMessages) []byt
 	case "message_start":
 		m := gjson.GetBytes(data, "message")
 		s.started = true
-		s.prefix = append(s.prefix[:0], `{"id":`...)
-		s.prefix = appendRawString(s.prefix, m.Get("id"))
-		s.prefix = append(s.prefix, `,"object":"chat.completion.chunk","created":`...)
-		s.prefix = strconv.AppendInt(s.prefix, t.opts.now().Unix(), 10)
-		s.prefix = append(s.prefix, `,"model":`...)
-		s.prefix = appendRawString(s.prefix, m.Get("model"))
-		s.prefix = append(s.prefix, `,"choices":[`...)
+		s.setPrefix(rawString(m.Get("id")), rawString(m.Get("model")), t.opts.now().Unix())
 		s.readUsage(m.Get("usage"))
 		return s.chunk(dst, `{"role":"assistant","content":""}`, "", "")
 	case "content_block_start":
@@ -192,7 +185,7 @@ func (s *anthropicToChatStream) event(dst, data []byte, t *chatToMessages) []byt
 			if idx < len(s.blockTool) {
 				s.blockTool[idx] = k
 			}
-			return s.toolStart(dst, k, cb.Get("id"), cb.Get("name"))
+			return s.toolStart(dst, k, rawString(cb.Get("id")), rawString(cb.Get("name")), `""`)
 		case "text":
 			if txt := cb.Get("text"); txt.Str != "" {
 				return s.chunk(dst, `{"content":`, txt.Raw, "}")
@@ -211,7 +204,7 @@ func (s *anthropicToChatStream) event(dst, data []byte, t *chatToMessages) []byt
 				return s.fail(dst, "The model backend sent tool input for an unknown content block.", "bad_backend_response")
 			}
 			if piece := d.Get("partial_json"); piece.Str != "" {
-				return s.toolArgs(dst, s.blockTool[idx], piece)
+				return s.toolArgs(dst, s.blockTool[idx], piece.Raw)
 			}
 		}
 	case "message_delta":
@@ -219,16 +212,8 @@ func (s *anthropicToChatStream) event(dst, data []byte, t *chatToMessages) []byt
 		stop := gjson.GetBytes(data, "delta.stop_reason").Str
 		return s.chunk(dst, `{}`, "", "", finishReason(stop))
 	case "message_stop":
-		if t.includeUsage {
-			dst = append(dst, "data: "...)
-			dst = append(dst, s.prefix...)
-			dst = append(dst, `],"usage":`...)
-			u, _ := json.Marshal(openAIUsage(s.usage))
-			dst = append(dst, u...)
-			dst = append(dst, "}\n\n"...)
-		}
 		s.done = true
-		return append(dst, "data: [DONE]\n\n"...)
+		return s.end(dst, t.includeUsage, openAIUsage(s.usage))
 	case "error":
 		e := gjson.GetBytes(data, "error")
 		typ := e.Get("type").Str
@@ -260,45 +245,6 @@ func (s *anthropicToChatStream) readUsage(u gjson.Result) {
 			*f.dst = int(v.Int())
 		}
 	}
-}
-
-// chunk appends one chat.completion.chunk whose delta is open+raw+close.
-func (s *anthropicToChatStream) chunk(dst []byte, open, raw, close string, finish ...string) []byte {
-	dst = append(dst, "data: "...)
-	dst = append(dst, s.prefix...)
-	dst = append(dst, `{"index":0,"delta":`...)
-	dst = append(dst, open...)
-	dst = append(dst, raw...)
-	dst = append(dst, close...)
-	dst = append(dst, `,"logprobs":null,"finish_reason":`...)
-	if len(finish) > 0 {
-		dst = strconv.AppendQuote(dst, finish[0])
-	} else {
-		dst = append(dst, "null"...)
-	}
-	return append(dst, "}]}\n\n"...)
-}
-
-func (s *anthropicToChatStream) toolStart(dst []byte, k int, id, name gjson.Result) []byte {
-	var b []byte
-	b = append(b, `{"tool_calls":[{"index":`...)
-	b = strconv.AppendInt(b, int64(k), 10)
-	b = append(b, `,"id":`...)
-	b = appendRawString(b, id)
-	b = append(b, `,"type":"function","function":{"name":`...)
-	b = appendRawString(b, name)
-	b = append(b, `,"arguments":""}}]}`...)
-	return s.chunk(dst, "", string(b), "")
-}
-
-func (s *anthropicToChatStream) toolArgs(dst []byte, k int, piece gjson.Result) []byte {
-	dst = append(dst, "data: "...)
-	dst = append(dst, s.prefix...)
-	dst = append(dst, `{"index":0,"delta":{"tool_calls":[{"index":`...)
-	dst = strconv.AppendInt(dst, int64(k), 10)
-	dst = append(dst, `,"function":{"arguments":`...)
-	dst = appendRawString(dst, piece)
-	return append(dst, `}}]},"logprobs":null,"finish_reason":null}]}`+"\n\n"...)
 }
 
 func (s *anthropicToChatStream) fail(dst []byte, msg, code string) []byte {

@@ -54,6 +54,7 @@ type Protocol string
 const (
 	ProtocolOpenAI    Protocol = "openai"
 	ProtocolAnthropic Protocol = "anthropic"
+	ProtocolOllama    Protocol = "ollama"
 )
 
 // Native reports whether a backend of protocol p serves client API c as is,
@@ -71,7 +72,7 @@ func Native(c Client, p Protocol) bool {
 // Supported reports whether New can translate between c and p. It is cheap
 // and safe to call from any goroutine.
 func Supported(c Client, p Protocol) bool {
-	return (c == ClientChat && p == ProtocolAnthropic) || (c == ClientMessages && p == ProtocolOpenAI)
+	return (c == ClientChat && (p == ProtocolAnthropic || p == ProtocolOllama)) || (c == ClientMessages && p == ProtocolOpenAI)
 }
 
 // Options are the per-model settings a translation applies.
@@ -164,6 +165,8 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToMessages{opts: opts}, nil
 	case c == ClientMessages && p == ProtocolOpenAI:
 		return &messagesToChat{opts: opts}, nil
+	case c == ClientChat && p == ProtocolOllama:
+		return &chatToOllama{opts: opts}, nil
 	}
 	return nil, fmt.Errorf("cannot translate %s to the %s protocol: %w", c, p, ErrNoTranslation)
 }

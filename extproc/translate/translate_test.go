@@ -197,3 +197,10 @@ func goldenStreams(tb testing.TB, dir string) [][]byte {
 	}
 	return out
 }
+
+func FuzzOllamaToChatStream(f *testing.F) {
+	for _, seed := range goldenStreams(f, "openai_ollama") {
+		f.Add(seed, uint16(len(seed)/3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint16) { fuzzStream(t, ClientChat, ProtocolOllama, in, cut) })
+}
