@@ -30,6 +30,7 @@ const (
 	ProtocolOpenAI    Protocol = "openai"
 	ProtocolAnthropic Protocol = "anthropic"
 	ProtocolOllama    Protocol = "ollama"
+	ProtocolKServe    Protocol = "kserve-v2"
 )
 
 // Config is one decoded and validated streamgate.yaml. It is immutable once

@@ -20,7 +20,8 @@ import (
 
 // translateConfig serves one model per backend protocol: claude-model on
 // backend-b speaking Anthropic Messages, gpt-model on backend-a speaking
-// OpenAI, llama-model on backend-a speaking Ollama. The fakellm backends
+// OpenAI, llama-model on backend-a speaking Ollama, trt-model on backend-b
+// speaking KServe v2 (completions only). The fakellm backends
 // serve every API; the protocol in the config decides which one the
 // gateway uses.
 const translateConfig = `gateway:
@@ -43,7 +44,13 @@ backends:
   - name: ollama
     protocol: ollama
     endpoints: [{{.BackendA}}]
+  - name: triton
+    protocol: kserve-v2
+    endpoints: [{{.BackendB}}]
 models:
+  - name: trt-model
+    backend: triton
+    upstream_model: ensemble
   - name: llama-model
     backend: ollama
     upstream_model: llama-upstream

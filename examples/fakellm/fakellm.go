@@ -1,7 +1,8 @@
 // Package fakellm is Streamgate's fake model server: an http.Handler that
 // speaks the OpenAI HTTP API (chat completions, legacy completions,
-// embeddings and models), the Anthropic Messages API (anthropic.go) and
-// Ollama's /api/chat (ollama.go) with deterministic output, configurable latency and
+// embeddings and models), the Anthropic Messages API (anthropic.go),
+// Ollama's /api/chat (ollama.go) and the KServe v2 generate extension
+// (kserve.go) with deterministic output, configurable latency and
 // header-driven failure injection. It is the backend of the demo and of the
 // end-to-end tests, which use its response headers and Stats to check
 // routing, model rewriting and cancellation propagation through the gateway.
@@ -133,6 +134,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, s.Stats())
 		}
 	default:
+		if name, stream, ok := kservePath(path); ok {
+			if allowMethod(w, r, http.MethodPost) {
+				s.serveKServe(w, r, name, stream)
+			}
+			return
+		}
 		id, ok := strings.CutPrefix(path, "/v1/models/")
 		if ok && id != "" {
 			if allowMethod(w, r, http.MethodGet) {

@@ -220,6 +220,12 @@ func TestChatNonStreaming(t *testing.T) {
 		`{"object":"chat.completion","model":"upstream-model",
 		  "choices":[{"index":0,"message":{"role":"assistant","content":"tok0 tok1 tok2 "},"logprobs":null,"finish_reason":"stop"}],
 		  "usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}}`)
+	// The server counts the response completed after its last write, which
+	// the client may have read already: give it a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Completed == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if st := s.Stats(); st.Completed != 1 || st.LastModel != "upstream-model" {
 		t.Errorf("stats = %+v, want 1 completed, last model upstream-model", st)
 	}

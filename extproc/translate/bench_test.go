@@ -41,3 +41,9 @@ func BenchmarkOllamaToChatStream(b *testing.B) {
 	chunk := []byte(`{"model":"llama3.2","created_at":"2024-07-22T20:33:28.123Z","message":{"role":"assistant","content":"tok "},"done":false}` + "\n")
 	benchStream(b, ClientChat, ProtocolOllama, start, chunk)
 }
+
+func BenchmarkKServeStream(b *testing.B) {
+	start := []byte(`data: {"model_name":"llama","model_version":"1","text_output":"a"}` + "\n\n")
+	chunk := []byte(`data: {"model_name":"llama","model_version":"1","text_output":"tok "}` + "\n\n")
+	benchStream(b, ClientCompletions, ProtocolKServe, start, chunk)
+}

@@ -28,6 +28,7 @@ var pairs = map[string]struct {
 	"openai_anthropic": {ClientChat, ProtocolAnthropic},
 	"anthropic_openai": {ClientMessages, ProtocolOpenAI},
 	"openai_ollama":    {ClientChat, ProtocolOllama},
+	"openai_kserve":    {ClientCompletions, ProtocolKServe},
 }
 
 // testOptions are the model settings every golden case runs with.

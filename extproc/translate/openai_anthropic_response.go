@@ -123,7 +123,7 @@ func (t *chatToMessages) Stream(dst, chunk []byte, end bool) []byte {
 type anthropicToChatStream struct {
 	chatChunks
 	dec       sse.Decoder
-	blockTool []int  // content block index → tool call index, -1 for other blocks
+	blockTool []int // content block index → tool call index, -1 for other blocks
 	nextTool  int
 	usage     anUsage
 	started   bool

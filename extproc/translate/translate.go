@@ -55,6 +55,7 @@ const (
 	ProtocolOpenAI    Protocol = "openai"
 	ProtocolAnthropic Protocol = "anthropic"
 	ProtocolOllama    Protocol = "ollama"
+	ProtocolKServe    Protocol = "kserve-v2"
 )
 
 // Native reports whether a backend of protocol p serves client API c as is,
@@ -72,7 +73,15 @@ func Native(c Client, p Protocol) bool {
 // Supported reports whether New can translate between c and p. It is cheap
 // and safe to call from any goroutine.
 func Supported(c Client, p Protocol) bool {
-	return (c == ClientChat && (p == ProtocolAnthropic || p == ProtocolOllama)) || (c == ClientMessages && p == ProtocolOpenAI)
+	switch c {
+	case ClientChat:
+		return p == ProtocolAnthropic || p == ProtocolOllama
+	case ClientCompletions:
+		return p == ProtocolKServe
+	case ClientMessages:
+		return p == ProtocolOpenAI
+	}
+	return false
 }
 
 // Options are the per-model settings a translation applies.
@@ -167,6 +176,8 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &messagesToChat{opts: opts}, nil
 	case c == ClientChat && p == ProtocolOllama:
 		return &chatToOllama{opts: opts}, nil
+	case c == ClientCompletions && p == ProtocolKServe:
+		return &completionsToKServe{opts: opts}, nil
 	}
 	return nil, fmt.Errorf("cannot translate %s to the %s protocol: %w", c, p, ErrNoTranslation)
 }

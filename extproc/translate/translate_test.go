@@ -16,7 +16,7 @@ func TestNewRefusesUnknownPairs(t *testing.T) {
 	for _, tc := range []struct {
 		c Client
 		p Protocol
-	}{{ClientCompletions, ProtocolAnthropic}, {ClientEmbeddings, ProtocolAnthropic}, {ClientMessages, "ollama"}} {
+	}{{ClientCompletions, ProtocolAnthropic}, {ClientEmbeddings, ProtocolAnthropic}, {ClientMessages, ProtocolOllama}, {ClientChat, ProtocolKServe}} {
 		_, err := New(tc.c, tc.p, testOptions())
 		assert.ErrorIs(t, err, ErrNoTranslation, "%s → %s", tc.c, tc.p)
 		assert.False(t, Supported(tc.c, tc.p))
@@ -87,8 +87,9 @@ func TestUnparseableSuccessIsBadGateway(t *testing.T) {
 
 // fuzzRequests are the client requests the stream fuzzers start from.
 var fuzzRequests = map[Client]string{
-	ClientChat:     `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`,
-	ClientMessages: `{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"x"}]}`,
+	ClientChat:        `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`,
+	ClientMessages:    `{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"x"}]}`,
+	ClientCompletions: `{"model":"m","stream":true,"prompt":"x"}`,
 }
 
 // fuzzStream checks one translator against arbitrary backend bytes: no
@@ -203,4 +204,11 @@ func FuzzOllamaToChatStream(f *testing.F) {
 		f.Add(seed, uint16(len(seed)/3))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, cut uint16) { fuzzStream(t, ClientChat, ProtocolOllama, in, cut) })
+}
+
+func FuzzKServeStream(f *testing.F) {
+	for _, seed := range goldenStreams(f, "openai_kserve") {
+		f.Add(seed, uint16(len(seed)/3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint16) { fuzzStream(t, ClientCompletions, ProtocolKServe, in, cut) })
 }
