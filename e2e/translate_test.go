@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -278,4 +279,32 @@ func TestTranslatedStreamIsIncremental(t *testing.T) {
 	translated := ttfb(g.gateway, "claude-model")
 	t.Logf("median time to first event: pass-through %v, pass-through on a translating config %v, translated %v",
 		plain, passOnTranslatingPath, translated)
+}
+
+// TestTranslatedStreamDisconnectCancelsBackend: a client leaving a
+// translated stream must cancel the backend request, as on pass-through.
+func TestTranslatedStreamDisconnectCancelsBackend(t *testing.T) {
+	g := startGateway(t, translateConfig)
+	drain(gw.backendB.CancelledCh())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.gateway+"/v1/chat/completions", strings.NewReader(
+		`{"model":"claude-model","stream":true,"messages":[{"role":"user","content":"long"}]}`))
+	require.NoError(t, err)
+	req.Header.Set("x-fakellm-tokens", "100")
+	req.Header.Set("x-fakellm-itl-ms", "100")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, err = newSSEReader(resp.Body).next()
+	require.NoError(t, err)
+	left := time.Now()
+	cancel()
+	resp.Body.Close()
+	select {
+	case <-gw.backendB.CancelledCh():
+		t.Logf("backend saw the cancel %v after the client left", time.Since(left))
+	case <-time.After(2 * time.Second):
+		t.Fatal("backend did not see the client's disconnect within 2s")
+	}
 }

@@ -3,6 +3,7 @@ package translate
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -143,19 +144,22 @@ func FuzzChatToAnthropicStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, cut uint16) { fuzzStream(t, ClientMessages, ProtocolOpenAI, in, cut) })
 }
 
-// FuzzRequest: no panic on any client body; a translated body is JSON.
+// FuzzRequest: no panic on any client body for any pair; a translated
+// body is JSON; a refusal is a RequestError.
 func FuzzRequest(f *testing.F) {
-	for _, dir := range []string{"openai_anthropic", "anthropic_openai"} {
+	dirs := make([]string, 0, len(pairs))
+	for dir := range pairs {
+		dirs = append(dirs, dir)
+	}
+	slices.Sort(dirs)
+	for i, dir := range dirs {
 		for _, r := range goldenSections(f, dir, "client_request.json") {
-			f.Add(r, dir == "openai_anthropic")
+			f.Add(r, uint8(i))
 		}
 	}
-	f.Fuzz(func(t *testing.T, body []byte, chat bool) {
-		c, p := ClientMessages, ProtocolOpenAI
-		if chat {
-			c, p = ClientChat, ProtocolAnthropic
-		}
-		tr, err := New(c, p, testOptions())
+	f.Fuzz(func(t *testing.T, body []byte, pair uint8) {
+		p := pairs[dirs[int(pair)%len(dirs)]]
+		tr, err := New(p.client, p.backend, testOptions())
 		require.NoError(t, err)
 		req, err := tr.Request(body)
 		if err != nil {
@@ -164,6 +168,7 @@ func FuzzRequest(f *testing.F) {
 			return
 		}
 		require.True(t, json.Valid(req.Body))
+		require.NotEmpty(t, req.Path)
 	})
 }
 
