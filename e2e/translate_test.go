@@ -172,6 +172,19 @@ func TestAnthropicSDKWithOpenAIBackend(t *testing.T) {
 			StopReason   string `json:"stop_reason"`
 			OutputTokens int    `json:"output_tokens"`
 		}
+		ToolStream struct {
+			StopReason string `json:"stop_reason"`
+			ToolUses   []struct {
+				ID, Name string
+				Input    map[string]any
+			} `json:"tool_uses"`
+			JSONDeltas int `json:"json_deltas"`
+			Text       string
+		} `json:"tool_stream"`
+		ToolResult struct {
+			StopReason string `json:"stop_reason"`
+			Blocks     []string
+		} `json:"tool_result"`
 		UnknownModel *sdkError `json:"unknown_model"`
 		Unsupported  *sdkError
 		RateLimited  *sdkError `json:"rate_limited"`
@@ -190,6 +203,19 @@ func TestAnthropicSDKWithOpenAIBackend(t *testing.T) {
 	assert.Equal(t, "message_stop", s.Events[len(s.Events)-1])
 	assert.Contains(t, s.Events, "content_block_start")
 	assert.Contains(t, s.Events, "message_delta")
+
+	ts := out.ToolStream
+	assert.Equal(t, "tool_use", ts.StopReason)
+	require.Len(t, ts.ToolUses, 1)
+	assert.Equal(t, fakellm.FakeToolCallID, ts.ToolUses[0].ID)
+	assert.Equal(t, "get_weather", ts.ToolUses[0].Name)
+	input, err := json.Marshal(ts.ToolUses[0].Input)
+	require.NoError(t, err)
+	assert.JSONEq(t, fakellm.FakeToolInput, string(input), "the SDK rebuilt the input from the streamed pieces")
+	assert.GreaterOrEqual(t, ts.JSONDeltas, 3)
+	assert.Equal(t, strings.Join(wantTokens(16), ""), ts.Text)
+	assert.Equal(t, "max_tokens", out.ToolResult.StopReason)
+	assert.Equal(t, []string{"text"}, out.ToolResult.Blocks, "after the tool result the backend answers in text")
 
 	assert.Equal(t, "message", out.Nonstream.Type)
 	assert.Equal(t, "tok0 tok1 tok2 ", out.Nonstream.Text)

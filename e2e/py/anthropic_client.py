@@ -31,6 +31,28 @@ out["stream"] = {
     "model": final.model,
 }
 
+# A streamed tool call: input_json_delta events, then a tool_result turn.
+tools = [{"name": "get_weather", "description": "Current weather for a city",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+weather = [{"role": "user", "content": "Weather in Paris?"}]
+json_deltas = 0
+with client.messages.stream(model=model, max_tokens=100, tools=tools, messages=weather) as stream:
+    for event in stream:
+        if event.type == "input_json":
+            json_deltas += 1
+    final = stream.get_final_message()
+uses = [b for b in final.content if b.type == "tool_use"]
+out["tool_stream"] = {
+    "stop_reason": final.stop_reason,
+    "tool_uses": [{"id": b.id, "name": b.name, "input": b.input} for b in uses],
+    "json_deltas": json_deltas,
+    "text": "".join(b.text for b in final.content if b.type == "text"),
+}
+after = weather + [{"role": "assistant", "content": final.content},
+                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "18 C"}]}]
+answer = client.messages.create(model=model, max_tokens=2, tools=tools, messages=after)
+out["tool_result"] = {"stop_reason": answer.stop_reason, "blocks": [b.type for b in answer.content]}
+
 msg = client.messages.create(model=model, max_tokens=3, messages=messages)
 out["nonstream"] = {
     "type": msg.type,
