@@ -43,9 +43,13 @@ type Config struct {
 	Envoy    Envoy     `yaml:"envoy"`
 	Backends []Backend `yaml:"backends"`
 	Models   []Model   `yaml:"models"`
+	// Auth, when set, requires credentials on every request (see auth.go).
+	Auth *Auth `yaml:"auth"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
+	// digest is the SHA-256 of the bytes it was parsed from.
+	digest []byte
 }
 
 // Gateway is the client-facing Envoy listener.
@@ -57,6 +61,11 @@ type Gateway struct {
 	// StreamIdleTimeout ends a stream that moves no bytes for this long (default 5m).
 	// There is no overall request timeout: token streams may run for minutes.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	// RetryBudgetPercent caps failover retries, as a share of the requests
+	// active toward a failover chain (default 100: during an outage every
+	// request may move on once, but retries never exceed the live load);
+	// at least 10 retries may always run concurrently.
+	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -94,12 +103,24 @@ type Backend struct {
 	Name string `yaml:"name"`
 	// Protocol is the backend's API, e.g. "openai".
 	Protocol Protocol `yaml:"protocol"`
-	// Endpoints are host:port addresses of the servers.
-	Endpoints []string `yaml:"endpoints"`
+	// Endpoints are the servers: "host:port" or {address, weight}.
+	Endpoints []Endpoint `yaml:"endpoints"`
 	// TLS, when set, makes Envoy speak TLS to the endpoints.
 	TLS *TLS `yaml:"tls"`
 	// ConnectTimeout bounds the TCP (and TLS) connect (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// HTTP2 makes Envoy speak HTTP/2 to the backend (gRPC backends need it).
+	HTTP2 bool `yaml:"http2"`
+	// HealthCheck, when set, has Envoy probe every endpoint.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// OutlierDetection, when set, ejects endpoints that keep failing.
+	OutlierDetection *OutlierDetection `yaml:"outlier_detection"`
+	// CircuitBreaker caps what Envoy sends the backend at once.
+	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker"`
+	// ConnectionPool tunes upstream connection reuse.
+	ConnectionPool *ConnectionPool `yaml:"connection_pool"`
+	// Credential, when set, is injected into every request sent to this backend.
+	Credential *Credential `yaml:"credential"`
 }
 
 // TLS configures upstream TLS for a backend.
@@ -110,17 +131,45 @@ type TLS struct {
 	CAFile string `yaml:"ca_file"`
 }
 
-// Model maps a public model name to a backend.
+// Model maps a public model name (the stable name clients use) to one or
+// more versions, each served by a backend.
 type Model struct {
 	// Name is what clients put in the request's "model" field.
 	Name string `yaml:"name"`
-	// Backend is the name of the backend that serves it.
+	// Backend and UpstreamModel are the short form of a single version
+	// named "default"; use Versions instead for several.
 	Backend string `yaml:"backend"`
 	// UpstreamModel is the model name the backend expects (default: Name).
 	UpstreamModel string `yaml:"upstream_model"`
+	// Versions split traffic by weight (canary, blue-green).
+	Versions []Version `yaml:"versions"`
+	// AllowPin lets a request choose a version with the
+	// x-streamgate-model-version header, whatever the weights.
+	AllowPin bool `yaml:"allow_pin"`
+	// Fallbacks are backends tried in order when the chosen version's
+	// backend fails before the first response byte (connect failure, reset,
+	// 5xx or 429). They receive the version's upstream model name.
+	Fallbacks []string `yaml:"fallbacks"`
 	// DefaultMaxTokens is the output cap sent when a client sends none and
 	// the backend requires one (Anthropic; default 4096 there, else unused).
 	DefaultMaxTokens int `yaml:"default_max_tokens"`
+
+	// shortForm is set when Versions was made from Backend.
+	shortForm bool
+}
+
+// Version is one deployment of a model.
+type Version struct {
+	// Name is unique within the model and reported to clients in the
+	// x-streamgate-model-version response header.
+	Name string `yaml:"name"`
+	// Backend serves this version.
+	Backend string `yaml:"backend"`
+	// UpstreamModel is the model name the backend expects (default: the model's name).
+	UpstreamModel string `yaml:"upstream_model"`
+	// Weight is this version's share of unpinned traffic; 0 means pinned
+	// requests only. Weights are relative (default 1 with one version).
+	Weight uint32 `yaml:"weight"`
 }
 
 // Backend returns the backend with the given name, or nil.
@@ -143,6 +192,9 @@ func (c *Config) applyDefaults() {
 	if c.Gateway.MaxRequestBodyBytes == 0 {
 		c.Gateway.MaxRequestBodyBytes = DefaultMaxBodyBytes
 	}
+	if c.Gateway.RetryBudgetPercent == 0 {
+		c.Gateway.RetryBudgetPercent = 100
+	}
 	if c.Gateway.StreamIdleTimeout == 0 {
 		c.Gateway.StreamIdleTimeout = DefaultStreamIdleTimeout
 	}
@@ -150,12 +202,21 @@ func (c *Config) applyDefaults() {
 		c.ExtProc.MessageTimeout = DefaultMessageTimeout
 	}
 	for i := range c.Backends {
-		if c.Backends[i].ConnectTimeout == 0 {
-			c.Backends[i].ConnectTimeout = DefaultConnectTimeout
-		}
+		c.Backends[i].applyDefaults()
 	}
 	for i := range c.Models {
-		setString(&c.Models[i].UpstreamModel, c.Models[i].Name)
+		m := &c.Models[i]
+		if len(m.Versions) == 0 && m.Backend != "" {
+			m.Versions = []Version{{Name: "default", Backend: m.Backend, UpstreamModel: m.UpstreamModel, Weight: 1}}
+			m.shortForm = true
+		}
+		setString(&m.UpstreamModel, m.Name)
+		for j := range m.Versions {
+			setString(&m.Versions[j].UpstreamModel, m.Name)
+		}
+	}
+	if c.Auth != nil {
+		c.Auth.applyDefaults()
 	}
 	c.applyProtocolDefaults()
 }

@@ -60,3 +60,25 @@ models:
 	assert.Equal(t, 4, ps[0].Line)
 	assert.Equal(t, 7, ps[1].Line)
 }
+
+func TestLoadAuth(t *testing.T) {
+	cfg, err := Load("testdata/valid/auth.yaml")
+	require.NoError(t, err)
+	require.NotNil(t, cfg.Auth)
+	assert.Equal(t, DefaultTenantHeader, cfg.Auth.TenantHeader)
+	is := cfg.Auth.JWT[0]
+	assert.Equal(t, DefaultJWTAlgorithms, is.Algorithms)
+	assert.Equal(t, DefaultClockSkew, is.ClockSkew)
+	assert.Equal(t, DefaultJWKSMinRefreshBetween, is.MinRefreshInterval)
+	assert.Equal(t, "org", is.TenantClaim)
+	tn := cfg.Auth.Tenant("acme")
+	require.NotNil(t, tn)
+	assert.Equal(t, int64(4096), tn.MaxTokens)
+	require.NotNil(t, tn.APIKeys[0].Expires)
+	assert.Equal(t, 2027, tn.APIKeys[0].Expires.Year())
+	assert.Equal(t, "VLLM_API_KEY", cfg.Backends[0].Credential.Env)
+
+	open, err := Load("testdata/valid/full.yaml")
+	require.NoError(t, err)
+	assert.Nil(t, open.Auth, "no auth section: the gateway stays open")
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -75,8 +76,10 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &Problem{File: file, Msg: "the file holds several YAML documents; put everything in one"}
 	}
 	cfg.Source = file
+	sum := sha256.Sum256(data)
+	cfg.digest = sum[:]
 	cfg.applyDefaults()
-	v := &validator{file: file, ast: f}
+	v := &validator{cfg: &cfg, file: file, ast: f}
 	v.validate(&cfg)
 	if len(v.problems) > 0 {
 		return nil, errors.Join(v.problems...)
@@ -140,6 +143,7 @@ func plainYAMLMessage(msg string) string {
 
 // validator collects Problems, locating each through the parsed YAML tree.
 type validator struct {
+	cfg      *Config
 	file     string
 	ast      *ast.File
 	problems []error
@@ -210,8 +214,10 @@ func (v *validator) validate(c *Config) {
 			v.at(p, "backend %q has no endpoints", b.Name)
 		}
 		for k, ep := range b.Endpoints {
-			v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, k), ep)
+			v.hostPort(fmt.Sprintf("%s.endpoints[%d]", p, k), ep.Address)
 		}
+		v.validateBackendKnobs(i, &b)
+		v.validateCredential(p, &c.Backends[i])
 		if b.TLS != nil && b.TLS.CAFile != "" {
 			if _, err := os.Stat(b.TLS.CAFile); err != nil {
 				v.at(p+".tls.ca_file", "backend %q: cannot read ca_file %q", b.Name, b.TLS.CAFile)
@@ -231,13 +237,92 @@ func (v *validator) validate(c *Config) {
 		if m.DefaultMaxTokens < 0 {
 			v.at(p+".default_max_tokens", "model %q has default_max_tokens %d; use a positive number", m.Name, m.DefaultMaxTokens)
 		}
-		if _, ok := seen[m.Backend]; !ok {
-			if m.Backend == "" {
-				v.at(p, "model %q names no backend", m.Name)
-			} else {
-				v.at(p+".backend", "model %q points at backend %q, which is not defined under backends", m.Name, m.Backend)
+		v.versions(p, m, seen)
+		v.fallbacks(p, m, seen)
+	}
+	if c.Gateway.RetryBudgetPercent < 0 || c.Gateway.RetryBudgetPercent > 100 {
+		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
+	}
+	v.validateAuth(c.Auth)
+}
+
+// fallbacks checks a model's failover list: known backends, each once, none
+// the same as a version's own backend.
+func (v *validator) fallbacks(p string, m Model, backends map[string]int) {
+	seen := map[string]bool{}
+	for _, ver := range m.Versions {
+		seen[ver.Backend] = len(m.Versions) == 1
+	}
+	for k, fb := range m.Fallbacks {
+		fp := fmt.Sprintf("%s.fallbacks[%d]", p, k)
+		if _, ok := backends[fb]; !ok {
+			v.at(fp, "model %q falls back to backend %q, which is not defined under backends", m.Name, fb)
+			continue
+		}
+		if seen[fb] {
+			v.at(fp, "model %q lists backend %q twice in its failover chain", m.Name, fb)
+		}
+		seen[fb] = true
+		// The gateway injects one upstream credential per request, chosen
+		// with the version; a retry on a fallback reuses it.
+		for _, ver := range m.Versions {
+			if !sameCredential(v.cfg.Backend(ver.Backend), v.cfg.Backend(fb)) {
+				v.at(fp, "model %q falls back from backend %q to %q, which takes a different upstream credential; failover needs the same one", m.Name, ver.Backend, fb)
+				break
 			}
 		}
+		v.sameProtocol(fp, m, fb)
+	}
+}
+
+func sameCredential(a, b *Backend) bool {
+	if a == nil || b == nil {
+		return true
+	}
+	if a.Credential == nil || b.Credential == nil {
+		return a.Credential == nil && b.Credential == nil
+	}
+	return *a.Credential == *b.Credential
+}
+
+// versions checks a model's versions: each names a known backend, names
+// are unique, and unpinned traffic has somewhere to go.
+func (v *validator) versions(p string, m Model, backends map[string]int) {
+	if m.Backend != "" && !m.shortForm {
+		v.at(p+".backend", "model %q has both backend and versions; use one or the other", m.Name)
+		return
+	}
+	if len(m.Versions) == 0 {
+		v.at(p, "model %q names no backend; set backend or versions", m.Name)
+		return
+	}
+	names := map[string]bool{}
+	var total uint64
+	for j, ver := range m.Versions {
+		vp := fmt.Sprintf("%s.versions[%d]", p, j)
+		if m.shortForm {
+			vp = p
+		}
+		switch {
+		case ver.Name == "":
+			v.at(vp, "version %d of model %q has no name", j+1, m.Name)
+		case names[ver.Name]:
+			v.at(vp+".name", "model %q has two versions named %q", m.Name, ver.Name)
+		}
+		names[ver.Name] = true
+		if _, ok := backends[ver.Backend]; !ok {
+			if ver.Backend == "" {
+				v.at(vp, "version %q of model %q names no backend", ver.Name, m.Name)
+			} else if m.shortForm {
+				v.at(vp+".backend", "model %q points at backend %q, which is not defined under backends", m.Name, ver.Backend)
+			} else {
+				v.at(vp+".backend", "version %q of model %q points at backend %q, which is not defined under backends", ver.Name, m.Name, ver.Backend)
+			}
+		}
+		total += uint64(ver.Weight)
+	}
+	if total == 0 {
+		v.at(p+".versions", "model %q has no version with a weight above 0, so unpinned requests could go nowhere", m.Name)
 	}
 }
 

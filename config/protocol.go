@@ -28,13 +28,31 @@ func knownProtocols() string {
 	return strings.Join(names, ", ")
 }
 
-// applyProtocolDefaults gives models on Anthropic backends their default
-// output cap.
+// applyProtocolDefaults gives models served by an Anthropic backend (in any
+// version) their default output cap.
 func (c *Config) applyProtocolDefaults() {
 	for i := range c.Models {
 		m := &c.Models[i]
-		if b := c.Backend(m.Backend); b != nil && b.Protocol == ProtocolAnthropic && m.DefaultMaxTokens == 0 {
-			m.DefaultMaxTokens = DefaultAnthropicMaxTokens
+		for _, ver := range m.Versions {
+			if b := c.Backend(ver.Backend); b != nil && b.Protocol == ProtocolAnthropic && m.DefaultMaxTokens == 0 {
+				m.DefaultMaxTokens = DefaultAnthropicMaxTokens
+			}
+		}
+	}
+}
+
+// sameProtocol refuses a fallback backend speaking another protocol than a
+// version it backs up: the request body was translated for the version's
+// backend before Envoy picked the fallback.
+func (v *validator) sameProtocol(fp string, m Model, fallback string) {
+	fb := v.cfg.Backend(fallback)
+	if fb == nil {
+		return
+	}
+	for _, ver := range m.Versions {
+		if b := v.cfg.Backend(ver.Backend); b != nil && b.Protocol != fb.Protocol {
+			v.at(fp, "model %q falls back from backend %q (%s) to %q (%s); failover needs backends of one protocol", m.Name, ver.Backend, b.Protocol, fallback, fb.Protocol)
+			return
 		}
 	}
 }

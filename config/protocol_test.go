@@ -49,3 +49,23 @@ models:
 	assert.Equal(t, 8, ps[0].Line)
 	assert.Contains(t, ps[0].Msg, "default_max_tokens")
 }
+
+func TestFailoverNeedsOneProtocol(t *testing.T) {
+	src := `backends:
+  - name: claude
+    protocol: anthropic
+    endpoints: [127.0.0.1:8001]
+  - name: vllm
+    protocol: openai
+    endpoints: [127.0.0.1:8000]
+models:
+  - name: m
+    backend: claude
+    fallbacks: [vllm]
+`
+	_, err := Parse("failover.yaml", []byte(src))
+	require.Error(t, err)
+	ps := Problems(err)
+	require.Len(t, ps, 1)
+	assert.Contains(t, ps[0].Msg, "one protocol")
+}

@@ -184,7 +184,8 @@ func (e *env) waitReady(limit time.Duration) error {
 		resp, err := http.Get(e.gateway + "/v1/models")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: ext_proc answered a gateway that requires credentials.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 		}
@@ -251,11 +252,13 @@ func (s *syncBuffer) String() string {
 	return s.buf.String()
 }
 
-// tap records the bytes a backend writes for requests carrying the header
-// x-e2e-tap, so a test can compare them with what the client received.
+// tap records the bytes a backend writes, and the request headers it
+// received, for requests carrying the header x-e2e-tap, so a test can
+// compare them with what the client sent and received.
 type tap struct {
-	mu   sync.Mutex
-	byID map[string]*bytes.Buffer
+	mu      sync.Mutex
+	byID    map[string]*bytes.Buffer
+	headers map[string]http.Header
 }
 
 func (t *tap) wrap(h http.Handler) http.Handler {
@@ -268,9 +271,10 @@ func (t *tap) wrap(h http.Handler) http.Handler {
 		buf := &bytes.Buffer{}
 		t.mu.Lock()
 		if t.byID == nil {
-			t.byID = map[string]*bytes.Buffer{}
+			t.byID, t.headers = map[string]*bytes.Buffer{}, map[string]http.Header{}
 		}
 		t.byID[id] = buf
+		t.headers[id] = r.Header.Clone()
 		t.mu.Unlock()
 		h.ServeHTTP(&tapWriter{ResponseWriter: w, buf: buf, mu: &t.mu}, r)
 	})
@@ -283,6 +287,13 @@ func (t *tap) bytes(id string) []byte {
 		return append([]byte(nil), b.Bytes()...)
 	}
 	return nil
+}
+
+// requestHeaders returns the headers the backend received for a tapped request.
+func (t *tap) requestHeaders(id string) http.Header {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.headers[id]
 }
 
 type tapWriter struct {

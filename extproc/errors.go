@@ -5,19 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/streamgate/streamgate/extproc/auth"
 )
 
 // Sentinel errors a request can fail with. Each maps to one HTTP status and
 // one OpenAI error type/code at a single boundary: immediateError.
 var (
-	ErrBadJSON       = errors.New("request body is not valid JSON")
-	ErrMissingModel  = errors.New("request has no model")
-	ErrUnknownModel  = errors.New("model does not exist")
-	ErrBodyTooLarge  = errors.New("request body too large")
-	ErrNoBody        = errors.New("request has no body")
-	ErrUnknownPath   = errors.New("unknown path")
-	ErrMethod        = errors.New("method not allowed")
-	ErrBodyTruncated = errors.New("request body arrived incomplete")
+	ErrBadJSON         = errors.New("request body is not valid JSON")
+	ErrMissingModel    = errors.New("request has no model")
+	ErrUnknownModel    = errors.New("model does not exist")
+	ErrBodyTooLarge    = errors.New("request body too large")
+	ErrNoBody          = errors.New("request has no body")
+	ErrUnknownPath     = errors.New("unknown path")
+	ErrMethod          = errors.New("method not allowed")
+	ErrBodyTruncated   = errors.New("request body arrived incomplete")
+	ErrPinNotAllowed   = errors.New("model does not allow pinning a version")
+	ErrVersionNotFound = errors.New("model version does not exist")
 	// ErrUnsupported marks a request the model's backend protocol cannot
 	// express (see translation.go).
 	ErrUnsupported = errors.New("request not supported by the backend protocol")
@@ -51,10 +55,20 @@ type openAIErrorBody struct {
 // errorShape gives the HTTP status, OpenAI type and code for an error.
 func errorShape(err error) (status int, typ, code string) {
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return http.StatusUnauthorized, "invalid_request_error", "invalid_api_key"
+	case errors.Is(err, auth.ErrForbidden):
+		return http.StatusForbidden, "permission_error", "permission_denied"
+	case errors.Is(err, auth.ErrTokenCap), errors.Is(err, auth.ErrBadRequest):
+		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrMissingModel), errors.Is(err, ErrNoBody):
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	case errors.Is(err, ErrUnknownModel):
 		return http.StatusNotFound, "invalid_request_error", "model_not_found"
+	case errors.Is(err, ErrVersionNotFound):
+		return http.StatusNotFound, "invalid_request_error", "model_version_not_found"
+	case errors.Is(err, ErrPinNotAllowed):
+		return http.StatusForbidden, "permission_error", "model_version_pin_not_allowed"
 	case errors.Is(err, ErrUnknownPath):
 		return http.StatusNotFound, "invalid_request_error", "unknown_url"
 	case errors.Is(err, ErrMethod):
@@ -76,8 +90,12 @@ func errorBody(err error) (int, []byte) {
 	status, typ, code := errorShape(err)
 	msg := "The gateway failed to process the request."
 	var ce *clientError
-	if errors.As(err, &ce) {
+	var ae *auth.Error
+	switch {
+	case errors.As(err, &ce):
 		msg = ce.msg
+	case errors.As(err, &ae):
+		msg = ae.Public
 	}
 	b, _ := json.Marshal(openAIError{Error: openAIErrorBody{Message: msg, Type: typ, Code: code}})
 	return status, b

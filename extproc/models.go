@@ -21,6 +21,9 @@ type modelInfo struct {
 func (p *processor) modelList() []byte {
 	l := modelList{Object: "list", Data: make([]modelInfo, 0, len(p.routes.names))}
 	for _, n := range p.routes.names {
+		if p.tenant != nil && !p.tenant.AllowsModel(n) {
+			continue
+		}
 		l.Data = append(l.Data, modelInfo{ID: n, Object: "model", Created: p.routes.created, OwnedBy: "streamgate"})
 	}
 	b, _ := json.Marshal(l)

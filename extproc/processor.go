@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
+	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
 
@@ -42,11 +44,21 @@ type processor struct {
 
 	requestID string
 	path      string
+	pin       string // client's x-streamgate-model-version, read before it is stripped
 	endpoint  endpoint
 	info      requestInfo
 	route     *Route
 	status    int          // HTTP status when Streamgate answered the request itself
 	tx        *translation // set when the backend speaks another API
+
+	// ctx ends when Envoy's stream for this request ends.
+	ctx context.Context
+	// auth verifies credentials; nil or not Required means an open gateway.
+	auth *auth.Authenticator
+	// Tenant is the verified tenant's name; empty when auth is off or the
+	// request was refused before it was verified. Limits and metrics key on it.
+	Tenant string
+	tenant *auth.Tenant
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -75,7 +87,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
 	var method, contentLength string
-	var strip []string
+	var strip, authz, apiKey []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
 		case k == ":method":
@@ -86,12 +98,22 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			contentLength = headerValue(hv)
 		case k == "x-request-id":
 			p.requestID = headerValue(hv)
+		case k == VersionHeader:
+			p.pin = headerValue(hv)
+			strip = append(strip, k)
+		case k == auth.HeaderAuthorization:
+			authz = append(authz, headerValue(hv))
+		case k == auth.HeaderAPIKey:
+			apiKey = append(apiKey, headerValue(hv))
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
 	}
 	path, _, _ := strings.Cut(p.path, "?")
 	p.endpoint = endpointFor(path)
+	if err := p.authenticate(authz, apiKey, path); err != nil {
+		return p.fail(err)
+	}
 	switch {
 	case p.endpoint == endpointNone:
 		return p.fail(reject(ErrUnknownPath, "Invalid URL (%s %s)", method, path))
@@ -109,8 +131,8 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		return p.fail(reject(ErrBodyTooLarge, "Request body is larger than the gateway limit of %d bytes.", p.maxBody))
 	}
 	resp := &extprocsvcv3.HeadersResponse{}
-	if len(strip) > 0 {
-		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{RemoveHeaders: strip}}
+	if m := p.requestHeaderMutation(strip, len(authz)+len(apiKey) > 0); m != nil {
+		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: m}
 	}
 	return &extprocsvcv3.ProcessingResponse{
 		Response:     &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp},
@@ -131,23 +153,36 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.info = info
-	route := p.routes.Lookup(info.Model)
-	if route == nil {
-		return p.fail(reject(ErrUnknownModel, "The model `%s` does not exist or you do not have access to it.", info.Model))
+	if err := p.authorizeModel(info.Model); err != nil {
+		return p.fail(err)
+	}
+	out, err := p.applyTokenCap(body)
+	if err != nil {
+		return p.fail(err)
+	}
+	route, err := p.routes.Pick(info.Model, p.pin, nil)
+	if err != nil {
+		return p.fail(err)
 	}
 	p.route = route
+	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
-		return p.translateRequest(body, route)
+		return p.translateRequest(out, route, set)
 	}
-	set := []*corev3.HeaderValueOption{header(backendHeader, route.Backend)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
+	changed := len(out) != len(body)
 	if route.UpstreamModel != info.Model {
-		out, err := rewriteModel(body, route.UpstreamModel)
-		if err != nil {
+		if out, err = rewriteModel(out, route.UpstreamModel); err != nil {
 			return p.fail(err)
 		}
+		changed = true
+	}
+	if changed {
 		common.BodyMutation = &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: out}}
 		set = append(set, header("content-length", itoa(len(out))))
+	}
+	if h, ok := p.auth.Upstream(route.Backend); ok {
+		set = append(set, header(h.Name, h.Value))
 	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{
@@ -158,16 +193,20 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 // fail ends the request with err as an OpenAI JSON error, logged once.
 func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	status, body := p.clientErrorBody(err)
-	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "reason", err.Error())
-	return p.immediate(status, body, "streamgate_rejected")
+	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "tenant", p.Tenant, "reason", err.Error())
+	var extra []*corev3.HeaderValueOption
+	if status == http.StatusUnauthorized {
+		extra = append(extra, header("www-authenticate", wwwAuthenticate))
+	}
+	return p.immediate(status, body, "streamgate_rejected", extra...)
 }
 
-func (p *processor) immediate(status int, body []byte, details string) *extprocsvcv3.ProcessingResponse {
+func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
 	p.status = status
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header("content-type", "application/json")}},
+			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...)},
 			Body:    body,
 			Details: details,
 		},

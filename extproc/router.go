@@ -1,14 +1,23 @@
 package extproc
 
 import (
+	"math/rand/v2"
+
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc/translate"
+	"github.com/streamgate/streamgate/xds"
 )
 
-// Route is where one public model name goes.
+// VersionHeader pins a model version on a request (where the model allows
+// it) and reports the version that served a response.
+const VersionHeader = "x-streamgate-model-version"
+
+// Route is where one request goes: a public model's chosen version.
 type Route struct {
 	Model         string // public name
-	Backend       string // backend (cluster) name
+	Version       string // version name
+	Backend       string // backend name
+	Cluster       string // Envoy cluster: the backend, or its failover chain's
 	UpstreamModel string // model name the backend expects
 	// Protocol is the backend's wire protocol; clients speaking another API
 	// are translated (see translation.go).
@@ -17,10 +26,17 @@ type Route struct {
 	DefaultMaxTokens int
 }
 
+// modelRoutes holds one public model's versions with cumulative weights.
+type modelRoutes struct {
+	versions []Route
+	cumul    []uint64 // cumul[i] = sum of weights of versions[0..i]
+	allowPin bool
+}
+
 // Routes is an immutable lookup table built from one config; share it
 // freely between goroutines and swap a new one in on reload.
 type Routes struct {
-	byModel map[string]*Route
+	byModel map[string]*modelRoutes
 	names   []string // public model names in config order
 	created int64    // unix time the table was built, for /v1/models
 	// translates holds the client APIs some model serves through a
@@ -30,22 +46,63 @@ type Routes struct {
 
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
-	r := &Routes{byModel: make(map[string]*Route, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}}
-	for _, m := range cfg.Models {
-		route := &Route{Model: m.Name, Backend: m.Backend, UpstreamModel: m.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens}
-		if b := cfg.Backend(m.Backend); b != nil {
-			route.Protocol = b.Protocol
-		}
-		for _, c := range []translate.Client{translate.ClientChat, translate.ClientCompletions, translate.ClientEmbeddings, translate.ClientMessages} {
-			if translate.Supported(c, translate.Protocol(route.Protocol)) {
-				r.translates[c] = true
+	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}}
+	for i := range cfg.Models {
+		m := &cfg.Models[i]
+		mr := &modelRoutes{allowPin: m.AllowPin}
+		var sum uint64
+		for j := range m.Versions {
+			v := &m.Versions[j]
+			sum += uint64(v.Weight)
+			route := Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
+				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens}
+			if b := cfg.Backend(v.Backend); b != nil {
+				route.Protocol = b.Protocol
 			}
+			r.noteTranslations(translate.Protocol(route.Protocol))
+			mr.versions = append(mr.versions, route)
+			mr.cumul = append(mr.cumul, sum)
 		}
-		r.byModel[m.Name] = route
+		r.byModel[m.Name] = mr
 		r.names = append(r.names, m.Name)
 	}
 	return r
 }
 
-// Lookup returns the route for a public model name, or nil.
-func (r *Routes) Lookup(model string) *Route { return r.byModel[model] }
+// Has reports whether model is a public model name.
+func (r *Routes) Has(model string) bool { return r.byModel[model] != nil }
+
+// Pick chooses the route for model: the pinned version when pin is set,
+// otherwise a version drawn by weight with roll, a uniform random number
+// source (nil means math/rand/v2). It returns ErrUnknownModel, or
+// ErrVersionNotFound / ErrPinNotAllowed for a bad pin.
+func (r *Routes) Pick(model, pin string, roll func(n uint64) uint64) (*Route, error) {
+	mr := r.byModel[model]
+	if mr == nil {
+		return nil, reject(ErrUnknownModel, "The model `%s` does not exist or you do not have access to it.", model)
+	}
+	if pin != "" {
+		if !mr.allowPin {
+			return nil, reject(ErrPinNotAllowed, "The model `%s` does not allow choosing a version.", model)
+		}
+		for i := range mr.versions {
+			if mr.versions[i].Version == pin {
+				return &mr.versions[i], nil
+			}
+		}
+		return nil, reject(ErrVersionNotFound, "The model `%s` has no version `%s`.", model, pin)
+	}
+	if len(mr.versions) == 1 {
+		return &mr.versions[0], nil
+	}
+	if roll == nil {
+		roll = rand.Uint64N
+	}
+	x := roll(mr.cumul[len(mr.cumul)-1])
+	for i, c := range mr.cumul {
+		if x < c {
+			return &mr.versions[i], nil
+		}
+	}
+	return &mr.versions[len(mr.versions)-1], nil
+}

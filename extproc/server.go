@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/auth"
 )
 
 // drainTimeout bounds how long Serve waits for open streams at shutdown.
@@ -33,6 +34,7 @@ type Server struct {
 
 	routes  atomic.Pointer[Routes]
 	maxBody atomic.Int64
+	auth    atomic.Pointer[auth.Authenticator]
 	log     *slog.Logger
 	metrics *Metrics
 }
@@ -52,9 +54,14 @@ func (s *Server) Update(cfg *config.Config, routes *Routes) {
 	s.maxBody.Store(cfg.Gateway.MaxRequestBodyBytes)
 }
 
+// SetAuth swaps in the authenticator new streams use; nil leaves the
+// gateway open and injects no upstream credentials.
+func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
+
 // Process handles one HTTP request's ext_proc stream.
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
+	p.ctx, p.auth = stream.Context(), s.auth.Load()
 	defer p.finish()
 	for {
 		req, err := stream.Recv()

@@ -26,6 +26,16 @@ type translation struct {
 	out       []byte // reused for each translated chunk
 }
 
+// noteTranslations records the client APIs a backend of protocol p serves
+// through a translation.
+func (r *Routes) noteTranslations(p translate.Protocol) {
+	for _, c := range []translate.Client{translate.ClientChat, translate.ClientCompletions, translate.ClientEmbeddings, translate.ClientMessages} {
+		if translate.Supported(c, p) {
+			r.translates[c] = true
+		}
+	}
+}
+
 // clientAPI is the API a client speaks on endpoint e.
 func clientAPI(e endpoint) translate.Client {
 	switch e {
@@ -69,7 +79,8 @@ func (p *processor) translationOverride() *extprocv3.ProcessingMode {
 
 // translateRequest rewrites the buffered request body for a backend that
 // speaks another protocol, or refuses it with a 400 in the client's shape.
-func (p *processor) translateRequest(body []byte, route *Route) *extprocsvcv3.ProcessingResponse {
+// set holds the routing headers already chosen.
+func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
 	c, proto := clientAPI(p.endpoint), translate.Protocol(route.Protocol)
 	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, DefaultMaxTokens: route.DefaultMaxTokens})
 	if err != nil {
@@ -84,10 +95,9 @@ func (p *processor) translateRequest(body []byte, route *Route) *extprocsvcv3.Pr
 		return p.fail(err)
 	}
 	p.tx = &translation{tr: tr, stream: req.Stream}
-	set := []*corev3.HeaderValueOption{
-		header(backendHeader, route.Backend),
-		header(":path", req.Path),
-		header("content-length", itoa(len(req.Body))),
+	set = append(set, header(":path", req.Path), header("content-length", itoa(len(req.Body))))
+	if h, ok := p.auth.Upstream(route.Backend); ok {
+		set = append(set, header(h.Name, h.Value))
 	}
 	for _, h := range req.Headers {
 		set = append(set, header(h[0], h[1]))

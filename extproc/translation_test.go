@@ -31,7 +31,7 @@ models:
     default_max_tokens: 77
 `
 
-func newTestProcessor(t *testing.T, src string) *processor {
+func newTranslationProcessor(t *testing.T, src string) *processor {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(src))
 	require.NoError(t, err)
@@ -60,32 +60,24 @@ func responseBody(body string, end bool) *extprocsvcv3.ProcessingRequest {
 	return &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocsvcv3.HttpBody{Body: []byte(body), EndOfStream: end}}}
 }
 
-func setHeaders(m *extprocsvcv3.HeaderMutation) map[string]string {
-	out := map[string]string{}
-	for _, h := range m.GetSetHeaders() {
-		out[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
-	}
-	return out
-}
-
 func TestResponsePhasesOnlyWhereTranslationIsPossible(t *testing.T) {
-	onlyOpenAI := newTestProcessor(t, "backends:\n  - name: oai\n    protocol: openai\n    endpoints: [127.0.0.1:8000]\nmodels:\n  - name: gpt\n    backend: oai\n")
+	onlyOpenAI := newTranslationProcessor(t, "backends:\n  - name: oai\n    protocol: openai\n    endpoints: [127.0.0.1:8000]\nmodels:\n  - name: gpt\n    backend: oai\n")
 	assert.Nil(t, onlyOpenAI.handle(requestHeaders("/v1/chat/completions")).GetModeOverride(), "pass-through configs never ask for responses")
 
-	p := newTestProcessor(t, translationConfig)
+	p := newTranslationProcessor(t, translationConfig)
 	mo := p.handle(requestHeaders("/v1/chat/completions")).GetModeOverride()
 	require.NotNil(t, mo, "a chat request may reach the Anthropic backend")
 	assert.Equal(t, extprocv3.ProcessingMode_SEND, mo.GetResponseHeaderMode())
 	assert.Equal(t, extprocv3.ProcessingMode_NONE, mo.GetResponseBodyMode(), "no per-chunk cost before the backend is known")
 	assert.Equal(t, extprocv3.ProcessingMode_BUFFERED, mo.GetRequestBodyMode())
 
-	p = newTestProcessor(t, translationConfig)
+	p = newTranslationProcessor(t, translationConfig)
 	p.handle(requestHeaders("/v1/embeddings"))
 	assert.Nil(t, p.handle(requestHeaders("/v1/embeddings")).GetModeOverride(), "embeddings never translate")
 }
 
 func TestPassThroughOnATranslatingPath(t *testing.T) {
-	p := newTestProcessor(t, translationConfig)
+	p := newTranslationProcessor(t, translationConfig)
 	p.handle(requestHeaders("/v1/chat/completions"))
 	body := p.handle(requestBody(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"x"}]}`))
 	assert.Nil(t, body.GetRequestBody().GetResponse().GetBodyMutation(), "same API: body untouched")
@@ -95,7 +87,7 @@ func TestPassThroughOnATranslatingPath(t *testing.T) {
 }
 
 func TestChatStreamToAnthropicBackend(t *testing.T) {
-	p := newTestProcessor(t, translationConfig)
+	p := newTranslationProcessor(t, translationConfig)
 	p.handle(requestHeaders("/v1/chat/completions"))
 	resp := p.handle(requestBody(`{"model":"sonnet","stream":true,"messages":[{"role":"user","content":"x"}]}`))
 	common := resp.GetRequestBody().GetResponse()
@@ -103,6 +95,7 @@ func TestChatStreamToAnthropicBackend(t *testing.T) {
 	h := setHeaders(common.GetHeaderMutation())
 	assert.Equal(t, "/v1/messages", h[":path"])
 	assert.Equal(t, "claude", h[backendHeader])
+	assert.Equal(t, "default", h[VersionHeader])
 	assert.Equal(t, "2023-06-01", h["anthropic-version"])
 	assert.Contains(t, common.GetHeaderMutation().GetRemoveHeaders(), "accept-encoding")
 	out := common.GetBodyMutation().GetBody()
@@ -130,7 +123,7 @@ func TestChatStreamToAnthropicBackend(t *testing.T) {
 }
 
 func TestMessagesNonStreamToOpenAIBackend(t *testing.T) {
-	p := newTestProcessor(t, translationConfig)
+	p := newTranslationProcessor(t, translationConfig)
 	p.handle(requestHeaders("/v1/messages"))
 	resp := p.handle(requestBody(`{"model":"gpt","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`))
 	assert.Equal(t, "/v1/chat/completions", setHeaders(resp.GetRequestBody().GetResponse().GetHeaderMutation())[":path"])
@@ -149,7 +142,7 @@ func TestRefusalsUseTheClientsErrorShape(t *testing.T) {
 		"messages: missing max_tokens":          {"/v1/messages", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`, `"type":"invalid_request_error","message":"max_tokens`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := newTestProcessor(t, translationConfig)
+			p := newTranslationProcessor(t, translationConfig)
 			p.handle(requestHeaders(tc.path))
 			ir := p.handle(requestBody(tc.body)).GetImmediateResponse()
 			require.NotNil(t, ir)

@@ -13,6 +13,7 @@ import (
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/streamgate/streamgate/config"
 )
@@ -37,6 +38,9 @@ func backendCluster(b *config.Backend) (*clusterv3.Cluster, error) {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 		c.LoadAssignment = backendEndpoints(b)
 	}
+	if err := applyBackendKnobs(c, b); err != nil {
+		return nil, err
+	}
 	if b.TLS != nil {
 		ts, err := upstreamTLS(b)
 		if err != nil {
@@ -50,7 +54,7 @@ func backendCluster(b *config.Backend) (*clusterv3.Cluster, error) {
 func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
 	sni := b.TLS.SNI
 	if sni == "" && len(b.Endpoints) > 0 {
-		sni, _, _ = net.SplitHostPort(b.Endpoints[0])
+		sni, _, _ = net.SplitHostPort(b.Endpoints[0].Address)
 	}
 	tc := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{}}
 	if b.TLS.CAFile != "" {
@@ -60,7 +64,7 @@ func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
 			},
 		}
 	}
-	a, err := anypb.New(tc)
+	a, err := toAny(tc)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode TLS context for backend %q: %w", b.Name, err)
 	}
@@ -73,7 +77,7 @@ func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
 // usesEDS reports whether all of b's endpoints are IP addresses.
 func usesEDS(b *config.Backend) bool {
 	for _, ep := range b.Endpoints {
-		host, _, _ := net.SplitHostPort(ep)
+		host, _, _ := net.SplitHostPort(ep.Address)
 		if net.ParseIP(host) == nil {
 			return false
 		}
@@ -86,7 +90,8 @@ func backendEndpoints(b *config.Backend) *endpointv3.ClusterLoadAssignment {
 	lb := make([]*endpointv3.LbEndpoint, 0, len(b.Endpoints))
 	for _, ep := range b.Endpoints {
 		lb = append(lb, &endpointv3.LbEndpoint{
-			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep)}},
+			HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ep.Address)}},
+			LoadBalancingWeight: wrapperspb.UInt32(ep.Weight),
 		})
 	}
 	return &endpointv3.ClusterLoadAssignment{
@@ -123,15 +128,38 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 }
 
 func http2Options() (map[string]*anypb.Any, error) {
-	a, err := anypb.New(&httpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+	return protocolOptions(true, nil)
+}
+
+// protocolOptions picks HTTP/1.1 or HTTP/2 toward an upstream and its
+// connection reuse settings.
+func protocolOptions(http2 bool, pool *config.ConnectionPool) (map[string]*anypb.Any, error) {
+	opts := &httpv3.HttpProtocolOptions{}
+	if http2 {
+		opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
 					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
 				},
 			},
-		},
-	})
+		}
+	} else {
+		opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{},
+			},
+		}
+	}
+	if pool != nil {
+		opts.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{}
+		if pool.IdleTimeout > 0 {
+			opts.CommonHttpProtocolOptions.IdleTimeout = durationpb.New(pool.IdleTimeout)
+		}
+		if pool.MaxRequestsPerConnection > 0 {
+			opts.CommonHttpProtocolOptions.MaxRequestsPerConnection = wrapperspb.UInt32(pool.MaxRequestsPerConnection)
+		}
+	}
+	a, err := toAny(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode HTTP/2 options: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -26,6 +25,9 @@ const (
 	RouteName    = "streamgate_routes"
 	// BackendHeader is the request header the ext_proc server sets to pick a backend.
 	BackendHeader = "x-streamgate-backend"
+	// VersionHeader carries the chosen model version (request) and reports
+	// it to the client (response).
+	VersionHeader = "x-streamgate-model-version"
 	// UnroutedCluster is the endpoint-less cluster of the catch-all route.
 	UnroutedCluster = "streamgate_unrouted"
 )
@@ -55,7 +57,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		RequestTimeout:    durationpb.New(0),
 		LocalReplyConfig:  localReplies(cfg),
 	}
-	hcmAny, err := anypb.New(hcm)
+	hcmAny, err := toAny(hcm)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode HTTP connection manager: %w", err)
 	}
@@ -95,27 +97,46 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 	}
 }
 
-// routeConfig routes on the backend header set by ext_proc.
-func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
-	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
-	for _, b := range cfg.Backends {
-		routes = append(routes, &routev3.Route{
-			Name: "backend_" + b.Name,
-			Match: &routev3.RouteMatch{
-				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
-				Headers: []*routev3.HeaderMatcher{{
-					Name: BackendHeader,
-					HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-						MatchPattern: &matcherv3.StringMatcher_Exact{Exact: b.Name},
-					}},
+// backendRoute sends requests whose backend header names cluster to it.
+func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
+	return &routev3.Route{
+		Name: "backend_" + cluster,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: BackendHeader,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: cluster},
 				}},
-			},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: b.Name},
-				Timeout:          durationpb.New(0),
-				IdleTimeout:      durationpb.New(cfg.Gateway.StreamIdleTimeout),
 			}},
-		})
+		},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			Timeout:          durationpb.New(0),
+			IdleTimeout:      durationpb.New(cfg.Gateway.StreamIdleTimeout),
+		}},
+		// Tell the client which model version served it: ext_proc put the
+		// chosen version on the request.
+		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: VersionHeader, Value: "%REQ(" + VersionHeader + ")%"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}},
+	}
+}
+
+// routeConfig routes on the backend header set by ext_proc: one route per
+// backend and one per failover chain.
+func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
+	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
+	for _, b := range sortedBackends(cfg) {
+		routes = append(routes, backendRoute(cfg, b.Name))
+	}
+	for _, chain := range failoverChains(cfg) {
+		r, err := failoverRoute(cfg, chain)
+		if err != nil {
+			return nil, err
+		}
+		routes = append(routes, r)
 	}
 	// The catch-all must be a real route, not a direct response: Envoy
 	// takes the request body buffer limit from the route matched when the
@@ -138,7 +159,7 @@ func routeConfig(cfg *config.Config) *routev3.RouteConfiguration {
 			// this large; beyond it Envoy answers 413.
 			RequestBodyBufferLimit: wrapperspb.UInt64(uint64(cfg.Gateway.MaxRequestBodyBytes)),
 		}},
-	}
+	}, nil
 }
 
 // localReplies gives the replies Envoy makes itself (body too large,
@@ -177,7 +198,7 @@ func jsonErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString
 
 // typed wraps a filter config as a named HTTP filter.
 func typed(name string, m proto.Message) (*hcmv3.HttpFilter, error) {
-	a, err := anypb.New(m)
+	a, err := toAny(m)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode %s config: %w", name, err)
 	}

@@ -14,6 +14,7 @@ import (
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -47,15 +48,26 @@ func (s *Server) Update(ctx context.Context, cfg *config.Config) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if err := s.cache.SetSnapshot(ctx, "streamgate", snap); err != nil {
-		return "", fmt.Errorf("cannot publish snapshot: %w", err)
-	}
-	v := snap.GetVersion(resourceTypeCluster)
-	s.log.Info("xds snapshot published", "version", v, "backends", len(cfg.Backends))
-	return v, nil
+	return s.Publish(ctx, snap, len(cfg.Backends)), nil
 }
 
-const resourceTypeCluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+// Publish serves snap to every Envoy and returns its version.
+func (s *Server) Publish(ctx context.Context, snap *cachev3.Snapshot, backends int) string {
+	v := snapshotVersion(snap)
+	if err := s.cache.SetSnapshot(ctx, "streamgate", snap); err != nil {
+		// The cache keeps the snapshot; only answering an open watch failed.
+		s.log.Error("cannot answer an xDS watch with the new snapshot", "version", v, "error", err.Error())
+	}
+	s.log.Info("xds snapshot published", "version", v, "backends", backends)
+	return v
+}
+
+// snapshotVersion names a snapshot by its per-type versions.
+func snapshotVersion(s *cachev3.Snapshot) string {
+	return fmt.Sprintf("cds=%s eds=%s lds=%s rds=%s",
+		s.GetVersion(resourcev3.ClusterType), s.GetVersion(resourcev3.EndpointType),
+		s.GetVersion(resourcev3.ListenerType), s.GetVersion(resourcev3.RouteType))
+}
 
 // Serve answers ADS (and the per-type xDS services) plus gRPC health on lis
 // until ctx is done.

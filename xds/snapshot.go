@@ -12,6 +12,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/streamgate/streamgate/config"
 )
@@ -30,11 +31,10 @@ const (
 
 // Snapshot builds the resources for cfg. It is a pure function of its
 // inputs: the same config always yields the same resources, in sorted order,
-// and a version derived from their content.
+// and per-type versions derived from their content.
 func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 	res := map[resourcev3.Type][]types.Resource{}
-	backends := append([]config.Backend(nil), cfg.Backends...)
-	sort.Slice(backends, func(i, j int) bool { return backends[i].Name < backends[j].Name })
+	backends := sortedBackends(cfg)
 	for i := range backends {
 		b := &backends[i]
 		c, err := backendCluster(b)
@@ -45,6 +45,13 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 		if usesEDS(b) {
 			res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], backendEndpoints(b))
 		}
+	}
+	for _, chain := range failoverChains(cfg) {
+		c, err := failoverCluster(chain, cfg.Gateway.RetryBudgetPercent)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], c)
 	}
 	if mode == AllInOne {
 		ep, err := extProcCluster(cfg.ExtProc.Listen)
@@ -57,15 +64,25 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 			return nil, err
 		}
 		res[resourcev3.ListenerType] = []types.Resource{l}
-		res[resourcev3.RouteType] = []types.Resource{routeConfig(cfg)}
+		rc, err := routeConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		res[resourcev3.RouteType] = []types.Resource{rc}
 	}
-	version, err := contentVersion(res)
-	if err != nil {
-		return nil, err
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
+	snap, err := cachev3.NewSnapshot("", res)
 	if err != nil {
 		return nil, fmt.Errorf("cannot build snapshot: %w", err)
+	}
+	// Each type gets a version of its own content: a reload that changes
+	// only clusters leaves the listener's version alone, so Envoy never
+	// drains the listener (and its open streams) for it.
+	for typ, items := range res {
+		v, err := contentVersion(typ, items)
+		if err != nil {
+			return nil, err
+		}
+		snap.Resources[cachev3.GetResponseType(typ)].Version = v
 	}
 	if err := snap.Consistent(); err != nil {
 		return nil, fmt.Errorf("cannot build a consistent snapshot: %w", err)
@@ -73,25 +90,35 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 	return snap, nil
 }
 
-// contentVersion hashes the deterministic encoding of every resource, so a
-// snapshot's version changes exactly when its content does.
-func contentVersion(res map[resourcev3.Type][]types.Resource) (string, error) {
+// sortedBackends returns a copy of cfg's backends sorted by name.
+func sortedBackends(cfg *config.Config) []config.Backend {
+	out := append([]config.Backend(nil), cfg.Backends...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// contentVersion hashes the deterministic encoding of one type's resources,
+// so a version changes exactly when that content does.
+func contentVersion(typ string, items []types.Resource) (string, error) {
 	h := sha256.New()
-	typesSorted := make([]string, 0, len(res))
-	for t := range res {
-		typesSorted = append(typesSorted, t)
-	}
-	sort.Strings(typesSorted)
+	h.Write([]byte(typ))
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, t := range typesSorted {
-		h.Write([]byte(t))
-		for _, r := range res[t] {
-			b, err := opts.Marshal(r)
-			if err != nil {
-				return "", fmt.Errorf("cannot encode %s: %w", t, err)
-			}
-			h.Write(b)
+	for _, r := range items {
+		b, err := opts.Marshal(r)
+		if err != nil {
+			return "", fmt.Errorf("cannot encode %s: %w", typ, err)
 		}
+		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// toAny packs m deterministically: the same message always gives the same
+// bytes, so snapshot versions change only when content does.
+func toAny(m proto.Message) (*anypb.Any, error) {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return a, nil
 }

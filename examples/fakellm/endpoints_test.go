@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -179,4 +180,25 @@ func decodeEmbedding(t *testing.T, format string, raw json.RawMessage) []float32
 		vec = append(vec, math.Float32frombits(binary.LittleEndian.Uint32(buf[i:])))
 	}
 	return vec
+}
+
+func TestHealth(t *testing.T) {
+	s := fakellm.New(fakellm.Options{})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	get := func() int {
+		resp, err := http.Get(srv.URL + fakellm.HealthPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get(); got != http.StatusOK {
+		t.Fatalf("healthy server answered %d", got)
+	}
+	s.SetHealthy(false)
+	if got := get(); got != http.StatusServiceUnavailable {
+		t.Fatalf("unhealthy server answered %d", got)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,10 +33,16 @@ const (
 	// HeaderFail injects a failure: "500", "429", "503", "disconnect" or
 	// "midstream".
 	HeaderFail = "x-fakellm-fail"
+	// HeaderFailBackend limits HeaderFail to the backend of this name, so
+	// one request can fail on a primary and succeed on its fallback.
+	HeaderFailBackend = "x-fakellm-fail-backend"
 )
 
 // StatsPath is the path at which GET returns the JSON encoding of Stats.
 const StatsPath = "/_fakellm/stats"
+
+// HealthPath answers health checks, as vLLM, TGI and SGLang serve /health.
+const HealthPath = "/health"
 
 // DefaultModel is always listed by GET /v1/models.
 const DefaultModel = "fake-model"
@@ -70,6 +77,8 @@ type Server struct {
 	created   int64
 	cancelled chan struct{}
 
+	healthy atomic.Bool
+
 	mu     sync.Mutex
 	stats  Stats
 	models map[string]struct{}
@@ -86,13 +95,18 @@ func New(opts Options) *Server {
 	}
 	opts.TTFT = max(opts.TTFT, 0)
 	opts.ITL = max(opts.ITL, 0)
-	return &Server{
+	s := &Server{
 		opts:      opts,
 		created:   time.Now().Unix(),
 		cancelled: make(chan struct{}, cancelledBuffer),
 		models:    map[string]struct{}{DefaultModel: {}},
 	}
+	s.healthy.Store(true)
+	return s
 }
+
+// SetHealthy sets what HealthPath answers: 200 when true, 503 when false.
+func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
 
 // ServeHTTP routes the OpenAI endpoints, GET /v1/models[/{id}] and
 // GET /_fakellm/stats. Every response carries the x-fakellm-backend header;
@@ -132,6 +146,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case StatsPath:
 		if allowMethod(w, r, http.MethodGet) {
 			writeJSON(w, http.StatusOK, s.Stats())
+		}
+	case HealthPath:
+		// Health checks answer 200 while the server is healthy and 503
+		// after SetHealthy(false), as vLLM's /health does when it fails.
+		if s.healthy.Load() {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		} else {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
 		}
 	default:
 		if name, stream, ok := kservePath(path); ok {

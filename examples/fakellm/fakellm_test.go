@@ -172,7 +172,7 @@ func TestChatStreamingChunkSequence(t *testing.T) {
 		prefix+`"delta":{"content":"tok2 "},"finish_reason":null}]}`,
 		prefix+`"delta":{},"finish_reason":"stop"}]}`,
 	)
-	if st := s.Stats(); st.Requests != 1 || st.Completed != 1 || st.Cancelled != 0 || st.LastModel != "gpt-x" {
+	if st := settled(s, func(st fakellm.Stats) bool { return st.Completed == 1 }); st.Requests != 1 || st.Completed != 1 || st.Cancelled != 0 || st.LastModel != "gpt-x" {
 		t.Errorf("stats = %+v, want 1 request, 1 completed, last model gpt-x", st)
 	}
 }
@@ -220,13 +220,7 @@ func TestChatNonStreaming(t *testing.T) {
 		`{"object":"chat.completion","model":"upstream-model",
 		  "choices":[{"index":0,"message":{"role":"assistant","content":"tok0 tok1 tok2 "},"logprobs":null,"finish_reason":"stop"}],
 		  "usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7}}`)
-	// The server counts the response completed after its last write, which
-	// the client may have read already: give it a moment.
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Stats().Completed == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if st := s.Stats(); st.Completed != 1 || st.LastModel != "upstream-model" {
+	if st := settled(s, func(st fakellm.Stats) bool { return st.Completed == 1 }); st.Completed != 1 || st.LastModel != "upstream-model" {
 		t.Errorf("stats = %+v, want 1 completed, last model upstream-model", st)
 	}
 }
@@ -305,7 +299,21 @@ func TestConcurrentStreams(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if st := s.Stats(); st.Requests != 32 || st.Completed != 32 || st.Cancelled != 0 {
+	if st := settled(s, func(st fakellm.Stats) bool { return st.Completed == 32 }); st.Requests != 32 || st.Completed != 32 || st.Cancelled != 0 {
 		t.Errorf("stats = %+v, want 32 requests, 32 completed", st)
+	}
+}
+
+// settled returns the server's stats once done reports true, or after 2 s:
+// the server counts a response complete just after its last byte, which a
+// client may read first.
+func settled(s *fakellm.Server, done func(fakellm.Stats) bool) fakellm.Stats {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st := s.Stats()
+		if done(st) || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

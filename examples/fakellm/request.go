@@ -98,6 +98,9 @@ func parseScenario(h http.Header, opts Options) (scenario, error) {
 		o.set(v)
 	}
 	sc.fail = strings.ToLower(strings.TrimSpace(h.Get(HeaderFail)))
+	if only := h.Get(HeaderFailBackend); only != "" && only != opts.Name {
+		sc.fail = "" // the failure is meant for another backend
+	}
 	switch sc.fail {
 	case "", "429", "500", "503", "529", failDisconnect, failMidstream:
 		return sc, nil

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/streamgate/streamgate/config"
@@ -29,6 +30,7 @@ Usage:
   streamgate extproc  -c FILE   only the ext_proc server (for an Envoy configured elsewhere)
   streamgate xds      -c FILE   only the xDS server (--drop-in: model clusters only)
   streamgate validate -c FILE   check a config file; prints OK or every problem
+  streamgate hash-key           read an API key on stdin; print the hash to store in the config
   streamgate version            print the version
 
 Run 'streamgate COMMAND -h' for a command's flags.
@@ -59,6 +61,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return xdsCmd(ctx, rest, stdout, stderr)
 	case "validate":
 		return validateCmd(rest, stdout, stderr)
+	case "hash-key":
+		return hashKeyCmd(rest, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "streamgate", Version)
 		return nil

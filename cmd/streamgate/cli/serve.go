@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ import (
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/envoy"
 	"github.com/streamgate/streamgate/extproc"
+	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -100,13 +103,39 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 	}
 	goServe("metrics", func() error { return serveMetrics(ctx, metricsLis, reg, &ready) })
 
+	// A reload prepares every part first and applies them only if all
+	// could be built, so a bad credential never leaves half a config live.
+	var reloaders []reloader
 	if p.extProc {
 		lis, err := listen(cfg.ExtProc.Listen)
 		if err != nil {
 			return err
 		}
 		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
+		// Each authenticator generation owns the JWKS refreshers started
+		// for it; they stop when a reload replaces it.
+		authCtx, authCancel := context.WithCancel(ctx)
+		authn, err := auth.New(authCtx, cfg, auth.Options{Log: log})
+		if err != nil {
+			authCancel()
+			return err
+		}
+		srv.SetAuth(authn)
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
+		reloaders = append(reloaders, func(c *config.Config) (func(), error) {
+			nctx, ncancel := context.WithCancel(ctx)
+			na, err := auth.New(nctx, c, auth.Options{Log: log})
+			if err != nil {
+				ncancel()
+				return nil, err
+			}
+			return func() {
+				srv.Update(c, extproc.NewRoutes(c, time.Now().Unix()))
+				srv.SetAuth(na)
+				authCancel()
+				authCancel = ncancel
+			}, nil
+		})
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
 	if p.xds {
@@ -119,9 +148,23 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 			return err
 		}
 		goServe("xds", func() error { return srv.Serve(ctx, lis) })
+		// Envoy gets new clusters and routes before ext_proc starts
+		// sending requests to them.
+		reloaders = append([]reloader{func(c *config.Config) (func(), error) {
+			snap, err := xds.Snapshot(c, p.mode)
+			if err != nil {
+				return nil, err
+			}
+			return func() { srv.Publish(ctx, snap, len(c.Backends)) }, nil
+		}}, reloaders...)
 		log.Info("xDS listening", "address", cfg.XDS.Listen)
 	}
+	go watchConfig(ctx, path, cfg, reloaders, reg, log)
 	if p.envoy {
+		if (p.envoyLogLevel == "debug" || p.envoyLogLevel == "trace") && cfg.Auth != nil {
+			// Envoy prints every request header at these levels; Streamgate cannot redact them.
+			log.Warn("Envoy debug/trace logs include request headers: client keys, tokens and upstream credentials will appear in them")
+		}
 		proc, err := startEnvoy(ctx, cfg, p.envoyLogLevel, stderr, log)
 		switch {
 		case errors.Is(err, envoy.ErrNotFound):
@@ -147,6 +190,67 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		return err
 	}
 	return nil
+}
+
+// watchConfig applies every valid edit of the config file (or SIGHUP) to
+// the running servers; an invalid edit is logged and counted and changes
+// nothing.
+// reloader builds what a new config needs and returns the step that puts
+// it in force; the step cannot fail.
+type reloader func(*config.Config) (apply func(), err error)
+
+func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders []reloader, reg prometheus.Registerer, log *slog.Logger) {
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_config_reloads_total",
+		Help: "Config reloads by result (success, failure).",
+	}, []string{"result"})
+	reg.MustRegister(reloads)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	trigger := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case trigger <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	failed := func(err error) {
+		reloads.WithLabelValues("failure").Inc()
+		msgs := []string{}
+		for _, p := range config.Problems(err) {
+			msgs = append(msgs, p.Error())
+		}
+		if len(msgs) == 0 {
+			msgs = append(msgs, err.Error())
+		}
+		log.Error("config reload rejected; the previous config keeps serving", "file", path, "problems", msgs)
+	}
+	w := &config.Watcher{Path: path, Trigger: trigger, OnError: failed, OnLoad: func(c *config.Config) {
+		applies := make([]func(), 0, len(reloaders))
+		for _, r := range reloaders {
+			apply, err := r(c)
+			if err != nil {
+				failed(err)
+				return
+			}
+			applies = append(applies, apply)
+		}
+		for _, apply := range applies {
+			apply()
+		}
+		reloads.WithLabelValues("success").Inc()
+		log.Info("config reloaded", "file", path, "backends", len(c.Backends), "models", len(c.Models))
+	}}
+	w.Run(ctx, cfg)
 }
 
 // startEnvoy renders the bootstrap into a temporary file and starts Envoy.

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := Main(t.Context(), args, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestValidateOK(t *testing.T) {
+	out, _, err := run(t, "validate", "-c", "../../../examples/streamgate.yaml")
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(out, "OK: "), out)
+}
+
+// TestValidateReportsEachConfigError runs `streamgate validate` on every
+// invalid config in config/testdata; each names its expected error.
+func TestValidateReportsEachConfigError(t *testing.T) {
+	files, err := filepath.Glob("../../../config/testdata/invalid/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			require.NoError(t, err)
+			first, _, _ := strings.Cut(string(data), "\n")
+			want := strings.TrimPrefix(first, "# want: ")
+			out, stderr, err := run(t, "validate", "-c", f)
+			require.ErrorIs(t, err, ErrReported, "validate must fail")
+			assert.Empty(t, out)
+			assert.Contains(t, stderr, want)
+			assert.Contains(t, stderr, "problem(s) found")
+		})
+	}
+}
+
+func TestValidateMissingFile(t *testing.T) {
+	_, _, err := run(t, "validate", "-c", "/nonexistent/streamgate.yaml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cannot read config")
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	_, stderr, err := run(t)
+	require.ErrorIs(t, err, ErrReported)
+	assert.Contains(t, stderr, "streamgate run")
+
+	_, stderr, err = run(t, "frobnicate")
+	require.ErrorIs(t, err, ErrReported)
+	assert.Contains(t, stderr, `unknown command "frobnicate"`)
+
+	out, _, err := run(t, "version")
+	require.NoError(t, err)
+	assert.Equal(t, "streamgate dev\n", out)
+
+	_, stderr, err = run(t, "validate", "-h")
+	require.NoError(t, err, "-h prints help and succeeds")
+	assert.Contains(t, stderr, "config file")
+}

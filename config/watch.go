@@ -1,0 +1,109 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Watcher reloads a config file when its content changes or when asked
+// (SIGHUP). Polling the content, rather than watching inotify events, sees
+// every kind of edit: in place, rename-over, and Kubernetes ConfigMap
+// symlink swaps.
+type Watcher struct {
+	// Path is the file to watch.
+	Path string
+	// Interval between content checks (default 500 ms).
+	Interval time.Duration
+	// Trigger forces a reload even when the content is unchanged; may be nil.
+	Trigger <-chan struct{}
+	// OnLoad receives each new valid config. Called from Run's goroutine only.
+	OnLoad func(*Config)
+	// OnError receives a failed reload; the previous config stays in force.
+	OnError func(error)
+}
+
+// Run watches until ctx is done. current is the config already serving;
+// the content it was parsed from is the baseline, so an edit made between
+// loading it and calling Run is not missed.
+func (w *Watcher) Run(ctx context.Context, current *Config) {
+	interval := w.Interval
+	if interval <= 0 {
+		interval = 500 * time.Millisecond
+	}
+	last := current.digest
+	var pending []byte // changed content seen once, loaded once it holds still
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		forced := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.Trigger:
+			forced = true
+		}
+		d := fileDigest(w.Path)
+		if !forced {
+			if bytes.Equal(d, last) {
+				pending = nil
+				continue
+			}
+			// A file being written may be read half done: act only when
+			// the new content is the same on two polls in a row.
+			if !bytes.Equal(d, pending) {
+				pending = d
+				continue
+			}
+		}
+		pending = nil
+		next, err := Load(w.Path)
+		if next != nil {
+			d = next.digest
+		}
+		last = d
+		if err == nil {
+			err = reloadable(current, next)
+		}
+		if err != nil {
+			w.OnError(err)
+			continue
+		}
+		current = next
+		w.OnLoad(next)
+	}
+}
+
+func fileDigest(path string) []byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	sum := sha256.Sum256(data)
+	return sum[:]
+}
+
+// reloadable refuses changes a running process cannot apply.
+func reloadable(old, next *Config) error {
+	fixed := []struct{ name, a, b string }{
+		{"extproc.listen", old.ExtProc.Listen, next.ExtProc.Listen},
+		{"xds.listen", old.XDS.Listen, next.XDS.Listen},
+		{"metrics.listen", old.Metrics.Listen, next.Metrics.Listen},
+		{"envoy.admin", old.Envoy.Admin, next.Envoy.Admin},
+		{"envoy.node_id", old.Envoy.NodeID, next.Envoy.NodeID},
+	}
+	if old.Gateway.MaxRequestBodyBytes != next.Gateway.MaxRequestBodyBytes {
+		fixed = append(fixed, struct{ name, a, b string }{"gateway.max_request_body_bytes",
+			fmt.Sprint(old.Gateway.MaxRequestBodyBytes), fmt.Sprint(next.Gateway.MaxRequestBodyBytes)})
+	}
+	for _, f := range fixed {
+		if f.a != f.b {
+			return &Problem{File: next.Source, Msg: fmt.Sprintf("%s changed from %q to %q; that takes a restart, so the running config stays", f.name, f.a, f.b)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+package auth
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// UpstreamHeader is a header the gateway sets on every request it sends to
+// one backend: the backend's own credential, never the client's.
+type UpstreamHeader struct {
+	Name  string
+	Value string
+}
+
+// loadUpstream reads every backend credential from its env var or file.
+func loadUpstream(backends []config.Backend) (map[string]UpstreamHeader, error) {
+	out := map[string]UpstreamHeader{}
+	for _, b := range backends {
+		c := b.Credential
+		if c == nil {
+			continue
+		}
+		var secret string
+		switch {
+		case c.Env != "":
+			secret = os.Getenv(c.Env)
+			if secret == "" {
+				return nil, fmt.Errorf("cannot read credential of backend %q: environment variable %s is empty or unset", b.Name, c.Env)
+			}
+		default:
+			data, err := os.ReadFile(c.File)
+			if err != nil {
+				return nil, fmt.Errorf("cannot read credential of backend %q: %w", b.Name, err)
+			}
+			secret = strings.TrimSpace(string(data))
+		}
+		if secret == "" || !visibleASCII(strings.ReplaceAll(secret, " ", "!")) {
+			return nil, fmt.Errorf("cannot use credential of backend %q: it is empty or holds control characters", b.Name)
+		}
+		h := UpstreamHeader{Name: c.Header, Value: secret}
+		if c.Header == HeaderAuthorization {
+			h.Value = "Bearer " + secret
+		}
+		out[b.Name] = h
+	}
+	return out, nil
+}
+
+// Upstream returns the credential header for a backend, if it has one.
+func (a *Authenticator) Upstream(backend string) (UpstreamHeader, bool) {
+	if a == nil {
+		return UpstreamHeader{}, false
+	}
+	h, ok := a.upstream[backend]
+	return h, ok
+}

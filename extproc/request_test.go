@@ -1,0 +1,61 @@
+package extproc
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+)
+
+func TestParseRequest(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body    string
+		want    requestInfo
+		wantErr error
+	}{
+		"chat":            {`{"model":"m","stream":true}`, requestInfo{Model: "m", Stream: true}, nil},
+		"stream null":     {`{"model":"m","stream":null}`, requestInfo{Model: "m"}, nil},
+		"nested model":    {`{"x":{"model":"n"},"model":"m"}`, requestInfo{Model: "m"}, nil},
+		"whitespace":      {" \n{ \"model\" : \"m\" }\n", requestInfo{Model: "m"}, nil},
+		"empty model":     {`{"model":""}`, requestInfo{}, ErrMissingModel},
+		"duplicate model": {`{"model":"a","model":"b"}`, requestInfo{}, ErrBadJSON},
+		"duplicate strm":  {`{"model":"a","stream":false,"stream":true}`, requestInfo{}, ErrBadJSON},
+		"trailing junk":   {`{"model":"a"} x`, requestInfo{}, ErrBadJSON},
+		"array":           {`[]`, requestInfo{}, ErrBadJSON},
+		"empty":           {``, requestInfo{}, ErrBadJSON},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := parseRequest([]byte(tc.body))
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// FuzzParseRequest: no panic; whatever is accepted is valid JSON with a
+// string model, and rewriting it yields valid JSON carrying the new model.
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{`{"model":"m","stream":true}`, `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, `{"model":"\u00e9"}`, `{"a":[1,{"model":2}],"model":"x"}`, `{`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		info, err := parseRequest(body)
+		if err != nil {
+			return
+		}
+		require.True(t, gjson.ValidBytes(body))
+		require.NotEmpty(t, info.Model)
+		out, err := rewriteModel(body, "upstream/model")
+		require.NoError(t, err)
+		require.True(t, gjson.ValidBytes(out), "rewrite produced invalid JSON: %q", out)
+		again, err := parseRequest(out)
+		require.NoError(t, err)
+		assert.Equal(t, "upstream/model", again.Model)
+		assert.Equal(t, info.Stream, again.Stream)
+	})
+}

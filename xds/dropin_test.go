@@ -1,0 +1,53 @@
+package xds
+
+import (
+	"os"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/goccy/go-yaml"
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// TestDropInFilterMatchesAllInOne keeps envoy/dropin/http_filter.yaml, the
+// snippet operators paste, equal to the filter the all-in-one listener uses.
+func TestDropInFilterMatchesAllInOne(t *testing.T) {
+	src, err := os.ReadFile("../envoy/dropin/http_filter.yaml")
+	require.NoError(t, err)
+	js, err := yaml.YAMLToJSON(src)
+	require.NoError(t, err)
+	var got hcmv3.HttpFilter
+	require.NoError(t, protojson.Unmarshal(js, &got))
+
+	cfg, err := config.Parse("t.yaml", []byte("backends: [{name: a, protocol: openai, endpoints: [\"127.0.0.1:1\"]}]\n"))
+	require.NoError(t, err)
+	want, err := typed("envoy.filters.http.ext_proc", extProcFilter(cfg))
+	require.NoError(t, err)
+	if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
+		t.Fatalf("envoy/dropin/http_filter.yaml differs from the all-in-one ext_proc filter (-want +got):\n%s", diff)
+	}
+}
+
+// TestDropInRouteSnippet keeps envoy/dropin/route.yaml a valid route whose
+// retry policy is the all-in-one failover policy.
+func TestDropInRouteSnippet(t *testing.T) {
+	src, err := os.ReadFile("../envoy/dropin/route.yaml")
+	require.NoError(t, err)
+	js, err := yaml.YAMLToJSON(src)
+	require.NoError(t, err)
+	var got routev3.Route
+	require.NoError(t, protojson.Unmarshal(js, &got))
+	require.NoError(t, got.Validate())
+	require.Equal(t, BackendHeader, got.GetRoute().GetClusterHeader())
+	want, err := failoverRetry(2)
+	require.NoError(t, err)
+	if diff := cmp.Diff(want, got.GetRoute().GetRetryPolicy(), protocmp.Transform()); diff != "" {
+		t.Fatalf("route.yaml retry policy differs (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,132 @@
+package xds
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	previousprioritiesv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// FailoverPrefix starts the name of every failover cluster.
+const FailoverPrefix = "streamgate_failover_"
+
+// FailoverChain is the ordered list of backends a model version's requests
+// try: its own backend, then the model's fallbacks (each once).
+func FailoverChain(m *config.Model, v *config.Version) []string {
+	chain := []string{v.Backend}
+	for _, fb := range m.Fallbacks {
+		if fb != v.Backend {
+			chain = append(chain, fb)
+		}
+	}
+	return chain
+}
+
+// FailoverCluster names the aggregate cluster for a chain. Chains of one
+// backend need no failover cluster and get the backend itself.
+func FailoverCluster(chain []string) string {
+	if len(chain) == 1 {
+		return chain[0]
+	}
+	return FailoverPrefix + strings.Join(chain, "+")
+}
+
+// failoverChains lists every distinct chain of length > 1 in cfg, sorted.
+func failoverChains(cfg *config.Config) [][]string {
+	seen := map[string][]string{}
+	for i := range cfg.Models {
+		m := &cfg.Models[i]
+		for j := range m.Versions {
+			if chain := FailoverChain(m, &m.Versions[j]); len(chain) > 1 {
+				seen[FailoverCluster(chain)] = chain
+			}
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([][]string, 0, len(names))
+	for _, n := range names {
+		out = append(out, seen[n])
+	}
+	return out
+}
+
+// failoverCluster is an aggregate cluster over a chain: each backend is one
+// priority level, so health-based failover follows the chain order too.
+// Its retry budget bounds how many retries may run at once.
+func failoverCluster(chain []string, budgetPercent float64) (*clusterv3.Cluster, error) {
+	agg, err := toAny(&aggregatev3.ClusterConfig{Clusters: chain})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode aggregate cluster: %w", err)
+	}
+	return &clusterv3.Cluster{
+		Name:           FailoverCluster(chain),
+		ConnectTimeout: durationpb.New(config.DefaultConnectTimeout),
+		LbPolicy:       clusterv3.Cluster_CLUSTER_PROVIDED,
+		ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
+			Name: "envoy.clusters.aggregate", TypedConfig: agg,
+		}},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+				BudgetPercent:       &typev3.Percent{Value: budgetPercent},
+				MinRetryConcurrency: wrapperspb.UInt32(10),
+			},
+		}}},
+	}, nil
+}
+
+// failoverRetry retries a request on the next backend of its chain when
+// the current one fails before the response starts: Envoy never retries
+// once it has sent response bytes to the client.
+func failoverRetry(retries int) (*routev3.RetryPolicy, error) {
+	prio, err := toAny(&previousprioritiesv3.PreviousPrioritiesConfig{UpdateFrequency: 1})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode retry priority: %w", err)
+	}
+	hosts, err := toAny(&previoushostsv3.PreviousHostsPredicate{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode retry host predicate: %w", err)
+	}
+	return &routev3.RetryPolicy{
+		RetryOn:              "connect-failure,refused-stream,reset-before-request,gateway-error,5xx,retriable-status-codes",
+		RetriableStatusCodes: []uint32{429},
+		NumRetries:           wrapperspb.UInt32(uint32(retries)),
+		RetryPriority: &routev3.RetryPolicy_RetryPriority{
+			Name:       "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: prio},
+		},
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: hosts},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
+		RetryBackOff: &routev3.RetryPolicy_RetryBackOff{
+			BaseInterval: durationpb.New(10e6), // 10 ms: the next backend is a different server
+		},
+	}, nil
+}
+
+// failoverRoute sends requests marked for a chain's cluster to it, retrying
+// down the chain.
+func failoverRoute(cfg *config.Config, chain []string) (*routev3.Route, error) {
+	retry, err := failoverRetry(len(chain) - 1)
+	if err != nil {
+		return nil, err
+	}
+	r := backendRoute(cfg, FailoverCluster(chain))
+	r.GetRoute().RetryPolicy = retry
+	return r, nil
+}
