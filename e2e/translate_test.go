@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -333,4 +334,41 @@ func TestTranslatedStreamDisconnectCancelsBackend(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("backend did not see the client's disconnect within 2s")
 	}
+}
+
+// TestEnvoyRepliesOnMessagesHaveAnthropicShape: errors Envoy answers itself
+// (body over the cap, unreachable backend) reach Anthropic clients in
+// Anthropic's error shape, and OpenAI clients still in OpenAI's.
+func TestEnvoyRepliesOnMessagesHaveAnthropicShape(t *testing.T) {
+	cfg := strings.Replace(translateConfig, "gateway:\n", "gateway:\n  max_request_body_bytes: 4096\n", 1)
+	cfg = strings.Replace(cfg, "models:\n", "  - name: dead\n    protocol: openai\n    endpoints: [127.0.0.1:1]\nmodels:\n  - name: dead-model\n    backend: dead\n", 1)
+	g := startGateway(t, cfg)
+	send := func(path, body string) (int, map[string]any) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+path, io.NopCloser(strings.NewReader(body)))
+		require.NoError(t, err)
+		req.ContentLength = -1 // chunked: only Envoy's buffer limit sees the size
+		req.Header.Set("content-type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return resp.StatusCode, out
+	}
+	big := `{"model":"gpt-model","max_tokens":5,"messages":[{"role":"user","content":"` + strings.Repeat("x", 5000) + `"}]}`
+	status, out := send("/v1/messages", big)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, status)
+	assert.Equal(t, "error", out["type"])
+	assert.Equal(t, "request_too_large", out["error"].(map[string]any)["type"])
+
+	status, out = send("/v1/messages", `{"model":"dead-model","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`)
+	assert.GreaterOrEqual(t, status, 500)
+	assert.Equal(t, "error", out["type"], "%v", out)
+	require.IsType(t, map[string]any{}, out["error"])
+	assert.NotEmpty(t, out["error"].(map[string]any)["type"])
+	assert.NotEmpty(t, out["error"].(map[string]any)["message"])
+
+	status, out = send("/v1/chat/completions", `{"model":"dead-model","messages":[{"role":"user","content":"x"}]}`)
+	assert.GreaterOrEqual(t, status, 500)
+	assert.Equal(t, "server_error", out["error"].(map[string]any)["type"], "OpenAI clients keep OpenAI's shape")
 }
