@@ -45,6 +45,8 @@ type Config struct {
 	Models   []Model   `yaml:"models"`
 	// Auth, when set, requires credentials on every request (see auth.go).
 	Auth *Auth `yaml:"auth"`
+	// Limits throttles tenants and backends; nil means no limits.
+	Limits *Limits `yaml:"limits"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -66,6 +68,9 @@ type Gateway struct {
 	// request may move on once, but retries never exceed the live load);
 	// at least 10 retries may always run concurrently.
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
+	// AccessLog is where Envoy writes one JSON line per request: a file
+	// path, /dev/stdout (default) or "off".
+	AccessLog string `yaml:"access_log"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -192,6 +197,7 @@ func (c *Config) applyDefaults() {
 	if c.Gateway.MaxRequestBodyBytes == 0 {
 		c.Gateway.MaxRequestBodyBytes = DefaultMaxBodyBytes
 	}
+	setString(&c.Gateway.AccessLog, "/dev/stdout")
 	if c.Gateway.RetryBudgetPercent == 0 {
 		c.Gateway.RetryBudgetPercent = 100
 	}
@@ -218,6 +224,7 @@ func (c *Config) applyDefaults() {
 	if c.Auth != nil {
 		c.Auth.applyDefaults()
 	}
+	c.Limits.applyDefaults()
 	c.applyProtocolDefaults()
 }
 

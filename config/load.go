@@ -244,6 +244,7 @@ func (v *validator) validate(c *Config) {
 		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
 	}
 	v.validateAuth(c.Auth)
+	v.validateLimits(c, seen, models)
 }
 
 // fallbacks checks a model's failover list: known backends, each once, none

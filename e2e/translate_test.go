@@ -372,3 +372,80 @@ func TestEnvoyRepliesOnMessagesHaveAnthropicShape(t *testing.T) {
 	assert.GreaterOrEqual(t, status, 500)
 	assert.Equal(t, "server_error", out["error"].(map[string]any)["type"], "OpenAI clients keep OpenAI's shape")
 }
+
+// TestTranslationWithLimits: with limits on, the gateway asks translated
+// chat streams for usage and removes the usage chunk the client did not
+// ask for; Anthropic clients keep their event sequence; both responses
+// carry the x-ratelimit-* headers next to the translation's own.
+func TestTranslationWithLimits(t *testing.T) {
+	cfg := translateConfig + `limits:
+  tenant_header: x-tenant
+  tenants:
+    - name: "*"
+      total_tokens_per_minute: 10000000
+`
+	g := startGateway(t, cfg)
+	stream := func(path, body string) (*http.Response, []string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("x-tenant", "acme")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var datas []string
+		sr := newSSEReader(resp.Body)
+		for {
+			d, err := sr.next()
+			if err != nil {
+				break
+			}
+			datas = append(datas, d)
+		}
+		return resp, datas
+	}
+	for name, includeUsage := range map[string]bool{"without include_usage": false, "with include_usage": true} {
+		t.Run("chat to Anthropic "+name, func(t *testing.T) {
+			body := `{"model":"claude-model","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+			if includeUsage {
+				body = `{"model":"claude-model","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`
+			}
+			resp, datas := stream("/v1/chat/completions", body)
+			assert.NotEmpty(t, resp.Header.Get("x-ratelimit-limit-tokens"))
+			require.NotEmpty(t, datas)
+			assert.Equal(t, "[DONE]", datas[len(datas)-1])
+			usage := 0
+			text := ""
+			for _, d := range datas[:len(datas)-1] {
+				var c struct {
+					Choices []struct{ Delta struct{ Content string } }
+					Usage   *struct {
+						CompletionTokens int `json:"completion_tokens"`
+					}
+				}
+				require.NoError(t, json.Unmarshal([]byte(d), &c), d)
+				if c.Usage != nil {
+					usage++
+					assert.Equal(t, 16, c.Usage.CompletionTokens)
+				}
+				for _, ch := range c.Choices {
+					text += ch.Delta.Content
+				}
+			}
+			assert.Equal(t, strings.Join(wantTokens(16), ""), text)
+			if includeUsage {
+				assert.Equal(t, 1, usage, "the client asked for the usage chunk")
+			} else {
+				assert.Zero(t, usage, "the usage chunk the gateway asked for is removed")
+			}
+		})
+	}
+	t.Run("messages to OpenAI", func(t *testing.T) {
+		resp, datas := stream("/v1/messages", `{"model":"gpt-model","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+		assert.NotEmpty(t, resp.Header.Get("x-ratelimit-limit-tokens"))
+		require.NotEmpty(t, datas)
+		assert.Contains(t, datas[0], `"type":"message_start"`)
+		assert.Contains(t, datas[len(datas)-2], `"output_tokens":16`, "usage from the backend reaches message_delta")
+		assert.Equal(t, `{"type":"message_stop"}`, datas[len(datas)-1])
+	})
+}

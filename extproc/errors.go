@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
 // Sentinel errors a request can fail with. Each maps to one HTTP status and
@@ -77,6 +78,12 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"
 	case errors.Is(err, ErrUnsupported):
 		return http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend"
+	case errors.Is(err, ratelimit.ErrRateLimited), errors.Is(err, ratelimit.ErrTenantBusy):
+		return http.StatusTooManyRequests, "requests", "rate_limit_exceeded"
+	case errors.Is(err, ratelimit.ErrBackendBusy), errors.Is(err, ratelimit.ErrStoreUnavailable):
+		return http.StatusServiceUnavailable, "server_error", "overloaded"
+	case errors.Is(err, ErrBadTenant):
+		return http.StatusBadRequest, "invalid_request_error", "invalid_tenant"
 	case errors.Is(err, ErrBodyTruncated):
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	default:

@@ -41,6 +41,14 @@ type processor struct {
 	maxBody int64
 	log     *slog.Logger
 	metrics *Metrics
+	// ctx ends when the ext_proc stream does (client gone, Envoy reset).
+	ctx context.Context
+	// limits is nil when no limits are configured.
+	limits *Limits
+
+	lim *limitState
+	// extraHeaders are added to an immediate response.
+	extraHeaders []*corev3.HeaderValueOption
 
 	requestID string
 	path      string
@@ -51,18 +59,17 @@ type processor struct {
 	status    int          // HTTP status when Streamgate answered the request itself
 	tx        *translation // set when the backend speaks another API
 
-	// ctx ends when Envoy's stream for this request ends.
-	ctx context.Context
 	// auth verifies credentials; nil or not Required means an open gateway.
 	auth *auth.Authenticator
-	// Tenant is the verified tenant's name; empty when auth is off or the
-	// request was refused before it was verified. Limits and metrics key on it.
+	// Tenant is who the request is accounted to: the verified tenant when
+	// auth is on, else the limits tenant header's value (or its default);
+	// empty when refused before either. Limits and metrics key on it.
 	Tenant string
 	tenant *auth.Tenant
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
-	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m}
+	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m, ctx: context.Background()}
 }
 
 // handle answers one message from Envoy.
@@ -75,9 +82,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return p.onResponseHeaders(r.ResponseHeaders)
+		return p.onTranslatedResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return p.onResponseBody(r.ResponseBody)
+		return p.translatedResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
@@ -86,7 +93,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 }
 
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	var method, contentLength string
+	var method, contentLength, tenant string
 	var strip, authz, apiKey []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
@@ -105,6 +112,8 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			authz = append(authz, headerValue(hv))
 		case k == auth.HeaderAPIKey:
 			apiKey = append(apiKey, headerValue(hv))
+		case p.limits != nil && k == p.limits.cfg.TenantHeader:
+			tenant = headerValue(hv)
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
@@ -134,10 +143,21 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	if m := p.requestHeaderMutation(strip, len(authz)+len(apiKey) > 0); m != nil {
 		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: m}
 	}
-	return &extprocsvcv3.ProcessingResponse{
-		Response:     &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp},
-		ModeOverride: p.translationOverride(),
+	out := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	if p.limits != nil {
+		// With auth on, the verified tenant is the one limited; the
+		// tenant header names it only on an open gateway.
+		if p.Tenant == "" {
+			if err := p.tenantFrom(tenant); err != nil {
+				return p.fail(err)
+			}
+		}
+		out.ModeOverride = responseModes()
 	}
+	if out.ModeOverride == nil {
+		out.ModeOverride = p.translationOverride()
+	}
+	return out
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
@@ -165,12 +185,17 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.route = route
+	out, added, refused := p.admit(out)
+	if refused != nil {
+		return refused
+	}
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
 		return p.translateRequest(out, route, set)
 	}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
-	changed := len(out) != len(body)
+	// The token cap and admission return the body itself when unchanged.
+	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
 	if route.UpstreamModel != info.Model {
 		if out, err = rewriteModel(out, route.UpstreamModel); err != nil {
 			return p.fail(err)
@@ -185,9 +210,10 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		set = append(set, header(h.Name, h.Value))
 	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{
-		RequestBody: &extprocsvcv3.BodyResponse{Response: common},
-	}}
+	return &extprocsvcv3.ProcessingResponse{
+		Response:        &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}},
+		DynamicMetadata: p.requestMetadata(),
+	}
 }
 
 // fail ends the request with err as an OpenAI JSON error, logged once.
@@ -198,7 +224,10 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	if status == http.StatusUnauthorized {
 		extra = append(extra, header("www-authenticate", wwwAuthenticate))
 	}
-	return p.immediate(status, body, "streamgate_rejected", extra...)
+	// Envoy drops dynamic metadata sent with an immediate response; the
+	// error class reaches the access log as the response code details.
+	_, _, code := errorShape(err)
+	return p.immediate(status, body, "streamgate_"+code, extra...)
 }
 
 func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
@@ -206,7 +235,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...)},
+			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append(append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...), p.extraHeaders...)},
 			Body:    body,
 			Details: details,
 		},
@@ -215,6 +244,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 
 // finish runs once when the ext_proc stream ends, whatever ended it.
 func (p *processor) finish() {
+	p.releaseLimits()
 	p.metrics.observe(p)
 }
 

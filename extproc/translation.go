@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -112,59 +113,105 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	}}
 }
 
-// onResponseHeaders picks how the response body reaches the translator:
-// chunk by chunk for a successful stream, whole for anything else.
-func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	resp := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
-	if p.tx == nil {
+// onTranslatedResponseHeaders answers response headers: the limits layer
+// (onResponseHeaders) first, then, for a translated request, the client's
+// content type and the body mode: chunk by chunk (STREAMED) for a
+// successful stream, whole (BUFFERED) for anything else.
+func (p *processor) onTranslatedResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
+	if p.tx != nil {
+		for _, hv := range h.GetHeaders().GetHeaders() {
+			if hv.GetKey() == ":status" {
+				p.tx.status, _ = strconv.Atoi(headerValue(hv))
+			}
+		}
+		p.tx.streaming = p.tx.stream && p.tx.status == http.StatusOK
+	}
+	resp := p.onResponseHeaders(h)
+	hr := resp.GetResponseHeaders()
+	if p.tx == nil || hr == nil {
 		return resp
 	}
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		if hv.GetKey() == ":status" {
-			p.tx.status, _ = strconv.Atoi(headerValue(hv))
-		}
-	}
-	p.tx.streaming = p.tx.stream && p.tx.status == http.StatusOK
 	contentType, mode := "application/json", extprocv3.ProcessingMode_BUFFERED
 	if p.tx.streaming {
 		contentType, mode = "text/event-stream", extprocv3.ProcessingMode_STREAMED
 	}
-	set := []*corev3.HeaderValueOption{header("content-type", contentType)}
+	if hr.Response == nil {
+		hr.Response = &extprocsvcv3.CommonResponse{}
+	}
+	if hr.Response.HeaderMutation == nil {
+		hr.Response.HeaderMutation = &extprocsvcv3.HeaderMutation{}
+	}
+	hm := hr.Response.HeaderMutation
+	hm.SetHeaders = append(hm.SetHeaders, header("content-type", contentType))
 	if p.tx.status == 529 { // Anthropic's "overloaded"; OpenAI clients know 503
-		set = append(set, header(":status", "503"))
+		hm.SetHeaders = append(hm.SetHeaders, header(":status", "503"))
 	}
-	resp.GetResponseHeaders().Response = &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{
-		SetHeaders: set, RemoveHeaders: []string{"content-length"},
-	}}
-	if h.GetEndOfStream() {
-		return resp
+	hm.RemoveHeaders = append(hm.RemoveHeaders, "content-length")
+	if !h.GetEndOfStream() {
+		resp.ModeOverride = processingMode(extprocv3.ProcessingMode_SEND, mode)
 	}
-	resp.ModeOverride = processingMode(extprocv3.ProcessingMode_SEND, mode)
 	return resp
 }
 
-// onResponseBody translates one response body chunk (STREAMED) or the
-// whole body (BUFFERED).
-func (p *processor) onResponseBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
-	common := &extprocsvcv3.CommonResponse{}
-	resp := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{
-		ResponseBody: &extprocsvcv3.BodyResponse{Response: common},
-	}}
-	if p.tx == nil {
-		return resp
+// responseIsEventStream tells the limits layer whether the body the client
+// gets is an event stream: for translated requests, whether the translator
+// streams; otherwise the response's content type.
+func (p *processor) responseIsEventStream(h *extprocsvcv3.HttpHeaders) bool {
+	if p.tx != nil {
+		return p.tx.streaming
 	}
-	var out []byte
-	if p.tx.streaming {
-		p.tx.out = p.tx.tr.Stream(p.tx.out[:0], b.GetBody(), b.GetEndOfStream())
-		out = p.tx.out
-	} else {
-		var status int
-		status, out = p.tx.tr.Response(p.tx.status, b.GetBody())
-		if status != p.tx.status && !(p.tx.status == 529 && status == http.StatusServiceUnavailable) {
-			common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header(":status", itoa(status))}}
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		if hv.GetKey() == "content-type" {
+			return strings.HasPrefix(headerValue(hv), "text/event-stream")
 		}
 	}
-	common.BodyMutation = &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: out}}
+	return false
+}
+
+// translatedResponseBody translates one response body chunk (STREAMED) or
+// the whole body (BUFFERED), letting the limits layer meter usage on the
+// side that speaks OpenAI: the client's bytes, or for Anthropic clients the
+// backend's.
+func (p *processor) translatedResponseBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
+	if p.tx == nil {
+		return p.onResponseBody(b)
+	}
+	end := b.GetEndOfStream()
+	status := p.tx.status
+	translate := func(in []byte) []byte {
+		if p.tx.streaming {
+			p.tx.out = p.tx.tr.Stream(p.tx.out[:0], in, end)
+			return p.tx.out
+		}
+		var out []byte
+		status, out = p.tx.tr.Response(p.tx.status, in)
+		return out
+	}
+	var resp *extprocsvcv3.ProcessingResponse
+	var out []byte
+	meterBackend := p.endpoint == endpointMessages
+	if meterBackend {
+		resp = p.onResponseBody(b)
+		out = translate(b.GetBody())
+	} else {
+		out = translate(b.GetBody())
+		resp = p.onResponseBody(&extprocsvcv3.HttpBody{Body: out, EndOfStream: end})
+	}
+	br := resp.GetResponseBody()
+	if br == nil {
+		return resp
+	}
+	if br.Response == nil {
+		br.Response = &extprocsvcv3.CommonResponse{}
+	}
+	// Metering the client's bytes may have cut the usage chunk the gateway
+	// asked for: its mutation already holds the translated bytes.
+	if br.Response.BodyMutation == nil || meterBackend {
+		br.Response.BodyMutation = &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: out}}
+	}
+	if status != p.tx.status && !(p.tx.status == 529 && status == http.StatusServiceUnavailable) {
+		br.Response.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{header(":status", itoa(status))}}
+	}
 	return resp
 }
 

@@ -28,6 +28,8 @@ const (
 	// VersionHeader carries the chosen model version (request) and reports
 	// it to the client (response).
 	VersionHeader = "x-streamgate-model-version"
+	// MetadataNamespace holds what ext_proc reports per request.
+	MetadataNamespace = "streamgate"
 	// UnroutedCluster is the endpoint-less cluster of the catch-all route.
 	UnroutedCluster = "streamgate_unrouted"
 )
@@ -56,6 +58,15 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		StreamIdleTimeout: durationpb.New(cfg.Gateway.StreamIdleTimeout),
 		RequestTimeout:    durationpb.New(0),
 		LocalReplyConfig:  localReplies(cfg),
+		// Clients get the id that names their request in the access log.
+		AlwaysSetRequestIdInResponse: true,
+	}
+	if cfg.Gateway.AccessLog != "off" {
+		al, err := accessLog(cfg.Gateway.AccessLog)
+		if err != nil {
+			return nil, err
+		}
+		hcm.AccessLog = []*accesslogv3.AccessLog{al}
 	}
 	hcmAny, err := toAny(hcm)
 	if err != nil {
@@ -94,6 +105,11 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		},
 		MessageTimeout:    durationpb.New(cfg.ExtProc.MessageTimeout),
 		AllowModeOverride: true,
+		// Per-request facts Streamgate returns (tenant, model, backend,
+		// version, error) land here for the access log.
+		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
+			Untyped: []string{MetadataNamespace},
+		}},
 	}
 }
 

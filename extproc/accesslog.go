@@ -1,0 +1,31 @@
+package extproc
+
+import (
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/streamgate/streamgate/xds"
+)
+
+// requestMetadata is what Streamgate tells Envoy about a request: who sent
+// it, what it asked for and where it went, or why it was refused. Never a
+// credential or prompt text. Cost: one small Struct per request.
+func (p *processor) requestMetadata() *structpb.Struct {
+	f := map[string]*structpb.Value{
+		"endpoint": structpb.NewStringValue(pathOnly(p.path)),
+	}
+	if p.Tenant != "" {
+		f["tenant"] = structpb.NewStringValue(p.Tenant)
+	}
+	if p.info.Model != "" {
+		f["model"] = structpb.NewStringValue(p.info.Model)
+		f["stream"] = structpb.NewBoolValue(p.info.Stream)
+	}
+	if r := p.route; r != nil {
+		f["upstream_model"] = structpb.NewStringValue(r.UpstreamModel)
+		f["backend"] = structpb.NewStringValue(r.Backend)
+		f["version"] = structpb.NewStringValue(r.Version)
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		xds.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
+	}}
+}
