@@ -23,6 +23,9 @@ var (
 	ErrBodyTruncated   = errors.New("request body arrived incomplete")
 	ErrPinNotAllowed   = errors.New("model does not allow pinning a version")
 	ErrVersionNotFound = errors.New("model version does not exist")
+	// ErrUnsupported marks a request the model's backend protocol cannot
+	// express (see translation.go).
+	ErrUnsupported = errors.New("request not supported by the backend protocol")
 )
 
 // clientError is a request failure with the message the client sees.
@@ -73,6 +76,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"
+	case errors.Is(err, ErrUnsupported):
+		return http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend"
 	case errors.Is(err, ratelimit.ErrRateLimited), errors.Is(err, ratelimit.ErrTenantBusy):
 		return http.StatusTooManyRequests, "requests", "rate_limit_exceeded"
 	case errors.Is(err, ratelimit.ErrBackendBusy), errors.Is(err, ratelimit.ErrStoreUnavailable):

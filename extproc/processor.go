@@ -13,6 +13,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/translate"
 )
 
 // Header names Streamgate reads or writes.
@@ -30,6 +31,7 @@ const (
 	endpointCompletions
 	endpointEmbeddings
 	endpointModels
+	endpointMessages
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -54,7 +56,8 @@ type processor struct {
 	endpoint  endpoint
 	info      requestInfo
 	route     *Route
-	status    int // HTTP status when Streamgate answered the request itself
+	status    int          // HTTP status when Streamgate answered the request itself
+	tx        *translation // set when the backend speaks another API
 
 	// auth verifies credentials; nil or not Required means an open gateway.
 	auth *auth.Authenticator
@@ -79,9 +82,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return p.onResponseHeaders(r.ResponseHeaders)
+		return p.onTranslatedResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return p.onResponseBody(r.ResponseBody)
+		return p.translatedResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
@@ -151,6 +154,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		}
 		out.ModeOverride = responseModes()
 	}
+	if out.ModeOverride == nil {
+		out.ModeOverride = p.translationOverride()
+	}
 	return out
 }
 
@@ -184,6 +190,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return refused
 	}
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
+	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
+		return p.translateRequest(out, route, set)
+	}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	// The token cap and admission return the body itself when unchanged.
 	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
@@ -209,7 +218,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 
 // fail ends the request with err as an OpenAI JSON error, logged once.
 func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
-	status, body := errorBody(err)
+	status, body := p.clientErrorBody(err)
 	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "tenant", p.Tenant, "reason", err.Error())
 	var extra []*corev3.HeaderValueOption
 	if status == http.StatusUnauthorized {
@@ -249,6 +258,8 @@ func endpointFor(path string) endpoint {
 		return endpointEmbeddings
 	case "/v1/models":
 		return endpointModels
+	case "/v1/messages":
+		return endpointMessages
 	}
 	return endpointNone
 }
