@@ -158,6 +158,8 @@ type Model struct {
 	// DefaultMaxTokens is the output cap sent when a client sends none and
 	// the backend requires one (Anthropic; default 4096 there, else unused).
 	DefaultMaxTokens int `yaml:"default_max_tokens"`
+	// Shaping adjusts this model's requests before they reach a backend.
+	Shaping *Shaping `yaml:"shaping"`
 
 	// shortForm is set when Versions was made from Backend.
 	shortForm bool

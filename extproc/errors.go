@@ -22,6 +22,7 @@ var (
 	ErrMethod          = errors.New("method not allowed")
 	ErrBodyTruncated   = errors.New("request body arrived incomplete")
 	ErrPinNotAllowed   = errors.New("model does not allow pinning a version")
+	ErrForbiddenField  = errors.New("request field not allowed for the model")
 	ErrVersionNotFound = errors.New("model version does not exist")
 	// ErrUnsupported marks a request the model's backend protocol cannot
 	// express (see translation.go).
@@ -66,6 +67,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	case errors.Is(err, ErrUnknownModel):
 		return http.StatusNotFound, "invalid_request_error", "model_not_found"
+	case errors.Is(err, ErrForbiddenField):
+		return http.StatusBadRequest, "invalid_request_error", "field_not_allowed"
 	case errors.Is(err, ErrVersionNotFound):
 		return http.StatusNotFound, "invalid_request_error", "model_version_not_found"
 	case errors.Is(err, ErrPinNotAllowed):

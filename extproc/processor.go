@@ -185,6 +185,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.route = route
+	if out, err = route.Shaping.apply(route.Model, out); err != nil {
+		return p.fail(err)
+	}
 	out, added, refused := p.admit(out)
 	if refused != nil {
 		return refused
@@ -208,6 +211,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		set = append(set, header(h.Name, h.Value))
+	}
+	if route.Shaping != nil {
+		set = append(set, route.Shaping.headers...)
 	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
 	return &extprocsvcv3.ProcessingResponse{

@@ -24,6 +24,8 @@ type Route struct {
 	Protocol config.Protocol
 	// DefaultMaxTokens is the output cap for backends that require one.
 	DefaultMaxTokens int
+	// Shaping adjusts the model's requests; nil leaves them alone.
+	Shaping *shaper
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -50,12 +52,13 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
+		sh := newShaper(m.Shaping)
 		var sum uint64
 		for j := range m.Versions {
 			v := &m.Versions[j]
 			sum += uint64(v.Weight)
 			route := Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
-				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens}
+				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh}
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol = b.Protocol
 			}

@@ -103,7 +103,10 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	for _, h := range req.Headers {
 		set = append(set, header(h[0], h[1]))
 	}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{
+	if route.Shaping != nil {
+		set = append(set, route.Shaping.headers...)
+	}
+	return &extprocsvcv3.ProcessingResponse{DynamicMetadata: p.requestMetadata(), Response: &extprocsvcv3.ProcessingResponse_RequestBody{
 		RequestBody: &extprocsvcv3.BodyResponse{Response: &extprocsvcv3.CommonResponse{
 			ClearRouteCache: true,
 			BodyMutation:    &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: req.Body}},
