@@ -39,6 +39,7 @@ type Options struct {
 	Warmup        time.Duration
 	Duration      time.Duration
 	Drain         time.Duration
+	Rounds        int
 	Concurrency   []int
 	Tokens        int
 	PromptBytes   int
@@ -69,6 +70,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "\nwrote %s\n", o.JSONPath)
 		}
 		if o.MarkdownPath != "" {
+			if werr := os.MkdirAll(filepath.Dir(o.MarkdownPath), 0o755); werr != nil {
+				return fmt.Errorf("cannot create %s: %w", filepath.Dir(o.MarkdownPath), werr)
+			}
 			if werr := os.WriteFile(o.MarkdownPath, rep.Markdown(), 0o644); werr != nil {
 				return fmt.Errorf("cannot write %s: %w", o.MarkdownPath, werr)
 			}
@@ -92,7 +96,8 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.EnvoyBin, "envoy", "", "Envoy `binary` (default: $ENVOY_BIN, .venv, PATH)")
 	fs.StringVar(&o.FullConfig, "full-config", "", "config template `file` for configuration (d) (default: the built-in configs/full.yaml)")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured warm-up per load point")
-	fs.DurationVar(&o.Duration, "duration", 7*time.Second, "measured window per load point")
+	fs.DurationVar(&o.Duration, "duration", 4*time.Second, "measured window per load point and round")
+	fs.IntVar(&o.Rounds, "rounds", 2, "times each load point runs on every configuration, interleaved; samples are pooled")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "how long running streams may finish after a window")
 	conc := fs.String("concurrency", "1,64,512", "comma-separated concurrent streams per load point")
 	fs.IntVar(&o.Tokens, "tokens", 16, "output tokens per stream")
@@ -109,6 +114,9 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	if o.Rounds < 1 {
+		return o, fmt.Errorf("-rounds must be at least 1")
+	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
@@ -120,7 +128,7 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 		o.Concurrency = append(o.Concurrency, n)
 	}
 	if o.Smoke {
-		o.Warmup, o.Duration, o.Drain = 100*time.Millisecond, 300*time.Millisecond, 5*time.Second
+		o.Warmup, o.Duration, o.Drain, o.Rounds = 100*time.Millisecond, 300*time.Millisecond, 5*time.Second, 1
 		o.Concurrency, o.Tokens, o.LargePrompt = []int{1, 8}, 4, 64<<10
 		o.IdleStreams, o.Settle, o.FailOnErrors = 50, 200*time.Millisecond, true
 	}
@@ -150,7 +158,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		full, fullName = string(b), o.FullConfig
 	}
 	rep := &Report{Started: time.Now(), Machine: describeMachine(ctx, o.EnvoyBin), Note: o.Note, Settings: Settings{
-		Smoke: o.Smoke, WarmupSeconds: o.Warmup.Seconds(), DurationSeconds: o.Duration.Seconds(), Concurrency: o.Concurrency,
+		Smoke: o.Smoke, WarmupSeconds: o.Warmup.Seconds(), DurationSeconds: o.Duration.Seconds(), Rounds: o.Rounds, Concurrency: o.Concurrency,
 		Tokens: o.Tokens, PromptBytes: o.PromptBytes, LargePromptBytes: o.LargePrompt, IdleStreams: o.IdleStreams,
 	}}
 	dir, err := os.MkdirTemp("", "streamgate-bench-")
@@ -220,14 +228,20 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	compareIdle(rep.Idle, "b")
 
 	for _, p := range points(o) {
-		for _, t := range live {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
+		runs := make([]*run, len(live))
+		for round := range o.Rounds {
+			for i, t := range live {
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				runs[i] = runs[i].add(measure(ctx, t, p, o))
+				if round == o.Rounds-1 {
+					r := newResult(t, p, runs[i].load, runs[i].cpu, runs[i].rss)
+					fmt.Fprintf(log, "bench: (%s) %-32s %8.1f streams/s  TTFT p50 %8.2f ms  ITL p50 %7.3f ms  errors %d\n",
+						t.ID, p, r.StreamsPerSec, r.TTFT.P50, r.ITL.P50, r.Errors)
+					rep.Results = append(rep.Results, r)
+				}
 			}
-			r := measure(ctx, t, p, o)
-			fmt.Fprintf(log, "bench: (%s) %-32s %8.1f streams/s  TTFT p50 %8.2f ms  ITL p50 %7.3f ms  errors %d\n",
-				t.ID, p, r.StreamsPerSec, r.TTFT.P50, r.ITL.P50, r.Errors)
-			rep.Results = append(rep.Results, r)
 		}
 	}
 	compareToBaseline(rep.Results, "b")
@@ -254,9 +268,28 @@ func points(o Options) []Point {
 	return append(out, Point{Mode: Realistic, Concurrency: largeC, PromptBytes: o.LargePrompt})
 }
 
+// run is one target's measurements at one point, over rounds.
+type run struct {
+	load *loadResult
+	cpu  []float64 // CPU seconds per process
+	rss  []int64   // peak RSS per process
+}
+
+func (r *run) add(o *run) *run {
+	if r == nil {
+		return o
+	}
+	r.load.merge(o.load)
+	for i := range r.cpu {
+		r.cpu[i] += o.cpu[i]
+		r.rss[i] = max(r.rss[i], o.rss[i])
+	}
+	return r
+}
+
 // measure runs one load point against one target while sampling its
 // processes.
-func measure(ctx context.Context, t *target, p Point, o Options) *Result {
+func measure(ctx context.Context, t *target, p Point, o Options) *run {
 	spec := &loadSpec{target: t, point: p, tokens: o.Tokens, warmup: o.Warmup, duration: o.Duration, drain: o.Drain, apiKey: o.APIKey}
 	s := newSampler(t.pids())
 	var cpu0, cpu1 []procSample
@@ -268,8 +301,11 @@ func measure(ctx context.Context, t *target, p Point, o Options) *Result {
 		}
 	}
 	lr := runLoad(ctx, spec)
-	rss := s.finish()
-	return newResult(t, p, lr, cpu0, cpu1, rss)
+	r := &run{load: lr, rss: s.finish(), cpu: make([]float64, len(t.pids()))}
+	for i := range r.cpu {
+		r.cpu[i] = cpu1[i].cpuSeconds - cpu0[i].cpuSeconds
+	}
+	return r
 }
 
 // failures reports every error the run saw, and points where no stream

@@ -66,13 +66,28 @@ type streamSample struct {
 
 // loadResult is the raw outcome of one load run.
 type loadResult struct {
-	windowStart, windowEnd time.Time
-	completedInWindow      int
-	tokensInWindow         int
-	ttft                   []time.Duration // streams started in the window
-	itl                    []time.Duration
-	errors                 int
-	errorSamples           []string
+	seconds           float64 // length of the measured window(s)
+	completedInWindow int
+	tokensInWindow    int
+	ttft              []time.Duration // streams started in the window
+	itl               []time.Duration
+	errors            int
+	errorSamples      []string
+}
+
+// merge adds another run of the same point to r.
+func (r *loadResult) merge(o *loadResult) {
+	r.seconds += o.seconds
+	r.completedInWindow += o.completedInWindow
+	r.tokensInWindow += o.tokensInWindow
+	r.ttft = append(r.ttft, o.ttft...)
+	r.itl = append(r.itl, o.itl...)
+	r.errors += o.errors
+	for _, m := range o.errorSamples {
+		if len(r.errorSamples) < 5 {
+			r.errorSamples = append(r.errorSamples, m)
+		}
+	}
 }
 
 // worker is one client loop's state; workers share nothing while running.
@@ -132,7 +147,7 @@ func runLoad(ctx context.Context, spec *loadSpec) *loadResult {
 	}
 	wg.Wait()
 
-	res := &loadResult{windowStart: windowStart, windowEnd: windowEnd}
+	res := &loadResult{seconds: windowEnd.Sub(windowStart).Seconds()}
 	for _, w := range workers {
 		res.errors += w.errs
 		for _, m := range w.errMsgs {

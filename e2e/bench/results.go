@@ -48,9 +48,10 @@ type Result struct {
 	AddedMs map[string]float64 `json:"added_ms_vs_b,omitempty"`
 }
 
-// newResult turns a load run and its process readings into figures.
-func newResult(t *target, p Point, lr *loadResult, cpu0, cpu1 []procSample, rssMax []int64) *Result {
-	secs := lr.windowEnd.Sub(lr.windowStart).Seconds()
+// newResult turns load runs and their process readings (CPU seconds used
+// and peak RSS per process of t.pids()) into figures.
+func newResult(t *target, p Point, lr *loadResult, cpu []float64, rssMax []int64) *Result {
+	secs := lr.seconds
 	r := &Result{
 		Target: t.ID, Point: p, Streams: lr.completedInWindow, Seconds: secs,
 		StreamsPerSec: float64(lr.completedInWindow) / secs,
@@ -62,7 +63,7 @@ func newResult(t *target, p Point, lr *loadResult, cpu0, cpu1 []procSample, rssM
 	}
 	r.ITL.P90 = 0
 	for i, pid := range t.pids() {
-		u := &usage{CPUSeconds: cpu1[i].cpuSeconds - cpu0[i].cpuSeconds, RSSMaxBytes: rssMax[i]}
+		u := &usage{CPUSeconds: cpu[i], RSSMaxBytes: rssMax[i]}
 		if r.Streams > 0 {
 			u.CPUPer1kStreams = u.CPUSeconds / float64(r.Streams) * 1000
 		}
