@@ -36,6 +36,7 @@ type Options struct {
 	StreamgateBin string
 	EnvoyBin      string
 	FullConfig    string // template file for (d); empty: the built-in one
+	FullBin       string // streamgate binary for (d); empty: StreamgateBin
 	Warmup        time.Duration
 	Duration      time.Duration
 	Drain         time.Duration
@@ -73,7 +74,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if werr := os.MkdirAll(filepath.Dir(o.MarkdownPath), 0o755); werr != nil {
 				return fmt.Errorf("cannot create %s: %w", filepath.Dir(o.MarkdownPath), werr)
 			}
-			if werr := os.WriteFile(o.MarkdownPath, rep.Markdown(), 0o644); werr != nil {
+			page, _ := os.ReadFile(o.MarkdownPath)
+			if werr := os.WriteFile(o.MarkdownPath, mergeMarkdown(page, rep.Markdown()), 0o644); werr != nil {
 				return fmt.Errorf("cannot write %s: %w", o.MarkdownPath, werr)
 			}
 			fmt.Fprintf(stdout, "wrote %s\n", o.MarkdownPath)
@@ -95,6 +97,7 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.StreamgateBin, "streamgate", "bin/streamgate", "streamgate `binary` to run")
 	fs.StringVar(&o.EnvoyBin, "envoy", "", "Envoy `binary` (default: $ENVOY_BIN, .venv, PATH)")
 	fs.StringVar(&o.FullConfig, "full-config", "", "config template `file` for configuration (d) (default: the built-in configs/full.yaml)")
+	fs.StringVar(&o.FullBin, "full-streamgate", "", "streamgate `binary` for configuration (d) (default: -streamgate); compares a change with the current build in one run")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured warm-up per load point")
 	fs.DurationVar(&o.Duration, "duration", 4*time.Second, "measured window per load point and round")
 	fs.IntVar(&o.Rounds, "rounds", 2, "times each load point runs on every configuration, interleaved; samples are pooled")
@@ -131,6 +134,9 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 		o.Warmup, o.Duration, o.Drain, o.Rounds = 100*time.Millisecond, 300*time.Millisecond, 5*time.Second, 1
 		o.Concurrency, o.Tokens, o.LargePrompt = []int{1, 8}, 4, 64<<10
 		o.IdleStreams, o.Settle, o.FailOnErrors = 50, 200*time.Millisecond, true
+	}
+	if o.FullBin == "" {
+		o.FullBin = o.StreamgateBin
 	}
 	if o.EnvoyBin == "" {
 		wd, _ := os.Getwd()
@@ -174,8 +180,8 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	rep.Targets = []*target{
 		{ID: "a", Name: "backend directly", url: "http://" + b.addr},
 		{ID: "b", Name: "plain Envoy", Note: "same listener, routes and clusters (xds.StaticBootstrap), no ext_proc; the client sets the routing header", Config: "e2e/bench/configs/passthrough.yaml"},
-		{ID: "c", Name: "Envoy + Streamgate pass-through", Note: configLabel(passthroughConfig), Config: "e2e/bench/configs/passthrough.yaml"},
-		{ID: "d", Name: "Envoy + Streamgate, all features", Note: configLabel(full), Config: fullName},
+		{ID: "c", Name: "Envoy + Streamgate pass-through", Note: configLabel(passthroughConfig), Config: "e2e/bench/configs/passthrough.yaml", Binary: o.StreamgateBin},
+		{ID: "d", Name: "Envoy + Streamgate, all features", Note: configLabel(full), Config: fullName, Binary: o.FullBin},
 		{ID: "e", Name: "Envoy + Streamgate translating OpenAI ⇄ Anthropic", Skipped: "translation (issue 6) is not in this build; add its config and an Anthropic client here when it lands"},
 	}
 	defer func() {
@@ -194,7 +200,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 			return startStreamgate(ctx, rep.Targets[2], passthroughConfig, o.StreamgateBin, o.EnvoyBin, dir, b, o.APIKey)
 		},
 		"d": func() error {
-			return startStreamgate(ctx, rep.Targets[3], full, o.StreamgateBin, o.EnvoyBin, dir, b, o.APIKey)
+			return startStreamgate(ctx, rep.Targets[3], full, o.FullBin, o.EnvoyBin, dir, b, o.APIKey)
 		},
 	}
 	errs := make(chan error, len(starts))

@@ -73,7 +73,29 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// Markdown renders docs/performance.md for the report.
+// Markers around the part of the performance page a run rewrites; text
+// outside them (findings, history) is kept.
+const (
+	markBegin = "<!-- bench:begin (written by make bench; edit outside these markers) -->"
+	markEnd   = "<!-- bench:end -->"
+)
+
+// mergeMarkdown puts generated between the markers of page, or returns
+// generated alone (with the markers) when page has none.
+func mergeMarkdown(page, generated []byte) []byte {
+	block := append(append([]byte(markBegin+"\n"), generated...), []byte(markEnd+"\n")...)
+	i := bytes.Index(page, []byte(markBegin))
+	j := bytes.Index(page, []byte(markEnd))
+	if i < 0 || j < i {
+		return block
+	}
+	out := append([]byte(nil), page[:i]...)
+	out = append(out, block...)
+	rest := page[j+len(markEnd):]
+	return append(out, bytes.TrimPrefix(rest, []byte("\n"))...)
+}
+
+// Markdown renders the generated part of docs/performance.md.
 func (rep *Report) Markdown() []byte {
 	var w bytes.Buffer
 	fmt.Fprint(&w, `# Performance

@@ -36,6 +36,8 @@ type target struct {
 	Skipped string `json:"skipped,omitempty"`
 	// Config is the Streamgate config template it ran with.
 	Config string `json:"config,omitempty"`
+	// Binary is the streamgate binary it ran.
+	Binary string `json:"binary,omitempty"`
 
 	url        string
 	headers    http.Header
