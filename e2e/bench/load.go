@@ -75,6 +75,30 @@ type loadResult struct {
 	errorSamples      []string
 }
 
+// startOffset spreads the first requests of c workers evenly over one
+// stream's length, so that with a delaying backend the workers do not run
+// in lockstep and hit the gateway in bursts of c requests at once (which
+// measures burst queueing, not steady concurrency c). Zero-delay streams
+// start together.
+func startOffset(i, c int, m Mode, tokens int) time.Duration {
+	length := m.TTFT + time.Duration(max(tokens-1, 0))*m.ITL
+	return length * time.Duration(i) / time.Duration(c)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // merge adds another run of the same point to r.
 func (r *loadResult) merge(o *loadResult) {
 	r.seconds += o.seconds
@@ -140,6 +164,9 @@ func runLoad(ctx context.Context, spec *loadSpec) *loadResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if !sleepCtx(hardCtx, startOffset(i, c, spec.point.Mode, spec.tokens)) {
+				return
+			}
 			for time.Now().Before(windowEnd) && hardCtx.Err() == nil {
 				w.stream(hardCtx, windowStart)
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,4 +79,12 @@ func TestSizeName(t *testing.T) {
 	assert.Equal(t, "1KiB", sizeName(1024))
 	assert.Equal(t, "256KiB", sizeName(256<<10))
 	assert.Equal(t, "1000B", sizeName(1000))
+}
+
+func TestStartOffset(t *testing.T) {
+	// 150 ms + 15 x 20 ms = 450 ms per stream, spread over 64 workers.
+	assert.Equal(t, time.Duration(0), startOffset(0, 64, Realistic, 16))
+	assert.Equal(t, 225*time.Millisecond, startOffset(32, 64, Realistic, 16))
+	assert.Less(t, startOffset(63, 64, Realistic, 16), 450*time.Millisecond)
+	assert.Equal(t, time.Duration(0), startOffset(63, 64, ZeroDelay, 16))
 }

@@ -119,7 +119,9 @@ slow drift of the machine's load hits all of them alike:
 
 - **Backend modes**: *zero-delay* (tokens as fast as the backend writes them:
   stresses the gateway) and *realistic* (150 ms to the first token, then 20 ms
-  per token). Each stream carries `+fmt.Sprint(rep.Settings.Tokens)+` output tokens; the prompt is a
+  per token); in realistic mode the workers' first requests are spread over
+  one stream's length so that c streams are open in steady state rather
+  than arriving in bursts of c. Each stream carries `+fmt.Sprint(rep.Settings.Tokens)+` output tokens; the prompt is a
   single user message making the request body `+sizeName(rep.Settings.PromptBytes)+` (and `+sizeName(rep.Settings.LargePromptBytes)+` for the large-prompt row).
 - **Client side**: TTFT is request start to the first content token; ITL is
   the gap between content tokens of one stream (in zero-delay mode tokens
