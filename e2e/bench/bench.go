@@ -254,7 +254,19 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	rep.Budget = budget(rep.Results, rep.Idle, o.PromptBytes, o.LargePrompt)
 	rep.Machine.LoadAvgEnd = loadAvg()
 	rep.Elapsed = time.Since(rep.Started).Seconds()
-	fmt.Fprintf(log, "bench: done in %.0fs; process logs in %s\n", rep.Elapsed, filepath.Clean(dir))
+	if rep.failures() == nil {
+		// Stop the processes before removing their logs; stopping twice is harmless.
+		for _, t := range rep.Targets {
+			if t.stop != nil {
+				t.stop()
+				t.stop = nil
+			}
+		}
+		_ = os.RemoveAll(dir)
+		fmt.Fprintf(log, "bench: done in %.0fs\n", rep.Elapsed)
+	} else {
+		fmt.Fprintf(log, "bench: done in %.0fs with errors; process logs kept in %s\n", rep.Elapsed, filepath.Clean(dir))
+	}
 	return rep, nil
 }
 
