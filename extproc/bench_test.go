@@ -76,7 +76,7 @@ func BenchmarkRouteLookup(b *testing.B) {
 	routes := NewRoutes(benchConfig(b), 0)
 	b.ReportAllocs()
 	for b.Loop() {
-		if r := routes.Lookup("bench-alias"); r == nil || r.Backend != "bench" {
+		if r, err := routes.Pick("bench-alias", "", nil); err != nil || r.Backend != "bench" {
 			b.Fatal("no route")
 		}
 	}
