@@ -20,6 +20,7 @@ const (
 	DefaultStreamIdleTimeout = 5 * time.Minute
 	DefaultConnectTimeout    = 5 * time.Second
 	DefaultMessageTimeout    = 2 * time.Second
+	DefaultDrainTimeout      = 30 * time.Second
 )
 
 // Protocol names a backend's wire API.
@@ -63,6 +64,9 @@ type Gateway struct {
 	// request may move on once, but retries never exceed the live load);
 	// at least 10 retries may always run concurrently.
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
+	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
+	// 503 at once, open streams get this long to finish (default 30s).
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -191,6 +195,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Gateway.StreamIdleTimeout == 0 {
 		c.Gateway.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if c.Gateway.DrainTimeout == 0 {
+		c.Gateway.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.ExtProc.MessageTimeout == 0 {
 		c.ExtProc.MessageTimeout = DefaultMessageTimeout

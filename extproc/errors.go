@@ -22,6 +22,7 @@ var (
 	ErrBodyTruncated   = errors.New("request body arrived incomplete")
 	ErrPinNotAllowed   = errors.New("model does not allow pinning a version")
 	ErrVersionNotFound = errors.New("model version does not exist")
+	ErrDraining        = errors.New("gateway is shutting down")
 )
 
 // clientError is a request failure with the message the client sees.
@@ -72,6 +73,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"
+	case errors.Is(err, ErrDraining):
+		return http.StatusServiceUnavailable, "server_error", "service_unavailable"
 	case errors.Is(err, ErrBodyTruncated):
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	default:
