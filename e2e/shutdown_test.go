@@ -182,4 +182,3 @@ func TestGracefulShutdown(t *testing.T) {
 	_, err = fresh.Get(e.gateway + "/v1/models")
 	assert.Error(t, err, "envoy still serving after streamgate exited")
 }
-

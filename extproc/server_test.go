@@ -72,4 +72,3 @@ func TestServerDrain(t *testing.T) {
 	require.NoError(t, after.CloseSend())
 	assert.Eventually(t, func() bool { return srv.Active() == 0 }, 5*time.Second, 10*time.Millisecond, "streams closed by Envoy are no longer counted")
 }
-
