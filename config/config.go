@@ -73,6 +73,11 @@ type Gateway struct {
 type ExtProc struct {
 	// Listen is host:port or unix:/path (default 127.0.0.1:50051).
 	Listen string `yaml:"listen"`
+	// Address is where Envoy reaches the ext_proc server when that is not
+	// Listen, e.g. when Streamgate listens on 0.0.0.0 in a container and
+	// Envoy runs in another: host:port (a DNS name such as a Kubernetes
+	// Service works) or unix:/path. Empty means Listen.
+	Address string `yaml:"address"`
 	// MessageTimeout bounds each ext_proc exchange as Envoy sees it (default 2s).
 	MessageTimeout time.Duration `yaml:"message_timeout"`
 }
@@ -87,6 +92,14 @@ type XDS struct {
 type Metrics struct {
 	// Listen is host:port (default 127.0.0.1:9464).
 	Listen string `yaml:"listen"`
+}
+
+// EnvoyAddress is the address Envoy dials for ext_proc: Address, else Listen.
+func (e ExtProc) EnvoyAddress() string {
+	if e.Address != "" {
+		return e.Address
+	}
+	return e.Listen
 }
 
 // Envoy describes the Envoy that `streamgate run` starts and the node the
