@@ -123,9 +123,9 @@ func TestComposeConfigsValidate(t *testing.T) {
 	raw, err := os.ReadFile(sgCfg)
 	require.NoError(t, err)
 	var sgc struct {
-		ExtProc struct{ Listen, Address string } `json:"extproc"`
-		XDS     struct{ Listen string }          `json:"xds"`
-		Metrics struct{ Listen string }          `json:"metrics"`
+		ExtProc  struct{ Listen, Address string } `json:"extproc"`
+		XDS      struct{ Listen string }          `json:"xds"`
+		Metrics  struct{ Listen string }          `json:"metrics"`
 		Backends []struct {
 			Endpoints []string `json:"endpoints"`
 		} `json:"backends"`
