@@ -178,6 +178,9 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Logf("SIGTERM to exit: %s (last stream ended %s after SIGTERM)", took.Round(time.Millisecond), lastEnd.Sub(sigterm).Round(time.Millisecond))
 	assert.Less(t, took, drainTimeout, "the drain should end when the streams do, not at the deadline")
 	assert.Contains(t, logs.String(), `"msg":"drained"`)
+	assert.NotContains(t, logs.String(), "cannot drain envoy", "Envoy's admin accepted the drain")
+	assert.NotContains(t, logs.String(), "cannot fail envoy", "Envoy's admin accepted the health check failure")
+	assert.NotContains(t, logs.String(), "cannot count envoy", "Envoy's stats were read")
 	// Envoy is gone too: nothing answers on the gateway port.
 	_, err = fresh.Get(e.gateway + "/v1/models")
 	assert.Error(t, err, "envoy still serving after streamgate exited")
