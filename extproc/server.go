@@ -38,6 +38,11 @@ type Server struct {
 	limits  atomic.Pointer[Limits]
 	log     *slog.Logger
 	metrics *Metrics
+
+	// draining makes new requests fail with 503 (see Drain); active
+	// counts open ext_proc streams.
+	draining atomic.Bool
+	active   atomic.Int64
 }
 
 var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
@@ -63,6 +68,8 @@ func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
 	p.ctx, p.auth, p.limits = stream.Context(), s.auth.Load(), s.limits.Load()
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	defer p.finish()
 	for {
 		req, err := stream.Recv()
@@ -72,7 +79,12 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		if err != nil {
 			return fmt.Errorf("cannot receive from envoy: %w", err)
 		}
-		resp := p.handle(req)
+		var resp *extprocsvcv3.ProcessingResponse
+		if _, first := req.Request.(*extprocsvcv3.ProcessingRequest_RequestHeaders); first && s.draining.Load() {
+			resp = p.fail(reject(ErrDraining, "The gateway is shutting down; retry the request."))
+		} else {
+			resp = p.handle(req)
+		}
 		if err := stream.Send(resp); err != nil {
 			return fmt.Errorf("cannot send to envoy: %w", err)
 		}
@@ -81,6 +93,15 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		}
 	}
 }
+
+// Drain makes the server refuse every request whose headers arrive from now
+// on with a 503 OpenAI error; requests already past their headers go on.
+// Safe for concurrent use; there is no way back.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Active is the number of open ext_proc streams (one per request Envoy is
+// processing). Safe for concurrent use.
+func (s *Server) Active() int64 { return s.active.Load() }
 
 // GRPCOptions returns the server options a body of maxBody bytes needs:
 // Envoy sends the whole buffered body in one message.
