@@ -122,7 +122,7 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		}
 		srv.SetAuth(authn)
 		if cfg.Limits != nil {
-			lim, err := newLimits(cfg, reg, log)
+			lim, err := newLimits(ctx, cfg, reg, log)
 			if err != nil {
 				authCancel()
 				return err
