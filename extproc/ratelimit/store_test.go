@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamgate/streamgate/config"
 )
 
 var perMinute = func(n int64) Rule { return Rule{Limit: n, Period: time.Minute} }
@@ -166,6 +168,34 @@ func BenchmarkReserve(b *testing.B) {
 			if _, err := s.Reserve(context.Background(), charges); err != nil {
 				b.Fatal(err)
 			}
+		}
+	}
+	b.Run("memory", func(b *testing.B) { run(b, NewMemoryStore(SystemClock{})) })
+	b.Run("redis", func(b *testing.B) { run(b, newTestRedisStore(b, RedisOptions{})) })
+}
+
+// BenchmarkAdmit is one request's whole admission on each store: Admit
+// (requests, input and total tokens for the tenant, total tokens for the
+// tenant × model) and Finish with a reconciliation that refunds.
+func BenchmarkAdmit(b *testing.B) {
+	cfg := &config.Limits{
+		Queue: config.Queue{Size: 1, MaxWait: time.Second},
+		Tenants: []config.TenantLimits{{
+			Name:   "acme",
+			Rates:  config.Rates{RequestsPerMinute: 1 << 40, InputTokensPerMinute: 1 << 40, TotalTokensPerMinute: 1 << 40},
+			Models: []config.ModelLimits{{Name: "gpt", Rates: config.Rates{TotalTokensPerMinute: 1 << 40}}},
+		}},
+	}
+	run := func(b *testing.B, s Store) {
+		l := New(cfg, s, SystemClock{}, nil)
+		req := Request{Tenant: "acme", Model: "gpt", Input: 300, Output: 256}
+		b.ReportAllocs()
+		for b.Loop() {
+			res, _, err := l.Admit(context.Background(), req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res.Finish(Usage{Input: 300, Output: 100})
 		}
 	}
 	b.Run("memory", func(b *testing.B) { run(b, NewMemoryStore(SystemClock{})) })
