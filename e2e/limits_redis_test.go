@@ -100,7 +100,11 @@ func TestRedisSharedTPM(t *testing.T) {
 					if !assert.NoError(t, err) {
 						return
 					}
-					var out struct{ Usage struct{ TotalTokens int `json:"total_tokens"` } }
+					var out struct {
+						Usage struct {
+							TotalTokens int `json:"total_tokens"`
+						}
+					}
 					err = json.NewDecoder(resp.Body).Decode(&out)
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
