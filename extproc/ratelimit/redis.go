@@ -185,8 +185,10 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 	return s.call(ctx, func(ctx context.Context) error { return s.client.Ping(ctx).Err() })
 }
 
-// Reserve applies all charges or none in one script run. An error means
-// nothing is known to have been charged.
+// Reserve applies all charges or none in one script run. On an error the
+// charges were most likely not applied; a call that timed out after Redis
+// ran the script did apply them, and they then refill within one period
+// as nobody refunds them.
 func (s *RedisStore) Reserve(ctx context.Context, charges []Charge) (Decision, error) {
 	if len(charges) == 0 {
 		return Decision{Allowed: true}, nil
