@@ -105,8 +105,10 @@ type Redis struct {
 	// PasswordEnv names the environment variable holding the Redis
 	// password (AUTH); empty means no password.
 	PasswordEnv string `yaml:"password_env"`
-	// DB is the Redis database number (default 0).
+	// DB is the Redis database number (default 0; a cluster has only 0).
 	DB int `yaml:"db"`
+	// Cluster says Address is a seed node of a Redis Cluster.
+	Cluster bool `yaml:"cluster"`
 	// FailOpen admits requests while Redis is unreachable; otherwise they get 503.
 	FailOpen bool `yaml:"fail_open"`
 	// Timeout bounds each Redis call (default 50ms).
@@ -231,6 +233,9 @@ func (v *validator) validateRedis(r *Redis) {
 	v.hostPort("$.limits.redis.address", r.Address)
 	if r.DB < 0 {
 		v.at("$.limits.redis.db", "db must not be negative")
+	}
+	if r.Cluster && r.DB != 0 {
+		v.at("$.limits.redis.db", "a Redis Cluster has only db 0")
 	}
 	if r.Timeout < 0 {
 		v.at("$.limits.redis.timeout", "timeout must be positive")

@@ -74,6 +74,7 @@ func TestLimitsInvalid(t *testing.T) {
 		"redis without addr": {"  store: redis\n", "needs a redis section"},
 		"redis brace prefix": {"  store: redis\n  redis: {address: 127.0.0.1:6379, key_prefix: \"a{b\"}\n", "must not contain { or }"},
 		"redis negative db":  {"  store: redis\n  redis: {address: 127.0.0.1:6379, db: -1}\n", "db must not be negative"},
+		"redis cluster db":   {"  store: redis\n  redis: {address: 127.0.0.1:6379, cluster: true, db: 1}\n", "only db 0"},
 		"bad encoding":       {"  tokenizers: [{model: m, encoding: p99k}]\n", `encoding "p99k" is not supported`},
 		"wait too long":      {"  queue: {max_wait: 5s}\n", "below extproc.message_timeout"},
 	} {

@@ -123,6 +123,24 @@ func NewRedisClient(addr, password string, db int, timeout time.Duration) *redis
 	})
 }
 
+// NewRedisClusterClient returns a Redis Cluster client tuned as
+// NewRedisClient; addrs are seed nodes, from which it learns the others.
+// It follows MOVED and ASK redirections, which are not retries.
+func NewRedisClusterClient(addrs []string, password string, timeout time.Duration) *redis.ClusterClient {
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                    addrs,
+		Password:                 password,
+		DialTimeout:              timeout,
+		ReadTimeout:              timeout,
+		WriteTimeout:             timeout,
+		ContextTimeoutEnabled:    true,
+		MaxRetries:               -1,
+		DialerRetries:            1,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+}
+
 // RedisOptions configure a RedisStore.
 type RedisOptions struct {
 	// KeyPrefix starts every key, followed by ":"; it must not contain

@@ -29,12 +29,24 @@ import (
 // STREAMGATE_REQUIRE_ALL=1.
 func testRedisAddr(tb testing.TB) string {
 	tb.Helper()
-	addr := os.Getenv("STREAMGATE_TEST_REDIS")
+	return testEnvAddr(tb, "STREAMGATE_TEST_REDIS", "Redis")
+}
+
+// testRedisClusterAddr is a node of the Redis Cluster the tests may use
+// (STREAMGATE_TEST_REDIS_CLUSTER), as testRedisAddr.
+func testRedisClusterAddr(tb testing.TB) string {
+	tb.Helper()
+	return testEnvAddr(tb, "STREAMGATE_TEST_REDIS_CLUSTER", "a Redis Cluster")
+}
+
+func testEnvAddr(tb testing.TB, name, what string) string {
+	tb.Helper()
+	addr := os.Getenv(name)
 	if addr == "" {
 		if os.Getenv("STREAMGATE_REQUIRE_ALL") == "1" {
-			tb.Fatal("STREAMGATE_TEST_REDIS is unset and STREAMGATE_REQUIRE_ALL=1: Redis is required")
+			tb.Fatalf("%s is unset and STREAMGATE_REQUIRE_ALL=1: %s is required", name, what)
 		}
-		tb.Skip("STREAMGATE_TEST_REDIS is unset: no Redis to test against")
+		tb.Skipf("%s is unset: no %s to test against", name, what)
 	}
 	return addr
 }
@@ -43,7 +55,17 @@ func testRedisAddr(tb testing.TB) string {
 // of its own, whose keys are deleted when the test ends.
 func newTestRedisStore(tb testing.TB, opts RedisOptions) *RedisStore {
 	tb.Helper()
-	client := NewRedisClient(testRedisAddr(tb), "", 0, time.Second)
+	return newTestStoreOn(tb, NewRedisClient(testRedisAddr(tb), "", 0, time.Second), opts)
+}
+
+// newTestClusterStore is newTestRedisStore on the test cluster.
+func newTestClusterStore(tb testing.TB, opts RedisOptions) *RedisStore {
+	tb.Helper()
+	return newTestStoreOn(tb, NewRedisClusterClient([]string{testRedisClusterAddr(tb)}, "", time.Second), opts)
+}
+
+func newTestStoreOn(tb testing.TB, client redis.UniversalClient, opts RedisOptions) *RedisStore {
+	tb.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	opts.KeyPrefix = "sgtest:" + hex.EncodeToString(b[:])
@@ -53,8 +75,8 @@ func newTestRedisStore(tb testing.TB, opts RedisOptions) *RedisStore {
 	tb.Cleanup(func() {
 		ctx := context.Background()
 		keys, _ := client.Keys(ctx, opts.KeyPrefix+":*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
+		for _, k := range keys {
+			client.Del(ctx, k)
 		}
 		_ = client.Close()
 	})
@@ -305,4 +327,27 @@ func TestRedisRecoveryEndsTheOutage(t *testing.T) {
 		require.NoError(t, s.Adjust(ctx, []Charge{{Key: "{t}:rpm", Rule: one[0].Rule, Cost: -1}}))
 	}
 	assert.GreaterOrEqual(t, testutil.ToFloat64(m.errors), 6.0)
+}
+
+// TestRedisClusterNeedsTheTenantHashTag shows why keys carry the tenant in
+// braces: a script's keys must share a slot on a cluster.
+func TestRedisClusterNeedsTheTenantHashTag(t *testing.T) {
+	s := newTestClusterStore(t, RedisOptions{})
+	ctx := context.Background()
+	_, err := s.Reserve(ctx, []Charge{{Key: "{a}:rpm", Rule: perMinute(10), Cost: 1}, {Key: "{b}:rpm", Rule: perMinute(10), Cost: 1}})
+	require.ErrorIs(t, err, ErrStoreUnavailable)
+	assert.Contains(t, err.Error(), "CROSSSLOT")
+	l := New(&config.Limits{Tenants: []config.TenantLimits{{
+		Name:   "acme",
+		Rates:  config.Rates{RequestsPerMinute: 10, TotalTokensPerMinute: 1000},
+		Models: []config.ModelLimits{{Name: "gpt", Rates: config.Rates{InputTokensPerMinute: 500}}},
+	}}}, s, SystemClock{}, nil)
+	res, h, err := l.Admit(ctx, Request{Tenant: "acme", Model: "gpt", Input: 100, Output: 50})
+	require.NoError(t, err, "a request's tenant and tenant × model keys share the tenant's slot")
+	assert.Equal(t, int64(9), h.Requests.Remaining)
+	assert.Equal(t, int64(400), h.Tokens.Remaining)
+	res.Finish(Usage{Input: 60, Output: 50})
+	d, err := s.Reserve(ctx, []Charge{{Key: "{acme}:m:gpt:itpm", Rule: perMinute(500), Cost: 0}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(440), d.States[0].Remaining, "reconciled on the cluster: 60 of 500 used")
 }

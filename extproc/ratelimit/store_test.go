@@ -16,8 +16,8 @@ import (
 var perMinute = func(n int64) Rule { return Rule{Limit: n, Period: time.Minute} }
 
 // forEachStore runs a contract test against every Store: the memory store
-// and, when STREAMGATE_TEST_REDIS names a server, the Redis store driven by
-// the same fake clock.
+// and the Redis store, on one server (STREAMGATE_TEST_REDIS) and on a
+// cluster (STREAMGATE_TEST_REDIS_CLUSTER), driven by the same fake clock.
 func forEachStore(t *testing.T, test func(t *testing.T, s Store, clk *fakeClock)) {
 	t.Helper()
 	t.Run("memory", func(t *testing.T) {
@@ -27,6 +27,12 @@ func forEachStore(t *testing.T, test func(t *testing.T, s Store, clk *fakeClock)
 	t.Run("redis", func(t *testing.T) {
 		clk := newFakeClock()
 		s := newTestRedisStore(t, RedisOptions{})
+		s.clock, s.ttlSlack = clk, time.Hour
+		test(t, s, clk)
+	})
+	t.Run("redis-cluster", func(t *testing.T) {
+		clk := newFakeClock()
+		s := newTestClusterStore(t, RedisOptions{})
 		s.clock, s.ttlSlack = clk, time.Hour
 		test(t, s, clk)
 	})

@@ -30,7 +30,15 @@ func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registere
 		}
 	}
 	redis.SetLogger(redisLogger{log})
-	client := ratelimit.NewRedisClient(rc.Address, password, rc.DB, rc.Timeout)
+	var client interface {
+		ratelimit.RedisClient
+		Close() error
+	}
+	if rc.Cluster {
+		client = ratelimit.NewRedisClusterClient([]string{rc.Address}, password, rc.Timeout)
+	} else {
+		client = ratelimit.NewRedisClient(rc.Address, password, rc.DB, rc.Timeout)
+	}
 	context.AfterFunc(ctx, func() { _ = client.Close() })
 	store := ratelimit.NewRedisStore(client, ratelimit.RedisOptions{
 		KeyPrefix: rc.KeyPrefix,
@@ -40,7 +48,7 @@ func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registere
 		Metrics:   ratelimit.NewStoreMetrics(reg),
 	})
 	if err := store.Ping(ctx); err == nil {
-		log.Info("rate limits shared through redis", "address", rc.Address, "db", rc.DB, "fail_open", rc.FailOpen)
+		log.Info("rate limits shared through redis", "address", rc.Address, "cluster", rc.Cluster, "db", rc.DB, "fail_open", rc.FailOpen)
 	}
 	return extproc.NewLimits(cfg, store, reg)
 }
