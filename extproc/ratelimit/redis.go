@@ -101,6 +101,11 @@ type RedisClient interface {
 	Ping(ctx context.Context) *redis.StatusCmd
 }
 
+var (
+	_ RedisClient = (*redis.Client)(nil)
+	_ RedisClient = (*redis.ClusterClient)(nil)
+)
+
 // NewRedisClient returns a client for one Redis server tuned for
 // admission: every call bounded by timeout (dial, read, write), no
 // retries (a retried script could charge twice), one dial attempt per
