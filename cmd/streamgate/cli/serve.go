@@ -128,7 +128,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		}
 		srv.SetAuth(authn)
 		if cfg.Limits != nil {
-			lim, err := newLimits(cfg, reg, log)
+			lim, err := newLimits(ctx, cfg, reg, log)
 			if err != nil {
 				authCancel()
 				return err
