@@ -207,8 +207,8 @@ func (v *validator) validate(c *Config) {
 			v.at(p+".name", "backend name %q is already used by backend %d", b.Name, j+1)
 		}
 		seen[b.Name] = i
-		if b.Protocol != ProtocolOpenAI {
-			v.at(p+".protocol", "backend %q has protocol %q; supported: %s", b.Name, b.Protocol, ProtocolOpenAI)
+		if b.Protocol != ProtocolOpenAI && b.Protocol != ProtocolKServeV2GRPC {
+			v.at(p+".protocol", "backend %q has protocol %q; supported: %s, %s", b.Name, b.Protocol, ProtocolOpenAI, ProtocolKServeV2GRPC)
 		}
 		if len(b.Endpoints) == 0 {
 			v.at(p, "backend %q has no endpoints", b.Name)
@@ -236,6 +236,7 @@ func (v *validator) validate(c *Config) {
 		models[m.Name] = i
 		v.versions(p, m, seen)
 		v.fallbacks(p, m, seen)
+		v.validateGRPCModel(p, m)
 	}
 	if c.Gateway.RetryBudgetPercent < 0 || c.Gateway.RetryBudgetPercent > 100 {
 		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
