@@ -10,6 +10,7 @@ import (
 // records nothing.
 type Metrics struct {
 	requests *prometheus.CounterVec
+	grpc     *prometheus.CounterVec
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
@@ -20,7 +21,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests seen by the ext_proc server, by public model, backend and the status Streamgate answered with (\"routed\" when forwarded).",
 		}, []string{"model", "backend", "status"}),
 	}
-	reg.MustRegister(m.requests)
+	m.grpc = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_grpc_streams_total",
+		Help: "gRPC calls (streams) seen by the ext_proc server, by public model, backend, KServe v2 method and the gRPC status Streamgate answered with (\"routed\" when forwarded).",
+	}, []string{"model", "backend", "method", "code"})
+	reg.MustRegister(m.requests, m.grpc)
 	return m
 }
 
@@ -36,4 +41,11 @@ func (m *Metrics) observe(p *processor) {
 		status = strconv.Itoa(p.status)
 	}
 	m.requests.WithLabelValues(model, backend, status).Inc()
+	if p.grpc {
+		code := "routed"
+		if p.status != 0 {
+			code = p.grpcCode.String()
+		}
+		m.grpc.WithLabelValues(model, backend, p.grpcMethod, code).Inc()
+	}
 }

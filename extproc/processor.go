@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
 
 	"github.com/streamgate/streamgate/extproc/auth"
 )
@@ -30,6 +31,7 @@ const (
 	endpointCompletions
 	endpointEmbeddings
 	endpointModels
+	endpointGRPC // a KServe v2 gRPC call (grpc.go)
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -47,6 +49,11 @@ type processor struct {
 	info      requestInfo
 	route     *Route
 	status    int // HTTP status when Streamgate answered the request itself
+
+	// gRPC calls (grpc.go): routed from metadata, answered with gRPC status.
+	grpc       bool
+	grpcMethod string
+	grpcCode   codes.Code
 
 	// ctx ends when Envoy's stream for this request ends.
 	ctx context.Context
@@ -83,7 +90,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 }
 
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	var method, contentLength string
+	var method, contentLength, contentType, model string
 	var strip, authz, apiKey []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
@@ -93,6 +100,11 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			p.path = headerValue(hv)
 		case k == "content-length":
 			contentLength = headerValue(hv)
+		case k == "content-type":
+			contentType = headerValue(hv)
+		case k == ModelHeader:
+			model = headerValue(hv)
+			strip = append(strip, k)
 		case k == "x-request-id":
 			p.requestID = headerValue(hv)
 		case k == VersionHeader:
@@ -107,6 +119,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		}
 	}
 	path, _, _ := strings.Cut(p.path, "?")
+	if isGRPC(contentType) {
+		return p.onGRPCRequestHeaders(method, path, model, strip, authz, apiKey)
+	}
 	p.endpoint = endpointFor(path)
 	if err := p.authenticate(authz, apiKey, path); err != nil {
 		return p.fail(err)
@@ -158,6 +173,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if err != nil {
 		return p.fail(err)
 	}
+	if route.GRPC {
+		return p.fail(reject(ErrUnknownModel, "The model `%s` is served over gRPC only.", info.Model))
+	}
 	p.route = route
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
@@ -181,8 +199,12 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}}
 }
 
-// fail ends the request with err as an OpenAI JSON error, logged once.
+// fail ends the request with err as an OpenAI JSON error (a gRPC status for
+// gRPC calls), logged once.
 func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
+	if p.grpc {
+		return p.grpcFail(err)
+	}
 	status, body := errorBody(err)
 	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "tenant", p.Tenant, "reason", err.Error())
 	var extra []*corev3.HeaderValueOption

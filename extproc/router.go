@@ -18,6 +18,7 @@ type Route struct {
 	Backend       string // backend name
 	Cluster       string // Envoy cluster: the backend, or its failover chain's
 	UpstreamModel string // model name the backend expects
+	GRPC          bool   // the backend speaks gRPC (config.Protocol.IsGRPC)
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -46,7 +47,8 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			v := &m.Versions[j]
 			sum += uint64(v.Weight)
 			mr.versions = append(mr.versions, Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
-				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel})
+				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel,
+				GRPC: cfg.Backend(v.Backend) != nil && cfg.Backend(v.Backend).Protocol.IsGRPC()})
 			mr.cumul = append(mr.cumul, sum)
 		}
 		r.byModel[m.Name] = mr

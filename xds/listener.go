@@ -43,6 +43,10 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	grpcStats, err := grpcStatsFilter()
+	if err != nil {
+		return nil, err
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "streamgate",
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -50,7 +54,9 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 			ConfigSource:    adsSource(),
 			RouteConfigName: RouteName,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{extProc, router},
+		HttpFilters: []*hcmv3.HttpFilter{extProc, grpcStats, router},
+		// gRPC arrives on the same listener as HTTP/2 (h2c or TLS ALPN).
+		Http2ProtocolOptions: downstreamHTTP2Options(),
 		// Token streams may run for minutes: no overall request timeout,
 		// only an idle timeout for streams that stop moving.
 		StreamIdleTimeout: durationpb.New(cfg.Gateway.StreamIdleTimeout),

@@ -1,0 +1,70 @@
+package xds
+
+import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	grpcstatsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_stats/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// HTTP/2 settings for long-lived streams (gRPC bidi, token streams).
+const (
+	// h2StreamWindow bounds what a peer may send on one stream before Envoy
+	// acknowledges it. When the other side of the proxy reads slowly, Envoy
+	// stops acknowledging, so per stream Envoy holds at most this much plus
+	// its connection buffer limit (Envoy's default window is 256 MiB).
+	h2StreamWindow = 1 << 20
+	// h2ConnectionWindow is the same bound for a whole connection.
+	h2ConnectionWindow = 4 << 20
+	// h2KeepaliveInterval is how often Envoy pings an HTTP/2 peer; a peer
+	// that does not answer within h2KeepaliveTimeout is dropped with all its
+	// streams, so a dead backend or client cannot hold a bidi stream open.
+	h2KeepaliveInterval = 30 * time.Second
+	h2KeepaliveTimeout  = 10 * time.Second
+)
+
+// inferenceService is the KServe v2 gRPC service whose messages Envoy counts.
+const inferenceService = "inference.GRPCInferenceService"
+
+// inferenceMethods are the KServe v2 methods with per-method message stats.
+var inferenceMethods = []string{"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer"}
+
+// http2Options are the HTTP/2 settings toward a backend: bounded windows and
+// connection keepalive pings.
+func backendHTTP2Options() *corev3.Http2ProtocolOptions {
+	return &corev3.Http2ProtocolOptions{
+		InitialStreamWindowSize:     wrapperspb.UInt32(h2StreamWindow),
+		InitialConnectionWindowSize: wrapperspb.UInt32(h2ConnectionWindow),
+		ConnectionKeepalive: &corev3.KeepaliveSettings{
+			Interval: durationpb.New(h2KeepaliveInterval),
+			Timeout:  durationpb.New(h2KeepaliveTimeout),
+		},
+	}
+}
+
+// downstreamHTTP2Options are the same settings toward clients.
+func downstreamHTTP2Options() *corev3.Http2ProtocolOptions { return backendHTTP2Options() }
+
+// grpcStatsFilter counts gRPC request and response messages per backend
+// cluster and KServe v2 method (Envoy stats
+// cluster.<backend>.grpc.inference.GRPCInferenceService.<method>.*). It
+// reads gRPC frame headers as data passes and holds nothing back; requests
+// that are not gRPC pass untouched.
+func grpcStatsFilter() (*hcmv3.HttpFilter, error) {
+	methods := make([]*corev3.GrpcMethodList_Service, 0, 1)
+	methods = append(methods, &corev3.GrpcMethodList_Service{Name: inferenceService, MethodNames: inferenceMethods})
+	return typed("envoy.filters.http.grpc_stats", &grpcstatsv3.FilterConfig{
+		EmitFilterState: false,
+		PerMethodStatSpecifier: &grpcstatsv3.FilterConfig_IndividualMethodStatsAllowlist{
+			IndividualMethodStatsAllowlist: &corev3.GrpcMethodList{Services: methods},
+		},
+	})
+}
+
+// grpcHealthCheck probes a gRPC backend with grpc.health.v1 (overall server health).
+func grpcHealthCheck() *corev3.HealthCheck_GrpcHealthCheck_ {
+	return &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}}
+}
