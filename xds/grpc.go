@@ -3,9 +3,12 @@ package xds
 import (
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	grpcstatsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_stats/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -67,4 +70,27 @@ func grpcStatsFilter() (*hcmv3.HttpFilter, error) {
 // grpcHealthCheck probes a gRPC backend with grpc.health.v1 (overall server health).
 func grpcHealthCheck() *corev3.HealthCheck_GrpcHealthCheck_ {
 	return &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}}
+}
+
+// grpcLocalReply keeps Envoy's own replies to gRPC calls (upstream
+// unreachable, reset, ...) plain: Envoy sends them trailers-only with a
+// grpc-status mapped from the HTTP status and the body as grpc-message, so
+// the body stays Envoy's text instead of the OpenAI JSON shape. It must come
+// before the JSON mappers: the first matching mapper wins.
+func grpcLocalReply() *hcmv3.ResponseMapper {
+	return &hcmv3.ResponseMapper{
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{
+			HeaderFilter: &accesslogv3.HeaderFilter{Header: &routev3.HeaderMatcher{
+				Name: "content-type",
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "application/grpc"},
+				}},
+			}},
+		}},
+		BodyFormatOverride: &corev3.SubstitutionFormatString{
+			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
+				Specifier: &corev3.DataSource_InlineString{InlineString: "%LOCAL_REPLY_BODY%"},
+			}},
+		},
+	}
 }

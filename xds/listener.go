@@ -173,6 +173,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 	tooLarge := fmt.Sprintf("Request body is larger than the gateway limit of %d bytes.", cfg.Gateway.MaxRequestBodyBytes)
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
+		grpcLocalReply(),
 		{
 			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
 				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
