@@ -18,15 +18,23 @@ const (
 	// h2StreamWindow bounds what a peer may send on one stream before Envoy
 	// acknowledges it. When the other side of the proxy reads slowly, Envoy
 	// stops acknowledging, so per stream Envoy holds at most this much plus
-	// its connection buffer limit (Envoy's default window is 256 MiB).
+	// its per-stream buffer limit (Envoy's default window is 256 MiB).
 	h2StreamWindow = 1 << 20
-	// h2ConnectionWindow is the same bound for a whole connection.
-	h2ConnectionWindow = 4 << 20
+	// h2ConnectionWindow is the window of a whole connection. Envoy returns
+	// connection window only as it forwards data, so stalled streams keep
+	// theirs: the connection window must exceed streams x h2StreamWindow or
+	// a few slow readers would block every other stream on the connection.
+	// Memory stays bounded per stream by h2StreamWindow.
+	h2ConnectionWindow = 1 << 30
 	// h2KeepaliveInterval is how often Envoy pings an HTTP/2 peer; a peer
 	// that does not answer within h2KeepaliveTimeout is dropped with all its
 	// streams, so a dead backend or client cannot hold a bidi stream open.
-	h2KeepaliveInterval = 30 * time.Second
-	h2KeepaliveTimeout  = 10 * time.Second
+	// gRPC servers by default refuse pings more often than every 5 minutes
+	// while they send nothing (GOAWAY "too_many_pings" after 2 strikes,
+	// killing every stream on the connection); Envoy adds up to 15% jitter
+	// on top of the interval, never less.
+	h2KeepaliveInterval = 5 * time.Minute
+	h2KeepaliveTimeout  = 20 * time.Second
 )
 
 // inferenceService is the KServe v2 gRPC service whose messages Envoy counts.
