@@ -83,3 +83,31 @@ func TestGRPCSlowReaderIsBounded(t *testing.T) {
 	}
 	t.Logf("drained one stream's %d MiB in %v while %d others stayed stalled", responses*size>>20, time.Since(start), streams-1)
 }
+
+// TestGRPCIdleTimeout: the stream idle timeout ends a silent bidi stream but
+// never one that keeps moving, however long it lives.
+func TestGRPCIdleTimeout(t *testing.T) {
+	g := startGRPCGateway(t, "  stream_idle_timeout: 1s\n")
+	active, err := g.client.ModelStreamInfer(call(t.Context(), "resnet", grpcKeyAcme))
+	require.NoError(t, err)
+	start := time.Now()
+	for i := 0; time.Since(start) < 3*time.Second; i++ {
+		require.NoError(t, active.Send(inferRequest("resnet", strconv.Itoa(i), map[string]int64{fakekserve.ParamResponses: 1})))
+		_, err := active.Recv()
+		require.NoError(t, err, "an active stream must outlive the idle timeout (after %v)", time.Since(start))
+		time.Sleep(300 * time.Millisecond)
+	}
+	require.NoError(t, active.CloseSend())
+
+	silent, err := g.client.ModelStreamInfer(call(t.Context(), "resnet", grpcKeyAcme))
+	require.NoError(t, err)
+	require.NoError(t, silent.Send(inferRequest("resnet", "s", map[string]int64{fakekserve.ParamResponses: 1})))
+	_, err = silent.Recv()
+	require.NoError(t, err)
+	start = time.Now()
+	_, err = silent.Recv()
+	require.Error(t, err)
+	t.Logf("silent stream ended after %v: %v", time.Since(start), err)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Greater(t, time.Since(start), 500*time.Millisecond)
+}

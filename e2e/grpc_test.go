@@ -102,7 +102,7 @@ func startKServe(t *testing.T, name string, models ...string) (*fakekserve.Serve
 	return s, gs, lis.Addr().String()
 }
 
-func startGRPCGateway(t *testing.T) *grpcGateway {
+func startGRPCGateway(t *testing.T, gatewayExtra ...string) *grpcGateway {
 	t.Helper()
 	t.Setenv("SG_E2E_KSERVE", grpcUpstream)
 	g := &grpcGateway{}
@@ -112,7 +112,8 @@ func startGRPCGateway(t *testing.T) *grpcGateway {
 	dead, err := freePorts(1)
 	require.NoError(t, err)
 	cfg := strings.NewReplacer("@KSERVE@", addr, "@DEAD@", dead[0], "@RESET@", resetAddr,
-		"@ACME@", auth.HashKey(grpcKeyAcme), "@GUEST@", auth.HashKey(grpcKeyGuest)).Replace(grpcConfig)
+		"@ACME@", auth.HashKey(grpcKeyAcme), "@GUEST@", auth.HashKey(grpcKeyGuest),
+		"  listen: {{.Gateway}}\n", "  listen: {{.Gateway}}\n"+strings.Join(gatewayExtra, "")).Replace(grpcConfig)
 	g.env = startGateway(t, cfg)
 	g.conn, err = grpc.NewClient(strings.TrimPrefix(g.gateway, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
