@@ -273,6 +273,8 @@ func TestGRPC(t *testing.T) {
 		require.NoError(t, st.Send(inferRequest("resnet", "c", nil)))
 		_, err = st.Recv()
 		require.NoError(t, err)
+		assert.Contains(t, get(t, g.admin+"/stats?filter=streamgate_extproc.upstream_rq_active$"), "upstream_rq_active: 0",
+			"a routed gRPC call holds no ext_proc stream while it runs")
 		for len(g.kserve.Cancelled()) > 0 {
 			<-g.kserve.Cancelled()
 		}
