@@ -202,7 +202,7 @@ func TestGRPC(t *testing.T) {
 		assert.Equal(t, []string{"acme"}, md.Get("x-tenant"), "backend sees the verified tenant")
 		assert.Equal(t, []string{"Bearer " + grpcUpstream}, md.Get("authorization"), "backend sees its own credential")
 		assert.Empty(t, md.Get("x-api-key"), "client credential stripped")
-		assert.Empty(t, md.Get(extproc.ModelHeader))
+		assert.Equal(t, []string{"resnet"}, md.Get(extproc.ModelHeader), "the verified public model name")
 	})
 
 	t.Run("bidi stream of 1000 requests in order", func(t *testing.T) {
@@ -273,7 +273,9 @@ func TestGRPC(t *testing.T) {
 		require.NoError(t, st.Send(inferRequest("resnet", "c", nil)))
 		_, err = st.Recv()
 		require.NoError(t, err)
-		assert.Contains(t, get(t, g.admin+"/stats?filter=streamgate_extproc.upstream_rq_active$"), "upstream_rq_active: 0",
+		epStats := strings.ReplaceAll(get(t, g.admin+"/stats?filter=ext_proc.streams_(started|closed)"), ": ", " ")
+		require.Positive(t, metricValue(epStats, "http.streamgate.ext_proc.streams_started"))
+		assert.Equal(t, metricValue(epStats, "http.streamgate.ext_proc.streams_started"), metricValue(epStats, "http.streamgate.ext_proc.streams_closed"),
 			"a routed gRPC call holds no ext_proc stream while it runs")
 		for len(g.kserve.Cancelled()) > 0 {
 			<-g.kserve.Cancelled()
@@ -334,10 +336,37 @@ func TestGRPC(t *testing.T) {
 		body := get(t, g.metrics+"/metrics")
 		assert.Contains(t, body, `streamgate_grpc_streams_total{backend="kserve",code="routed",method="ModelStreamInfer",model="resnet"}`)
 		assert.Contains(t, body, `streamgate_grpc_streams_total{backend="",code="Unauthenticated",method="ModelStreamInfer",model="other"}`)
+		// Messages and bytes per model arrive by Envoy's access log when
+		// each call ends, flushed every second.
+		var req, resp float64
+		require.Eventually(t, func() bool {
+			body := get(t, g.metrics+"/metrics")
+			req = metricValue(body, `streamgate_grpc_messages_total{backend="kserve",direction="request",model="resnet"}`)
+			resp = metricValue(body, `streamgate_grpc_messages_total{backend="kserve",direction="response",model="resnet"}`)
+			return req >= 1000+25*40 && resp >= 3000+25*40*2
+		}, 10*time.Second, 100*time.Millisecond, "messages per model: %v requests, %v responses", req, resp)
+		body = get(t, g.metrics+"/metrics")
+		assert.Greater(t, metricValue(body, `streamgate_grpc_bytes_total{backend="kserve",direction="response",model="resnet"}`), 3000.0*5)
+		assert.Positive(t, metricValue(body, `streamgate_grpc_messages_total{backend="kserve",direction="request",model="speech"}`))
+		t.Logf("resnet: %v request and %v response messages", req, resp)
 		stats := get(t, g.admin+"/stats?filter=grpc.inference")
 		assert.Contains(t, stats, "cluster.kserve.grpc.inference.GRPCInferenceService.ModelStreamInfer.request_message_count")
 		t.Logf("Envoy gRPC message stats:\n%s", stats)
 	})
+}
+
+// metricValue returns the value of the Prometheus sample named exactly
+// series in a text exposition, or -1.
+func metricValue(body, series string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 func get(t *testing.T, url string) string {

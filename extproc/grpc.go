@@ -85,11 +85,15 @@ func (p *processor) onGRPCRequestHeaders(method, path, model string, strip, auth
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is not served over gRPC.", model))
 	}
 	p.route = route
+	// The model header is overwritten with the verified public name: the
+	// access log counts messages per model from it.
+	strip = slices.DeleteFunc(strip, func(k string) bool { return k == ModelHeader })
 	m := p.requestHeaderMutation(strip, len(authz)+len(apiKey) > 0)
 	if m == nil {
 		m = &extprocsvcv3.HeaderMutation{}
 	}
-	m.SetHeaders = append(m.SetHeaders, header(backendHeader, route.Cluster), header(VersionHeader, route.Version))
+	m.SetHeaders = append(m.SetHeaders, header(backendHeader, route.Cluster), header(VersionHeader, route.Version),
+		header(ModelHeader, route.Model))
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		// Set, never both removed and set: the client's copy was dropped above.
 		m.RemoveHeaders = slices.DeleteFunc(m.RemoveHeaders, func(k string) bool { return k == h.Name })

@@ -114,7 +114,9 @@ func TestGRPCRequestHeaders(t *testing.T) {
 			assert.Equal(t, "acme", set["x-tenant"])
 			assert.Equal(t, "triton", set[backendHeader])
 			assert.Equal(t, "triton-secret-0123456789", set[auth.HeaderAPIKey], "the backend's credential replaces the client's")
-			assert.Subset(t, m.GetRemoveHeaders(), []string{ModelHeader, auth.HeaderAuthorization})
+			assert.Subset(t, m.GetRemoveHeaders(), []string{auth.HeaderAuthorization})
+			assert.Equal(t, tc.hdrs[ModelHeader], set[ModelHeader], "the verified model name is set for the access log")
+			assert.NotContains(t, m.GetRemoveHeaders(), ModelHeader)
 			assert.NotContains(t, m.GetRemoveHeaders(), auth.HeaderAPIKey)
 		})
 	}

@@ -11,6 +11,8 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	grpc     *prometheus.CounterVec
+	// grpcMessages and grpcBytes are fed by AccessLog when a call ends.
+	grpcMessages, grpcBytes *prometheus.CounterVec
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
@@ -25,7 +27,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "streamgate_grpc_streams_total",
 		Help: "gRPC calls (streams) seen by the ext_proc server, by public model, backend, KServe v2 method and the gRPC status Streamgate answered with (\"routed\" when forwarded).",
 	}, []string{"model", "backend", "method", "code"})
-	reg.MustRegister(m.requests, m.grpc)
+	m.grpcMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_grpc_messages_total",
+		Help: "gRPC messages of routed calls, by public model, backend cluster and direction (request, response); counted when a call ends.",
+	}, []string{"model", "backend", "direction"})
+	m.grpcBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_grpc_bytes_total",
+		Help: "gRPC body bytes (message frames) of routed calls, by public model, backend cluster and direction; counted when a call ends.",
+	}, []string{"model", "backend", "direction"})
+	reg.MustRegister(m.requests, m.grpc, m.grpcMessages, m.grpcBytes)
 	return m
 }
 

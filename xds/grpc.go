@@ -1,11 +1,13 @@
 package xds
 
 import (
+	"fmt"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	grpcstatsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_stats/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -36,6 +38,10 @@ const (
 	h2KeepaliveInterval = 5 * time.Minute
 	h2KeepaliveTimeout  = 20 * time.Second
 )
+
+// grpcModelHeader is the request header carrying a gRPC call's verified
+// public model name (set by the ext_proc server).
+const grpcModelHeader = "x-streamgate-model"
 
 // inferenceService is the KServe v2 gRPC service whose messages Envoy counts.
 const inferenceService = "inference.GRPCInferenceService"
@@ -68,7 +74,7 @@ func grpcStatsFilter() (*hcmv3.HttpFilter, error) {
 	methods := make([]*corev3.GrpcMethodList_Service, 0, 1)
 	methods = append(methods, &corev3.GrpcMethodList_Service{Name: inferenceService, MethodNames: inferenceMethods})
 	return typed("envoy.filters.http.grpc_stats", &grpcstatsv3.FilterConfig{
-		EmitFilterState: false,
+		EmitFilterState: true, // read by the gRPC access log
 		PerMethodStatSpecifier: &grpcstatsv3.FilterConfig_IndividualMethodStatsAllowlist{
 			IndividualMethodStatsAllowlist: &corev3.GrpcMethodList{Services: methods},
 		},
@@ -88,17 +94,52 @@ func grpcHealthCheck() *corev3.HealthCheck_GrpcHealthCheck_ {
 func grpcLocalReply() *hcmv3.ResponseMapper {
 	return &hcmv3.ResponseMapper{
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{
-			HeaderFilter: &accesslogv3.HeaderFilter{Header: &routev3.HeaderMatcher{
-				Name: "content-type",
-				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-					MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "application/grpc"},
-				}},
-			}},
+			HeaderFilter: &accesslogv3.HeaderFilter{Header: grpcContentType()},
 		}},
 		BodyFormatOverride: &corev3.SubstitutionFormatString{
 			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
 				Specifier: &corev3.DataSource_InlineString{InlineString: "%LOCAL_REPLY_BODY%"},
 			}},
 		},
+	}
+}
+
+// grpcAccessLogName is the log name of the gRPC access log stream.
+const grpcAccessLogName = "streamgate_grpc"
+
+// grpcAccessLog sends an entry for every gRPC call, when it ends, to the
+// ext_proc server's AccessLogService, carrying the verified model header
+// and the grpc_stats message counts; the server turns them into per-model
+// message and byte metrics. Envoy buffers and sends entries asynchronously.
+func grpcAccessLog() (*accesslogv3.AccessLog, error) {
+	a, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
+		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
+			LogName: grpcAccessLogName,
+			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
+			}},
+			TransportApiVersion:     corev3.ApiVersion_V3,
+			BufferFlushInterval:     durationpb.New(time.Second),
+			FilterStateObjectsToLog: []string{"envoy.filters.http.grpc_stats"},
+		},
+		AdditionalRequestHeadersToLog: []string{grpcModelHeader},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode gRPC access log config: %w", err)
+	}
+	return &accesslogv3.AccessLog{
+		Name:       "envoy.access_loggers.http_grpc",
+		Filter:     &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{Header: grpcContentType()}}},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: a},
+	}, nil
+}
+
+// grpcContentType matches requests whose content-type is gRPC's.
+func grpcContentType() *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name: "content-type",
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "application/grpc"},
+		}},
 	}
 }

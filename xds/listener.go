@@ -47,6 +47,10 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	grpcLog, err := grpcAccessLog()
+	if err != nil {
+		return nil, err
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "streamgate",
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -57,6 +61,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		HttpFilters: []*hcmv3.HttpFilter{extProc, grpcStats, router},
 		// gRPC arrives on the same listener as HTTP/2 (h2c or TLS ALPN).
 		Http2ProtocolOptions: downstreamHTTP2Options(),
+		AccessLog:            []*accesslogv3.AccessLog{grpcLog},
 		// Token streams may run for minutes: no overall request timeout,
 		// only an idle timeout for streams that stop moving.
 		StreamIdleTimeout: durationpb.New(cfg.Gateway.StreamIdleTimeout),
