@@ -37,8 +37,8 @@ func TestAccessLogCountsRoutedCallsPerModel(t *testing.T) {
 	a.record(logEntry(t, "resnet", "triton", 1000, 3000))
 	a.record(logEntry(t, "resnet", "triton", 1, 2))
 	a.record(logEntry(t, "resnet", xds.UnroutedCluster, 7, 0)) // refused by ext_proc: not counted
-	a.record(logEntry(t, "", "triton", 7, 0))                   // no verified model: not counted
-	a.record(logEntry(t, "speech", "", 7, 0))                   // never reached a cluster
+	a.record(logEntry(t, "", "triton", 7, 0))                  // no verified model: not counted
+	a.record(logEntry(t, "speech", "", 7, 0))                  // never reached a cluster
 	assert.InDelta(t, 1001, testutil.ToFloat64(m.grpcMessages.WithLabelValues("resnet", "triton", "request")), 0)
 	assert.InDelta(t, 3002, testutil.ToFloat64(m.grpcMessages.WithLabelValues("resnet", "triton", "response")), 0)
 	assert.InDelta(t, 10010, testutil.ToFloat64(m.grpcBytes.WithLabelValues("resnet", "triton", "request")), 0)
