@@ -27,7 +27,10 @@ type Protocol string
 
 // Backend protocols Streamgate knows.
 const (
-	ProtocolOpenAI Protocol = "openai"
+	ProtocolOpenAI    Protocol = "openai"
+	ProtocolAnthropic Protocol = "anthropic"
+	ProtocolOllama    Protocol = "ollama"
+	ProtocolKServe    Protocol = "kserve-v2"
 )
 
 // Config is one decoded and validated streamgate.yaml. It is immutable once
@@ -42,6 +45,8 @@ type Config struct {
 	Models   []Model   `yaml:"models"`
 	// Auth, when set, requires credentials on every request (see auth.go).
 	Auth *Auth `yaml:"auth"`
+	// Limits throttles tenants and backends; nil means no limits.
+	Limits *Limits `yaml:"limits"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -63,6 +68,9 @@ type Gateway struct {
 	// request may move on once, but retries never exceed the live load);
 	// at least 10 retries may always run concurrently.
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
+	// AccessLog is where Envoy writes one JSON line per request: a file
+	// path, /dev/stdout (default) or "off".
+	AccessLog string `yaml:"access_log"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -147,6 +155,11 @@ type Model struct {
 	// backend fails before the first response byte (connect failure, reset,
 	// 5xx or 429). They receive the version's upstream model name.
 	Fallbacks []string `yaml:"fallbacks"`
+	// DefaultMaxTokens is the output cap sent when a client sends none and
+	// the backend requires one (Anthropic; default 4096 there, else unused).
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
+	// Shaping adjusts this model's requests before they reach a backend.
+	Shaping *Shaping `yaml:"shaping"`
 
 	// shortForm is set when Versions was made from Backend.
 	shortForm bool
@@ -186,6 +199,7 @@ func (c *Config) applyDefaults() {
 	if c.Gateway.MaxRequestBodyBytes == 0 {
 		c.Gateway.MaxRequestBodyBytes = DefaultMaxBodyBytes
 	}
+	setString(&c.Gateway.AccessLog, "/dev/stdout")
 	if c.Gateway.RetryBudgetPercent == 0 {
 		c.Gateway.RetryBudgetPercent = 100
 	}
@@ -212,6 +226,8 @@ func (c *Config) applyDefaults() {
 	if c.Auth != nil {
 		c.Auth.applyDefaults()
 	}
+	c.Limits.applyDefaults()
+	c.applyProtocolDefaults()
 }
 
 func setString(s *string, def string) {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"reflect"
 	"time"
 )
 
@@ -99,6 +100,11 @@ func reloadable(old, next *Config) error {
 	if old.Gateway.MaxRequestBodyBytes != next.Gateway.MaxRequestBodyBytes {
 		fixed = append(fixed, struct{ name, a, b string }{"gateway.max_request_body_bytes",
 			fmt.Sprint(old.Gateway.MaxRequestBodyBytes), fmt.Sprint(next.Gateway.MaxRequestBodyBytes)})
+	}
+	if !reflect.DeepEqual(old.Limits, next.Limits) {
+		// Limiter state (buckets, slots, queue) lives in the running
+		// process; a new limits section would start it afresh.
+		return &Problem{File: next.Source, Msg: "the limits section changed; that takes a restart, so the running config stays"}
 	}
 	for _, f := range fixed {
 		if f.a != f.b {

@@ -32,17 +32,7 @@ const (
 	e2eIssuer    = "https://idp.e2e.test"
 )
 
-const authConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-backends:
+const authConfig = listeners + `backends:
   - name: backend-a
     protocol: openai
     endpoints: [{{.BackendA}}]

@@ -77,8 +77,9 @@ func envoyBinary() (string, error) {
 	return envoy.Find(filepath.Dir(wd))
 }
 
-// defaultConfig is the shared gateway's config: two models on two backends.
-const defaultConfig = `gateway:
+// listeners is the start of every test config: a free loopback port for
+// each of the gateway's listeners.
+const listeners = `gateway:
   listen: {{.Gateway}}
 extproc:
   listen: {{.ExtProc}}
@@ -88,7 +89,10 @@ envoy:
   admin: {{.Admin}}
 metrics:
   listen: {{.Metrics}}
-backends:
+`
+
+// defaultConfig is the shared gateway's config: two models on two backends.
+const defaultConfig = listeners + `backends:
   - name: backend-a
     protocol: openai
     endpoints: [{{.BackendA}}]

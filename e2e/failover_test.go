@@ -18,17 +18,7 @@ import (
 
 // failoverConfig: model fo is served by a primary the test can kill, with
 // backend-b as its fallback. The primary is health-checked.
-const failoverConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-backends:
+const failoverConfig = listeners + `backends:
   - name: primary
     protocol: openai
     endpoints: [PRIMARY]

@@ -14,17 +14,7 @@ import (
 )
 
 // oneBackendConfig serves only model-a; reload tests add and remove model-b.
-const oneBackendConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-backends:
+const oneBackendConfig = listeners + `backends:
   - name: backend-a
     protocol: openai
     endpoints: [{{.BackendA}}]

@@ -12,17 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const splitConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-backends:
+const splitConfig = listeners + `backends:
   - name: backend-a
     protocol: openai
     endpoints: [{{.BackendA}}]

@@ -61,6 +61,8 @@ func Start(ctx context.Context, bin, configPath, logLevel string, logs io.Writer
 		"--disable-hot-restart",
 		"--log-level", logLevel,
 		"--drain-time-s", "5",
+		// Access log lines reach their file within a second (default 10 s).
+		"--file-flush-interval-msec", "1000",
 	)
 	cmd.Stdout = logs
 	cmd.Stderr = logs

@@ -81,10 +81,10 @@ func (p *processor) onGRPCRequestHeaders(method, path, model string, strip, auth
 	if err != nil {
 		return p.fail(err)
 	}
-	if !route.GRPC {
+	if !route.Protocol.IsGRPC() {
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is not served over gRPC.", model))
 	}
-	p.route = route
+	p.route, p.info.Model = route, model
 	// The model header is overwritten with the verified public name: the
 	// access log counts messages per model from it.
 	strip = slices.DeleteFunc(strip, func(k string) bool { return k == ModelHeader })
@@ -103,7 +103,8 @@ func (p *processor) onGRPCRequestHeaders(method, path, model string, strip, auth
 		Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocsvcv3.HeadersResponse{
 			Response: &extprocsvcv3.CommonResponse{HeaderMutation: m, ClearRouteCache: true},
 		}},
-		ModeOverride: grpcStreamMode,
+		ModeOverride:    grpcStreamMode,
+		DynamicMetadata: p.requestMetadata(),
 	}
 }
 

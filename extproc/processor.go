@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/translate"
 )
 
 // Header names Streamgate reads or writes.
@@ -31,6 +32,7 @@ const (
 	endpointCompletions
 	endpointEmbeddings
 	endpointModels
+	endpointMessages
 	endpointGRPC // a KServe v2 gRPC call (grpc.go)
 )
 
@@ -41,6 +43,14 @@ type processor struct {
 	maxBody int64
 	log     *slog.Logger
 	metrics *Metrics
+	// ctx ends when the ext_proc stream does (client gone, Envoy reset).
+	ctx context.Context
+	// limits is nil when no limits are configured.
+	limits *Limits
+
+	lim *limitState
+	// extraHeaders are added to an immediate response.
+	extraHeaders []*corev3.HeaderValueOption
 
 	requestID string
 	path      string
@@ -48,25 +58,25 @@ type processor struct {
 	endpoint  endpoint
 	info      requestInfo
 	route     *Route
-	status    int // HTTP status when Streamgate answered the request itself
+	status    int          // HTTP status when Streamgate answered the request itself
+	tx        *translation // set when the backend speaks another API
 
 	// gRPC calls (grpc.go): routed from metadata, answered with gRPC status.
 	grpc       bool
 	grpcMethod string
 	grpcCode   codes.Code
 
-	// ctx ends when Envoy's stream for this request ends.
-	ctx context.Context
 	// auth verifies credentials; nil or not Required means an open gateway.
 	auth *auth.Authenticator
-	// Tenant is the verified tenant's name; empty when auth is off or the
-	// request was refused before it was verified. Limits and metrics key on it.
+	// Tenant is who the request is accounted to: the verified tenant when
+	// auth is on, else the limits tenant header's value (or its default);
+	// empty when refused before either. Limits and metrics key on it.
 	Tenant string
 	tenant *auth.Tenant
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
-	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m}
+	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m, ctx: context.Background()}
 }
 
 // handle answers one message from Envoy.
@@ -79,9 +89,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
+		return p.onTranslatedResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocsvcv3.BodyResponse{}}}
+		return p.translatedResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
@@ -90,7 +100,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 }
 
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	var method, contentLength, contentType, model string
+	var method, contentLength, tenant, contentType, model string
 	var strip, authz, apiKey []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
@@ -114,6 +124,8 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			authz = append(authz, headerValue(hv))
 		case k == auth.HeaderAPIKey:
 			apiKey = append(apiKey, headerValue(hv))
+		case p.limits != nil && k == p.limits.cfg.TenantHeader:
+			tenant = headerValue(hv)
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
@@ -146,7 +158,21 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	if m := p.requestHeaderMutation(strip, len(authz)+len(apiKey) > 0); m != nil {
 		resp.Response = &extprocsvcv3.CommonResponse{HeaderMutation: m}
 	}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	out := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: resp}}
+	if p.limits != nil {
+		// With auth on, the verified tenant is the one limited; the
+		// tenant header names it only on an open gateway.
+		if p.Tenant == "" {
+			if err := p.tenantFrom(tenant); err != nil {
+				return p.fail(err)
+			}
+		}
+		out.ModeOverride = responseModes()
+	}
+	if out.ModeOverride == nil {
+		out.ModeOverride = p.translationOverride()
+	}
+	return out
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
@@ -173,13 +199,24 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if err != nil {
 		return p.fail(err)
 	}
-	if route.GRPC {
+	if route.Protocol.IsGRPC() {
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is served over gRPC only.", info.Model))
 	}
 	p.route = route
+	if out, err = route.Shaping.apply(route.Model, out); err != nil {
+		return p.fail(err)
+	}
+	out, added, refused := p.admit(out)
+	if refused != nil {
+		return refused
+	}
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
+	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
+		return p.translateRequest(out, route, set)
+	}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
-	changed := len(out) != len(body)
+	// The token cap and admission return the body itself when unchanged.
+	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
 	if route.UpstreamModel != info.Model {
 		if out, err = rewriteModel(out, route.UpstreamModel); err != nil {
 			return p.fail(err)
@@ -193,10 +230,14 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		set = append(set, header(h.Name, h.Value))
 	}
+	if route.Shaping != nil {
+		set = append(set, route.Shaping.headers...)
+	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{
-		RequestBody: &extprocsvcv3.BodyResponse{Response: common},
-	}}
+	return &extprocsvcv3.ProcessingResponse{
+		Response:        &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}},
+		DynamicMetadata: p.requestMetadata(),
+	}
 }
 
 // fail ends the request with err as an OpenAI JSON error (a gRPC status for
@@ -205,13 +246,16 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	if p.grpc {
 		return p.grpcFail(err)
 	}
-	status, body := errorBody(err)
+	status, body := p.clientErrorBody(err)
 	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "tenant", p.Tenant, "reason", err.Error())
 	var extra []*corev3.HeaderValueOption
 	if status == http.StatusUnauthorized {
 		extra = append(extra, header("www-authenticate", wwwAuthenticate))
 	}
-	return p.immediate(status, body, "streamgate_rejected", extra...)
+	// Envoy drops dynamic metadata sent with an immediate response; the
+	// error class reaches the access log as the response code details.
+	_, _, code := errorShape(err)
+	return p.immediate(status, body, "streamgate_"+code, extra...)
 }
 
 func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
@@ -219,7 +263,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...)},
+			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append(append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...), p.extraHeaders...)},
 			Body:    body,
 			Details: details,
 		},
@@ -228,6 +272,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 
 // finish runs once when the ext_proc stream ends, whatever ended it.
 func (p *processor) finish() {
+	p.releaseLimits()
 	p.metrics.observe(p)
 }
 
@@ -241,6 +286,8 @@ func endpointFor(path string) endpoint {
 		return endpointEmbeddings
 	case "/v1/models":
 		return endpointModels
+	case "/v1/messages":
+		return endpointMessages
 	}
 	return endpointNone
 }

@@ -36,6 +36,7 @@ type Server struct {
 	routes  atomic.Pointer[Routes]
 	maxBody atomic.Int64
 	auth    atomic.Pointer[auth.Authenticator]
+	limits  atomic.Pointer[Limits]
 	log     *slog.Logger
 	metrics *Metrics
 }
@@ -62,7 +63,7 @@ func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 // Process handles one HTTP request's ext_proc stream.
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
-	p.ctx, p.auth = stream.Context(), s.auth.Load()
+	p.ctx, p.auth, p.limits = stream.Context(), s.auth.Load(), s.limits.Load()
 	defer p.finish()
 	for {
 		req, err := stream.Recv()

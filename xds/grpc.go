@@ -105,7 +105,10 @@ func grpcLocalReply() *hcmv3.ResponseMapper {
 }
 
 // grpcAccessLogName is the log name of the gRPC access log stream.
-const grpcAccessLogName = "streamgate_grpc"
+const (
+	grpcAccessLogName = "streamgate_grpc"
+	grpcAccessLogger  = "envoy.access_loggers.http_grpc"
+)
 
 // grpcAccessLog sends an entry for every gRPC call, when it ends, to the
 // ext_proc server's AccessLogService, carrying the verified model header
@@ -128,7 +131,7 @@ func grpcAccessLog() (*accesslogv3.AccessLog, error) {
 		return nil, fmt.Errorf("cannot encode gRPC access log config: %w", err)
 	}
 	return &accesslogv3.AccessLog{
-		Name:       "envoy.access_loggers.http_grpc",
+		Name:       grpcAccessLogger,
 		Filter:     &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{Header: grpcContentType()}}},
 		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: a},
 	}, nil
@@ -142,4 +145,16 @@ func grpcContentType() *routev3.HeaderMatcher {
 			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "application/grpc"},
 		}},
 	}
+}
+
+// withoutGRPCAccessLog drops the gRPC access log, which needs the ext_proc
+// cluster, from logs.
+func withoutGRPCAccessLog(logs []*accesslogv3.AccessLog) []*accesslogv3.AccessLog {
+	kept := logs[:0]
+	for _, l := range logs {
+		if l.GetName() != grpcAccessLogger {
+			kept = append(kept, l)
+		}
+	}
+	return kept
 }

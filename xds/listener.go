@@ -28,6 +28,8 @@ const (
 	// VersionHeader carries the chosen model version (request) and reports
 	// it to the client (response).
 	VersionHeader = "x-streamgate-model-version"
+	// MetadataNamespace holds what ext_proc reports per request.
+	MetadataNamespace = "streamgate"
 	// UnroutedCluster is the endpoint-less cluster of the catch-all route.
 	UnroutedCluster = "streamgate_unrouted"
 )
@@ -67,6 +69,15 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		StreamIdleTimeout: durationpb.New(cfg.Gateway.StreamIdleTimeout),
 		RequestTimeout:    durationpb.New(0),
 		LocalReplyConfig:  localReplies(cfg),
+		// Clients get the id that names their request in the access log.
+		AlwaysSetRequestIdInResponse: true,
+	}
+	if cfg.Gateway.AccessLog != "off" {
+		al, err := accessLog(cfg.Gateway.AccessLog)
+		if err != nil {
+			return nil, err
+		}
+		hcm.AccessLog = append(hcm.AccessLog, al)
 	}
 	hcmAny, err := toAny(hcm)
 	if err != nil {
@@ -105,6 +116,11 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		},
 		MessageTimeout:    durationpb.New(cfg.ExtProc.MessageTimeout),
 		AllowModeOverride: true,
+		// Per-request facts Streamgate returns (tenant, model, backend,
+		// version, error) land here for the access log.
+		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
+			Untyped: []string{MetadataNamespace},
+		}},
 	}
 }
 
@@ -177,8 +193,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 // upstream unreachable, ...) the OpenAI error shape.
 func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 	tooLarge := fmt.Sprintf("Request body is larger than the gateway limit of %d bytes.", cfg.Gateway.MaxRequestBodyBytes)
-	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
-		grpcLocalReply(),
+	openai := []*hcmv3.ResponseMapper{
 		{
 			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
 				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
@@ -195,7 +210,12 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 			}},
 			BodyFormatOverride: jsonErrorFormat("%LOCAL_REPLY_BODY%", "server_error", "%RESPONSE_CODE_DETAILS%"),
 		},
-	}}
+	}
+	// Anthropic clients (/v1/messages) get the same replies in their shape.
+	anthropic := messagesLocalReplies(openai, []string{tooLarge, "%LOCAL_REPLY_BODY%"}, []string{"request_too_large", "api_error"})
+	// gRPC calls first: the first matching mapper wins.
+	mappers := append([]*hcmv3.ResponseMapper{grpcLocalReply()}, anthropic...)
+	return &hcmv3.LocalReplyConfig{Mappers: append(mappers, openai...)}
 }
 
 func jsonErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString {

@@ -121,6 +121,14 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 			return err
 		}
 		srv.SetAuth(authn)
+		if cfg.Limits != nil {
+			lim, err := newLimits(cfg, reg, log)
+			if err != nil {
+				authCancel()
+				return err
+			}
+			srv.SetLimits(lim)
+		}
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		reloaders = append(reloaders, func(c *config.Config) (func(), error) {
 			nctx, ncancel := context.WithCancel(ctx)

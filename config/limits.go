@@ -1,0 +1,233 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults of the limits section.
+const (
+	DefaultLimitsTenantHeader   = "x-tenant"
+	DefaultTenant               = "anonymous"
+	DefaultOutputTokens         = 1024
+	DefaultQueueSize            = 1024
+	DefaultQueueMaxWait         = time.Second
+	DefaultRedisTimeout         = 50 * time.Millisecond
+	DefaultMaxExactBytes        = 8 << 10
+	AnyTenant                   = "*"
+	LimitStoreMemory            = "memory"
+	LimitStoreRedis             = "redis"
+	queueMessageTimeoutHeadroom = 500 * time.Millisecond
+)
+
+// Limits is the limits section: who may send how much. Absent means no
+// limits and no x-ratelimit headers.
+type Limits struct {
+	// TenantHeader is the request header naming the tenant until
+	// authentication provides one (default x-tenant).
+	TenantHeader string `yaml:"tenant_header"`
+	// DefaultTenant is the tenant of requests without that header (default anonymous).
+	DefaultTenant string `yaml:"default_tenant"`
+	// DefaultOutputTokens is reserved for output when a request sets no
+	// max_tokens (default 1024).
+	DefaultOutputTokens int64 `yaml:"default_output_tokens"`
+	// MaxExactBytes is how many bytes of a request are counted with BPE;
+	// the rest uses the heuristic (default 8 KiB).
+	MaxExactBytes int `yaml:"max_exact_bytes"`
+	// Tokenizers pick how each public model's tokens are counted; models not
+	// listed use the heuristic at 4 bytes per token.
+	Tokenizers []Tokenizer `yaml:"tokenizers"`
+	// Store is where rate buckets live: memory (default) or redis.
+	Store string `yaml:"store"`
+	// Redis configures the redis store.
+	Redis *Redis `yaml:"redis"`
+	// Queue bounds how requests wait for a concurrency slot.
+	Queue Queue `yaml:"queue"`
+	// Tenants holds per-tenant limits; the name "*" applies to every tenant
+	// not listed, each with its own buckets.
+	Tenants []TenantLimits `yaml:"tenants"`
+	// Backends caps in-flight streams per backend.
+	Backends []BackendLimits `yaml:"backends"`
+}
+
+// Tokenizer says how to count one public model's tokens.
+type Tokenizer struct {
+	Model string `yaml:"model"`
+	// Encoding is o200k_base, cl100k_base or heuristic.
+	Encoding string `yaml:"encoding"`
+	// CharsPerToken is the heuristic ratio (default 4).
+	CharsPerToken float64 `yaml:"chars_per_token"`
+}
+
+// Rates are the limits of a tenant or a tenant×model pair. Zero means unlimited.
+type Rates struct {
+	RequestsPerMinute     int64 `yaml:"requests_per_minute"`
+	InputTokensPerMinute  int64 `yaml:"input_tokens_per_minute"`
+	OutputTokensPerMinute int64 `yaml:"output_tokens_per_minute"`
+	TotalTokensPerMinute  int64 `yaml:"total_tokens_per_minute"`
+	ConcurrentStreams     int   `yaml:"concurrent_streams"`
+}
+
+// TenantLimits are one tenant's limits, overall and per model.
+type TenantLimits struct {
+	Name   string `yaml:"name"`
+	Rates  `yaml:",inline"`
+	Models []ModelLimits `yaml:"models"`
+}
+
+// ModelLimits are a tenant's limits on one public model.
+type ModelLimits struct {
+	Name  string `yaml:"name"`
+	Rates `yaml:",inline"`
+}
+
+// BackendLimits caps one backend.
+type BackendLimits struct {
+	Name string `yaml:"name"`
+	// MaxInFlight is how many streams the backend serves at once (0: unlimited).
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// Queue bounds waiting for a concurrency slot.
+type Queue struct {
+	// Size is how many requests may wait at once (default 1024).
+	Size int `yaml:"size"`
+	// MaxWait is the longest a request waits (default 1s); it must stay
+	// below extproc.message_timeout, which bounds the wait as Envoy sees it.
+	MaxWait time.Duration `yaml:"max_wait"`
+}
+
+// Redis is the shared store for several gateway replicas.
+type Redis struct {
+	// Address is host:port of the Redis server.
+	Address string `yaml:"address"`
+	// FailOpen admits requests while Redis is unreachable; otherwise they get 503.
+	FailOpen bool `yaml:"fail_open"`
+	// Timeout bounds each Redis call (default 50ms).
+	Timeout time.Duration `yaml:"timeout"`
+	// KeyPrefix starts every key (default "streamgate").
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// Any reports whether r limits anything.
+func (r Rates) Any() bool {
+	return r.RequestsPerMinute > 0 || r.InputTokensPerMinute > 0 || r.OutputTokensPerMinute > 0 ||
+		r.TotalTokensPerMinute > 0 || r.ConcurrentStreams > 0
+}
+
+func (l *Limits) applyDefaults() {
+	if l == nil {
+		return
+	}
+	setString(&l.TenantHeader, DefaultLimitsTenantHeader)
+	setString(&l.DefaultTenant, DefaultTenant)
+	setString(&l.Store, LimitStoreMemory)
+	if l.DefaultOutputTokens == 0 {
+		l.DefaultOutputTokens = DefaultOutputTokens
+	}
+	if l.MaxExactBytes == 0 {
+		l.MaxExactBytes = DefaultMaxExactBytes
+	}
+	if l.Queue.Size == 0 {
+		l.Queue.Size = DefaultQueueSize
+	}
+	if l.Queue.MaxWait == 0 {
+		l.Queue.MaxWait = DefaultQueueMaxWait
+	}
+	if l.Redis != nil {
+		if l.Redis.Timeout == 0 {
+			l.Redis.Timeout = DefaultRedisTimeout
+		}
+		setString(&l.Redis.KeyPrefix, "streamgate")
+	}
+}
+
+func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
+	l := c.Limits
+	if l == nil {
+		return
+	}
+	if l.DefaultOutputTokens < 0 {
+		v.at("$.limits.default_output_tokens", "default_output_tokens must not be negative")
+	}
+	if l.MaxExactBytes < 0 {
+		v.at("$.limits.max_exact_bytes", "max_exact_bytes must not be negative")
+	}
+	if l.Queue.Size < 0 {
+		v.at("$.limits.queue.size", "queue size must not be negative")
+	}
+	if l.Queue.MaxWait < 0 || l.Queue.MaxWait+queueMessageTimeoutHeadroom > c.ExtProc.MessageTimeout {
+		v.at("$.limits.queue.max_wait", "queue max_wait %s must be positive and at least %s below extproc.message_timeout (%s): Envoy fails a request whose ext_proc answer takes longer",
+			l.Queue.MaxWait, queueMessageTimeoutHeadroom, c.ExtProc.MessageTimeout)
+	}
+	switch l.Store {
+	case LimitStoreMemory:
+	case LimitStoreRedis:
+		if l.Redis == nil {
+			v.at("$.limits.store", "store redis needs a redis section with an address")
+		} else {
+			v.hostPort("$.limits.redis.address", l.Redis.Address)
+		}
+	default:
+		v.at("$.limits.store", "store %q is not supported; use memory or redis", l.Store)
+	}
+	for i, tk := range l.Tokenizers {
+		p := fmt.Sprintf("$.limits.tokenizers[%d]", i)
+		if _, ok := models[tk.Model]; !ok {
+			v.at(p+".model", "tokenizer for model %q: no such model under models", tk.Model)
+		}
+		switch tk.Encoding {
+		case "", "heuristic", "o200k_base", "cl100k_base":
+		default:
+			v.at(p+".encoding", "encoding %q is not supported; use o200k_base, cl100k_base or heuristic", tk.Encoding)
+		}
+		if tk.CharsPerToken < 0 {
+			v.at(p+".chars_per_token", "chars_per_token must not be negative")
+		}
+	}
+	tenants := map[string]bool{}
+	for i, t := range l.Tenants {
+		p := fmt.Sprintf("$.limits.tenants[%d]", i)
+		if t.Name == "" {
+			v.at(p, "tenant %d has no name (use \"*\" for every other tenant)", i+1)
+		}
+		if tenants[t.Name] {
+			v.at(p+".name", "tenant %q is listed twice", t.Name)
+		}
+		tenants[t.Name] = true
+		v.rates(p, t.Rates)
+		seen := map[string]bool{}
+		for j, m := range t.Models {
+			mp := fmt.Sprintf("%s.models[%d]", p, j)
+			if _, ok := models[m.Name]; !ok {
+				v.at(mp+".name", "tenant %q limits model %q, which is not defined under models", t.Name, m.Name)
+			}
+			if seen[m.Name] {
+				v.at(mp+".name", "tenant %q lists model %q twice", t.Name, m.Name)
+			}
+			seen[m.Name] = true
+			v.rates(mp, m.Rates)
+		}
+	}
+	for i, b := range l.Backends {
+		p := fmt.Sprintf("$.limits.backends[%d]", i)
+		if _, ok := backends[b.Name]; !ok {
+			v.at(p+".name", "limits name backend %q, which is not defined under backends", b.Name)
+		}
+		if b.MaxInFlight < 0 {
+			v.at(p+".max_in_flight", "max_in_flight must not be negative")
+		}
+	}
+}
+
+func (v *validator) rates(p string, r Rates) {
+	for name, n := range map[string]int64{
+		"requests_per_minute": r.RequestsPerMinute, "input_tokens_per_minute": r.InputTokensPerMinute,
+		"output_tokens_per_minute": r.OutputTokensPerMinute, "total_tokens_per_minute": r.TotalTokensPerMinute,
+		"concurrent_streams": int64(r.ConcurrentStreams),
+	} {
+		if n < 0 {
+			v.at(p+"."+name, "%s must not be negative", name)
+		}
+	}
+}

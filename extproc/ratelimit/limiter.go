@@ -1,0 +1,332 @@
+package ratelimit
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// adjustTimeout bounds the store call that reconciles a finished stream:
+// it runs after the client's context has ended.
+const adjustTimeout = time.Second
+
+// maxTenantLen bounds tenant names taken from a request header.
+const maxTenantLen = 128
+
+// bucket kinds, in the order charges are built.
+type kind int
+
+const (
+	kindRequests kind = iota
+	kindInput
+	kindOutput
+	kindTotal
+)
+
+// Request is what admission needs to know about one request.
+type Request struct {
+	Tenant, Model, Backend string
+	// Input is the estimated prompt tokens; Output the reserved output tokens.
+	Input, Output int64
+}
+
+// Usage is what a request consumed.
+type Usage struct {
+	Input, Output int64
+}
+
+// Headers are the bucket states a response reports in x-ratelimit-*;
+// nil when no limit of that kind applies.
+type Headers struct {
+	Requests *State
+	Tokens   *State
+}
+
+// Limiter admits requests against the limits of one config. Safe for
+// concurrent use.
+type Limiter struct {
+	cfg      *config.Limits
+	tenants  map[string]*config.TenantLimits
+	backends map[string]int
+	store    Store
+	gate     *Gate
+	metrics  *Metrics
+}
+
+// New returns a Limiter for cfg using store for rate buckets. metrics may be nil.
+func New(cfg *config.Limits, store Store, clock Clock, metrics *Metrics) *Limiter {
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	l := &Limiter{cfg: cfg, tenants: map[string]*config.TenantLimits{}, backends: map[string]int{}, store: store,
+		gate: NewGate(clock, cfg.Queue.Size, cfg.Queue.MaxWait), metrics: metrics}
+	for i := range cfg.Tenants {
+		l.tenants[cfg.Tenants[i].Name] = &cfg.Tenants[i]
+	}
+	for _, b := range cfg.Backends {
+		if b.MaxInFlight > 0 {
+			l.backends[b.Name] = b.MaxInFlight
+		}
+	}
+	return l
+}
+
+// ValidTenant reports whether a tenant name taken from a header is
+// acceptable: 1..128 bytes of letters, digits and . _ - : @.
+func ValidTenant(s string) bool {
+	if s == "" || len(s) > maxTenantLen {
+		return false
+	}
+	for _, r := range s {
+		ok := r == '.' || r == '_' || r == '-' || r == ':' || r == '@' ||
+			(r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Reservation is what one admitted request holds. Finish must be called
+// exactly once when the request ends; later calls do nothing.
+type Reservation struct {
+	l        *Limiter
+	charges  []Charge
+	kinds    []kind
+	reserved Usage
+	release  func()
+	slots    int
+	once     sync.Once
+}
+
+// Admit reserves req's rates and concurrency slots atomically per store:
+// rate limits answer at once (ErrRateLimited), concurrency waits in the
+// fair queue (ErrTenantBusy, ErrBackendBusy). Headers are returned in both
+// cases. Errors are *DeniedError or ctx's error.
+func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers, error) {
+	charges, kinds, slots := l.plan(req)
+	var h Headers
+	if len(charges) > 0 {
+		d, err := l.store.Reserve(ctx, charges)
+		switch {
+		case err != nil && l.failOpen():
+			charges, kinds = nil, nil
+		case err != nil:
+			l.metrics.denied(ErrStoreUnavailable)
+			return nil, h, &DeniedError{Kind: ErrStoreUnavailable, RetryAfter: time.Second}
+		default:
+			h = headersFor(kinds, d.States)
+			if !d.Allowed {
+				l.metrics.denied(ErrRateLimited)
+				return nil, h, &DeniedError{Kind: ErrRateLimited, RetryAfter: d.RetryAfter, What: deniedWhat(kinds, d.States, charges)}
+			}
+		}
+	}
+	release, err := l.gate.Acquire(ctx, req.Tenant, slots)
+	if err != nil {
+		l.refund(charges)
+		if de, ok := err.(*DeniedError); ok {
+			l.metrics.denied(de.Kind)
+		}
+		return nil, h, err
+	}
+	l.metrics.reservations.Inc()
+	return &Reservation{l: l, charges: charges, kinds: kinds, reserved: Usage{Input: req.Input, Output: req.Output}, release: release, slots: len(slots)}, h, nil
+}
+
+// Finish reconciles the reservation with what the request used (refunding
+// or charging the difference in each token bucket) and frees its slots.
+// Only the first call counts.
+func (r *Reservation) Finish(used Usage) {
+	r.once.Do(func() {
+		r.release()
+		r.l.metrics.reservations.Dec()
+		r.l.metrics.reconciled.WithLabelValues("input").Add(float64(used.Input))
+		r.l.metrics.reconciled.WithLabelValues("output").Add(float64(used.Output))
+		if len(r.charges) == 0 {
+			return
+		}
+		adj := make([]Charge, 0, len(r.charges))
+		for i, c := range r.charges {
+			var d int64
+			switch r.kinds[i] {
+			case kindInput:
+				d = used.Input - r.reserved.Input
+			case kindOutput:
+				d = used.Output - r.reserved.Output
+			case kindTotal:
+				d = used.Input + used.Output - r.reserved.Input - r.reserved.Output
+			}
+			if d != 0 {
+				c.Cost = d
+				adj = append(adj, c)
+			}
+		}
+		if len(adj) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), adjustTimeout)
+		defer cancel()
+		_ = r.l.store.Adjust(ctx, adj) // a store that fails logs and counts it itself
+	})
+}
+
+// Holds reports whether the reservation holds anything to give back:
+// rate charges or concurrency slots.
+func (r *Reservation) Holds() bool { return len(r.charges) > 0 || r.slots > 0 }
+
+// NeedsUsage reports whether real usage changes what is charged: a token
+// bucket was reserved.
+func (r *Reservation) NeedsUsage() bool {
+	for _, k := range r.kinds {
+		if k != kindRequests {
+			return true
+		}
+	}
+	return false
+}
+
+// Reserved is what the reservation holds against the token buckets.
+func (r *Reservation) Reserved() Usage { return r.reserved }
+
+func (l *Limiter) refund(charges []Charge) {
+	if len(charges) == 0 {
+		return
+	}
+	back := make([]Charge, len(charges))
+	for i, c := range charges {
+		c.Cost = -c.Cost
+		back[i] = c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), adjustTimeout)
+	defer cancel()
+	_ = l.store.Adjust(ctx, back)
+}
+
+func (l *Limiter) failOpen() bool { return l.cfg.Redis != nil && l.cfg.Redis.FailOpen }
+
+// plan lists the rate charges and slots req needs. Keys carry the tenant
+// in braces so that a Redis Cluster keeps one tenant's keys in one slot.
+func (l *Limiter) plan(req Request) ([]Charge, []kind, []Slot) {
+	var charges []Charge
+	var kinds []kind
+	var slots []Slot
+	t := l.tenants[req.Tenant]
+	if t == nil {
+		t = l.tenants[config.AnyTenant]
+	}
+	base := "{" + req.Tenant + "}"
+	add := func(prefix string, r config.Rates) {
+		for _, x := range []struct {
+			k     kind
+			name  string
+			limit int64
+			cost  int64
+		}{
+			{kindRequests, ":rpm", r.RequestsPerMinute, 1},
+			{kindInput, ":itpm", r.InputTokensPerMinute, req.Input},
+			{kindOutput, ":otpm", r.OutputTokensPerMinute, req.Output},
+			{kindTotal, ":tpm", r.TotalTokensPerMinute, req.Input + req.Output},
+		} {
+			if x.limit > 0 {
+				charges = append(charges, Charge{Key: prefix + x.name, Rule: Rule{Limit: x.limit, Period: time.Minute}, Cost: x.cost})
+				kinds = append(kinds, x.k)
+			}
+		}
+		if r.ConcurrentStreams > 0 {
+			slots = append(slots, Slot{Key: "c:" + prefix, Limit: r.ConcurrentStreams})
+		}
+	}
+	if t != nil {
+		add(base, t.Rates)
+		for _, m := range t.Models {
+			if m.Name == req.Model {
+				add(base+":m:"+m.Name, m.Rates)
+			}
+		}
+	}
+	if n := l.backends[req.Backend]; n > 0 {
+		slots = append(slots, Slot{Key: "b:" + req.Backend, Limit: n, Backend: true})
+	}
+	return charges, kinds, slots
+}
+
+// headersFor reports, per kind of header, the bucket with least remaining.
+func headersFor(kinds []kind, states []State) Headers {
+	var h Headers
+	for i, k := range kinds {
+		s := &states[i]
+		dst := &h.Tokens
+		if k == kindRequests {
+			dst = &h.Requests
+		}
+		if *dst == nil || s.Remaining < (*dst).Remaining {
+			*dst = s
+		}
+	}
+	return h
+}
+
+func deniedWhat(kinds []kind, states []State, charges []Charge) string {
+	names := [...]string{"requests per minute", "input tokens per minute", "output tokens per minute", "total tokens per minute"}
+	var parts []string
+	for i, k := range kinds {
+		if charges[i].Cost > states[i].Remaining {
+			parts = append(parts, names[k])
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Metrics are the limiter's Prometheus collectors. A nil *Metrics records
+// nothing but the outstanding count, which Finish still needs.
+type Metrics struct {
+	reservations prometheus.Gauge
+	deniedTotal  *prometheus.CounterVec
+	storeErrors  prometheus.Counter
+	reconciled   *prometheus.CounterVec
+}
+
+// NewMetrics registers the limiter's metrics with reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reservations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamgate_reservations_outstanding",
+			Help: "Admitted requests whose reservation has not been reconciled and released yet.",
+		}),
+		deniedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgate_ratelimit_denied_total",
+			Help: "Requests refused by the limiter, by reason.",
+		}, []string{"reason"}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamgate_ratelimit_store_errors_total",
+			Help: "Calls to the shared rate limit store that failed.",
+		}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgate_tokens_reconciled_total",
+			Help: "Tokens charged to tenants after reconciliation, by direction (input, output).",
+		}, []string{"direction"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.reservations, m.deniedTotal, m.storeErrors, m.reconciled)
+	}
+	return m
+}
+
+func (m *Metrics) denied(kind error) {
+	reason := "rate_limited"
+	switch kind {
+	case ErrTenantBusy:
+		reason = "tenant_busy"
+	case ErrBackendBusy:
+		reason = "backend_busy"
+	case ErrStoreUnavailable:
+		reason = "store_unavailable"
+	}
+	m.deniedTotal.WithLabelValues(reason).Inc()
+}
