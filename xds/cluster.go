@@ -132,18 +132,18 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 }
 
 func http2Options() (map[string]*anypb.Any, error) {
-	return protocolOptions(true, nil)
+	return protocolOptions(&corev3.Http2ProtocolOptions{}, nil)
 }
 
-// protocolOptions picks HTTP/1.1 or HTTP/2 toward an upstream and its
-// connection reuse settings.
-func protocolOptions(http2 bool, pool *config.ConnectionPool) (map[string]*anypb.Any, error) {
+// protocolOptions picks HTTP/2 with h2 (HTTP/1.1 when h2 is nil) toward an
+// upstream and its connection reuse settings.
+func protocolOptions(h2 *corev3.Http2ProtocolOptions, pool *config.ConnectionPool) (map[string]*anypb.Any, error) {
 	opts := &httpv3.HttpProtocolOptions{}
-	if http2 {
+	if h2 != nil {
 		opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+					Http2ProtocolOptions: h2,
 				},
 			},
 		}
