@@ -122,6 +122,14 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 		ConnectTimeout:                durationpb.New(config.DefaultConnectTimeout),
 		TypedExtensionProtocolOptions: opts,
+		// Each request that limits or translates holds one ext_proc stream
+		// for its whole life; Envoy's default of 1024 requests per cluster
+		// would cap the gateway at 1024 such streams.
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxRequests:        wrapperspb.UInt32(1 << 20),
+			MaxPendingRequests: wrapperspb.UInt32(1 << 20),
+			MaxConnections:     wrapperspb.UInt32(1 << 10),
+		}}},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: ExtProcCluster,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
