@@ -120,7 +120,7 @@ func startGRPCGatewayWith(t *testing.T, sections string, gatewayExtra ...string)
 	require.NoError(t, err)
 	cfg := strings.NewReplacer("@KSERVE@", addr, "@DEAD@", dead[0], "@RESET@", resetAddr,
 		"@ACME@", auth.HashKey(grpcKeyAcme), "@GUEST@", auth.HashKey(grpcKeyGuest),
-		"  listen: {{.Gateway}}\n", "  listen: {{.Gateway}}\n"+strings.Join(gatewayExtra, "")).Replace(grpcConfig+sections)
+		"  listen: {{.Gateway}}\n", "  listen: {{.Gateway}}\n"+strings.Join(gatewayExtra, "")).Replace(grpcConfig + sections)
 	g.env = startGateway(t, cfg)
 	g.conn, err = grpc.NewClient(strings.TrimPrefix(g.gateway, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
