@@ -44,6 +44,9 @@ type Config struct {
 	Auth *Auth `yaml:"auth"`
 	// Limits throttles tenants and backends; nil means no limits.
 	Limits *Limits `yaml:"limits"`
+	// Telemetry configures metrics labels, usage reading, prices, usage
+	// events and tracing (see telemetry.go).
+	Telemetry Telemetry `yaml:"telemetry"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -219,6 +222,7 @@ func (c *Config) applyDefaults() {
 		c.Auth.applyDefaults()
 	}
 	c.Limits.applyDefaults()
+	c.Telemetry.applyDefaults()
 }
 
 func setString(s *string, def string) {

@@ -1,39 +1,28 @@
 package extproc
 
 import (
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
-// Metrics are the ext_proc server's Prometheus collectors. A nil *Metrics
-// records nothing.
+// Metrics are the ext_proc server's Prometheus collectors (see package
+// telemetry for the list). A nil *Metrics records nothing.
 type Metrics struct {
-	requests *prometheus.CounterVec
+	t *telemetry.Metrics
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgate_requests_total",
-			Help: "Requests seen by the ext_proc server, by public model, backend and the status Streamgate answered with (\"routed\" when forwarded).",
-		}, []string{"model", "backend", "status"}),
-	}
-	reg.MustRegister(m.requests)
-	return m
+	return &Metrics{t: telemetry.NewMetrics(reg)}
 }
 
-func (m *Metrics) observe(p *processor) {
-	if m == nil || p.path == "" {
-		return
+// Telemetry returns the collectors, for the usage sink; nil for a nil m.
+func (m *Metrics) Telemetry() *telemetry.Metrics { return m.tel() }
+
+func (m *Metrics) tel() *telemetry.Metrics {
+	if m == nil {
+		return nil
 	}
-	model, backend, status := "other", "", "routed"
-	if p.route != nil {
-		model, backend = p.route.Model, p.route.Backend
-	}
-	if p.status != 0 {
-		status = strconv.Itoa(p.status)
-	}
-	m.requests.WithLabelValues(model, backend, status).Inc()
+	return m.t
 }

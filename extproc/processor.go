@@ -63,6 +63,9 @@ type processor struct {
 	// empty when refused before either. Limits and metrics key on it.
 	Tenant string
 	tenant *auth.Tenant
+
+	// obs is what telemetry measures (telemetry.go).
+	obs obsState
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -151,6 +154,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		}
 		out.ModeOverride = responseModes()
 	}
+	p.obsRequestHeaders(out)
 	return out
 }
 
@@ -183,6 +187,8 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if refused != nil {
 		return refused
 	}
+	out, asked := p.askUsage(out)
+	added = added || asked
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	// The token cap and admission return the body itself when unchanged.
@@ -218,6 +224,7 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	// Envoy drops dynamic metadata sent with an immediate response; the
 	// error class reaches the access log as the response code details.
 	_, _, code := errorShape(err)
+	p.obs.errorType = code
 	return p.immediate(status, body, "streamgate_"+code, extra...)
 }
 
@@ -236,7 +243,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 // finish runs once when the ext_proc stream ends, whatever ended it.
 func (p *processor) finish() {
 	p.releaseLimits()
-	p.metrics.observe(p)
+	p.observe()
 }
 
 func endpointFor(path string) endpoint {

@@ -24,6 +24,7 @@ import (
 	"github.com/streamgate/streamgate/envoy"
 	"github.com/streamgate/streamgate/extproc"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/telemetry"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -111,7 +112,16 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
-		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
+		metrics := extproc.NewMetrics(reg)
+		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, metrics)
+		if n := cfg.Telemetry.NATS; n != nil {
+			sink, err := telemetry.NewSink(n, metrics.Telemetry(), log)
+			if err != nil {
+				return err
+			}
+			defer closeSink(sink)
+			srv.SetUsageSink(sink)
+		}
 		// Each authenticator generation owns the JWKS refreshers started
 		// for it; they stop when a reload replaces it.
 		authCtx, authCancel := context.WithCancel(ctx)
@@ -333,4 +343,11 @@ func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registr
 		return fmt.Errorf("cannot serve metrics: %w", err)
 	}
 	return nil
+}
+
+// closeSink sends the usage events still queued, for at most five seconds.
+func closeSink(s *telemetry.Sink) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.Close(ctx)
 }
