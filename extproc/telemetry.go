@@ -248,6 +248,8 @@ func (p *processor) record() *telemetry.Record {
 	r.Status = p.status
 	if r.Status == 0 {
 		r.Status = p.obs.status
+	} else if r.End.IsZero() {
+		r.End = r.Finished // Streamgate's own answer is complete when sent
 	}
 	if rt := p.route; rt != nil {
 		r.Model, r.UpstreamModel, r.Backend, r.Version = rt.Model, rt.UpstreamModel, rt.Backend, rt.Version
