@@ -71,6 +71,12 @@ type ConnectionPool struct {
 
 // DefaultHealthPath is the health-check path for a protocol.
 func DefaultHealthPath(p Protocol) string {
+	switch p {
+	case ProtocolOllama:
+		return "/api/version"
+	case ProtocolKServe:
+		return "/v2/health/ready"
+	}
 	return "/health"
 }
 

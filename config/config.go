@@ -27,7 +27,10 @@ type Protocol string
 
 // Backend protocols Streamgate knows.
 const (
-	ProtocolOpenAI Protocol = "openai"
+	ProtocolOpenAI    Protocol = "openai"
+	ProtocolAnthropic Protocol = "anthropic"
+	ProtocolOllama    Protocol = "ollama"
+	ProtocolKServe    Protocol = "kserve-v2"
 )
 
 // Config is one decoded and validated streamgate.yaml. It is immutable once
@@ -155,6 +158,11 @@ type Model struct {
 	// backend fails before the first response byte (connect failure, reset,
 	// 5xx or 429). They receive the version's upstream model name.
 	Fallbacks []string `yaml:"fallbacks"`
+	// DefaultMaxTokens is the output cap sent when a client sends none and
+	// the backend requires one (Anthropic; default 4096 there, else unused).
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
+	// Shaping adjusts this model's requests before they reach a backend.
+	Shaping *Shaping `yaml:"shaping"`
 
 	// shortForm is set when Versions was made from Backend.
 	shortForm bool
@@ -223,6 +231,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.Limits.applyDefaults()
 	c.Telemetry.applyDefaults()
+	c.applyProtocolDefaults()
 }
 
 func setString(s *string, def string) {

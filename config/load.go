@@ -207,8 +207,8 @@ func (v *validator) validate(c *Config) {
 			v.at(p+".name", "backend name %q is already used by backend %d", b.Name, j+1)
 		}
 		seen[b.Name] = i
-		if b.Protocol != ProtocolOpenAI {
-			v.at(p+".protocol", "backend %q has protocol %q; supported: %s", b.Name, b.Protocol, ProtocolOpenAI)
+		if !b.Protocol.Known() {
+			v.at(p+".protocol", "backend %q has protocol %q; supported: %s", b.Name, b.Protocol, knownProtocols())
 		}
 		if len(b.Endpoints) == 0 {
 			v.at(p, "backend %q has no endpoints", b.Name)
@@ -234,8 +234,12 @@ func (v *validator) validate(c *Config) {
 			v.at(p+".name", "model name %q is already used by model %d", m.Name, j+1)
 		}
 		models[m.Name] = i
+		if m.DefaultMaxTokens < 0 {
+			v.at(p+".default_max_tokens", "model %q has default_max_tokens %d; use a positive number", m.Name, m.DefaultMaxTokens)
+		}
 		v.versions(p, m, seen)
 		v.fallbacks(p, m, seen)
+		v.validateShaping(p, &c.Models[i])
 	}
 	if c.Gateway.RetryBudgetPercent < 0 || c.Gateway.RetryBudgetPercent > 100 {
 		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
@@ -270,6 +274,7 @@ func (v *validator) fallbacks(p string, m Model, backends map[string]int) {
 				break
 			}
 		}
+		v.sameProtocol(fp, m, fb)
 	}
 }
 

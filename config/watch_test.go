@@ -22,7 +22,7 @@ models:
 
 func TestWatcherReloadsValidEditsOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(watchBase), 0o600))
+	require.NoError(t, writeAtomic(path, []byte(watchBase), 0o600))
 	cfg, err := Load(path)
 	require.NoError(t, err)
 
@@ -35,7 +35,7 @@ func TestWatcherReloadsValidEditsOnly(t *testing.T) {
 	defer cancel()
 	go w.Run(ctx, cfg)
 
-	require.NoError(t, os.WriteFile(path, []byte(watchBase+"  - name: m2\n    backend: a\n"), 0o600))
+	require.NoError(t, writeAtomic(path, []byte(watchBase+"  - name: m2\n    backend: a\n"), 0o600))
 	select {
 	case c := <-loads:
 		assert.Len(t, c.Models, 2)
@@ -43,7 +43,7 @@ func TestWatcherReloadsValidEditsOnly(t *testing.T) {
 		t.Fatal("no reload after a valid edit")
 	}
 
-	require.NoError(t, os.WriteFile(path, []byte(watchBase+"  - name: m2\n    backend: nope\n"), 0o600))
+	require.NoError(t, writeAtomic(path, []byte(watchBase+"  - name: m2\n    backend: nope\n"), 0o600))
 	select {
 	case e := <-errs:
 		require.NotEmpty(t, Problems(e))
@@ -52,7 +52,7 @@ func TestWatcherReloadsValidEditsOnly(t *testing.T) {
 		t.Fatal("no error after an invalid edit")
 	}
 
-	require.NoError(t, os.WriteFile(path, []byte("extproc:\n  listen: 127.0.0.1:1\n"+watchBase), 0o600))
+	require.NoError(t, writeAtomic(path, []byte("extproc:\n  listen: 127.0.0.1:1\n"+watchBase), 0o600))
 	select {
 	case e := <-errs:
 		assert.Contains(t, e.Error(), "takes a restart")
@@ -60,7 +60,7 @@ func TestWatcherReloadsValidEditsOnly(t *testing.T) {
 		t.Fatal("a restart-only change was not refused")
 	}
 
-	require.NoError(t, os.WriteFile(path, []byte(watchBase), 0o600))
+	require.NoError(t, writeAtomic(path, []byte(watchBase), 0o600))
 	<-loads
 	trigger <- struct{}{}
 	select {
@@ -69,4 +69,13 @@ func TestWatcherReloadsValidEditsOnly(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("trigger did not reload")
 	}
+}
+
+// writeAtomic replaces path in one step, as editors and ConfigMap updates do.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

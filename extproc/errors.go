@@ -22,7 +22,11 @@ var (
 	ErrMethod          = errors.New("method not allowed")
 	ErrBodyTruncated   = errors.New("request body arrived incomplete")
 	ErrPinNotAllowed   = errors.New("model does not allow pinning a version")
+	ErrForbiddenField  = errors.New("request field not allowed for the model")
 	ErrVersionNotFound = errors.New("model version does not exist")
+	// ErrUnsupported marks a request the model's backend protocol cannot
+	// express (see translation.go).
+	ErrUnsupported = errors.New("request not supported by the backend protocol")
 )
 
 // clientError is a request failure with the message the client sees.
@@ -63,6 +67,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	case errors.Is(err, ErrUnknownModel):
 		return http.StatusNotFound, "invalid_request_error", "model_not_found"
+	case errors.Is(err, ErrForbiddenField):
+		return http.StatusBadRequest, "invalid_request_error", "field_not_allowed"
 	case errors.Is(err, ErrVersionNotFound):
 		return http.StatusNotFound, "invalid_request_error", "model_version_not_found"
 	case errors.Is(err, ErrPinNotAllowed):
@@ -73,6 +79,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed"
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"
+	case errors.Is(err, ErrUnsupported):
+		return http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend"
 	case errors.Is(err, ratelimit.ErrRateLimited), errors.Is(err, ratelimit.ErrTenantBusy):
 		return http.StatusTooManyRequests, "requests", "rate_limit_exceeded"
 	case errors.Is(err, ratelimit.ErrBackendBusy), errors.Is(err, ratelimit.ErrStoreUnavailable):

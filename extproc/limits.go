@@ -128,7 +128,9 @@ func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingRe
 		return body, false, nil
 	}
 	st.res = res
-	if !res.NeedsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings {
+	// Anthropic bodies have no stream_options; their translation to OpenAI
+	// asks for usage itself.
+	if !res.NeedsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages {
 		return body, false, nil
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
@@ -198,13 +200,7 @@ func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3
 		p.releaseLimits()
 		return resp
 	}
-	sse := false
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		if hv.GetKey() == "content-type" {
-			sse = gjsonHasPrefix(headerValue(hv), "text/event-stream")
-		}
-	}
-	if sse {
+	if p.responseIsEventStream(h) {
 		p.lim.meter = &tokens.StreamMeter{Strip: p.lim.strip, Counter: p.lim.counter}
 	} else {
 		p.lim.body = &tokens.BodyMeter{}
@@ -266,8 +262,4 @@ func (p *processor) releaseLimits() {
 	}
 	p.lim.res.Finish(used)
 	p.lim.res = nil
-}
-
-func gjsonHasPrefix(s, prefix string) bool {
-	return len(s) >= len(prefix) && s[:len(prefix)] == prefix
 }

@@ -13,6 +13,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/translate"
 )
 
 // Header names Streamgate reads or writes.
@@ -30,6 +31,7 @@ const (
 	endpointCompletions
 	endpointEmbeddings
 	endpointModels
+	endpointMessages
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -54,7 +56,8 @@ type processor struct {
 	endpoint  endpoint
 	info      requestInfo
 	route     *Route
-	status    int // HTTP status when Streamgate answered the request itself
+	status    int          // HTTP status when Streamgate answered the request itself
+	tx        *translation // set when the backend speaks another API
 
 	// auth verifies credentials; nil or not Required means an open gateway.
 	auth *auth.Authenticator
@@ -82,9 +85,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return p.onResponseHeaders(r.ResponseHeaders)
+		return p.onTranslatedResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return p.onResponseBody(r.ResponseBody)
+		return p.translatedResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
@@ -154,6 +157,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		}
 		out.ModeOverride = responseModes()
 	}
+	if out.ModeOverride == nil {
+		out.ModeOverride = p.translationOverride()
+	}
 	p.obsRequestHeaders(out)
 	return out
 }
@@ -183,6 +189,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.route = route
+	if out, err = route.Shaping.apply(route.Model, out); err != nil {
+		return p.fail(err)
+	}
 	out, added, refused := p.admit(out)
 	if refused != nil {
 		return refused
@@ -190,6 +199,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	out, asked := p.askUsage(out)
 	added = added || asked
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
+	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
+		return p.translateRequest(out, route, set)
+	}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	// The token cap and admission return the body itself when unchanged.
 	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
@@ -206,6 +218,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		set = append(set, header(h.Name, h.Value))
 	}
+	if route.Shaping != nil {
+		set = append(set, route.Shaping.headers...)
+	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
 	return &extprocsvcv3.ProcessingResponse{
 		Response:        &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}},
@@ -215,7 +230,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 
 // fail ends the request with err as an OpenAI JSON error, logged once.
 func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
-	status, body := errorBody(err)
+	status, body := p.clientErrorBody(err)
 	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "tenant", p.Tenant, "reason", err.Error())
 	var extra []*corev3.HeaderValueOption
 	if status == http.StatusUnauthorized {
@@ -256,6 +271,8 @@ func endpointFor(path string) endpoint {
 		return endpointEmbeddings
 	case "/v1/models":
 		return endpointModels
+	case "/v1/messages":
+		return endpointMessages
 	}
 	return endpointNone
 }

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/translate"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -18,6 +19,13 @@ type Route struct {
 	Backend       string // backend name
 	Cluster       string // Envoy cluster: the backend, or its failover chain's
 	UpstreamModel string // model name the backend expects
+	// Protocol is the backend's wire protocol; clients speaking another API
+	// are translated (see translation.go).
+	Protocol config.Protocol
+	// DefaultMaxTokens is the output cap for backends that require one.
+	DefaultMaxTokens int
+	// Shaping adjusts the model's requests; nil leaves them alone.
+	Shaping *shaper
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -33,20 +41,29 @@ type Routes struct {
 	byModel map[string]*modelRoutes
 	names   []string // public model names in config order
 	created int64    // unix time the table was built, for /v1/models
+	// translates holds the client APIs some model serves through a
+	// translation; only their responses need ext_proc.
+	translates map[translate.Client]bool
 }
 
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
-	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created}
+	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}}
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
+		sh := newShaper(m.Shaping)
 		var sum uint64
 		for j := range m.Versions {
 			v := &m.Versions[j]
 			sum += uint64(v.Weight)
-			mr.versions = append(mr.versions, Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
-				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel})
+			route := Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
+				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh}
+			if b := cfg.Backend(v.Backend); b != nil {
+				route.Protocol = b.Protocol
+			}
+			r.noteTranslations(translate.Protocol(route.Protocol))
+			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)
 		}
 		r.byModel[m.Name] = mr

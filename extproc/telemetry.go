@@ -94,7 +94,9 @@ func (p *processor) obsRequestHeaders(out *extprocsvcv3.ProcessingResponse) {
 // lacks it, so the backend reports exact token counts; the usage chunk is
 // then stripped from the response.
 func (p *processor) askUsage(body []byte) ([]byte, bool) {
-	if !p.readsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings {
+	// Anthropic bodies have no stream_options; their translation to OpenAI
+	// asks for usage itself.
+	if !p.readsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages {
 		return body, false
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
@@ -134,13 +136,9 @@ func (p *processor) admission(began time.Time, err error) {
 // obsResponseHeaders notes the status and, when telemetry reads usage and
 // limits do not read the body already, asks for the body.
 func (p *processor) obsResponseHeaders(h *extprocsvcv3.HttpHeaders, resp *extprocsvcv3.ProcessingResponse) {
-	sse := false
 	for _, hv := range h.GetHeaders().GetHeaders() {
-		switch hv.GetKey() {
-		case ":status":
+		if hv.GetKey() == ":status" {
 			p.obs.status = atoiOr0(headerValue(hv))
-		case "content-type":
-			sse = gjsonHasPrefix(headerValue(hv), "text/event-stream")
 		}
 	}
 	if h.GetEndOfStream() {
@@ -155,7 +153,7 @@ func (p *processor) obsResponseHeaders(h *extprocsvcv3.HttpHeaders, resp *extpro
 		return
 	}
 	p.obs.own = true
-	if sse {
+	if p.responseIsEventStream(h) {
 		p.obs.meter = &tokens.StreamMeter{Strip: p.obs.strip}
 	} else {
 		p.obs.body = &tokens.BodyMeter{}
@@ -238,7 +236,7 @@ func (p *processor) record() *telemetry.Record {
 		r.TenantLabel = p.Tenant
 	}
 	switch p.endpoint {
-	case endpointChat:
+	case endpointChat, endpointMessages:
 		r.Operation = telemetry.OperationChat
 	case endpointCompletions:
 		r.Operation = telemetry.OperationTextCompletion

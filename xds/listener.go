@@ -182,7 +182,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 // upstream unreachable, ...) the OpenAI error shape.
 func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 	tooLarge := fmt.Sprintf("Request body is larger than the gateway limit of %d bytes.", cfg.Gateway.MaxRequestBodyBytes)
-	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
+	openai := []*hcmv3.ResponseMapper{
 		{
 			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
 				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
@@ -199,7 +199,10 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 			}},
 			BodyFormatOverride: jsonErrorFormat("%LOCAL_REPLY_BODY%", "server_error", "%RESPONSE_CODE_DETAILS%"),
 		},
-	}}
+	}
+	// Anthropic clients (/v1/messages) get the same replies in their shape.
+	anthropic := messagesLocalReplies(openai, []string{tooLarge, "%LOCAL_REPLY_BODY%"}, []string{"request_too_large", "api_error"})
+	return &hcmv3.LocalReplyConfig{Mappers: append(anthropic, openai...)}
 }
 
 func jsonErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString {

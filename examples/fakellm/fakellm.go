@@ -1,6 +1,8 @@
 // Package fakellm is Streamgate's fake model server: an http.Handler that
 // speaks the OpenAI HTTP API (chat completions, legacy completions,
-// embeddings and models) with deterministic output, configurable latency and
+// embeddings and models), the Anthropic Messages API (anthropic.go),
+// Ollama's /api/chat (ollama.go) and the KServe v2 generate extension
+// (kserve.go) with deterministic output, configurable latency and
 // header-driven failure injection. It is the backend of the demo and of the
 // end-to-end tests, which use its response headers and Stats to check
 // routing, model rewriting and cancellation propagation through the gateway.
@@ -125,6 +127,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveText(w, r)
 		}
+	case "/v1/messages":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveMessages(w, r)
+		}
+	case "/api/chat":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveOllamaChat(w, r)
+		}
 	case "/v1/embeddings":
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveEmbeddings(w, r)
@@ -146,6 +156,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy"})
 		}
 	default:
+		if name, stream, ok := kservePath(path); ok {
+			if allowMethod(w, r, http.MethodPost) {
+				s.serveKServe(w, r, name, stream)
+			}
+			return
+		}
 		id, ok := strings.CutPrefix(path, "/v1/models/")
 		if ok && id != "" {
 			if allowMethod(w, r, http.MethodGet) {

@@ -32,6 +32,7 @@ type completion struct {
 	tokens       int
 	finish       string
 	includeUsage bool
+	tool         string // function to call after the text, "" for none
 }
 
 // usage returns the token accounting of c.
@@ -89,7 +90,7 @@ func (c *completion) response() []byte {
 		return mustEncode(chatCompletion{
 			ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
 			Choices: []chatChoice{{
-				Message:      assistantMessage{Role: "assistant", Content: text.String()},
+				Message:      assistantMessage{Role: "assistant", Content: text.String(), ToolCalls: c.toolCalls()},
 				FinishReason: c.finish,
 			}},
 			Usage: c.usage(),
@@ -120,6 +121,7 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &completion{chat: true, id: newID("chatcmpl-"), model: req.Model, promptTokens: prompt}
 	c.tokens, c.finish = outputTokens(sc, limits...)
+	c.planToolCall(req)
 	s.generate(w, r, c, sc, req.Stream, req.StreamOptions)
 }
 
@@ -203,6 +205,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *completion, s
 	}
 	if sc.fail == failMidstream {
 		panic(http.ErrAbortHandler)
+	}
+	if !c.streamToolCall(send) {
+		return
 	}
 	if !send(c.chunk(chatDelta{}, "", &c.finish)) {
 		return

@@ -65,8 +65,9 @@ type chatChoice struct {
 
 // assistantMessage is the generated message of a chatChoice.
 type assistantMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string     `json:"role"`
+	Content   string     `json:"content"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
 }
 
 // chatChunk is a "chat.completion.chunk" object. Usage is omitted when nil.
@@ -90,8 +91,9 @@ type chatChunkChoice struct {
 // chatDelta is the message fragment of a chatChunkChoice; unset fields are
 // omitted, so the final chunk carries an empty delta.
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string     `json:"role,omitempty"`
+	Content   *string    `json:"content,omitempty"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
 }
 
 // textCompletion is a "text_completion" object, streamed or not. Usage is

@@ -25,12 +25,14 @@ type streamOptions struct {
 
 // chatRequest is the part of a chat completion request the server reads.
 type chatRequest struct {
-	Model               string         `json:"model"`
-	Messages            []chatMessage  `json:"messages"`
-	Stream              bool           `json:"stream"`
-	StreamOptions       *streamOptions `json:"stream_options"`
-	MaxTokens           *int           `json:"max_tokens"`
-	MaxCompletionTokens *int           `json:"max_completion_tokens"`
+	Model               string          `json:"model"`
+	Messages            []chatMessage   `json:"messages"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *streamOptions  `json:"stream_options"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Tools               []chatTool      `json:"tools"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
 }
 
 // chatMessage is one request message; Content is a string, an array of
@@ -100,7 +102,7 @@ func parseScenario(h http.Header, opts Options) (scenario, error) {
 		sc.fail = "" // the failure is meant for another backend
 	}
 	switch sc.fail {
-	case "", "429", "500", "503", failDisconnect, failMidstream:
+	case "", "429", "500", "503", "529", failDisconnect, failMidstream:
 		return sc, nil
 	default:
 		return scenario{}, fmt.Errorf("cannot parse %s header: unknown failure %q", HeaderFail, sc.fail)

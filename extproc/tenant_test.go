@@ -1,0 +1,51 @@
+package extproc
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/auth"
+)
+
+// TestLimitedTenantIsTheVerifiedOne: with auth on, a client cannot charge
+// its requests to another tenant through the limits tenant header.
+func TestLimitedTenantIsTheVerifiedOne(t *testing.T) {
+	const key = "sk-unit-tenant-0123456789"
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`backends:
+  - {name: a, protocol: openai, endpoints: ["127.0.0.1:1"]}
+models:
+  - {name: m, backend: a}
+auth:
+  tenants:
+    - {name: acme, models: ["*"], api_keys: [{hash: %s}]}
+limits:
+  tenant_header: x-tenant
+  tenants:
+    - {name: acme, requests_per_minute: 100}
+    - {name: victim, requests_per_minute: 1}
+`, auth.HashKey(key))))
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := auth.New(t.Context(), cfg, auth.Options{Log: log})
+	require.NoError(t, err)
+	lim, err := NewLimits(cfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+
+	for i := range 3 {
+		p := newProcessor(NewRoutes(cfg, 1), 1<<20, log, nil)
+		p.ctx, p.auth, p.limits = t.Context(), a, lim
+		r := p.handle(reqHeaders("POST", "/v1/chat/completions", false, "authorization", "Bearer "+key, "x-tenant", "victim"))
+		require.Nil(t, r.GetImmediateResponse(), "request %d refused at headers", i)
+		assert.Equal(t, "acme", p.Tenant)
+		r = p.handle(bodyMsg(`{"model":"m","messages":[]}`))
+		require.Nil(t, r.GetImmediateResponse(), "request %d charged to the header's tenant", i)
+		p.finish()
+	}
+}
