@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -327,6 +329,8 @@ func TestObservability(t *testing.T) {
 	}
 	assert.InDelta(t, float64(len(lines)), sumWhere(scrapeFamilies(t, e), "streamgate_usage_events_total", "", map[string]string{"outcome": "published"}), 0)
 
+	assertDashboardMetrics(t, scrapeFamilies(t, e))
+
 	// Nothing logged carries the credential or the prompt.
 	logs := e.logs.String()
 	assert.NotContains(t, logs, obsSecret)
@@ -366,4 +370,58 @@ func TestTelemetryStreamCost(t *testing.T) {
 	read, readTTFT := run(gw)
 	t.Logf("%d-token stream, best of %d: usage off %v (first byte %v), usage on %v (first byte %v): %v per chunk, %v first byte",
 		tokens, runs, plain, plainTTFT, read, readTTFT, (read-plain)/tokens, readTTFT-plainTTFT)
+}
+
+// dashboardMetric finds the metric names in a PromQL expression once
+// label matchers, grouping clauses and label_values' label are removed.
+var (
+	dashboardMetric = regexp.MustCompile(`\b(?:gen_ai|streamgate)_[a-zA-Z0-9_]+`)
+	promLabelParts  = regexp.MustCompile(`\{[^}]*\}|\b(?:by|without)\s*\([^)]*\)`)
+	promLabelValues = regexp.MustCompile(`label_values\(([^,]+),[^)]*\)`)
+)
+
+// assertDashboardMetrics checks that every metric the example Grafana
+// dashboard queries has samples in fams (a /metrics scrape after a workload).
+func assertDashboardMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	raw, err := os.ReadFile("../examples/grafana/streamgate.json")
+	require.NoError(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+		Templating struct{ List []struct{ Query any } }
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash))
+	var exprs []string
+	for _, p := range dash.Panels {
+		require.NotEmpty(t, p.Targets, "panel %q queries something", p.Title)
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if s, ok := v.Query.(string); ok {
+			exprs = append(exprs, s)
+		}
+	}
+	seen := map[string]bool{}
+	for _, expr := range exprs {
+		bare := promLabelParts.ReplaceAllString(promLabelValues.ReplaceAllString(expr, "$1"), "")
+		for _, name := range dashboardMetric.FindAllString(bare, -1) {
+			family := name
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(name, suffix); ok && fams[base].GetType() == dto.MetricType_HISTOGRAM {
+					family = base
+				}
+			}
+			seen[family] = true
+			f := fams[family]
+			if assert.NotNil(t, f, "dashboard queries %s (in %q), absent from /metrics", name, expr) {
+				assert.NotEmpty(t, f.GetMetric(), "%s has no samples", family)
+			}
+		}
+	}
+	assert.GreaterOrEqual(t, len(seen), 14, "the dashboard covers the metrics: %v", seen)
 }

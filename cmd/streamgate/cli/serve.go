@@ -223,6 +223,9 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 		Help: "Config reloads by result (success, failure).",
 	}, []string{"result"})
 	reg.MustRegister(reloads)
+	// Both series exist from the start, so dashboards see 0, not "no data".
+	reloads.WithLabelValues("success")
+	reloads.WithLabelValues("failure")
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
