@@ -160,7 +160,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	if out.ModeOverride == nil {
 		out.ModeOverride = p.translationOverride()
 	}
-	p.obsRequestHeaders(out)
+	p.obsRequestHeaders(h, out)
 	return out
 }
 
@@ -199,6 +199,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	out, asked := p.askUsage(out)
 	added = added || asked
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
+	set = p.traceHeaders(set)
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
 		return p.translateRequest(out, route, set)
 	}

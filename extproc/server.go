@@ -39,6 +39,7 @@ type Server struct {
 	limits  atomic.Pointer[Limits]
 	tel     atomic.Pointer[Telemetry]
 	sink    atomic.Pointer[telemetry.Sink]
+	tracer  atomic.Pointer[telemetry.Tracer]
 	log     *slog.Logger
 	metrics *Metrics
 }
@@ -64,6 +65,10 @@ func (s *Server) Update(cfg *config.Config, routes *Routes) {
 // go; nil publishes none.
 func (s *Server) SetUsageSink(k *telemetry.Sink) { s.sink.Store(k) }
 
+// SetTracer sets the tracer of streams that start afterwards; nil traces
+// nothing.
+func (s *Server) SetTracer(t *telemetry.Tracer) { s.tracer.Store(t) }
+
 // queueDepth is how many requests wait in the limiter's queue now.
 func (s *Server) queueDepth() int {
 	if l := s.limits.Load(); l != nil {
@@ -80,7 +85,7 @@ func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
 	p.ctx, p.auth, p.limits = stream.Context(), s.auth.Load(), s.limits.Load()
-	p.obs.set, p.obs.sink = s.tel.Load(), s.sink.Load()
+	p.obs.set, p.obs.sink, p.obs.tracer = s.tel.Load(), s.sink.Load(), s.tracer.Load()
 	p.obs.start = p.now()
 	tm := s.metrics.tel()
 	tm.StreamStarted()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
@@ -70,6 +71,8 @@ type obsState struct {
 	decision  string
 	errorType string
 	sink      *telemetry.Sink
+	tracer    *telemetry.Tracer
+	span      telemetry.Span
 }
 
 func (p *processor) now() time.Time {
@@ -82,9 +85,22 @@ func (p *processor) now() time.Time {
 // readsUsage reports whether telemetry wants every response read.
 func (p *processor) readsUsage() bool { return p.obs.set != nil && p.obs.set.usage }
 
-// obsRequestHeaders asks for the response headers when telemetry reads
+// obsRequestHeaders starts the request's span (under the client's trace
+// context, if any) and asks for the response headers when telemetry reads
 // usage and limits have not asked already.
-func (p *processor) obsRequestHeaders(out *extprocsvcv3.ProcessingResponse) {
+func (p *processor) obsRequestHeaders(h *extprocsvcv3.HttpHeaders, out *extprocsvcv3.ProcessingResponse) {
+	if p.obs.tracer != nil {
+		var parent, state string
+		for _, hv := range h.GetHeaders().GetHeaders() {
+			switch hv.GetKey() {
+			case "traceparent":
+				parent = headerValue(hv)
+			case "tracestate":
+				state = headerValue(hv)
+			}
+		}
+		p.obs.span = p.obs.tracer.Start(p.obs.start, parent, state)
+	}
 	if out.ModeOverride == nil && p.readsUsage() {
 		out.ModeOverride = responseModes()
 	}
@@ -111,6 +127,14 @@ func (p *processor) askUsage(body []byte) ([]byte, bool) {
 		p.lim.strip = true
 	}
 	return out, true
+}
+
+// traceHeaders propagates the request's span to the backend.
+func (p *processor) traceHeaders(set []*corev3.HeaderValueOption) []*corev3.HeaderValueOption {
+	if tp := p.obs.span.Traceparent(); tp != "" {
+		set = append(set, header("traceparent", tp))
+	}
+	return set
 }
 
 // admission records the limiter's decision on this request.
@@ -279,6 +303,7 @@ func (p *processor) observe() {
 	}
 	r := p.record()
 	p.metrics.tel().Observe(r)
+	p.obs.span.End(r)
 	p.obs.sink.Publish(telemetry.EventOf(r))
 }
 

@@ -14,8 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/telemetry"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -196,4 +199,44 @@ func BenchmarkTelemetryChunk(b *testing.B) {
 	for b.Loop() {
 		p.handle(msg)
 	}
+}
+
+func TestTelemetryTracesRequest(t *testing.T) {
+	p, _, _ := telemetryProcessor(t, "")
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	p.obs.tracer = telemetry.NewTracerFrom(tp)
+	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false, "x-request-id", "req-1", "traceparent", "00-"+clientTrace+"-00f067aa0ba902b7-01"))
+	br := p.handle(bodyMsg(`{"model":"public","messages":[]}`))
+	tp0 := setHeaders(br.GetRequestBody().GetResponse().GetHeaderMutation())["traceparent"]
+	require.NotEmpty(t, tp0, "the backend gets the request span as parent")
+	parts := strings.Split(tp0, "-")
+	require.Len(t, parts, 4)
+	assert.Equal(t, clientTrace, parts[1], "same trace as the client's")
+	assert.NotEqual(t, "00f067aa0ba902b7", parts[2], "a new span under the client's")
+	md := br.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()
+	assert.Equal(t, clientTrace, md["trace_id"].GetStringValue(), "the access log carries the trace id")
+
+	p.handle(respHeaders("200", "application/json"))
+	p.handle(respBody(`{"model":"private","usage":{"prompt_tokens":3,"completion_tokens":4}}`, true))
+	p.finish()
+	spans := exp.GetSpans()
+	require.Len(t, spans, 1)
+	s := spans[0]
+	assert.Equal(t, "chat public", s.Name)
+	assert.Equal(t, parts[2], s.SpanContext.SpanID().String())
+	assert.Equal(t, "00f067aa0ba902b7", s.Parent.SpanID().String())
+	attrs := map[string]any{}
+	for _, kv := range s.Attributes {
+		attrs[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	assert.Equal(t, "req-1", attrs["streamgate.request_id"])
+	assert.Equal(t, "chat", attrs["gen_ai.operation.name"])
+	assert.Equal(t, "openai", attrs["gen_ai.provider.name"])
+	assert.Equal(t, "public", attrs["gen_ai.request.model"])
+	assert.Equal(t, "private", attrs["gen_ai.response.model"])
+	assert.EqualValues(t, 3, attrs["gen_ai.usage.input_tokens"])
+	assert.EqualValues(t, 4, attrs["gen_ai.usage.output_tokens"])
+	assert.NotContains(t, attrs, "error.type")
 }

@@ -41,6 +41,7 @@ var accessLogFields = map[string]any{
 	"response_model":   "%DYNAMIC_METADATA(streamgate:response_model)%",
 	"queue_wait_ms":    "%DYNAMIC_METADATA(streamgate:queue_wait_ms)%",
 	"limit_decision":   "%DYNAMIC_METADATA(streamgate:limit_decision)%",
+	"trace_id":         "%DYNAMIC_METADATA(streamgate:trace_id)%",
 }
 
 // accessLog writes accessLogFields as JSON lines to path.

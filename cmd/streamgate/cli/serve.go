@@ -122,6 +122,14 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 			defer closeSink(sink)
 			srv.SetUsageSink(sink)
 		}
+		if tc := cfg.Telemetry.Tracing; tc != nil {
+			tracer, shutdown, err := telemetry.NewTracer(ctx, tc, Version)
+			if err != nil {
+				return err
+			}
+			defer shutdownTracer(shutdown, log)
+			srv.SetTracer(tracer)
+		}
 		// Each authenticator generation owns the JWKS refreshers started
 		// for it; they stop when a reload replaces it.
 		authCtx, authCancel := context.WithCancel(ctx)
@@ -353,4 +361,13 @@ func closeSink(s *telemetry.Sink) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.Close(ctx)
+}
+
+// shutdownTracer exports the spans still buffered, for at most five seconds.
+func shutdownTracer(shutdown func(context.Context) error, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Warn("cannot flush trace spans", "error", err.Error())
+	}
 }
