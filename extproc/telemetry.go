@@ -28,6 +28,9 @@ type Telemetry struct {
 	models map[string]bool
 	// providers maps a backend to its gen_ai.provider.name.
 	providers map[string]string
+	// tenants are the tenants the config names; others (from a client's
+	// tenant header) are labelled Other.
+	tenants map[string]bool
 	now       func() time.Time
 }
 
@@ -36,7 +39,20 @@ func NewTelemetry(cfg *config.Config) *Telemetry {
 	t := &Telemetry{
 		tenantLabel: cfg.Telemetry.TenantLabels(), usage: cfg.Telemetry.ReadsUsage(),
 		prices: telemetry.Prices(cfg.Telemetry.Prices), models: map[string]bool{}, providers: map[string]string{},
-		now: time.Now,
+		tenants: map[string]bool{}, now: time.Now,
+	}
+	if a := cfg.Auth; a != nil {
+		for _, tn := range a.Tenants {
+			t.tenants[tn.Name] = true
+		}
+	}
+	if l := cfg.Limits; l != nil {
+		t.tenants[l.DefaultTenant] = true
+		for _, tn := range l.Tenants {
+			if tn.Name != config.AnyTenant {
+				t.tenants[tn.Name] = true
+			}
+		}
 	}
 	for _, m := range cfg.Models {
 		t.models[m.Name] = true
@@ -256,8 +272,14 @@ func (p *processor) record() *telemetry.Record {
 		Model: telemetry.Other, Start: p.obs.start, FirstByte: p.obs.firstByte, End: p.obs.end, Finished: p.now(),
 		QueueWait: p.obs.queueWait, Decision: p.obs.decision, Refusal: p.obs.errorType,
 	}
-	if set == nil || set.tenantLabel {
+	switch {
+	case set == nil || p.Tenant == "":
 		r.TenantLabel = p.Tenant
+	case !set.tenantLabel:
+	case set.tenants[p.Tenant]:
+		r.TenantLabel = p.Tenant
+	default:
+		r.TenantLabel = telemetry.Other
 	}
 	switch p.endpoint {
 	case endpointChat, endpointMessages:

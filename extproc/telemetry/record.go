@@ -13,7 +13,9 @@ import (
 type Record struct {
 	RequestID string
 	Tenant    string
-	// TenantLabel is Tenant, or "" when tenant labels are off.
+	// TenantLabel is Tenant, Other for a tenant the config does not name
+	// (an open gateway takes tenants from a header), or "" when tenant
+	// labels are off.
 	TenantLabel string
 	Endpoint    string
 	// Operation is the gen_ai.operation.name; "" for non-GenAI requests.
