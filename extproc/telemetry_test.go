@@ -241,3 +241,39 @@ func TestTelemetryTracesRequest(t *testing.T) {
 	assert.EqualValues(t, 4, attrs["gen_ai.usage.output_tokens"])
 	assert.NotContains(t, attrs, "error.type")
 }
+
+// FuzzTelemetryResponseBody feeds arbitrary backend bytes, split in two
+// chunks, through the telemetry response path of a stream whose usage the
+// gateway asked for. What is forwarded never grows, and a body without a
+// usage object passes byte for byte.
+func FuzzTelemetryResponseBody(f *testing.F) {
+	f.Add([]byte(usageStream), 40)
+	f.Add([]byte("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\r\n\r\ndata: [DONE]\r\n\r\n"), 3)
+	f.Add([]byte("data: {\"model\":7}\n\ndata: {\"usage\":"), 0)
+	f.Fuzz(func(t *testing.T, body []byte, cut int) {
+		p, _, _ := telemetryProcessor(t, "")
+		p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+		p.handle(bodyMsg(`{"model":"public","stream":true,"messages":[]}`))
+		p.handle(respHeaders("200", "text/event-stream"))
+		if cut < 0 {
+			cut = -cut
+		}
+		cut %= len(body) + 1
+		var out []byte
+		for i, part := range [][]byte{body[:cut], body[cut:]} {
+			r := p.handle(respBody(string(part), i == 1))
+			switch m := r.GetResponseBody().GetResponse().GetBodyMutation(); {
+			case m == nil:
+				out = append(out, part...)
+			case m.GetClearBody():
+			default:
+				out = append(out, m.GetBody()...)
+			}
+		}
+		p.finish()
+		require.LessOrEqual(t, len(out), len(body))
+		if !strings.Contains(string(body), `"usage"`) {
+			require.Equal(t, string(body), string(out))
+		}
+	})
+}
