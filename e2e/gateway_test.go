@@ -237,3 +237,14 @@ func TestConfiguredBodyCap(t *testing.T) {
 		})
 	}
 }
+
+// TestExtProcTimeoutHasOpenAIShape: when ext_proc misses Envoy's message
+// timeout, the client gets a 504 in the OpenAI error shape, not plain text.
+func TestExtProcTimeoutHasOpenAIShape(t *testing.T) {
+	g := startGateway(t, strings.Replace(defaultConfig, "extproc:\n", "extproc:\n  message_timeout: 1ms\n", 1))
+	// Several MiB take Streamgate well over a millisecond to receive and check.
+	body := chatBody("model-a", false, strings.Repeat("t", 6<<20))
+	resp, err := http.Post(g.gateway+"/v1/chat/completions", "application/json", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	requireOpenAIError(t, resp, http.StatusGatewayTimeout, "gateway_timeout")
+}

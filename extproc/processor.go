@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
@@ -47,6 +48,9 @@ type processor struct {
 	limits *Limits
 
 	lim *limitState
+	// wantsResponse is set when the request asked Envoy for the response
+	// phase (limits, translation); the ext_proc stream then stays open.
+	wantsResponse bool
 	// extraHeaders are added to an immediate response.
 	extraHeaders []*corev3.HeaderValueOption
 
@@ -161,7 +165,22 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		out.ModeOverride = p.translationOverride()
 	}
 	p.obsRequestHeaders(h, out)
+	p.wantsResponse = out.ModeOverride.GetResponseHeaderMode() == extprocv3.ProcessingMode_SEND
 	return out
+}
+
+// done reports whether the exchange is over after resp: the request was
+// refused, or its body answered with no response phase asked for. The
+// server then ends the ext_proc stream at once, so a pass-through stream
+// holds no goroutine or gRPC stream while tokens flow.
+func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
+	switch resp.GetResponse().(type) {
+	case *extprocsvcv3.ProcessingResponse_ImmediateResponse:
+		return true
+	case *extprocsvcv3.ProcessingResponse_RequestBody:
+		return !p.wantsResponse
+	}
+	return false
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {

@@ -105,6 +105,9 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		if err := stream.Send(resp); err != nil {
 			return fmt.Errorf("cannot send to envoy: %w", err)
 		}
+		if p.done(resp) {
+			return nil
+		}
 	}
 }
 

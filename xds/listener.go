@@ -180,16 +180,26 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 
 // localReplies gives the replies Envoy makes itself (body too large,
 // upstream unreachable, ...) the OpenAI error shape.
+// Messages for replies Envoy makes when ext_proc itself fails.
+const (
+	extProcTimeout = "The gateway timed out while processing the request."
+	extProcFailed  = "The gateway failed to process the request."
+)
+
+func statusIs(code uint32) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+		StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+			Op:    accesslogv3.ComparisonFilter_EQ,
+			Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: fmt.Sprintf("streamgate.local_reply.%d", code)},
+		}},
+	}}
+}
+
 func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 	tooLarge := fmt.Sprintf("Request body is larger than the gateway limit of %d bytes.", cfg.Gateway.MaxRequestBodyBytes)
 	openai := []*hcmv3.ResponseMapper{
 		{
-			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
-				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
-					Op:    accesslogv3.ComparisonFilter_EQ,
-					Value: &corev3.RuntimeUInt32{DefaultValue: 413, RuntimeKey: "streamgate.local_reply.413"},
-				}},
-			}},
+			Filter:             statusIs(413),
 			BodyFormatOverride: jsonErrorFormat(tooLarge, "invalid_request_error", "request_too_large"),
 		},
 		{
@@ -199,9 +209,22 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 			}},
 			BodyFormatOverride: jsonErrorFormat("%LOCAL_REPLY_BODY%", "server_error", "%RESPONSE_CODE_DETAILS%"),
 		},
+		// ext_proc itself failing: a message timeout is a 504, a broken
+		// stream its status_on_error (500). Streamgate answers neither
+		// status itself, so these bodies only replace Envoy's plain text.
+		{
+			Filter:             statusIs(504),
+			BodyFormatOverride: jsonErrorFormat(extProcTimeout, "server_error", "gateway_timeout"),
+		},
+		{
+			Filter:             statusIs(500),
+			BodyFormatOverride: jsonErrorFormat(extProcFailed, "server_error", "internal_error"),
+		},
 	}
 	// Anthropic clients (/v1/messages) get the same replies in their shape.
-	anthropic := messagesLocalReplies(openai, []string{tooLarge, "%LOCAL_REPLY_BODY%"}, []string{"request_too_large", "api_error"})
+	anthropic := messagesLocalReplies(openai,
+		[]string{tooLarge, "%LOCAL_REPLY_BODY%", extProcTimeout, extProcFailed},
+		[]string{"request_too_large", "api_error", "timeout_error", "api_error"})
 	return &hcmv3.LocalReplyConfig{Mappers: append(anthropic, openai...)}
 }
 

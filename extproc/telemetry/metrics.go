@@ -189,8 +189,8 @@ func (m *Metrics) Observe(r *Record) {
 		status = strconv.Itoa(r.Status)
 	}
 	m.requests.WithLabelValues(r.TenantLabel, r.Model, r.Backend, status).Inc()
-	if r.Operation == "" {
-		return
+	if r.Operation == "" || r.Status == 0 {
+		return // not a GenAI request, or its response was not observed
 	}
 	errType := r.ErrorType()
 	m.duration.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, r.Backend, errType).Observe(r.Duration().Seconds())
