@@ -31,7 +31,7 @@ type Telemetry struct {
 	// tenants are the tenants the config names; others (from a client's
 	// tenant header) are labelled Other.
 	tenants map[string]bool
-	now       func() time.Time
+	now     func() time.Time
 }
 
 // NewTelemetry reads cfg's telemetry section.
