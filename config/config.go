@@ -20,6 +20,7 @@ const (
 	DefaultStreamIdleTimeout = 5 * time.Minute
 	DefaultConnectTimeout    = 5 * time.Second
 	DefaultMessageTimeout    = 2 * time.Second
+	DefaultDrainTimeout      = 30 * time.Second
 )
 
 // Protocol names a backend's wire API.
@@ -74,12 +75,20 @@ type Gateway struct {
 	// AccessLog is where Envoy writes one JSON line per request: a file
 	// path, /dev/stdout (default) or "off".
 	AccessLog string `yaml:"access_log"`
+	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
+	// 503 at once, open streams get this long to finish (default 30s).
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
 type ExtProc struct {
 	// Listen is host:port or unix:/path (default 127.0.0.1:50051).
 	Listen string `yaml:"listen"`
+	// Address is where Envoy reaches the ext_proc server when that is not
+	// Listen, e.g. when Streamgate listens on 0.0.0.0 in a container and
+	// Envoy runs in another: host:port (a DNS name such as a Kubernetes
+	// Service works) or unix:/path. Empty means Listen.
+	Address string `yaml:"address"`
 	// MessageTimeout bounds each ext_proc exchange as Envoy sees it (default 2s).
 	MessageTimeout time.Duration `yaml:"message_timeout"`
 }
@@ -94,6 +103,14 @@ type XDS struct {
 type Metrics struct {
 	// Listen is host:port (default 127.0.0.1:9464).
 	Listen string `yaml:"listen"`
+}
+
+// EnvoyAddress is the address Envoy dials for ext_proc: Address, else Listen.
+func (e ExtProc) EnvoyAddress() string {
+	if e.Address != "" {
+		return e.Address
+	}
+	return e.Listen
 }
 
 // Envoy describes the Envoy that `streamgate run` starts and the node the
@@ -208,6 +225,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Gateway.StreamIdleTimeout == 0 {
 		c.Gateway.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if c.Gateway.DrainTimeout == 0 {
+		c.Gateway.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.ExtProc.MessageTimeout == 0 {
 		c.ExtProc.MessageTimeout = DefaultMessageTimeout

@@ -16,6 +16,7 @@ func TestLoadValid(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "unix:/tmp/streamgate.sock", cfg.ExtProc.Listen)
 	assert.Equal(t, 2*time.Minute, cfg.Gateway.StreamIdleTimeout)
+	assert.Equal(t, 45*time.Second, cfg.Gateway.DrainTimeout)
 	assert.Equal(t, DefaultXDSListen, cfg.XDS.Listen)
 	assert.Equal(t, "other", cfg.Models[1].UpstreamModel, "upstream model defaults to the public name")
 	assert.Equal(t, DefaultConnectTimeout, cfg.Backends[0].ConnectTimeout)

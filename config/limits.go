@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -101,11 +102,19 @@ type Queue struct {
 type Redis struct {
 	// Address is host:port of the Redis server.
 	Address string `yaml:"address"`
+	// PasswordEnv names the environment variable holding the Redis
+	// password (AUTH); empty means no password.
+	PasswordEnv string `yaml:"password_env"`
+	// DB is the Redis database number (default 0; a cluster has only 0).
+	DB int `yaml:"db"`
+	// Cluster says Address is a seed node of a Redis Cluster.
+	Cluster bool `yaml:"cluster"`
 	// FailOpen admits requests while Redis is unreachable; otherwise they get 503.
 	FailOpen bool `yaml:"fail_open"`
 	// Timeout bounds each Redis call (default 50ms).
 	Timeout time.Duration `yaml:"timeout"`
-	// KeyPrefix starts every key (default "streamgate").
+	// KeyPrefix starts every key (default "streamgate"); no braces, which
+	// Redis Cluster would hash instead of the tenant's.
 	KeyPrefix string `yaml:"key_prefix"`
 }
 
@@ -166,7 +175,7 @@ func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
 		if l.Redis == nil {
 			v.at("$.limits.store", "store redis needs a redis section with an address")
 		} else {
-			v.hostPort("$.limits.redis.address", l.Redis.Address)
+			v.validateRedis(l.Redis)
 		}
 	default:
 		v.at("$.limits.store", "store %q is not supported; use memory or redis", l.Store)
@@ -217,6 +226,25 @@ func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
 		if b.MaxInFlight < 0 {
 			v.at(p+".max_in_flight", "max_in_flight must not be negative")
 		}
+	}
+}
+
+func (v *validator) validateRedis(r *Redis) {
+	v.hostPort("$.limits.redis.address", r.Address)
+	if r.DB < 0 {
+		v.at("$.limits.redis.db", "db must not be negative")
+	}
+	if r.Cluster && r.DB != 0 {
+		v.at("$.limits.redis.db", "a Redis Cluster has only db 0")
+	}
+	if r.Timeout < 0 {
+		v.at("$.limits.redis.timeout", "timeout must be positive")
+	}
+	if strings.ContainsAny(r.KeyPrefix, "{}") {
+		v.at("$.limits.redis.key_prefix", "key_prefix %q must not contain { or }: the tenant in braces keeps a request's keys in one Redis Cluster slot", r.KeyPrefix)
+	}
+	if r.PasswordEnv != "" && strings.ContainsAny(r.PasswordEnv, "= \t") {
+		v.at("$.limits.redis.password_env", "password_env must name an environment variable")
 	}
 }
 

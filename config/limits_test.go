@@ -46,6 +46,18 @@ func TestLimitsDecodeWithDefaults(t *testing.T) {
 	assert.Equal(t, 4, l.Backends[0].MaxInFlight)
 }
 
+func TestLimitsRedisSection(t *testing.T) {
+	cfg, err := Parse("l.yaml", []byte(limitsBase+"limits:\n  store: redis\n  redis: {address: 127.0.0.1:6390, password_env: REDIS_PASSWORD, db: 2, fail_open: true}\n"))
+	require.NoError(t, err)
+	r := cfg.Limits.Redis
+	require.NotNil(t, r)
+	assert.Equal(t, "REDIS_PASSWORD", r.PasswordEnv)
+	assert.Equal(t, 2, r.DB)
+	assert.True(t, r.FailOpen)
+	assert.Equal(t, DefaultRedisTimeout, r.Timeout)
+	assert.Equal(t, "streamgate", r.KeyPrefix)
+}
+
 func TestLimitsWithoutSectionAreNil(t *testing.T) {
 	cfg, err := Parse("l.yaml", []byte(limitsBase))
 	require.NoError(t, err)
@@ -60,6 +72,9 @@ func TestLimitsInvalid(t *testing.T) {
 		"duplicate tenant":   {"  tenants: [{name: t}, {name: t}]\n", `tenant "t" is listed twice`},
 		"bad store":          {"  store: etcd\n", `store "etcd" is not supported`},
 		"redis without addr": {"  store: redis\n", "needs a redis section"},
+		"redis brace prefix": {"  store: redis\n  redis: {address: 127.0.0.1:6379, key_prefix: \"a{b\"}\n", "must not contain { or }"},
+		"redis negative db":  {"  store: redis\n  redis: {address: 127.0.0.1:6379, db: -1}\n", "db must not be negative"},
+		"redis cluster db":   {"  store: redis\n  redis: {address: 127.0.0.1:6379, cluster: true, db: 1}\n", "only db 0"},
 		"bad encoding":       {"  tokenizers: [{model: m, encoding: p99k}]\n", `encoding "p99k" is not supported`},
 		"wait too long":      {"  queue: {max_wait: 5s}\n", "below extproc.message_timeout"},
 	} {

@@ -189,6 +189,12 @@ func (v *validator) validate(c *Config) {
 	if c.Gateway.MaxRequestBodyBytes < 0 {
 		v.at("$.gateway.max_request_body_bytes", "max_request_body_bytes must be positive")
 	}
+	if c.ExtProc.Address != "" && !strings.HasPrefix(c.ExtProc.Address, "unix:") {
+		v.hostPort("$.extproc.address", c.ExtProc.Address)
+	}
+	if c.Gateway.DrainTimeout < 0 {
+		v.at("$.gateway.drain_timeout", "drain_timeout must be positive")
+	}
 	if len(c.Backends) == 0 {
 		v.at("$.backends", "no backends are defined; add at least one under backends")
 	}

@@ -27,6 +27,7 @@ var (
 	// ErrUnsupported marks a request the model's backend protocol cannot
 	// express (see translation.go).
 	ErrUnsupported = errors.New("request not supported by the backend protocol")
+	ErrDraining    = errors.New("gateway is shutting down")
 )
 
 // clientError is a request failure with the message the client sees.
@@ -87,6 +88,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusServiceUnavailable, "server_error", "overloaded"
 	case errors.Is(err, ErrBadTenant):
 		return http.StatusBadRequest, "invalid_request_error", "invalid_tenant"
+	case errors.Is(err, ErrDraining):
+		return http.StatusServiceUnavailable, "server_error", "service_unavailable"
 	case errors.Is(err, ErrBodyTruncated):
 		return http.StatusBadRequest, "invalid_request_error", "invalid_request"
 	default:

@@ -31,8 +31,9 @@ type Limits struct {
 	fallback *tokens.Counter
 }
 
-// NewLimits builds the limiter for cfg.Limits (which must be set) with an
-// in-memory store, registering its metrics with reg.
+// NewLimits builds the limiter for cfg.Limits (which must be set) with
+// store for its rate buckets (nil: in memory), registering its metrics
+// with reg.
 func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registerer) (*Limits, error) {
 	lc := cfg.Limits
 	l := &Limits{cfg: lc, counters: map[string]*tokens.Counter{}}

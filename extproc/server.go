@@ -42,6 +42,11 @@ type Server struct {
 	tracer  atomic.Pointer[telemetry.Tracer]
 	log     *slog.Logger
 	metrics *Metrics
+
+	// draining makes new requests fail with 503 (see Drain); active
+	// counts open ext_proc streams.
+	draining atomic.Bool
+	active   atomic.Int64
 }
 
 var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
@@ -85,6 +90,8 @@ func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
 	p.ctx, p.auth, p.limits = stream.Context(), s.auth.Load(), s.limits.Load()
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	p.obs.set, p.obs.sink, p.obs.tracer = s.tel.Load(), s.sink.Load(), s.tracer.Load()
 	p.obs.start = p.now()
 	tm := s.metrics.tel()
@@ -100,7 +107,12 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 			return fmt.Errorf("cannot receive from envoy: %w", err)
 		}
 		began := p.now()
-		resp := p.handle(req)
+		var resp *extprocsvcv3.ProcessingResponse
+		if _, first := req.Request.(*extprocsvcv3.ProcessingRequest_RequestHeaders); first && s.draining.Load() {
+			resp = p.fail(reject(ErrDraining, "The gateway is shutting down; retry the request."))
+		} else {
+			resp = p.handle(req)
+		}
 		tm.Phase(phaseOf(req), p.now().Sub(began))
 		if err := stream.Send(resp); err != nil {
 			return fmt.Errorf("cannot send to envoy: %w", err)
@@ -110,6 +122,15 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		}
 	}
 }
+
+// Drain makes the server refuse every request whose headers arrive from now
+// on with a 503 OpenAI error; requests already past their headers go on.
+// Safe for concurrent use; there is no way back.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Active is the number of open ext_proc streams (one per request Envoy is
+// processing). Safe for concurrent use.
+func (s *Server) Active() int64 { return s.active.Load() }
 
 // GRPCOptions returns the server options a body of maxBody bytes needs:
 // Envoy sends the whole buffered body in one message.

@@ -101,13 +101,17 @@ func backendEndpoints(b *config.Backend) *endpointv3.ClusterLoadAssignment {
 }
 
 // extProcCluster reaches the ext_proc gRPC server over HTTP/2, on TCP or a
-// unix socket ("unix:/path").
+// unix socket ("unix:/path"). A DNS name makes it a STRICT_DNS cluster.
 func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 	var addr *corev3.Address
+	discovery := clusterv3.Cluster_STATIC
 	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
 		addr = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: path}}}
 	} else {
 		addr = socketAddress(listen)
+		if host, _, _ := net.SplitHostPort(listen); net.ParseIP(host) == nil {
+			discovery = clusterv3.Cluster_STRICT_DNS
+		}
 	}
 	opts, err := http2Options()
 	if err != nil {
@@ -115,7 +119,7 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 	}
 	return &clusterv3.Cluster{
 		Name:                          ExtProcCluster,
-		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 		ConnectTimeout:                durationpb.New(config.DefaultConnectTimeout),
 		TypedExtensionProtocolOptions: opts,
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{

@@ -54,7 +54,7 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], c)
 	}
 	if mode == AllInOne {
-		ep, err := extProcCluster(cfg.ExtProc.Listen)
+		ep, err := extProcCluster(cfg.ExtProc.EnvoyAddress())
 		if err != nil {
 			return nil, err
 		}

@@ -286,12 +286,12 @@ func deniedWhat(kinds []kind, states []State, charges []Charge) string {
 	return strings.Join(parts, ", ")
 }
 
-// Metrics are the limiter's Prometheus collectors. A nil *Metrics records
+// Metrics are the limiter's Prometheus collectors (a shared store's
+// health has its own: StoreMetrics). A nil *Metrics records
 // nothing but the outstanding count, which Finish still needs.
 type Metrics struct {
 	reservations prometheus.Gauge
 	deniedTotal  *prometheus.CounterVec
-	storeErrors  prometheus.Counter
 	reconciled   *prometheus.CounterVec
 }
 
@@ -306,17 +306,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "streamgate_ratelimit_denied_total",
 			Help: "Requests refused by the limiter, by reason.",
 		}, []string{"reason"}),
-		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "streamgate_ratelimit_store_errors_total",
-			Help: "Calls to the shared rate limit store that failed.",
-		}),
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamgate_tokens_reconciled_total",
 			Help: "Tokens charged to tenants after reconciliation, by direction (input, output).",
 		}, []string{"direction"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.reservations, m.deniedTotal, m.storeErrors, m.reconciled)
+		reg.MustRegister(m.reservations, m.deniedTotal, m.reconciled)
 	}
 	return m
 }

@@ -129,6 +129,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []string{"published", "dropped", "failed"} {
 		m.events.WithLabelValues(o)
 	}
+	// Every decision exists from the start, so rates and dashboards see 0.
+	for _, d := range []string{"admitted", "rate_limited", "tenant_busy", "backend_busy", "store_unavailable", "cancelled"} {
+		m.decisions.WithLabelValues(d)
+	}
 	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "streamgate_queue_depth", Help: "Requests waiting in the limiter's concurrency queue.",
 	}, m.depth)

@@ -1,19 +1,62 @@
 package cli
 
 import (
-	"errors"
+	"context"
+	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc"
+	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
-// newLimits builds the limiter the config asks for.
-func newLimits(cfg *config.Config, reg prometheus.Registerer, _ *slog.Logger) (*extproc.Limits, error) {
-	if cfg.Limits.Store == config.LimitStoreRedis {
-		return nil, errors.New("cannot build limits: the redis store is not implemented yet; use store: memory")
+// newLimits builds the limiter the config asks for. A Redis store's client
+// is closed when ctx ends; an unreachable Redis at startup is logged (as an
+// outage) but does not stop the gateway.
+func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*extproc.Limits, error) {
+	if cfg.Limits.Store != config.LimitStoreRedis {
+		return extproc.NewLimits(cfg, nil, reg)
 	}
-	return extproc.NewLimits(cfg, nil, reg)
+	rc := cfg.Limits.Redis
+	var password string
+	if rc.PasswordEnv != "" {
+		password = os.Getenv(rc.PasswordEnv)
+		if password == "" {
+			return nil, fmt.Errorf("cannot build the redis store: environment variable %s is empty or unset", rc.PasswordEnv)
+		}
+	}
+	redis.SetLogger(redisLogger{log})
+	var client interface {
+		ratelimit.RedisClient
+		Close() error
+	}
+	if rc.Cluster {
+		client = ratelimit.NewRedisClusterClient([]string{rc.Address}, password, rc.Timeout)
+	} else {
+		client = ratelimit.NewRedisClient(rc.Address, password, rc.DB, rc.Timeout)
+	}
+	context.AfterFunc(ctx, func() { _ = client.Close() })
+	store := ratelimit.NewRedisStore(client, ratelimit.RedisOptions{
+		KeyPrefix: rc.KeyPrefix,
+		Timeout:   rc.Timeout,
+		FailOpen:  rc.FailOpen,
+		Log:       log,
+		Metrics:   ratelimit.NewStoreMetrics(reg),
+	})
+	if err := store.Ping(ctx); err == nil {
+		log.Info("rate limits shared through redis", "address", rc.Address, "cluster", rc.Cluster, "db", rc.DB, "fail_open", rc.FailOpen)
+	}
+	return extproc.NewLimits(cfg, store, reg)
+}
+
+// redisLogger sends the Redis client's own messages (one per failed dial,
+// among others) to debug level: the store logs outages once.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
 }

@@ -67,9 +67,11 @@ func xdsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return serve(ctx, *path, p, stdout, stderr)
 }
 
-// serve loads the config, starts the servers p names and runs until ctx is
-// cancelled or one of them fails.
-func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) error {
+// serve loads the config, starts the servers p names and runs until one of
+// them fails or stop is cancelled. Cancelling stop (SIGTERM) starts a
+// graceful shutdown: the servers keep running while the gateway drains (see
+// drainer), then they stop and Envoy gets SIGTERM.
+func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -81,10 +83,13 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		}
 		return err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The servers run until ctx ends; it outlives stop by the drain. On
+	// every return the servers are stopped (cancel) before waiting for them.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(stop))
+	defer cancel(nil)
+	d := drainer{log: log, timeout: cfg.Gateway.DrainTimeout}
 	goServe := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -98,6 +103,7 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ready readiness
+	d.ready = &ready
 	metricsLis, err := net.Listen("tcp", cfg.Metrics.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen for metrics: %w", err)
@@ -140,13 +146,14 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 		}
 		srv.SetAuth(authn)
 		if cfg.Limits != nil {
-			lim, err := newLimits(cfg, reg, log)
+			lim, err := newLimits(ctx, cfg, reg, log)
 			if err != nil {
 				authCancel()
 				return err
 			}
 			srv.SetLimits(lim)
 		}
+		d.extProc = srv
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		reloaders = append(reloaders, func(c *config.Config) (func(), error) {
 			nctx, ncancel := context.WithCancel(ctx)
@@ -205,12 +212,18 @@ func serve(ctx context.Context, path string, p parts, stdout, stderr io.Writer) 
 				}
 				return nil
 			})
+			d.envoyAdmin = cfg.Envoy.Admin
 			log.Info("envoy started", "pid", proc.Pid(), "gateway", cfg.Gateway.Listen, "admin", cfg.Envoy.Admin)
 		}
 	}
 	ready.set(true)
 	fmt.Fprintf(stdout, "streamgate %s serving (config %s)\n", Version, path)
-	<-ctx.Done()
+	select {
+	case <-stop.Done():
+		d.drain(ctx)
+		cancel(nil)
+	case <-ctx.Done():
+	}
 	ready.set(false)
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -1,0 +1,191 @@
+package examples_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwapiv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+const egDir = root + "/examples/envoy-gateway"
+
+// The Envoy Gateway resources the example uses. Envoy Gateway's Go module
+// would pull in a different go-control-plane than Streamgate builds with,
+// so these structs mirror the subset of gateway.envoyproxy.io/v1alpha1 the
+// example sets (field names as in Envoy Gateway v1.9's API reference);
+// strict decoding makes any other field, or a misspelt one, fail.
+type envoyExtensionPolicy struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		TargetRefs []gwapiv1.LocalPolicyTargetReferenceWithSectionName `json:"targetRefs"`
+		ExtProc    []struct {
+			BackendRefs    []gwapiv1.BackendObjectReference `json:"backendRefs"`
+			FailOpen       *bool                            `json:"failOpen"`
+			MessageTimeout *gwapiv1.Duration                `json:"messageTimeout"`
+			ProcessingMode *struct {
+				Request *struct {
+					Body *string `json:"body"`
+				} `json:"request"`
+				Response *struct {
+					Body *string `json:"body"`
+				} `json:"response"`
+				AllowModeOverride bool `json:"allowModeOverride"`
+			} `json:"processingMode"`
+		} `json:"extProc"`
+	} `json:"spec"`
+}
+
+type httpRouteFilter struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		DirectResponse *struct {
+			StatusCode  *int    `json:"statusCode"`
+			ContentType *string `json:"contentType"`
+			Body        *struct {
+				Type   string  `json:"type"`
+				Inline *string `json:"inline"`
+			} `json:"body"`
+		} `json:"directResponse"`
+	} `json:"spec"`
+}
+
+var egKinds = map[string]func() any{
+	"gateway.networking.k8s.io/v1/Gateway":                func() any { return &gwapiv1.Gateway{} },
+	"gateway.networking.k8s.io/v1/HTTPRoute":              func() any { return &gwapiv1.HTTPRoute{} },
+	"gateway.networking.k8s.io/v1beta1/ReferenceGrant":    func() any { return &gwapiv1beta1.ReferenceGrant{} },
+	"gateway.envoyproxy.io/v1alpha1/EnvoyExtensionPolicy": func() any { return &envoyExtensionPolicy{} },
+	"gateway.envoyproxy.io/v1alpha1/HTTPRouteFilter":      func() any { return &httpRouteFilter{} },
+}
+
+func loadEnvoyGateway(t *testing.T) []object {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(egDir, "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	return decodeManifests(t, egKinds, files...)
+}
+
+// TestEnvoyGatewayExtProc: the EnvoyExtensionPolicy attaches Streamgate's
+// ext_proc Service to the model HTTPRoute with the settings of
+// envoy/dropin/http_filter.yaml.
+func TestEnvoyGatewayExtProc(t *testing.T) {
+	objs := loadEnvoyGateway(t)
+	p := find[*envoyExtensionPolicy](t, objs, "EnvoyExtensionPolicy", "streamgate")
+	require.Len(t, p.Spec.TargetRefs, 1)
+	ref := p.Spec.TargetRefs[0]
+	assert.Equal(t, "HTTPRoute", string(ref.Kind))
+	assert.Equal(t, gwapiv1.GroupName, string(ref.Group))
+	route := find[*gwapiv1.HTTPRoute](t, objs, "HTTPRoute", string(ref.Name))
+	assert.Equal(t, p.Metadata.Namespace, route.Namespace, "a policy targets routes of its own namespace")
+
+	require.Len(t, p.Spec.ExtProc, 1)
+	ep := p.Spec.ExtProc[0]
+	var want extprocv3.ExternalProcessor
+	require.NoError(t, dropInFilter(t).GetTypedConfig().UnmarshalTo(&want))
+
+	require.NotNil(t, ep.FailOpen)
+	assert.Equal(t, want.GetFailureModeAllow(), *ep.FailOpen)
+	require.NotNil(t, ep.MessageTimeout)
+	d, err := time.ParseDuration(string(*ep.MessageTimeout))
+	require.NoError(t, err)
+	assert.Equal(t, want.GetMessageTimeout().AsDuration(), d)
+	require.NotNil(t, ep.ProcessingMode)
+	require.NotNil(t, ep.ProcessingMode.Request, "request headers are sent")
+	require.NotNil(t, ep.ProcessingMode.Request.Body)
+	assert.Equal(t, "Buffered", *ep.ProcessingMode.Request.Body)
+	assert.Equal(t, "BUFFERED", want.GetProcessingMode().GetRequestBodyMode().String())
+	assert.Nil(t, ep.ProcessingMode.Response, "responses are not sent to Streamgate")
+	assert.Equal(t, "SKIP", want.GetProcessingMode().GetResponseHeaderMode().String())
+	assert.Equal(t, want.GetAllowModeOverride(), ep.ProcessingMode.AllowModeOverride)
+
+	// The backend is the streamgate Service's gRPC ext_proc port.
+	require.Len(t, ep.BackendRefs, 1)
+	br := ep.BackendRefs[0]
+	_, k8s := loadKubernetes(t)
+	svc := find[*corev1.Service](t, k8s, "Service", string(br.Name))
+	require.NotNil(t, br.Port)
+	assertServicePortName(t, svc, strconv.Itoa(int(*br.Port)), "grpc-")
+}
+
+// TestEnvoyGatewayRouting: each backend of the Kubernetes streamgate.yaml
+// has a rule matching its x-streamgate-backend value and sending to its
+// Service, cross-namespace references are granted, and a catch-all rule
+// exists so the route's filters run before Streamgate sets the header.
+func TestEnvoyGatewayRouting(t *testing.T) {
+	objs := loadEnvoyGateway(t)
+	_, k8s := loadKubernetes(t)
+	cm := find[*corev1.ConfigMap](t, k8s, "ConfigMap", "streamgate-config")
+	file := filepath.Join(t.TempDir(), "streamgate.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(cm.Data["streamgate.yaml"]), 0o600))
+	cfg, err := config.Load(file)
+	require.NoError(t, err)
+
+	route := find[*gwapiv1.HTTPRoute](t, objs, "HTTPRoute", "streamgate-models")
+	gw := find[*gwapiv1.Gateway](t, objs, "Gateway", string(route.Spec.ParentRefs[0].Name))
+	require.NotNil(t, gw.Spec.Listeners[0].Hostname)
+	assert.Contains(t, route.Spec.Hostnames, *gw.Spec.Listeners[0].Hostname)
+
+	routed := map[string]bool{}
+	catchAll := false
+	for _, r := range route.Spec.Rules {
+		require.Len(t, r.Matches, 1)
+		if len(r.Matches[0].Headers) == 0 {
+			catchAll = true
+			require.Len(t, r.Filters, 1)
+			ext := r.Filters[0].ExtensionRef
+			require.NotNil(t, ext)
+			f := find[*httpRouteFilter](t, objs, string(ext.Kind), string(ext.Name))
+			require.NotNil(t, f.Spec.DirectResponse)
+			continue
+		}
+		h := r.Matches[0].Headers[0]
+		require.Equal(t, "x-streamgate-backend", string(h.Name))
+		b := cfg.Backend(h.Value)
+		require.NotNil(t, b, "rule matches backend %q, which streamgate.yaml does not define", h.Value)
+		routed[b.Name] = true
+		require.Len(t, r.BackendRefs, 1)
+		ref := r.BackendRefs[0]
+		ns := route.Namespace
+		if ref.Namespace != nil {
+			ns = string(*ref.Namespace)
+		}
+		assert.Equal(t, string(ref.Name)+"."+ns+".svc.cluster.local:"+strconv.Itoa(int(*ref.Port)), b.Endpoints[0].Address)
+		require.NotNil(t, r.Timeouts)
+		assert.Equal(t, gwapiv1.Duration("0s"), *r.Timeouts.Request, "token streams need no request timeout")
+		if ns != route.Namespace {
+			granted := false
+			for _, o := range objs {
+				if g, ok := o.obj.(*gwapiv1beta1.ReferenceGrant); ok && g.Namespace == ns {
+					for _, to := range g.Spec.To {
+						granted = granted || (string(to.Kind) == "Service" && to.Name != nil && *to.Name == ref.Name)
+					}
+				}
+			}
+			assert.True(t, granted, "no ReferenceGrant lets the route reach %s/%s", ns, ref.Name)
+		}
+	}
+	assert.True(t, catchAll, "a catch-all rule")
+	for _, b := range cfg.Backends {
+		assert.True(t, routed[b.Name], "backend %s has no rule", b.Name)
+	}
+}
