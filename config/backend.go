@@ -81,6 +81,7 @@ func DefaultHealthPath(p Protocol) string {
 }
 
 func (b *Backend) applyDefaults() {
+	b.applyGRPCDefaults()
 	if b.ConnectTimeout == 0 {
 		b.ConnectTimeout = DefaultConnectTimeout
 	}

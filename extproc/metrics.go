@@ -6,15 +6,33 @@ import (
 	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
-// Metrics are the ext_proc server's Prometheus collectors (see package
-// telemetry for the list). A nil *Metrics records nothing.
+// Metrics are the ext_proc server's Prometheus collectors: the request and
+// GenAI metrics of package telemetry, and the gRPC call counters. A nil
+// *Metrics records nothing.
 type Metrics struct {
-	t *telemetry.Metrics
+	t    *telemetry.Metrics
+	grpc *prometheus.CounterVec
+	// grpcMessages and grpcBytes are fed by AccessLog when a call ends.
+	grpcMessages, grpcBytes *prometheus.CounterVec
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	return &Metrics{t: telemetry.NewMetrics(reg)}
+	m := &Metrics{t: telemetry.NewMetrics(reg)}
+	m.grpc = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_grpc_streams_total",
+		Help: "gRPC calls (streams) seen by the ext_proc server, by public model, backend, KServe v2 method and the gRPC status Streamgate answered with (\"routed\" when forwarded).",
+	}, []string{"model", "backend", "method", "code"})
+	m.grpcMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_grpc_messages_total",
+		Help: "gRPC messages of routed calls, by public model, backend cluster and direction (request, response); counted when a call ends.",
+	}, []string{"model", "backend", "direction"})
+	m.grpcBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_grpc_bytes_total",
+		Help: "gRPC body bytes (message frames) of routed calls, by public model, backend cluster and direction; counted when a call ends.",
+	}, []string{"model", "backend", "direction"})
+	reg.MustRegister(m.grpc, m.grpcMessages, m.grpcBytes)
+	return m
 }
 
 // Telemetry returns the collectors, for the usage sink; nil for a nil m.
@@ -25,4 +43,20 @@ func (m *Metrics) tel() *telemetry.Metrics {
 		return nil
 	}
 	return m.t
+}
+
+// observeGRPC counts a finished gRPC call (streamgate_requests_total and
+// the GenAI metrics are recorded by telemetry for every request).
+func (m *Metrics) observeGRPC(p *processor) {
+	if m == nil || p.path == "" || !p.grpc {
+		return
+	}
+	model, backend, code := "other", "", "routed"
+	if p.route != nil {
+		model, backend = p.route.Model, p.route.Backend
+	}
+	if p.status != 0 {
+		code = p.grpcCode.String()
+	}
+	m.grpc.WithLabelValues(model, backend, p.grpcMethod, code).Inc()
 }

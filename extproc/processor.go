@@ -12,6 +12,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
 
 	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/translate"
@@ -33,6 +34,7 @@ const (
 	endpointEmbeddings
 	endpointModels
 	endpointMessages
+	endpointGRPC // a KServe v2 gRPC call (grpc.go)
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -62,6 +64,11 @@ type processor struct {
 	route     *Route
 	status    int          // HTTP status when Streamgate answered the request itself
 	tx        *translation // set when the backend speaks another API
+
+	// gRPC calls (grpc.go): routed from metadata, answered with gRPC status.
+	grpc       bool
+	grpcMethod string
+	grpcCode   codes.Code
 
 	// auth verifies credentials; nil or not Required means an open gateway.
 	auth *auth.Authenticator
@@ -100,7 +107,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 }
 
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	var method, contentLength, tenant string
+	var method, contentLength, tenant, contentType, model string
 	var strip, authz, apiKey []string
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
@@ -110,6 +117,11 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			p.path = headerValue(hv)
 		case k == "content-length":
 			contentLength = headerValue(hv)
+		case k == "content-type":
+			contentType = headerValue(hv)
+		case k == ModelHeader:
+			model = headerValue(hv)
+			strip = append(strip, k)
 		case k == "x-request-id":
 			p.requestID = headerValue(hv)
 		case k == VersionHeader:
@@ -126,6 +138,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		}
 	}
 	path, _, _ := strings.Cut(p.path, "?")
+	if isGRPC(contentType) {
+		return p.onGRPCRequestHeaders(method, path, model, strip, authz, apiKey)
+	}
 	p.endpoint = endpointFor(path)
 	if err := p.authenticate(authz, apiKey, path); err != nil {
 		return p.fail(err)
@@ -207,6 +222,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if err != nil {
 		return p.fail(err)
 	}
+	if route.Protocol.IsGRPC() {
+		return p.fail(reject(ErrUnknownModel, "The model `%s` is served over gRPC only.", info.Model))
+	}
 	p.route = route
 	if out, err = route.Shaping.apply(route.Model, out); err != nil {
 		return p.fail(err)
@@ -248,8 +266,12 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 }
 
-// fail ends the request with err as an OpenAI JSON error, logged once.
+// fail ends the request with err as an OpenAI JSON error (a gRPC status for
+// gRPC calls), logged once.
 func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
+	if p.grpc {
+		return p.grpcFail(err)
+	}
 	status, body := p.clientErrorBody(err)
 	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "tenant", p.Tenant, "reason", err.Error())
 	var extra []*corev3.HeaderValueOption
@@ -279,6 +301,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 func (p *processor) finish() {
 	p.releaseLimits()
 	p.observe()
+	p.metrics.observeGRPC(p)
 }
 
 func endpointFor(path string) endpoint {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -139,10 +140,12 @@ func GRPCOptions(maxBody int64) []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit)}
 }
 
-// Serve answers ext_proc and gRPC health on lis until ctx is done.
+// Serve answers ext_proc, Envoy's gRPC access logs (AccessLog) and gRPC
+// health on lis until ctx is done.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	gs := grpc.NewServer(GRPCOptions(s.maxBody.Load())...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
+	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	go func() {

@@ -14,7 +14,11 @@ import (
 // outlier detection and circuit breakers from its config.
 func applyBackendKnobs(c *clusterv3.Cluster, b *config.Backend) error {
 	if b.HTTP2 || b.ConnectionPool != nil {
-		opts, err := protocolOptions(b.HTTP2, b.ConnectionPool)
+		var h2 *corev3.Http2ProtocolOptions
+		if b.HTTP2 {
+			h2 = backendHTTP2Options()
+		}
+		opts, err := protocolOptions(h2, b.ConnectionPool)
 		if err != nil {
 			return err
 		}
@@ -31,6 +35,9 @@ func applyBackendKnobs(c *clusterv3.Cluster, b *config.Backend) error {
 				CodecClientType: codec(b.HTTP2),
 			}},
 		}}
+		if b.Protocol.IsGRPC() {
+			c.HealthChecks[0].HealthChecker = grpcHealthCheck()
+		}
 	}
 	if o := b.OutlierDetection; o != nil {
 		c.OutlierDetection = &clusterv3.OutlierDetection{

@@ -122,6 +122,14 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 		ConnectTimeout:                durationpb.New(config.DefaultConnectTimeout),
 		TypedExtensionProtocolOptions: opts,
+		// Each request that limits or translates holds one ext_proc stream
+		// for its whole life; Envoy's default of 1024 requests per cluster
+		// would cap the gateway at 1024 such streams.
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			MaxRequests:        wrapperspb.UInt32(1 << 20),
+			MaxPendingRequests: wrapperspb.UInt32(1 << 20),
+			MaxConnections:     wrapperspb.UInt32(1 << 10),
+		}}},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: ExtProcCluster,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
@@ -132,18 +140,18 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 }
 
 func http2Options() (map[string]*anypb.Any, error) {
-	return protocolOptions(true, nil)
+	return protocolOptions(&corev3.Http2ProtocolOptions{}, nil)
 }
 
-// protocolOptions picks HTTP/1.1 or HTTP/2 toward an upstream and its
-// connection reuse settings.
-func protocolOptions(http2 bool, pool *config.ConnectionPool) (map[string]*anypb.Any, error) {
+// protocolOptions picks HTTP/2 with h2 (HTTP/1.1 when h2 is nil) toward an
+// upstream and its connection reuse settings.
+func protocolOptions(h2 *corev3.Http2ProtocolOptions, pool *config.ConnectionPool) (map[string]*anypb.Any, error) {
 	opts := &httpv3.HttpProtocolOptions{}
-	if http2 {
+	if h2 != nil {
 		opts.UpstreamProtocolOptions = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+					Http2ProtocolOptions: h2,
 				},
 			},
 		}

@@ -45,6 +45,14 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	grpcStats, err := grpcStatsFilter()
+	if err != nil {
+		return nil, err
+	}
+	grpcLog, err := grpcAccessLog()
+	if err != nil {
+		return nil, err
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "streamgate",
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -52,7 +60,10 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 			ConfigSource:    adsSource(),
 			RouteConfigName: RouteName,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{extProc, router},
+		HttpFilters: []*hcmv3.HttpFilter{extProc, grpcStats, router},
+		// gRPC arrives on the same listener as HTTP/2 (h2c or TLS ALPN).
+		Http2ProtocolOptions: downstreamHTTP2Options(),
+		AccessLog:            []*accesslogv3.AccessLog{grpcLog},
 		// Token streams may run for minutes: no overall request timeout,
 		// only an idle timeout for streams that stop moving.
 		StreamIdleTimeout: durationpb.New(cfg.Gateway.StreamIdleTimeout),
@@ -66,7 +77,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		if err != nil {
 			return nil, err
 		}
-		hcm.AccessLog = []*accesslogv3.AccessLog{al}
+		hcm.AccessLog = append(hcm.AccessLog, al)
 	}
 	hcmAny, err := toAny(hcm)
 	if err != nil {
@@ -225,7 +236,9 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 	anthropic := messagesLocalReplies(openai,
 		[]string{tooLarge, "%LOCAL_REPLY_BODY%", extProcTimeout, extProcFailed},
 		[]string{"request_too_large", "api_error", "timeout_error", "api_error"})
-	return &hcmv3.LocalReplyConfig{Mappers: append(anthropic, openai...)}
+	// gRPC calls first: the first matching mapper wins.
+	mappers := append([]*hcmv3.ResponseMapper{grpcLocalReply()}, anthropic...)
+	return &hcmv3.LocalReplyConfig{Mappers: append(mappers, openai...)}
 }
 
 func jsonErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString {

@@ -198,3 +198,11 @@ models:
 	assert.Equal(t, []uint32{429}, rp.GetRetriableStatusCodes())
 	assert.Equal(t, "envoy.retry_priorities.previous_priorities", rp.GetRetryPriority().GetName())
 }
+
+func TestExtProcClusterIsNotCappedAtEnvoyDefaults(t *testing.T) {
+	c, err := extProcCluster("127.0.0.1:50051")
+	require.NoError(t, err)
+	th := c.GetCircuitBreakers().GetThresholds()
+	require.Len(t, th, 1)
+	assert.Greater(t, th[0].GetMaxRequests().GetValue(), uint32(100000), "one ext_proc stream per limited or translated request")
+}

@@ -99,6 +99,7 @@ func inlineRoutes(l *listenerv3.Listener, routes map[string]*routev3.RouteConfig
 					}
 				}
 				hcm.HttpFilters = kept
+				hcm.AccessLog = withoutGRPCAccessLog(hcm.AccessLog)
 			}
 			a, err := anypb.New(hcm)
 			if err != nil {

@@ -35,7 +35,7 @@ func TestStaticBootstrap(t *testing.T) {
 		filters  []string
 		clusters []string
 	}{
-		"with ext_proc": {false, []string{"envoy.filters.http.ext_proc", "envoy.filters.http.router"}, []string{"bench", ExtProcCluster, UnroutedCluster}},
+		"with ext_proc": {false, []string{"envoy.filters.http.ext_proc", "envoy.filters.http.grpc_stats", "envoy.filters.http.router"}, []string{"bench", ExtProcCluster, UnroutedCluster}},
 		"plain":         {true, []string{"envoy.filters.http.router"}, []string{"bench", UnroutedCluster}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -55,6 +55,9 @@ func TestStaticBootstrap(t *testing.T) {
 				filters = append(filters, f.GetName())
 			}
 			assert.Equal(t, tc.filters, filters)
+			for _, al := range hcm.GetAccessLog() {
+				assert.False(t, tc.plain && al.GetName() == grpcAccessLogger, "plain Envoy has no ext_proc cluster to send gRPC access logs to")
+			}
 			rc := hcm.GetRouteConfig()
 			require.NotNil(t, rc, "routes must be inlined, not fetched over RDS")
 			assert.Nil(t, hcm.GetRds())

@@ -1,0 +1,213 @@
+package extproc
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/streamgate/streamgate/extproc/auth"
+)
+
+// ModelHeader is the gRPC request metadata naming the public model. gRPC
+// streams are routed at request-headers time, before any message arrives,
+// so the model comes from metadata, never from a message's model_name.
+const ModelHeader = "x-streamgate-model"
+
+// grpcServicePrefix is the path prefix of the KServe v2 gRPC methods the
+// gateway routes.
+const grpcServicePrefix = "/inference.GRPCInferenceService/"
+
+// grpcStreamMode is the processing mode for a routed gRPC request: nothing
+// more goes to ext_proc, so messages flow without buffering or round trips
+// (a bidi stream's body never ends and must not be buffered).
+var grpcStreamMode = &extprocv3.ProcessingMode{
+	RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+	ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+	RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+	ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+	RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+	ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+}
+
+// RetryAfterError is implemented by limit refusals that tell the client
+// when to retry. gRPC denials carry the delay as google.rpc.RetryInfo, with
+// RESOURCE_EXHAUSTED unless the error maps to another status already.
+type RetryAfterError interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// isGRPC reports whether a request's content-type is gRPC's.
+func isGRPC(contentType string) bool {
+	return contentType == "application/grpc" || strings.HasPrefix(contentType, "application/grpc+") ||
+		strings.HasPrefix(contentType, "application/grpc;")
+}
+
+// onGRPCRequestHeaders authenticates, authorizes and routes a gRPC call from
+// its headers alone, then switches the request to pass-through. The model
+// is fixed for the life of the call by its metadata; the backend reads the
+// model_name of each message itself.
+func (p *processor) onGRPCRequestHeaders(method, path, model string, strip, authz, apiKey []string) *extprocsvcv3.ProcessingResponse {
+	p.grpc, p.endpoint = true, endpointGRPC
+	p.grpcMethod = strings.TrimPrefix(path, grpcServicePrefix)
+	if err := p.authenticate(authz, apiKey, path); err != nil {
+		return p.fail(err)
+	}
+	if !strings.HasPrefix(path, grpcServicePrefix) || method != http.MethodPost {
+		p.grpcMethod = "other"
+		return p.fail(reject(ErrUnknownPath, "The gateway does not serve the gRPC method %s.", path))
+	}
+	if model == "" {
+		return p.fail(reject(ErrMissingModel, "Set the %s metadata to the model's name.", ModelHeader))
+	}
+	if err := p.authorizeModel(model); err != nil {
+		return p.fail(err)
+	}
+	route, err := p.routes.Pick(model, p.pin, nil)
+	if err != nil {
+		return p.fail(err)
+	}
+	if !route.Protocol.IsGRPC() {
+		return p.fail(reject(ErrUnknownModel, "The model `%s` is not served over gRPC.", model))
+	}
+	p.route, p.info.Model = route, model
+	// The model header is overwritten with the verified public name: the
+	// access log counts messages per model from it.
+	strip = slices.DeleteFunc(strip, func(k string) bool { return k == ModelHeader })
+	m := p.requestHeaderMutation(strip, len(authz)+len(apiKey) > 0)
+	if m == nil {
+		m = &extprocsvcv3.HeaderMutation{}
+	}
+	m.SetHeaders = append(m.SetHeaders, header(backendHeader, route.Cluster), header(VersionHeader, route.Version),
+		header(ModelHeader, route.Model))
+	if h, ok := p.auth.Upstream(route.Backend); ok {
+		// Set, never both removed and set: the client's copy was dropped above.
+		m.RemoveHeaders = slices.DeleteFunc(m.RemoveHeaders, func(k string) bool { return k == h.Name })
+		m.SetHeaders = append(m.SetHeaders, header(h.Name, h.Value))
+	}
+	return &extprocsvcv3.ProcessingResponse{
+		Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocsvcv3.HeadersResponse{
+			Response: &extprocsvcv3.CommonResponse{HeaderMutation: m, ClearRouteCache: true},
+		}},
+		ModeOverride:    grpcStreamMode,
+		DynamicMetadata: p.requestMetadata(),
+	}
+}
+
+// grpcFail ends a gRPC call with a trailers-only response (HTTP 200,
+// grpc-status and grpc-message), logged once.
+func (p *processor) grpcFail(err error) *extprocsvcv3.ProcessingResponse {
+	httpStatus, _ := errorBody(err)
+	code := grpcCode(err, httpStatus)
+	var ra RetryAfterError
+	if errors.As(err, &ra) && code == codes.Internal {
+		code = codes.ResourceExhausted
+	}
+	msg := publicMessage(err)
+	p.grpcCode = code
+	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "grpc_status", code.String(), "tenant", p.Tenant, "reason", err.Error())
+	set := []*corev3.HeaderValueOption{
+		header("content-type", "application/grpc"),
+		header("grpc-status", itoa(int(code))),
+		header("grpc-message", encodeGRPCMessage(msg)),
+	}
+	if ra != nil {
+		if details, ok := retryDetails(code, msg, ra.RetryAfter()); ok {
+			set = append(set, header("grpc-status-details-bin", details))
+		}
+	}
+	p.status = httpStatus
+	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
+			Status:     &typev3.HttpStatus{Code: typev3.StatusCode_OK},
+			Headers:    &extprocsvcv3.HeaderMutation{SetHeaders: set},
+			GrpcStatus: &extprocsvcv3.GrpcStatus{Status: uint32(code)},
+			Details:    "streamgate_rejected",
+		},
+	}}
+}
+
+// grpcCode maps a refusal to its gRPC status code, following the HTTP
+// status the same refusal gets on the HTTP API.
+func grpcCode(err error, httpStatus int) codes.Code {
+	if errors.Is(err, ErrUnknownPath) {
+		return codes.Unimplemented
+	}
+	switch httpStatus {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return codes.InvalidArgument
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusNotFound:
+		return codes.NotFound
+	case http.StatusMethodNotAllowed:
+		return codes.Unimplemented
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return codes.Unavailable
+	default:
+		return codes.Internal
+	}
+}
+
+// publicMessage is the text a client may see for err.
+func publicMessage(err error) string {
+	var ce *clientError
+	var ae *auth.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce.msg
+	case errors.As(err, &ae):
+		return ae.Public
+	}
+	return "The gateway failed to process the request."
+}
+
+// retryDetails encodes a google.rpc.Status with RetryInfo for the
+// grpc-status-details-bin trailer.
+func retryDetails(code codes.Code, msg string, after time.Duration) (string, bool) {
+	ri, err := anypb.New(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)})
+	if err != nil {
+		return "", false
+	}
+	b, err := proto.Marshal(&spb.Status{Code: int32(code), Message: msg, Details: []*anypb.Any{ri}})
+	if err != nil {
+		return "", false
+	}
+	return base64.RawStdEncoding.EncodeToString(b), true
+}
+
+// encodeGRPCMessage percent-encodes a grpc-message value as the gRPC HTTP/2
+// protocol requires: bytes outside printable ASCII, and '%', become %XX.
+func encodeGRPCMessage(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0xf])
+	}
+	return b.String()
+}

@@ -1,0 +1,160 @@
+package xds
+
+import (
+	"fmt"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
+	grpcstatsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_stats/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// HTTP/2 settings for long-lived streams (gRPC bidi, token streams).
+const (
+	// h2StreamWindow bounds what a peer may send on one stream before Envoy
+	// acknowledges it. When the other side of the proxy reads slowly, Envoy
+	// stops acknowledging, so per stream Envoy holds at most this much plus
+	// its per-stream buffer limit (Envoy's default window is 256 MiB).
+	h2StreamWindow = 1 << 20
+	// h2ConnectionWindow is the window of a whole connection. Envoy returns
+	// connection window only as it forwards data, so stalled streams keep
+	// theirs: the connection window must exceed streams x h2StreamWindow or
+	// a few slow readers would block every other stream on the connection.
+	// Memory stays bounded per stream by h2StreamWindow.
+	h2ConnectionWindow = 1 << 30
+	// h2KeepaliveInterval is how often Envoy pings an HTTP/2 peer; a peer
+	// that does not answer within h2KeepaliveTimeout is dropped with all its
+	// streams, so a dead backend or client cannot hold a bidi stream open.
+	// gRPC servers by default refuse pings more often than every 5 minutes
+	// while they send nothing (GOAWAY "too_many_pings" after 2 strikes,
+	// killing every stream on the connection); Envoy adds up to 15% jitter
+	// on top of the interval, never less.
+	h2KeepaliveInterval = 5 * time.Minute
+	h2KeepaliveTimeout  = 20 * time.Second
+)
+
+// grpcModelHeader is the request header carrying a gRPC call's verified
+// public model name (set by the ext_proc server).
+const grpcModelHeader = "x-streamgate-model"
+
+// inferenceService is the KServe v2 gRPC service whose messages Envoy counts.
+const inferenceService = "inference.GRPCInferenceService"
+
+// inferenceMethods are the KServe v2 methods with per-method message stats.
+var inferenceMethods = []string{"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer"}
+
+// http2Options are the HTTP/2 settings toward a backend: bounded windows and
+// connection keepalive pings.
+func backendHTTP2Options() *corev3.Http2ProtocolOptions {
+	return &corev3.Http2ProtocolOptions{
+		InitialStreamWindowSize:     wrapperspb.UInt32(h2StreamWindow),
+		InitialConnectionWindowSize: wrapperspb.UInt32(h2ConnectionWindow),
+		ConnectionKeepalive: &corev3.KeepaliveSettings{
+			Interval: durationpb.New(h2KeepaliveInterval),
+			Timeout:  durationpb.New(h2KeepaliveTimeout),
+		},
+	}
+}
+
+// downstreamHTTP2Options are the same settings toward clients.
+func downstreamHTTP2Options() *corev3.Http2ProtocolOptions { return backendHTTP2Options() }
+
+// grpcStatsFilter counts gRPC request and response messages per backend
+// cluster and KServe v2 method (Envoy stats
+// cluster.<backend>.grpc.inference.GRPCInferenceService.<method>.*). It
+// reads gRPC frame headers as data passes and holds nothing back; requests
+// that are not gRPC pass untouched.
+func grpcStatsFilter() (*hcmv3.HttpFilter, error) {
+	methods := make([]*corev3.GrpcMethodList_Service, 0, 1)
+	methods = append(methods, &corev3.GrpcMethodList_Service{Name: inferenceService, MethodNames: inferenceMethods})
+	return typed("envoy.filters.http.grpc_stats", &grpcstatsv3.FilterConfig{
+		EmitFilterState: true, // read by the gRPC access log
+		PerMethodStatSpecifier: &grpcstatsv3.FilterConfig_IndividualMethodStatsAllowlist{
+			IndividualMethodStatsAllowlist: &corev3.GrpcMethodList{Services: methods},
+		},
+	})
+}
+
+// grpcHealthCheck probes a gRPC backend with grpc.health.v1 (overall server health).
+func grpcHealthCheck() *corev3.HealthCheck_GrpcHealthCheck_ {
+	return &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}}
+}
+
+// grpcLocalReply keeps Envoy's own replies to gRPC calls (upstream
+// unreachable, reset, ...) plain: Envoy sends them trailers-only with a
+// grpc-status mapped from the HTTP status and the body as grpc-message, so
+// the body stays Envoy's text instead of the OpenAI JSON shape. It must come
+// before the JSON mappers: the first matching mapper wins.
+func grpcLocalReply() *hcmv3.ResponseMapper {
+	return &hcmv3.ResponseMapper{
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{
+			HeaderFilter: &accesslogv3.HeaderFilter{Header: grpcContentType()},
+		}},
+		BodyFormatOverride: &corev3.SubstitutionFormatString{
+			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
+				Specifier: &corev3.DataSource_InlineString{InlineString: "%LOCAL_REPLY_BODY%"},
+			}},
+		},
+	}
+}
+
+// grpcAccessLogName is the log name of the gRPC access log stream.
+const (
+	grpcAccessLogName = "streamgate_grpc"
+	grpcAccessLogger  = "envoy.access_loggers.http_grpc"
+)
+
+// grpcAccessLog sends an entry for every gRPC call, when it ends, to the
+// ext_proc server's AccessLogService, carrying the verified model header
+// and the grpc_stats message counts; the server turns them into per-model
+// message and byte metrics. Envoy buffers and sends entries asynchronously.
+func grpcAccessLog() (*accesslogv3.AccessLog, error) {
+	a, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
+		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
+			LogName: grpcAccessLogName,
+			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
+			}},
+			TransportApiVersion:     corev3.ApiVersion_V3,
+			BufferFlushInterval:     durationpb.New(time.Second),
+			FilterStateObjectsToLog: []string{"envoy.filters.http.grpc_stats"},
+		},
+		AdditionalRequestHeadersToLog: []string{grpcModelHeader},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode gRPC access log config: %w", err)
+	}
+	return &accesslogv3.AccessLog{
+		Name:       grpcAccessLogger,
+		Filter:     &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{Header: grpcContentType()}}},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: a},
+	}, nil
+}
+
+// grpcContentType matches requests whose content-type is gRPC's.
+func grpcContentType() *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name: "content-type",
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "application/grpc"},
+		}},
+	}
+}
+
+// withoutGRPCAccessLog drops the gRPC access log, which needs the ext_proc
+// cluster, from logs.
+func withoutGRPCAccessLog(logs []*accesslogv3.AccessLog) []*accesslogv3.AccessLog {
+	kept := logs[:0]
+	for _, l := range logs {
+		if l.GetName() != grpcAccessLogger {
+			kept = append(kept, l)
+		}
+	}
+	return kept
+}
