@@ -344,7 +344,7 @@ func TestObservability(t *testing.T) {
 // on in the shared gateway) costs a stream against a gateway with it off.
 // It measures; it does not assert a timing.
 func TestTelemetryStreamCost(t *testing.T) {
-	off := startGateway(t, defaultConfig+"telemetry: {usage: false}\n")
+	off := startGateway(t, strings.Replace(defaultConfig, "telemetry:\n", "telemetry:\n  usage: false\n", 1))
 	const tokens, runs = 100, 7
 	run := func(target *env) (time.Duration, time.Duration) {
 		var best, bestTTFT time.Duration

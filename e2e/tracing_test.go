@@ -64,7 +64,7 @@ func startCollector(t *testing.T) (*collector, string) {
 
 func TestTracing(t *testing.T) {
 	c, addr := startCollector(t)
-	e := startGateway(t, defaultConfig+"telemetry:\n  tracing: {endpoint: \""+addr+"\", insecure: true}\n")
+	e := startGateway(t, strings.Replace(defaultConfig, "telemetry:\n", "telemetry:\n  tracing: {endpoint: \""+addr+"\", insecure: true}\n", 1))
 	const clientTrace = "0af7651916cd43dd8448eb211c80319c"
 	resp, err := postTo(t.Context(), e, chatBody("model-a", true, "trace me"), map[string]string{
 		"traceparent": "00-" + clientTrace + "-b7ad6b7169203331-01", "x-e2e-tap": "trace-1",
