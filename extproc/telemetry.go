@@ -89,6 +89,8 @@ type obsState struct {
 	sink      *telemetry.Sink
 	tracer    *telemetry.Tracer
 	span      telemetry.Span
+	// unread: the response body passes without being read (usage off).
+	unread bool
 }
 
 func (p *processor) now() time.Time {
@@ -190,6 +192,8 @@ func (p *processor) obsResponseHeaders(h *extprocsvcv3.HttpHeaders, resp *extpro
 		return
 	}
 	if !p.readsUsage() || p.obs.status < 200 || p.obs.status >= 300 {
+		// A successful body that nobody reads has no known end.
+		p.obs.unread = p.obs.status >= 200 && p.obs.status < 300
 		return
 	}
 	p.obs.own = true
@@ -270,7 +274,7 @@ func (p *processor) record() *telemetry.Record {
 	r := &telemetry.Record{
 		RequestID: p.requestID, Tenant: p.Tenant, Endpoint: pathOnly(p.path), Stream: p.info.Stream,
 		Model: telemetry.Other, Start: p.obs.start, FirstByte: p.obs.firstByte, End: p.obs.end, Finished: p.now(),
-		QueueWait: p.obs.queueWait, Decision: p.obs.decision, Refusal: p.obs.errorType,
+		QueueWait: p.obs.queueWait, Decision: p.obs.decision, Refusal: p.obs.errorType, Unread: p.obs.unread,
 	}
 	switch {
 	case set == nil || p.Tenant == "":

@@ -277,3 +277,19 @@ func FuzzTelemetryResponseBody(f *testing.F) {
 		}
 	})
 }
+
+func TestTelemetryOffWithLimitsSkipsUnreadResponses(t *testing.T) {
+	p, reg, _ := telemetryProcessor(t, "telemetry: {usage: false}\n")
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	p.handle(bodyMsg(`{"model":"public","messages":[]}`))
+	// Limits asked for the response headers but hold nothing: the body
+	// passes unread, so the request has no known duration.
+	p.lim = &limitState{}
+	rh := p.handle(respHeaders("200", "application/json"))
+	assert.Nil(t, rh.GetModeOverride(), "the body is not asked for")
+	p.finish()
+	assert.InDelta(t, 1, testutil.ToFloat64(p.metrics.t.RequestsCounter().WithLabelValues("", "public", "a", "200")), 0)
+	n, err := testutil.GatherAndCount(reg, "gen_ai_server_request_duration_seconds")
+	require.NoError(t, err)
+	assert.Zero(t, n, "no duration for a response whose end was not seen")
+}

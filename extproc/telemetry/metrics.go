@@ -193,7 +193,7 @@ func (m *Metrics) Observe(r *Record) {
 		status = strconv.Itoa(r.Status)
 	}
 	m.requests.WithLabelValues(r.TenantLabel, r.Model, r.Backend, status).Inc()
-	if r.Operation == "" || r.Status == 0 {
+	if r.Operation == "" || r.Status == 0 || r.Unread {
 		return // not a GenAI request, or its response was not observed
 	}
 	errType := r.ErrorType()

@@ -44,6 +44,9 @@ type Record struct {
 	QueueWait                 time.Duration
 	// Decision is the limiter's decision; "" when no limits apply.
 	Decision string
+	// Unread is set when the response body passed unread: its end, timing
+	// and usage are unknown.
+	Unread bool
 }
 
 // ErrorType is the error.type attribute: "" for a complete successful
