@@ -104,6 +104,13 @@ func startKServe(t *testing.T, name string, models ...string) (*fakekserve.Serve
 
 func startGRPCGateway(t *testing.T, gatewayExtra ...string) *grpcGateway {
 	t.Helper()
+	return startGRPCGatewayWith(t, "", gatewayExtra...)
+}
+
+// startGRPCGatewayWith adds top-level config sections (e.g. limits) to the
+// gRPC gateway's config.
+func startGRPCGatewayWith(t *testing.T, sections string, gatewayExtra ...string) *grpcGateway {
+	t.Helper()
 	t.Setenv("SG_E2E_KSERVE", grpcUpstream)
 	g := &grpcGateway{}
 	var addr, resetAddr string
@@ -113,7 +120,7 @@ func startGRPCGateway(t *testing.T, gatewayExtra ...string) *grpcGateway {
 	require.NoError(t, err)
 	cfg := strings.NewReplacer("@KSERVE@", addr, "@DEAD@", dead[0], "@RESET@", resetAddr,
 		"@ACME@", auth.HashKey(grpcKeyAcme), "@GUEST@", auth.HashKey(grpcKeyGuest),
-		"  listen: {{.Gateway}}\n", "  listen: {{.Gateway}}\n"+strings.Join(gatewayExtra, "")).Replace(grpcConfig)
+		"  listen: {{.Gateway}}\n", "  listen: {{.Gateway}}\n"+strings.Join(gatewayExtra, "")).Replace(grpcConfig + sections)
 	g.env = startGateway(t, cfg)
 	g.conn, err = grpc.NewClient(strings.TrimPrefix(g.gateway, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
 // ModelHeader is the gRPC request metadata naming the public model. gRPC
@@ -43,6 +44,45 @@ var grpcStreamMode = &extprocv3.ProcessingMode{
 	ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 }
 
+// grpcHeldMode is grpcStreamMode for a call that holds a limits slot:
+// Envoy also sends the response trailers, the call's end, where the slot
+// is released (or the ext_proc stream's end, whichever comes first).
+var grpcHeldMode = &extprocv3.ProcessingMode{
+	RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+	ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+	RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+	ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+	RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+	ResponseTrailerMode: extprocv3.ProcessingMode_SEND,
+}
+
+// admitGRPC applies the tenant's and backend's limits to a gRPC call: it
+// counts as one request, and as one concurrent stream for its whole life.
+// Tokens are not estimated (messages are tensors, not text). It returns
+// the processing mode the call needs.
+func (p *processor) admitGRPC(tenantHeader string) (*extprocv3.ProcessingMode, error) {
+	if p.limits == nil {
+		return grpcStreamMode, nil
+	}
+	if p.Tenant == "" {
+		if err := p.tenantFrom(tenantHeader); err != nil {
+			return nil, err
+		}
+	}
+	res, h, err := p.limits.limiter.Admit(p.ctx, ratelimit.Request{Tenant: p.Tenant, Model: p.route.Model, Backend: p.route.Backend})
+	p.lim = &limitState{headers: h}
+	if err != nil {
+		return nil, err
+	}
+	if !res.Holds() {
+		res.Finish(ratelimit.Usage{})
+		return grpcStreamMode, nil
+	}
+	p.lim.res = res
+	p.wantsResponse = true
+	return grpcHeldMode, nil
+}
+
 // RetryAfterError is implemented by limit refusals that tell the client
 // when to retry. gRPC denials carry the delay as google.rpc.RetryInfo, with
 // RESOURCE_EXHAUSTED unless the error maps to another status already.
@@ -61,7 +101,7 @@ func isGRPC(contentType string) bool {
 // its headers alone, then switches the request to pass-through. The model
 // is fixed for the life of the call by its metadata; the backend reads the
 // model_name of each message itself.
-func (p *processor) onGRPCRequestHeaders(method, path, model string, strip, authz, apiKey []string) *extprocsvcv3.ProcessingResponse {
+func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, strip, authz, apiKey []string) *extprocsvcv3.ProcessingResponse {
 	p.grpc, p.endpoint = true, endpointGRPC
 	p.grpcMethod = strings.TrimPrefix(path, grpcServicePrefix)
 	if err := p.authenticate(authz, apiKey, path); err != nil {
@@ -85,6 +125,10 @@ func (p *processor) onGRPCRequestHeaders(method, path, model string, strip, auth
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is not served over gRPC.", model))
 	}
 	p.route, p.info.Model = route, model
+	mode, err := p.admitGRPC(tenant)
+	if err != nil {
+		return p.denied(err)
+	}
 	// The model header is overwritten with the verified public name: the
 	// access log counts messages per model from it.
 	strip = slices.DeleteFunc(strip, func(k string) bool { return k == ModelHeader })
@@ -103,7 +147,7 @@ func (p *processor) onGRPCRequestHeaders(method, path, model string, strip, auth
 		Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocsvcv3.HeadersResponse{
 			Response: &extprocsvcv3.CommonResponse{HeaderMutation: m, ClearRouteCache: true},
 		}},
-		ModeOverride:    grpcStreamMode,
+		ModeOverride:    mode,
 		DynamicMetadata: p.requestMetadata(),
 	}
 }
@@ -114,8 +158,16 @@ func (p *processor) grpcFail(err error) *extprocsvcv3.ProcessingResponse {
 	httpStatus, _ := errorBody(err)
 	code := grpcCode(err, httpStatus)
 	var ra RetryAfterError
-	if errors.As(err, &ra) && code == codes.Internal {
-		code = codes.ResourceExhausted
+	var de *ratelimit.DeniedError
+	var after time.Duration
+	switch {
+	case errors.As(err, &ra):
+		after = ra.RetryAfter()
+		if code == codes.Internal {
+			code = codes.ResourceExhausted
+		}
+	case errors.As(err, &de):
+		after = de.RetryAfter
 	}
 	msg := publicMessage(err)
 	p.grpcCode = code
@@ -125,8 +177,8 @@ func (p *processor) grpcFail(err error) *extprocsvcv3.ProcessingResponse {
 		header("grpc-status", itoa(int(code))),
 		header("grpc-message", encodeGRPCMessage(msg)),
 	}
-	if ra != nil {
-		if details, ok := retryDetails(code, msg, ra.RetryAfter()); ok {
+	if after > 0 {
+		if details, ok := retryDetails(code, msg, after); ok {
 			set = append(set, header("grpc-status-details-bin", details))
 		}
 	}

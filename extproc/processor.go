@@ -100,6 +100,8 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
 		return p.translatedResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
+		// The end of a gRPC call whose admission held a slot.
+		p.releaseLimits()
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
 	default:
 		return p.fail(errors.New("unexpected ext_proc message"))
@@ -139,7 +141,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	}
 	path, _, _ := strings.Cut(p.path, "?")
 	if isGRPC(contentType) {
-		return p.onGRPCRequestHeaders(method, path, model, strip, authz, apiKey)
+		return p.onGRPCRequestHeaders(method, path, model, tenant, strip, authz, apiKey)
 	}
 	p.endpoint = endpointFor(path)
 	if err := p.authenticate(authz, apiKey, path); err != nil {

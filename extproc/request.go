@@ -2,6 +2,8 @@ package extproc
 
 import (
 	"strconv"
+	"strings"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -20,7 +22,9 @@ func parseRequest(body []byte) (requestInfo, error) {
 	if !gjson.ValidBytes(body) {
 		return requestInfo{}, reject(ErrBadJSON, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)")
 	}
-	root := gjson.ParseBytes(body)
+	// A string view of the body, not a copy: the body is read here only, and
+	// what outlives the request (the model name) is cloned below.
+	root := gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body)))
 	if !root.IsObject() {
 		return requestInfo{}, reject(ErrBadJSON, "The request body must be a JSON object.")
 	}
@@ -57,7 +61,7 @@ func parseRequest(body []byte) (requestInfo, error) {
 	if model.Type != gjson.String || model.Str == "" {
 		return requestInfo{}, reject(ErrMissingModel, "You must provide a model parameter.")
 	}
-	info.Model = model.Str
+	info.Model = strings.Clone(model.Str)
 	if stream.Exists() && stream.Type != gjson.Null {
 		if !stream.IsBool() {
 			return requestInfo{}, reject(ErrBadJSON, "The stream parameter must be a boolean.")

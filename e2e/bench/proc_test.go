@@ -44,7 +44,7 @@ func TestConfigTemplates(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			assert.NotEmpty(t, configLabel(text))
 			raw, err := renderConfig(text, templateData{Gateway: "127.0.0.1:1", ExtProc: "127.0.0.1:2", XDS: "127.0.0.1:3",
-				Admin: "127.0.0.1:4", Metrics: "127.0.0.1:5", Backend: "127.0.0.1:6", APIKey: "sk-test"})
+				Admin: "127.0.0.1:4", Metrics: "127.0.0.1:5", Backend: "127.0.0.1:6", APIKey: "sk-test", APIKeyHash: "sha256:" + strings.Repeat("0", 64)})
 			require.NoError(t, err)
 			cfg, err := config.Parse(name+".yaml", raw)
 			require.NoError(t, err)

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"text/template"
+
+	"github.com/streamgate/streamgate/extproc/auth"
 	"time"
 
 	"github.com/streamgate/streamgate/config"
@@ -93,6 +95,8 @@ type templateData struct {
 	Gateway, ExtProc, XDS, Admin, Metrics string
 	Backend                               string
 	APIKey                                string
+	// APIKeyHash is the config form of APIKey (sha256:...).
+	APIKeyHash string
 }
 
 func renderConfig(text string, d templateData) ([]byte, error) {
@@ -123,7 +127,7 @@ func newTemplateData(backendAddr, apiKey string) (templateData, error) {
 		return templateData{}, err
 	}
 	return templateData{Gateway: ports[0], ExtProc: ports[1], XDS: ports[2], Admin: ports[3], Metrics: ports[4],
-		Backend: backendAddr, APIKey: apiKey}, nil
+		Backend: backendAddr, APIKey: apiKey, APIKeyHash: auth.HashKey(apiKey)}, nil
 }
 
 // startPlainEnvoy runs Envoy alone with the listener, routes and clusters
