@@ -48,6 +48,9 @@ type Config struct {
 	Auth *Auth `yaml:"auth"`
 	// Limits throttles tenants and backends; nil means no limits.
 	Limits *Limits `yaml:"limits"`
+	// Telemetry configures metrics labels, usage reading, prices, usage
+	// events and tracing (see telemetry.go).
+	Telemetry Telemetry `yaml:"telemetry"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -247,6 +250,7 @@ func (c *Config) applyDefaults() {
 		c.Auth.applyDefaults()
 	}
 	c.Limits.applyDefaults()
+	c.Telemetry.applyDefaults()
 	c.applyProtocolDefaults()
 }
 

@@ -105,6 +105,8 @@ models:
     upstream_model: upstream-a
   - name: model-b
     backend: backend-b
+telemetry:
+  prices: {model-a: {input_per_million: 1, output_per_million: 2}}
 `
 
 // Ports fill a config template: free loopback addresses for every listener

@@ -143,7 +143,10 @@ func TestFailoverWhenBackendDies(t *testing.T) {
 func TestStreamCutAfterFirstByteIsNotSpliced(t *testing.T) {
 	primary := startKillable(t, "primary")
 	g := startGateway(t, strings.Replace(failoverConfig, "PRIMARY", primary.addr, 1))
-	resp := foRequest(t, g, true, map[string]string{"x-fakellm-fail": "midstream", "x-fakellm-tokens": "10", "x-fakellm-fail-backend": "primary"})
+	// Envoy holds the response headers until ext_proc has seen them
+	// (telemetry reads every response): a cut before that ends as a 502.
+	// Tokens 5 ms apart let the headers reach the client first.
+	resp := foRequest(t, g, true, map[string]string{"x-fakellm-fail": "midstream", "x-fakellm-tokens": "10", "x-fakellm-fail-backend": "primary", "x-fakellm-itl-ms": "5"})
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "primary", resp.Header.Get("x-fakellm-backend"))

@@ -127,8 +127,10 @@ func TestLargePromptsPass(t *testing.T) {
 			pieces, err := readStream(resp.Body)
 			require.NoError(t, err)
 			assert.Equal(t, wantTokens(16), pieces)
-			// The model was rewritten, so the body changed by that much only.
-			assert.InDelta(t, len(body)+len("upstream-a")-len("model-a"), gw.backendA.Stats().LastBodyBytes, 0)
+			// The model was rewritten and usage asked for (telemetry reads
+			// it), so the body changed by that much only.
+			usage := len(`,"stream_options":{"include_usage":true}`)
+			assert.InDelta(t, len(body)+len("upstream-a")-len("model-a")+usage, gw.backendA.Stats().LastBodyBytes, 0)
 		})
 	}
 }

@@ -25,6 +25,13 @@ func (p *processor) requestMetadata() *structpb.Struct {
 		f["backend"] = structpb.NewStringValue(r.Backend)
 		f["version"] = structpb.NewStringValue(r.Version)
 	}
+	if id := p.obs.span.TraceID(); id != "" {
+		f["trace_id"] = structpb.NewStringValue(id)
+	}
+	if p.obs.decision != "" {
+		f["limit_decision"] = structpb.NewStringValue(p.obs.decision)
+		f["queue_wait_ms"] = structpb.NewNumberValue(float64(p.obs.queueWait.Microseconds()) / 1000)
+	}
 	return &structpb.Struct{Fields: map[string]*structpb.Value{
 		xds.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}

@@ -69,7 +69,9 @@ func (p *processor) admitGRPC(tenantHeader string) (*extprocv3.ProcessingMode, e
 			return nil, err
 		}
 	}
+	began := p.now()
 	res, h, err := p.limits.limiter.Admit(p.ctx, ratelimit.Request{Tenant: p.Tenant, Model: p.route.Model, Backend: p.route.Backend})
+	p.admission(began, err)
 	p.lim = &limitState{headers: h}
 	if err != nil {
 		return nil, err

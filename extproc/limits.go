@@ -113,9 +113,11 @@ func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingRe
 	if out == 0 && p.endpoint != endpointEmbeddings {
 		out = p.limits.cfg.DefaultOutputTokens
 	}
+	began := p.now()
 	res, h, err := p.limits.limiter.Admit(p.ctx, ratelimit.Request{
 		Tenant: p.Tenant, Model: p.route.Model, Backend: p.route.Backend, Input: est.Input, Output: out,
 	})
+	p.admission(began, err)
 	st := &limitState{headers: h, input: est.Input, stream: p.info.Stream, counter: counter}
 	p.lim = st
 	if err != nil {
@@ -188,6 +190,7 @@ func (p *processor) rateHeaders() []*corev3.HeaderValueOption {
 // released when the response ends.
 func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
 	resp := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
+	defer p.obsResponseHeaders(h, resp)
 	if p.lim == nil {
 		return resp
 	}
@@ -214,6 +217,7 @@ func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3
 func (p *processor) onResponseBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
 	br := &extprocsvcv3.BodyResponse{}
 	resp := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: br}}
+	defer p.obsResponseBody(b, resp)
 	if p.lim == nil {
 		return resp
 	}

@@ -77,6 +77,9 @@ type processor struct {
 	// empty when refused before either. Limits and metrics key on it.
 	Tenant string
 	tenant *auth.Tenant
+
+	// obs is what telemetry measures (telemetry.go).
+	obs obsState
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -178,6 +181,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	if out.ModeOverride == nil {
 		out.ModeOverride = p.translationOverride()
 	}
+	p.obsRequestHeaders(h, out)
 	p.wantsResponse = out.ModeOverride.GetResponseHeaderMode() == extprocv3.ProcessingMode_SEND
 	return out
 }
@@ -231,7 +235,10 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if refused != nil {
 		return refused
 	}
+	out, asked := p.askUsage(out)
+	added = added || asked
 	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
+	set = p.traceHeaders(set)
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
 		return p.translateRequest(out, route, set)
 	}
@@ -276,6 +283,7 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	// Envoy drops dynamic metadata sent with an immediate response; the
 	// error class reaches the access log as the response code details.
 	_, _, code := errorShape(err)
+	p.obs.errorType = code
 	return p.immediate(status, body, "streamgate_"+code, extra...)
 }
 
@@ -294,7 +302,8 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 // finish runs once when the ext_proc stream ends, whatever ended it.
 func (p *processor) finish() {
 	p.releaseLimits()
-	p.metrics.observe(p)
+	p.observe()
+	p.metrics.observeGRPC(p)
 }
 
 func endpointFor(path string) endpoint {

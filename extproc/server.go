@@ -23,6 +23,7 @@ import (
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
 // drainTimeout bounds how long Serve waits for open streams at shutdown.
@@ -37,6 +38,9 @@ type Server struct {
 	maxBody atomic.Int64
 	auth    atomic.Pointer[auth.Authenticator]
 	limits  atomic.Pointer[Limits]
+	tel     atomic.Pointer[Telemetry]
+	sink    atomic.Pointer[telemetry.Sink]
+	tracer  atomic.Pointer[telemetry.Tracer]
 	log     *slog.Logger
 	metrics *Metrics
 
@@ -52,6 +56,7 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
 	s := &Server{log: log, metrics: metrics}
 	s.Update(cfg, routes)
+	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
 }
 
@@ -59,6 +64,23 @@ func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Me
 func (s *Server) Update(cfg *config.Config, routes *Routes) {
 	s.routes.Store(routes)
 	s.maxBody.Store(cfg.Gateway.MaxRequestBodyBytes)
+	s.tel.Store(NewTelemetry(cfg))
+}
+
+// SetUsageSink sets where usage events of streams that start afterwards
+// go; nil publishes none.
+func (s *Server) SetUsageSink(k *telemetry.Sink) { s.sink.Store(k) }
+
+// SetTracer sets the tracer of streams that start afterwards; nil traces
+// nothing.
+func (s *Server) SetTracer(t *telemetry.Tracer) { s.tracer.Store(t) }
+
+// queueDepth is how many requests wait in the limiter's queue now.
+func (s *Server) queueDepth() int {
+	if l := s.limits.Load(); l != nil {
+		return l.limiter.Waiting()
+	}
+	return 0
 }
 
 // SetAuth swaps in the authenticator new streams use; nil leaves the
@@ -71,6 +93,11 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	p.ctx, p.auth, p.limits = stream.Context(), s.auth.Load(), s.limits.Load()
 	s.active.Add(1)
 	defer s.active.Add(-1)
+	p.obs.set, p.obs.sink, p.obs.tracer = s.tel.Load(), s.sink.Load(), s.tracer.Load()
+	p.obs.start = p.now()
+	tm := s.metrics.tel()
+	tm.StreamStarted()
+	defer tm.StreamEnded()
 	defer p.finish()
 	for {
 		req, err := stream.Recv()
@@ -80,12 +107,14 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		if err != nil {
 			return fmt.Errorf("cannot receive from envoy: %w", err)
 		}
+		began := p.now()
 		var resp *extprocsvcv3.ProcessingResponse
 		if _, first := req.Request.(*extprocsvcv3.ProcessingRequest_RequestHeaders); first && s.draining.Load() {
 			resp = p.fail(reject(ErrDraining, "The gateway is shutting down; retry the request."))
 		} else {
 			resp = p.handle(req)
 		}
+		tm.Phase(phaseOf(req), p.now().Sub(began))
 		if err := stream.Send(resp); err != nil {
 			return fmt.Errorf("cannot send to envoy: %w", err)
 		}
@@ -131,4 +160,19 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		return fmt.Errorf("cannot serve ext_proc: %w", err)
 	}
 	return nil
+}
+
+// phaseOf names the ext_proc phase of a message, for the latency histogram.
+func phaseOf(req *extprocsvcv3.ProcessingRequest) int {
+	switch req.Request.(type) {
+	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
+		return telemetry.PhaseRequestHeaders
+	case *extprocsvcv3.ProcessingRequest_RequestBody:
+		return telemetry.PhaseRequestBody
+	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
+		return telemetry.PhaseResponseHeaders
+	case *extprocsvcv3.ProcessingRequest_ResponseBody:
+		return telemetry.PhaseResponseBody
+	}
+	return telemetry.PhaseOther
 }

@@ -36,6 +36,12 @@ var accessLogFields = map[string]any{
 	"attempts":         "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
 	"input_tokens":     "%DYNAMIC_METADATA(streamgate:input_tokens)%",
 	"output_tokens":    "%DYNAMIC_METADATA(streamgate:output_tokens)%",
+	"cost_usd":         "%DYNAMIC_METADATA(streamgate:cost_usd)%",
+	"ttft_ms":          "%DYNAMIC_METADATA(streamgate:ttft_ms)%",
+	"response_model":   "%DYNAMIC_METADATA(streamgate:response_model)%",
+	"queue_wait_ms":    "%DYNAMIC_METADATA(streamgate:queue_wait_ms)%",
+	"limit_decision":   "%DYNAMIC_METADATA(streamgate:limit_decision)%",
+	"trace_id":         "%DYNAMIC_METADATA(streamgate:trace_id)%",
 }
 
 // accessLog writes accessLogFields as JSON lines to path.

@@ -76,6 +76,9 @@ func New(cfg *config.Limits, store Store, clock Clock, metrics *Metrics) *Limite
 	return l
 }
 
+// Waiting returns how many requests wait in the concurrency queue.
+func (l *Limiter) Waiting() int { return l.gate.Waiting() }
+
 // ValidTenant reports whether a tenant name taken from a header is
 // acceptable: 1..128 bytes of letters, digits and . _ - : @.
 func ValidTenant(s string) bool {

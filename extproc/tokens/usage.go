@@ -46,7 +46,11 @@ type StreamMeter struct {
 	found   bool
 	counted int64
 	broken  bool
+	model   string
 }
+
+// Model returns the model the first event that named one reported, or "".
+func (m *StreamMeter) Model() string { return m.model }
 
 // Usage returns the usage the stream reported, or ok false.
 func (m *StreamMeter) Usage() (Usage, bool) { return m.usage, m.found }
@@ -155,6 +159,9 @@ func (m *StreamMeter) event(ev []byte) bool {
 		if len(payload) == 0 || payload[0] != '{' {
 			continue
 		}
+		if m.model == "" {
+			m.model = gjson.GetBytes(payload, "model").Str
+		}
 		if u, ok := ParseUsage(gjson.GetBytes(payload, "usage")); ok {
 			m.usage, m.found = u, true
 			if ch := gjson.GetBytes(payload, "choices"); !ch.Exists() || (ch.IsArray() && len(ch.Array()) == 0) {
@@ -182,7 +189,11 @@ type BodyMeter struct {
 	over  bool
 	usage Usage
 	found bool
+	model string
 }
+
+// Model returns the body's model field, or "".
+func (m *BodyMeter) Model() string { return m.model }
 
 // Feed adds a chunk; at end it parses the usage.
 func (m *BodyMeter) Feed(chunk []byte, end bool) {
@@ -195,6 +206,7 @@ func (m *BodyMeter) Feed(chunk []byte, end bool) {
 	}
 	if end && !m.over {
 		m.usage, m.found = ParseUsage(gjson.GetBytes(m.body, "usage"))
+		m.model = gjson.GetBytes(m.body, "model").Str
 		m.body = nil
 	}
 }

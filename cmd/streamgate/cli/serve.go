@@ -24,6 +24,7 @@ import (
 	"github.com/streamgate/streamgate/envoy"
 	"github.com/streamgate/streamgate/extproc"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/telemetry"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -117,7 +118,24 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
-		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, extproc.NewMetrics(reg))
+		metrics := extproc.NewMetrics(reg)
+		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, metrics)
+		if n := cfg.Telemetry.NATS; n != nil {
+			sink, err := telemetry.NewSink(n, metrics.Telemetry(), log)
+			if err != nil {
+				return err
+			}
+			defer closeSink(sink)
+			srv.SetUsageSink(sink)
+		}
+		if tc := cfg.Telemetry.Tracing; tc != nil {
+			tracer, shutdown, err := telemetry.NewTracer(ctx, tc, Version)
+			if err != nil {
+				return err
+			}
+			defer shutdownTracer(shutdown, log)
+			srv.SetTracer(tracer)
+		}
 		// Each authenticator generation owns the JWKS refreshers started
 		// for it; they stop when a reload replaces it.
 		authCtx, authCancel := context.WithCancel(ctx)
@@ -226,6 +244,9 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 		Help: "Config reloads by result (success, failure).",
 	}, []string{"result"})
 	reg.MustRegister(reloads)
+	// Both series exist from the start, so dashboards see 0, not "no data".
+	reloads.WithLabelValues("success")
+	reloads.WithLabelValues("failure")
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -346,4 +367,20 @@ func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registr
 		return fmt.Errorf("cannot serve metrics: %w", err)
 	}
 	return nil
+}
+
+// closeSink sends the usage events still queued, for at most five seconds.
+func closeSink(s *telemetry.Sink) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.Close(ctx)
+}
+
+// shutdownTracer exports the spans still buffered, for at most five seconds.
+func shutdownTracer(shutdown func(context.Context) error, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Warn("cannot flush trace spans", "error", err.Error())
+	}
 }

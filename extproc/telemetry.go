@@ -1,0 +1,345 @@
+package extproc
+
+import (
+	"errors"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/ratelimit"
+	"github.com/streamgate/streamgate/extproc/telemetry"
+	"github.com/streamgate/streamgate/extproc/tokens"
+	"github.com/streamgate/streamgate/xds"
+)
+
+// Telemetry is what one config says about measuring requests. Immutable;
+// built by NewTelemetry and swapped in with Server.Update.
+type Telemetry struct {
+	tenantLabel bool
+	usage       bool
+	prices      telemetry.Prices
+	// models are the names a response may report without collapsing to Other.
+	models map[string]bool
+	// providers maps a backend to its gen_ai.provider.name.
+	providers map[string]string
+	// tenants are the tenants the config names; others (from a client's
+	// tenant header) are labelled Other.
+	tenants map[string]bool
+	now     func() time.Time
+}
+
+// NewTelemetry reads cfg's telemetry section.
+func NewTelemetry(cfg *config.Config) *Telemetry {
+	t := &Telemetry{
+		tenantLabel: cfg.Telemetry.TenantLabels(), usage: cfg.Telemetry.ReadsUsage(),
+		prices: telemetry.Prices(cfg.Telemetry.Prices), models: map[string]bool{}, providers: map[string]string{},
+		tenants: map[string]bool{}, now: time.Now,
+	}
+	if a := cfg.Auth; a != nil {
+		for _, tn := range a.Tenants {
+			t.tenants[tn.Name] = true
+		}
+	}
+	if l := cfg.Limits; l != nil {
+		t.tenants[l.DefaultTenant] = true
+		for _, tn := range l.Tenants {
+			if tn.Name != config.AnyTenant {
+				t.tenants[tn.Name] = true
+			}
+		}
+	}
+	for _, m := range cfg.Models {
+		t.models[m.Name] = true
+		for _, v := range m.Versions {
+			t.models[v.UpstreamModel] = true
+		}
+	}
+	for _, b := range cfg.Backends {
+		t.providers[b.Name] = string(b.Protocol)
+	}
+	return t
+}
+
+// obsState is one request's measurements. All hooks that read the
+// response for telemetry are in this file, so the SSE reader can be
+// swapped in one place.
+type obsState struct {
+	set       *Telemetry
+	start     time.Time
+	firstByte time.Time
+	end       time.Time
+	status    int
+	// meter/body read the response: the limits' meters when they hold
+	// one, else telemetry's own (own is then set).
+	meter *tokens.StreamMeter
+	body  *tokens.BodyMeter
+	own   bool
+	// strip: telemetry added stream_options.include_usage, so the usage
+	// chunk is removed before the client sees it.
+	strip     bool
+	queueWait time.Duration
+	decision  string
+	errorType string
+	sink      *telemetry.Sink
+	tracer    *telemetry.Tracer
+	span      telemetry.Span
+	// unread: the response body passes without being read (usage off).
+	unread bool
+}
+
+func (p *processor) now() time.Time {
+	if p.obs.set == nil {
+		return time.Now()
+	}
+	return p.obs.set.now()
+}
+
+// readsUsage reports whether telemetry wants every response read.
+func (p *processor) readsUsage() bool { return p.obs.set != nil && p.obs.set.usage }
+
+// obsRequestHeaders starts the request's span (under the client's trace
+// context, if any) and asks for the response headers when telemetry reads
+// usage and limits have not asked already.
+func (p *processor) obsRequestHeaders(h *extprocsvcv3.HttpHeaders, out *extprocsvcv3.ProcessingResponse) {
+	if p.obs.tracer != nil {
+		var parent, state string
+		for _, hv := range h.GetHeaders().GetHeaders() {
+			switch hv.GetKey() {
+			case "traceparent":
+				parent = headerValue(hv)
+			case "tracestate":
+				state = headerValue(hv)
+			}
+		}
+		p.obs.span = p.obs.tracer.Start(p.obs.start, parent, state)
+	}
+	if out.ModeOverride == nil && p.readsUsage() {
+		out.ModeOverride = responseModes()
+	}
+}
+
+// askUsage adds stream_options.include_usage to a streamed request that
+// lacks it, so the backend reports exact token counts; the usage chunk is
+// then stripped from the response.
+func (p *processor) askUsage(body []byte) ([]byte, bool) {
+	// Anthropic bodies have no stream_options; their translation to OpenAI
+	// asks for usage itself.
+	if !p.readsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages {
+		return body, false
+	}
+	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
+		return body, false
+	}
+	out, err := sjson.SetBytes(body, "stream_options.include_usage", true)
+	if err != nil {
+		return body, false
+	}
+	p.obs.strip = true
+	if p.lim != nil {
+		p.lim.strip = true
+	}
+	return out, true
+}
+
+// traceHeaders propagates the request's span to the backend.
+func (p *processor) traceHeaders(set []*corev3.HeaderValueOption) []*corev3.HeaderValueOption {
+	if tp := p.obs.span.Traceparent(); tp != "" {
+		set = append(set, header("traceparent", tp))
+	}
+	return set
+}
+
+// admission records the limiter's decision on this request.
+func (p *processor) admission(began time.Time, err error) {
+	p.obs.queueWait = p.now().Sub(began)
+	p.obs.decision = "admitted"
+	switch {
+	case err == nil:
+	case errors.Is(err, ratelimit.ErrRateLimited):
+		p.obs.decision = "rate_limited"
+	case errors.Is(err, ratelimit.ErrTenantBusy):
+		p.obs.decision = "tenant_busy"
+	case errors.Is(err, ratelimit.ErrBackendBusy):
+		p.obs.decision = "backend_busy"
+	case errors.Is(err, ratelimit.ErrStoreUnavailable):
+		p.obs.decision = "store_unavailable"
+	default:
+		p.obs.decision = "cancelled"
+	}
+	p.metrics.tel().Admission(p.obs.decision, p.obs.queueWait)
+}
+
+// obsResponseHeaders notes the status and, when telemetry reads usage and
+// limits do not read the body already, asks for the body.
+func (p *processor) obsResponseHeaders(h *extprocsvcv3.HttpHeaders, resp *extprocsvcv3.ProcessingResponse) {
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		if hv.GetKey() == ":status" {
+			p.obs.status = atoiOr0(headerValue(hv))
+		}
+	}
+	if h.GetEndOfStream() {
+		p.obs.end = p.now()
+		return
+	}
+	if p.lim != nil && (p.lim.meter != nil || p.lim.body != nil) {
+		p.obs.meter, p.obs.body = p.lim.meter, p.lim.body
+		return
+	}
+	if !p.readsUsage() || p.obs.status < 200 || p.obs.status >= 300 {
+		// A successful body that nobody reads has no known end.
+		p.obs.unread = p.obs.status >= 200 && p.obs.status < 300
+		return
+	}
+	p.obs.own = true
+	if p.responseIsEventStream(h) {
+		p.obs.meter = &tokens.StreamMeter{Strip: p.obs.strip}
+	} else {
+		p.obs.body = &tokens.BodyMeter{}
+	}
+	mode := responseModes()
+	mode.ResponseBodyMode = extprocv3.ProcessingMode_STREAMED
+	resp.ModeOverride = mode
+}
+
+// obsResponseBody times the first chunk, feeds telemetry's own meter and,
+// at the end, reports the usage to Envoy as dynamic metadata for the
+// access log. Cost per chunk: one clock read plus the meter's scan.
+func (p *processor) obsResponseBody(b *extprocsvcv3.HttpBody, resp *extprocsvcv3.ProcessingResponse) {
+	if p.obs.firstByte.IsZero() && len(b.GetBody()) > 0 {
+		p.obs.firstByte = p.now()
+	}
+	end := b.GetEndOfStream()
+	if p.obs.own {
+		switch {
+		case p.obs.meter != nil:
+			out, changed := p.obs.meter.Feed(b.GetBody(), end)
+			if changed {
+				mut := &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: out}}
+				if len(out) == 0 {
+					mut.Mutation = &extprocsvcv3.BodyMutation_ClearBody{ClearBody: true}
+				}
+				resp.GetResponseBody().Response = &extprocsvcv3.CommonResponse{BodyMutation: mut}
+			}
+		case p.obs.body != nil:
+			p.obs.body.Feed(b.GetBody(), end)
+		}
+	}
+	if !end {
+		return
+	}
+	p.obs.end = p.now()
+	r := p.record()
+	if !r.UsageKnown && r.FirstByte.IsZero() {
+		return
+	}
+	f := map[string]*structpb.Value{}
+	if r.UsageKnown {
+		f["input_tokens"] = structpb.NewNumberValue(float64(r.InputTokens))
+		f["output_tokens"] = structpb.NewNumberValue(float64(r.OutputTokens))
+		f["cost_usd"] = structpb.NewNumberValue(r.CostUSD)
+	}
+	if d, ok := r.TTFT(); ok {
+		f["ttft_ms"] = structpb.NewNumberValue(float64(d.Microseconds()) / 1000)
+	}
+	if r.ResponseModel != "" {
+		f["response_model"] = structpb.NewStringValue(r.ResponseModel)
+	}
+	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
+		xds.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
+	}}
+}
+
+// usage is what the backend reported and the model it answered with.
+func (p *processor) usage() (tokens.Usage, bool, string) {
+	switch {
+	case p.obs.meter != nil:
+		u, ok := p.obs.meter.Usage()
+		return u, ok, p.obs.meter.Model()
+	case p.obs.body != nil:
+		u, ok := p.obs.body.Usage()
+		return u, ok, p.obs.body.Model()
+	}
+	return tokens.Usage{}, false, ""
+}
+
+// record gathers what is known about the request now.
+func (p *processor) record() *telemetry.Record {
+	set := p.obs.set
+	r := &telemetry.Record{
+		RequestID: p.requestID, Tenant: p.Tenant, Endpoint: pathOnly(p.path), Stream: p.info.Stream,
+		Model: telemetry.Other, Start: p.obs.start, FirstByte: p.obs.firstByte, End: p.obs.end, Finished: p.now(),
+		QueueWait: p.obs.queueWait, Decision: p.obs.decision, Refusal: p.obs.errorType, Unread: p.obs.unread,
+	}
+	switch {
+	case set == nil || p.Tenant == "":
+		r.TenantLabel = p.Tenant
+	case !set.tenantLabel:
+	case set.tenants[p.Tenant]:
+		r.TenantLabel = p.Tenant
+	default:
+		r.TenantLabel = telemetry.Other
+	}
+	switch p.endpoint {
+	case endpointChat, endpointMessages:
+		r.Operation = telemetry.OperationChat
+	case endpointCompletions:
+		r.Operation = telemetry.OperationTextCompletion
+	case endpointEmbeddings:
+		r.Operation = telemetry.OperationEmbeddings
+	}
+	r.Status = p.status
+	if r.Status == 0 {
+		r.Status = p.obs.status
+	} else if r.End.IsZero() {
+		r.End = r.Finished // Streamgate's own answer is complete when sent
+	}
+	if rt := p.route; rt != nil {
+		r.Model, r.UpstreamModel, r.Backend, r.Version = rt.Model, rt.UpstreamModel, rt.Backend, rt.Version
+		r.ResponseModel = rt.UpstreamModel
+	}
+	if set != nil {
+		r.Provider = set.providers[r.Backend]
+	}
+	u, ok, model := p.usage()
+	if model != "" {
+		r.ResponseModel = telemetry.Other
+		if set != nil && set.models[model] {
+			r.ResponseModel = model
+		}
+	}
+	if ok {
+		r.UsageKnown, r.InputTokens, r.OutputTokens = true, u.Input, u.Output
+		if set != nil {
+			r.CostUSD = set.prices.Cost(r.Model, u.Input, u.Output)
+		}
+	}
+	return r
+}
+
+// observe records the finished request in metrics and the usage sink.
+func (p *processor) observe() {
+	if p.path == "" {
+		return
+	}
+	r := p.record()
+	p.metrics.tel().Observe(r)
+	p.obs.span.End(r)
+	p.obs.sink.Publish(telemetry.EventOf(r))
+}
+
+func atoiOr0(s string) int {
+	n := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
