@@ -16,16 +16,17 @@ const (
 )
 
 // Telemetry is the telemetry section: what Streamgate measures about each
-// request and where it reports it. The zero value measures usage and
-// labels metrics by tenant.
+// request and where it reports it. The zero value labels metrics by tenant
+// and reads responses only where limits need them.
 type Telemetry struct {
 	// TenantLabel puts the tenant on per-request metrics (default true).
 	// Turn it off when tenants are many: label cardinality is bounded by
 	// the tenant count otherwise.
 	TenantLabel *bool `yaml:"tenant_label"`
 	// Usage reads every response's usage (token counts, time to first
-	// token) as it passes (default true). It costs one ext_proc round trip
-	// per response body chunk; off, only limited requests are read.
+	// token) as it passes (default false). It costs one ext_proc round trip
+	// per response body chunk, which pass-through streams otherwise never
+	// pay; off, only requests the limits meter are read.
 	Usage *bool `yaml:"usage"`
 	// Prices are per public model, in USD per million tokens.
 	Prices map[string]Price `yaml:"prices"`
@@ -69,7 +70,7 @@ type Tracing struct {
 func (t Telemetry) TenantLabels() bool { return t.TenantLabel == nil || *t.TenantLabel }
 
 // ReadsUsage reports whether every response's usage is read.
-func (t Telemetry) ReadsUsage() bool { return t.Usage == nil || *t.Usage }
+func (t Telemetry) ReadsUsage() bool { return t.Usage != nil && *t.Usage }
 
 // SampleRatio returns the tracing sampling ratio.
 func (t *Tracing) SampleRatio() float64 {

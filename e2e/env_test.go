@@ -106,6 +106,7 @@ models:
   - name: model-b
     backend: backend-b
 telemetry:
+  usage: true
   prices: {model-a: {input_per_million: 1, output_per_million: 2}}
 `
 

@@ -48,6 +48,7 @@ limits:
     - name: "*"
       total_tokens_per_minute: 10000000
 telemetry:
+  usage: true
   prices:
     model-a: {input_per_million: 3, output_per_million: 15}
     model-b: {input_per_million: 0.5, output_per_million: 1.5}
@@ -344,7 +345,7 @@ func TestObservability(t *testing.T) {
 // on in the shared gateway) costs a stream against a gateway with it off.
 // It measures; it does not assert a timing.
 func TestTelemetryStreamCost(t *testing.T) {
-	off := startGateway(t, strings.Replace(defaultConfig, "telemetry:\n", "telemetry:\n  usage: false\n", 1))
+	off := startGateway(t, strings.Replace(defaultConfig, "  usage: true\n", "  usage: false\n", 1))
 	const tokens, runs = 100, 7
 	run := func(target *env) (time.Duration, time.Duration) {
 		var best, bestTTFT time.Duration

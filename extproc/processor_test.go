@@ -69,7 +69,10 @@ func TestProcessorRoutesAndRewrites(t *testing.T) {
 	require.NotNil(t, hr.GetRequestHeaders())
 	assert.Equal(t, []string{"x-streamgate-backend"}, hr.GetRequestHeaders().GetResponse().GetHeaderMutation().GetRemoveHeaders())
 
+	assert.Nil(t, hr.GetModeOverride(), "by default a pass-through request never asks for its response")
+
 	br := p.handle(bodyMsg(`{"model":"public","stream":true,"messages":[]}`))
+	assert.True(t, p.done(br), "the ext_proc stream ends after the body answer")
 	common := br.GetRequestBody().GetResponse()
 	require.NotNil(t, common)
 	assert.True(t, common.GetClearRouteCache())

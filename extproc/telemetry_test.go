@@ -35,6 +35,17 @@ func (c *fakeClock) now() time.Time {
 
 func telemetryProcessor(t testing.TB, telemetryYAML string) (*processor, *prometheus.Registry, *fakeClock) {
 	t.Helper()
+	// Reading every response is opt-in; these tests are about that path.
+	if !strings.Contains(telemetryYAML, "usage:") {
+		switch {
+		case strings.Contains(telemetryYAML, "telemetry: {"):
+			telemetryYAML = strings.Replace(telemetryYAML, "telemetry: {", "telemetry: {usage: true, ", 1)
+		case strings.Contains(telemetryYAML, "telemetry:\n"):
+			telemetryYAML = strings.Replace(telemetryYAML, "telemetry:\n", "telemetry:\n  usage: true\n", 1)
+		default:
+			telemetryYAML += "\ntelemetry:\n  usage: true\n"
+		}
+	}
 	cfg, err := config.Parse("test.yaml", []byte(`
 backends:
   - name: a
