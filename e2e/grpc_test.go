@@ -38,17 +38,7 @@ const (
 // grpcConfig routes three gRPC models to a fake KServe server, one to a
 // port where nothing listens and one to a server the test kills; model-a
 // stays an OpenAI model. @KSERVE@, @DEAD@ and @RESET@ are replaced by addresses.
-const grpcConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-backends:
+const grpcConfig = listeners + `backends:
   - name: kserve
     protocol: kserve-v2-grpc
     endpoints: [@KSERVE@]

@@ -26,17 +26,7 @@ import (
 // speaking KServe v2 (completions only). The fakellm backends
 // serve every API; the protocol in the config decides which one the
 // gateway uses.
-const translateConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-backends:
+const translateConfig = listeners + `backends:
   - name: oai
     protocol: openai
     endpoints: [{{.BackendA}}]
