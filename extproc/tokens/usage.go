@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 )
 
 // maxPending bounds the bytes a meter keeps of an SSE event that has not
@@ -75,7 +76,7 @@ func (m *StreamMeter) Feed(chunk []byte, end bool) ([]byte, bool) {
 		m.pending = nil
 	}
 	var out []byte
-	dropped := false
+	dropped := false // out is a rewritten copy rather than a slice of data
 	start := 0
 	for {
 		n, sep := eventEnd(data[start:])
@@ -83,12 +84,17 @@ func (m *StreamMeter) Feed(chunk []byte, end bool) ([]byte, bool) {
 			break
 		}
 		ev := data[start : start+n+sep]
-		if m.event(data[start:start+n]) && m.Strip {
+		usageOnly, repl := m.event(data[start : start+n])
+		switch {
+		case m.Strip && (usageOnly || repl != nil):
 			if !dropped {
 				out = append([]byte(nil), data[:start]...)
 				dropped = true
 			}
-		} else if dropped {
+			if !usageOnly {
+				out = append(append(out, repl...), ev[n:]...)
+			}
+		case dropped:
 			out = append(out, ev...)
 		}
 		start += n + sep
@@ -141,8 +147,14 @@ func eventEnd(b []byte) (int, int) {
 }
 
 // event reads one SSE event and reports whether it is a usage-only chunk.
-func (m *StreamMeter) event(ev []byte) bool {
-	var usageOnly bool
+// With Strip, an event whose single data line carries "usage": null (the
+// backend marks every chunk so once include_usage is on) comes back
+// rewritten without that field, so the client sees the chunks it would
+// have had without the gateway's request; otherwise repl is nil.
+func (m *StreamMeter) event(ev []byte) (usageOnly bool, repl []byte) {
+	whole := ev
+	dataLines := 0
+	var nullUsage []byte // the payload of a data line with "usage": null
 	for len(ev) > 0 {
 		line := ev
 		if k := bytes.IndexByte(ev, '\n'); k >= 0 {
@@ -156,13 +168,18 @@ func (m *StreamMeter) event(ev []byte) bool {
 			continue
 		}
 		payload = bytes.TrimLeft(payload, " ")
+		dataLines++
 		if len(payload) == 0 || payload[0] != '{' {
 			continue
 		}
 		if m.model == "" {
 			m.model = gjson.GetBytes(payload, "model").Str
 		}
-		if u, ok := ParseUsage(gjson.GetBytes(payload, "usage")); ok {
+		uv := gjson.GetBytes(payload, "usage")
+		if m.Strip && uv.Type == gjson.Null && uv.Exists() {
+			nullUsage = payload
+		}
+		if u, ok := ParseUsage(uv); ok {
 			m.usage, m.found = u, true
 			if ch := gjson.GetBytes(payload, "choices"); !ch.Exists() || (ch.IsArray() && len(ch.Array()) == 0) {
 				usageOnly = true
@@ -179,7 +196,18 @@ func (m *StreamMeter) event(ev []byte) bool {
 			})
 		}
 	}
-	return usageOnly
+	if nullUsage == nil || usageOnly || dataLines != 1 {
+		return usageOnly, nil
+	}
+	trimmed, err := sjson.DeleteBytes(nullUsage, "usage")
+	if err != nil {
+		return false, nil
+	}
+	// Keep everything around the payload (field name, other lines).
+	at := bytes.Index(whole, nullUsage)
+	repl = make([]byte, 0, len(whole))
+	repl = append(append(append(repl, whole[:at]...), trimmed...), whole[at+len(nullUsage):]...)
+	return false, repl
 }
 
 // BodyMeter reads the usage object of a non-streamed JSON response

@@ -123,3 +123,24 @@ func BenchmarkStreamMeterChunk(b *testing.B) {
 		m.Feed(chunk, false)
 	}
 }
+
+// TestStreamMeterRemovesNullUsage: once the gateway turned include_usage on,
+// the backend marks every chunk "usage":null; the client, who did not ask
+// for usage, gets the chunks without that field, whatever the splits.
+func TestStreamMeterRemovesNullUsage(t *testing.T) {
+	nullA := "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"abcd\"}}],\"usage\":null}\n\n"
+	nullB := "data: {\"id\":\"x\",\"usage\":null,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+	stream := nullA + nullB + evUsage + evDone
+	want := "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"abcd\"}}]}\n\n" +
+		"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n" + evDone
+	for cut := 0; cut <= len(stream); cut++ {
+		m := &StreamMeter{Strip: true}
+		require.Equal(t, want, feedSplit(m, stream, []int{cut}), "cut at %d", cut)
+		u, ok := m.Usage()
+		require.True(t, ok)
+		assert.Equal(t, Usage{Input: 11, Output: 7}, u)
+	}
+	// Without Strip (the client asked for usage) nothing changes.
+	m := &StreamMeter{}
+	assert.Equal(t, stream, feedSplit(m, stream, []int{10}))
+}
