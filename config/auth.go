@@ -62,6 +62,10 @@ type Tenant struct {
 	// larger values are refused with 400 and a request without one gets
 	// max_tokens set to the cap. 0 means no cap.
 	MaxTokens int64 `yaml:"max_tokens"`
+	// PinVersions lets the tenant choose a model version with the
+	// x-streamgate-model-version header, on models that allow pinning.
+	// Off by default: tenants get the weighted split.
+	PinVersions bool `yaml:"pin_versions"`
 	// APIKeys are the tenant's keys, stored as hashes only.
 	APIKeys []APIKey `yaml:"api_keys"`
 }

@@ -70,6 +70,15 @@ func (p *processor) authorizeModel(model string) error {
 	return auth.Denied(p.tenant, "model", model)
 }
 
+// authorizePin refuses a version pin from a tenant that may not pin. With
+// auth off, the model's allow_pin alone decides (Routes.Pick).
+func (p *processor) authorizePin() error {
+	if p.pin == "" || p.tenant == nil || p.tenant.PinVersions {
+		return nil
+	}
+	return reject(ErrPinNotAllowed, "Your tenant may not choose a model version.")
+}
+
 // applyTokenCap enforces the tenant's max_tokens cap; completion endpoints
 // without a max_tokens get the cap set.
 func (p *processor) applyTokenCap(body []byte) ([]byte, error) {

@@ -119,6 +119,9 @@ func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, str
 	if err := p.authorizeModel(model); err != nil {
 		return p.fail(err)
 	}
+	if err := p.authorizePin(); err != nil {
+		return p.fail(err)
+	}
 	route, err := p.routes.Pick(model, p.pin, nil)
 	if err != nil {
 		return p.fail(err)

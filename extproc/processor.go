@@ -216,6 +216,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if err := p.authorizeModel(info.Model); err != nil {
 		return p.fail(err)
 	}
+	if err := p.authorizePin(); err != nil {
+		return p.fail(err)
+	}
 	out, err := p.applyTokenCap(body)
 	if err != nil {
 		return p.fail(err)

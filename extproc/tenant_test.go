@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,4 +49,40 @@ limits:
 		require.Nil(t, r.GetImmediateResponse(), "request %d charged to the header's tenant", i)
 		p.finish()
 	}
+}
+
+// TestPinNeedsTenantPermission: with auth on, only tenants with
+// pin_versions may choose a version, and only on models that allow it.
+func TestPinNeedsTenantPermission(t *testing.T) {
+	const pinner, plain = "sk-unit-pinner-0123456789", "sk-unit-plain-0123456789"
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`backends:
+  - {name: a, protocol: openai, endpoints: ["127.0.0.1:1"]}
+  - {name: b, protocol: openai, endpoints: ["127.0.0.1:2"]}
+models:
+  - name: m
+    allow_pin: true
+    versions:
+      - {name: v1, backend: a, weight: 1}
+      - {name: canary, backend: b, weight: 0}
+auth:
+  tenants:
+    - {name: qa, models: ["*"], pin_versions: true, api_keys: [{hash: %s}]}
+    - {name: users, models: ["*"], api_keys: [{hash: %s}]}
+`, auth.HashKey(pinner), auth.HashKey(plain))))
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := auth.New(t.Context(), cfg, auth.Options{Log: log})
+	require.NoError(t, err)
+	run := func(key string) (*processor, int) {
+		p := newProcessor(NewRoutes(cfg, 1), 1<<20, log, nil)
+		p.ctx, p.auth = t.Context(), a
+		p.handle(reqHeaders("POST", "/v1/chat/completions", false, "authorization", "Bearer "+key, VersionHeader, "canary"))
+		status, _ := immediateStatus(t, p.handle(bodyMsg(`{"model":"m","messages":[]}`)))
+		return p, status
+	}
+	p, status := run(pinner)
+	require.Zero(t, status)
+	assert.Equal(t, "canary", p.route.Version)
+	_, status = run(plain)
+	assert.Equal(t, http.StatusForbidden, status)
 }

@@ -18,13 +18,15 @@ type Tenant struct {
 	Name string
 	// MaxTokens caps a request's max_tokens; 0 means no cap.
 	MaxTokens int64
+	// PinVersions lets the tenant choose a model version by header.
+	PinVersions bool
 
 	models    []string
 	endpoints []string
 }
 
 func newTenant(tc config.Tenant) *Tenant {
-	return &Tenant{Name: tc.Name, MaxTokens: tc.MaxTokens, models: tc.Models, endpoints: tc.Endpoints}
+	return &Tenant{Name: tc.Name, MaxTokens: tc.MaxTokens, PinVersions: tc.PinVersions, models: tc.Models, endpoints: tc.Endpoints}
 }
 
 // AllowsModel reports whether the tenant may use the public model name.
