@@ -28,6 +28,9 @@ var passthroughConfig string
 //go:embed configs/full.yaml
 var fullConfig string
 
+//go:embed configs/translate.yaml
+var translateConfig string
+
 // ErrFailed means the run finished but saw errors it was told to fail on.
 var ErrFailed = errors.New("benchmark saw errors")
 
@@ -182,7 +185,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		{ID: "b", Name: "plain Envoy", Note: "same listener, routes and clusters (xds.StaticBootstrap), no ext_proc; the client sets the routing header", Config: "e2e/bench/configs/passthrough.yaml"},
 		{ID: "c", Name: "Envoy + Streamgate pass-through", Note: configLabel(passthroughConfig), Config: "e2e/bench/configs/passthrough.yaml", Binary: o.StreamgateBin},
 		{ID: "d", Name: "Envoy + Streamgate, all features", Note: configLabel(full), Config: fullName, Binary: o.FullBin},
-		{ID: "e", Name: "Envoy + Streamgate translating OpenAI ⇄ Anthropic", Skipped: "translation is in the gateway but not yet in the harness: it needs an Anthropic-protocol mode in the benchmark backend and a config here"},
+		{ID: "e", Name: "Envoy + Streamgate translating OpenAI ⇄ Anthropic", Note: configLabel(translateConfig), Config: "e2e/bench/configs/translate.yaml", Binary: o.StreamgateBin},
 	}
 	defer func() {
 		for _, t := range rep.Targets {
@@ -201,6 +204,9 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		},
 		"d": func() error {
 			return startStreamgate(ctx, rep.Targets[3], full, o.FullBin, o.EnvoyBin, dir, b, o.APIKey)
+		},
+		"e": func() error {
+			return startStreamgate(ctx, rep.Targets[4], translateConfig, o.StreamgateBin, o.EnvoyBin, dir, b, o.APIKey)
 		},
 	}
 	errs := make(chan error, len(starts))

@@ -40,7 +40,7 @@ func TestParseGoMetrics(t *testing.T) {
 // The built-in config templates must stay valid Streamgate configs as the
 // schema grows.
 func TestConfigTemplates(t *testing.T) {
-	for name, text := range map[string]string{"passthrough": passthroughConfig, "full": fullConfig} {
+	for name, text := range map[string]string{"passthrough": passthroughConfig, "full": fullConfig, "translate": translateConfig} {
 		t.Run(name, func(t *testing.T) {
 			assert.NotEmpty(t, configLabel(text))
 			raw, err := renderConfig(text, templateData{Gateway: "127.0.0.1:1", ExtProc: "127.0.0.1:2", XDS: "127.0.0.1:3",
