@@ -91,15 +91,18 @@ metrics:
   listen: {{.Metrics}}
 `
 
-// defaultConfig is the shared gateway's config: two models on two backends.
-const defaultConfig = listeners + `backends:
+// twoBackends declares the two fake backends every gateway shares.
+const twoBackends = `backends:
   - name: backend-a
     protocol: openai
     endpoints: [{{.BackendA}}]
   - name: backend-b
     protocol: openai
     endpoints: [{{.BackendB}}]
-models:
+`
+
+// defaultConfig is the shared gateway's config: two models on two backends.
+const defaultConfig = listeners + twoBackends + `models:
   - name: model-a
     backend: backend-a
     upstream_model: upstream-a

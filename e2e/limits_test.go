@@ -32,14 +32,7 @@ envoy:
   admin: {{.Admin}}
 metrics:
   listen: {{.Metrics}}
-backends:
-  - name: backend-a
-    protocol: openai
-    endpoints: [{{.BackendA}}]
-  - name: backend-b
-    protocol: openai
-    endpoints: [{{.BackendB}}]
-models:
+` + twoBackends + `models:
   - name: model-a
     backend: backend-a
   - name: model-b

@@ -26,14 +26,7 @@ import (
 
 // obsConfig is a gateway with limits (a one-stream tenant to make a
 // queue), prices and usage events to NATS (NATSURL is filled in first).
-const obsConfig = listeners + `backends:
-  - name: backend-a
-    protocol: openai
-    endpoints: [{{.BackendA}}]
-  - name: backend-b
-    protocol: openai
-    endpoints: [{{.BackendB}}]
-models:
+const obsConfig = listeners + twoBackends + `models:
   - name: model-a
     backend: backend-a
     upstream_model: upstream-a

@@ -12,14 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const splitConfig = listeners + `backends:
-  - name: backend-a
-    protocol: openai
-    endpoints: [{{.BackendA}}]
-  - name: backend-b
-    protocol: openai
-    endpoints: [{{.BackendB}}]
-models:
+const splitConfig = listeners + twoBackends + `models:
   - name: split
     allow_pin: true
     versions:
