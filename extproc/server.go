@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -135,9 +136,21 @@ func (s *Server) Active() int64 { return s.active.Load() }
 
 // GRPCOptions returns the server options a body of maxBody bytes needs:
 // Envoy sends the whole buffered body in one message.
+//
+// The rest is for the many short streams one Envoy opens over few
+// connections: flow-control windows fixed at 1 MiB per stream (4 MiB per
+// connection) so a large prompt crosses in one flight instead of waiting for
+// window updates while BDP probing grows them; stream handlers run on a pool
+// of long-lived goroutines instead of one new goroutine per request; and
+// write buffers are shared by the connection rather than held per stream.
 func GRPCOptions(maxBody int64) []grpc.ServerOption {
 	limit := int(maxBody) + 1<<20
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit)}
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit),
+		grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(4 << 20),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.SharedWriteBuffer(true),
+	}
 }
 
 // Serve answers ext_proc, Envoy's gRPC access logs (AccessLog) and gRPC
