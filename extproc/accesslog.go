@@ -28,6 +28,7 @@ func (p *processor) requestMetadata() *structpb.Struct {
 	if id := p.obs.span.TraceID(); id != "" {
 		f["trace_id"] = structpb.NewStringValue(id)
 	}
+	p.rateMetadata(f)
 	if p.obs.decision != "" {
 		f["limit_decision"] = structpb.NewStringValue(p.obs.decision)
 		f["queue_wait_ms"] = structpb.NewNumberValue(float64(p.obs.queueWait.Microseconds()) / 1000)

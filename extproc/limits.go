@@ -3,6 +3,7 @@ package extproc
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -12,10 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/tokens"
+	"github.com/streamgate/streamgate/xds"
 )
 
 // ErrBadTenant is a tenant header that is not a valid tenant name.
@@ -185,6 +188,66 @@ func (p *processor) rateHeaders() []*corev3.HeaderValueOption {
 	return hs
 }
 
+// limitModes is the mode override for a limited request. When nothing
+// about its response needs the response headers phase (no model on this
+// path is translated, telemetry does not read every response), the
+// request skips that phase: the route adds the x-ratelimit-* headers from
+// dynamic metadata, the status comes as an attribute with the first body
+// chunk, and the body streams to Streamgate from its first chunk, so usage
+// is read at the cost of the chunk round trips alone. A request that holds
+// no reservation ends its ext_proc stream after the body answer (done).
+func (p *processor) limitModes() *extprocv3.ProcessingMode {
+	if p.routes.translates[clientAPI(p.endpoint)] || p.readsUsage() {
+		return responseModes()
+	}
+	p.skipsResponseHeaders = true
+	return processingMode(extprocv3.ProcessingMode_SKIP, extprocv3.ProcessingMode_STREAMED)
+}
+
+// onFirstResponseBody stands in for the skipped response headers phase:
+// it takes the status from the message's attributes and picks how the
+// body is metered, from the status and whether the client asked for a
+// stream (an error answer to a stream request is JSON).
+func (p *processor) onFirstResponseBody(req *extprocsvcv3.ProcessingRequest) {
+	p.responseStarted = true
+	attrs := req.GetAttributes()[extProcAttributes].GetFields()
+	if v, ok := attrs[xds.ResponseCodeAttribute]; ok {
+		p.obs.status = int(v.GetNumberValue())
+	}
+	if p.lim == nil || p.lim.res == nil {
+		return
+	}
+	if p.info.Stream && (p.obs.status == http.StatusOK || p.obs.status == 0 && !looksLikeJSON(req.GetResponseBody().GetBody())) {
+		p.lim.meter = &tokens.StreamMeter{Strip: p.lim.strip, Counter: p.lim.counter}
+	} else {
+		p.lim.body = &tokens.BodyMeter{}
+	}
+	p.obs.meter, p.obs.body = p.lim.meter, p.lim.body
+}
+
+// extProcAttributes is the key Envoy files ext_proc attributes under.
+const extProcAttributes = "envoy.filters.http.ext_proc"
+
+// looksLikeJSON reports whether a body starts as a JSON object.
+func looksLikeJSON(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c == '{'
+	}
+	return false
+}
+
+// rateMetadata records the x-ratelimit-* values for the route to copy
+// onto the response (xds.RateLimitHeaders).
+func (p *processor) rateMetadata(f map[string]*structpb.Value) {
+	for _, h := range p.rateHeaders() {
+		f[h.GetHeader().GetKey()] = structpb.NewStringValue(string(h.GetHeader().GetRawValue()))
+	}
+}
+
 // onResponseHeaders adds x-ratelimit-* and, when a reservation is held,
 // asks for the response body so usage can be read and the reservation
 // released when the response ends.
@@ -194,9 +257,7 @@ func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3
 	if p.lim == nil {
 		return resp
 	}
-	if hs := p.rateHeaders(); len(hs) > 0 {
-		resp.GetResponseHeaders().Response = &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{SetHeaders: hs}}
-	}
+	// The x-ratelimit-* headers come from the route (rateMetadata).
 	if p.lim.res == nil || h.GetEndOfStream() {
 		p.releaseLimits()
 		return resp

@@ -53,6 +53,11 @@ type processor struct {
 	// wantsResponse is set when the request asked Envoy for the response
 	// phase (limits, translation); the ext_proc stream then stays open.
 	wantsResponse bool
+	// skipsResponseHeaders is set when a limited request reads its
+	// response from the first body chunk (limitModes); responseStarted
+	// once that chunk arrived.
+	skipsResponseHeaders bool
+	responseStarted      bool
 	// extraHeaders are added to an immediate response.
 	extraHeaders []*corev3.HeaderValueOption
 
@@ -98,6 +103,9 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
 		return p.onTranslatedResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
+		if p.skipsResponseHeaders && !p.responseStarted {
+			p.onFirstResponseBody(req)
+		}
 		return p.translatedResponseBody(r.ResponseBody)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 		// The end of a gRPC call whose admission held a slot.
@@ -176,13 +184,14 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 				return p.fail(err)
 			}
 		}
-		out.ModeOverride = responseModes()
+		out.ModeOverride = p.limitModes()
 	}
 	if out.ModeOverride == nil {
 		out.ModeOverride = p.translationOverride()
 	}
 	p.obsRequestHeaders(h, out)
-	p.wantsResponse = out.ModeOverride.GetResponseHeaderMode() == extprocv3.ProcessingMode_SEND
+	m := out.ModeOverride
+	p.wantsResponse = m.GetResponseHeaderMode() == extprocv3.ProcessingMode_SEND || m.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE
 	return out
 }
 
@@ -195,7 +204,8 @@ func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 	case *extprocsvcv3.ProcessingResponse_ImmediateResponse:
 		return true
 	case *extprocsvcv3.ProcessingResponse_RequestBody:
-		return !p.wantsResponse
+		// A limited request that holds nothing has no use for its response.
+		return !p.wantsResponse || p.skipsResponseHeaders && (p.lim == nil || p.lim.res == nil)
 	}
 	return false
 }

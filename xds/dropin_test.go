@@ -50,4 +50,8 @@ func TestDropInRouteSnippet(t *testing.T) {
 	if diff := cmp.Diff(want, got.GetRoute().GetRetryPolicy(), protocmp.Transform()); diff != "" {
 		t.Fatalf("route.yaml retry policy differs (-want +got):\n%s", diff)
 	}
+	cfg := &config.Config{Limits: &config.Limits{}}
+	if diff := cmp.Diff(responseHeadersToAdd(cfg), got.GetResponseHeadersToAdd(), protocmp.Transform()); diff != "" {
+		t.Fatalf("route.yaml response headers differ from the all-in-one route with limits (-want +got):\n%s", diff)
+	}
 }

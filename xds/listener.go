@@ -116,6 +116,9 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		},
 		MessageTimeout:    durationpb.New(cfg.ExtProc.MessageTimeout),
 		AllowModeOverride: true,
+		// The status rides on the first response message Streamgate gets,
+		// also when a request skips the response headers phase.
+		ResponseAttributes: []string{ResponseCodeAttribute},
 		// Per-request facts Streamgate returns (tenant, model, backend,
 		// version, error) land here for the access log.
 		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
@@ -123,6 +126,10 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		}},
 	}
 }
+
+// ResponseCodeAttribute is the ext_proc attribute carrying the response
+// status.
+const ResponseCodeAttribute = "response.code"
 
 // backendRoute sends requests whose backend header names cluster to it.
 func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
@@ -142,13 +149,39 @@ func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
 			Timeout:          durationpb.New(0),
 			IdleTimeout:      durationpb.New(cfg.Gateway.StreamIdleTimeout),
 		}},
-		// Tell the client which model version served it: ext_proc put the
-		// chosen version on the request.
-		ResponseHeadersToAdd: []*corev3.HeaderValueOption{{
-			Header:       &corev3.HeaderValue{Key: VersionHeader, Value: "%REQ(" + VersionHeader + ")%"},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}},
+		ResponseHeadersToAdd: responseHeadersToAdd(cfg),
 	}
+}
+
+// RateLimitHeaders are the OpenAI-style headers a limited request's
+// response carries. Streamgate puts their values in the request's dynamic
+// metadata (namespace MetadataNamespace, key = header name) when it admits
+// the request; the route copies them onto the response, so reporting them
+// costs no ext_proc round trip at response headers. A header whose value is
+// absent (no limit of that kind) is left out.
+var RateLimitHeaders = []string{
+	"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+	"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+}
+
+// responseHeadersToAdd tells the client which model version served it
+// (ext_proc put the chosen version on the request) and, with limits on,
+// where it stands against them.
+func responseHeadersToAdd(cfg *config.Config) []*corev3.HeaderValueOption {
+	hs := []*corev3.HeaderValueOption{{
+		Header:       &corev3.HeaderValue{Key: VersionHeader, Value: "%REQ(" + VersionHeader + ")%"},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}}
+	if cfg.Limits == nil {
+		return hs
+	}
+	for _, h := range RateLimitHeaders {
+		hs = append(hs, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h, Value: "%DYNAMIC_METADATA(" + MetadataNamespace + ":" + h + ")%"},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	return hs
 }
 
 // routeConfig routes on the backend header set by ext_proc: one route per
