@@ -29,6 +29,9 @@ func (p *processor) requestMetadata() *structpb.Struct {
 		f["trace_id"] = structpb.NewStringValue(id)
 	}
 	p.rateMetadata(f)
+	if p.tapKey != "" {
+		f[xds.TapMetadataKey] = structpb.NewStringValue(p.tapKey)
+	}
 	if p.obs.decision != "" {
 		f["limit_decision"] = structpb.NewStringValue(p.obs.decision)
 		f["queue_wait_ms"] = structpb.NewNumberValue(float64(p.obs.queueWait.Microseconds()) / 1000)

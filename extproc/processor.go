@@ -58,6 +58,10 @@ type processor struct {
 	// once that chunk arrived.
 	skipsResponseHeaders bool
 	responseStarted      bool
+	// taps takes requests whose response is only read (tap.go); tapKey
+	// is set once this one is handed over.
+	taps   *taps
+	tapKey string
 	// extraHeaders are added to an immediate response.
 	extraHeaders []*corev3.HeaderValueOption
 
@@ -204,8 +208,9 @@ func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 	case *extprocsvcv3.ProcessingResponse_ImmediateResponse:
 		return true
 	case *extprocsvcv3.ProcessingResponse_RequestBody:
-		// A limited request that holds nothing has no use for its response.
-		return !p.wantsResponse || p.skipsResponseHeaders && (p.lim == nil || p.lim.res == nil)
+		// A limited request that holds nothing has no use for its response;
+		// one handed over reads it on its tap stream.
+		return !p.wantsResponse || p.tapKey != "" || p.skipsResponseHeaders && (p.lim == nil || p.lim.res == nil)
 	}
 	return false
 }
@@ -275,6 +280,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		set = append(set, route.Shaping.headers...)
 	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
+	if p.canTap() {
+		p.tapKey = p.taps.handOver(p)
+	}
 	return &extprocsvcv3.ProcessingResponse{
 		Response:        &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}},
 		DynamicMetadata: p.requestMetadata(),

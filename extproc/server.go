@@ -45,6 +45,9 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 
+	// taps pairs handed-over requests with their usage tap streams.
+	taps *taps
+
 	// draining makes new requests fail with 503 (see Drain); active
 	// counts open ext_proc streams.
 	draining atomic.Bool
@@ -55,7 +58,7 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 
 // NewServer returns a Server serving cfg. metrics may be nil.
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
-	s := &Server{log: log, metrics: metrics}
+	s := &Server{log: log, metrics: metrics, taps: newTaps(log)}
 	s.Update(cfg, routes)
 	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
@@ -88,10 +91,18 @@ func (s *Server) queueDepth() int {
 // gateway open and injects no upstream credentials.
 func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 
-// Process handles one HTTP request's ext_proc stream.
+// Process handles one HTTP request's ext_proc stream, or the usage tap
+// stream of a request handed over to it (tap.go).
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
+	req, err := stream.Recv()
+	if end, err := streamEnd(err); end {
+		return err
+	}
+	if req.GetObservabilityMode() {
+		return s.tap(stream, req)
+	}
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
-	p.ctx, p.auth, p.limits = stream.Context(), s.auth.Load(), s.limits.Load()
+	p.ctx, p.auth, p.limits, p.taps = stream.Context(), s.auth.Load(), s.limits.Load(), s.taps
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	p.obs.set, p.obs.sink, p.obs.tracer = s.tel.Load(), s.sink.Load(), s.tracer.Load()
@@ -99,15 +110,13 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	tm := s.metrics.tel()
 	tm.StreamStarted()
 	defer tm.StreamEnded()
-	defer p.finish()
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			p.finish()
+		}
+	}()
 	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("cannot receive from envoy: %w", err)
-		}
 		began := p.now()
 		var resp *extprocsvcv3.ProcessingResponse
 		if _, first := req.Request.(*extprocsvcv3.ProcessingRequest_RequestHeaders); first && s.draining.Load() {
@@ -116,13 +125,33 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 			resp = p.handle(req)
 		}
 		tm.Phase(phaseOf(req), p.now().Sub(began))
+		// Once handed over, p belongs to the tap stream, which Envoy may
+		// open as soon as this answer arrives: read nothing of p after Send.
+		done := p.done(resp)
+		handedOver = p.tapKey != ""
 		if err := stream.Send(resp); err != nil {
 			return fmt.Errorf("cannot send to envoy: %w", err)
 		}
-		if p.done(resp) {
+		if done || handedOver {
 			return nil
 		}
+		if req, err = stream.Recv(); err != nil {
+			_, err = streamEnd(err)
+			return err
+		}
 	}
+}
+
+// streamEnd classifies a Recv error: Envoy closing or cancelling the
+// stream is a normal end; anything else is an error to report.
+func streamEnd(err error) (bool, error) {
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled:
+		return true, nil
+	}
+	return true, fmt.Errorf("cannot receive from envoy: %w", err)
 }
 
 // Drain makes the server refuse every request whose headers arrive from now

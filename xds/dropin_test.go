@@ -34,6 +34,22 @@ func TestDropInFilterMatchesAllInOne(t *testing.T) {
 	}
 }
 
+// TestDropInUsageFilterMatchesAllInOne keeps envoy/dropin/usage_filter.yaml
+// equal to the usage tap of the all-in-one listener.
+func TestDropInUsageFilterMatchesAllInOne(t *testing.T) {
+	src, err := os.ReadFile("../envoy/dropin/usage_filter.yaml")
+	require.NoError(t, err)
+	js, err := yaml.YAMLToJSON(src)
+	require.NoError(t, err)
+	var got hcmv3.HttpFilter
+	require.NoError(t, protojson.Unmarshal(js, &got))
+	want, err := typed(UsageFilterName, usageFilter())
+	require.NoError(t, err)
+	if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
+		t.Fatalf("envoy/dropin/usage_filter.yaml differs from the all-in-one usage tap (-want +got):\n%s", diff)
+	}
+}
+
 // TestDropInRouteSnippet keeps envoy/dropin/route.yaml a valid route whose
 // retry policy is the all-in-one failover policy.
 func TestDropInRouteSnippet(t *testing.T) {
@@ -51,6 +67,11 @@ func TestDropInRouteSnippet(t *testing.T) {
 		t.Fatalf("route.yaml retry policy differs (-want +got):\n%s", diff)
 	}
 	cfg := &config.Config{Limits: &config.Limits{}}
+	tap, err := usageRouteConfig(cfg)
+	require.NoError(t, err)
+	if diff := cmp.Diff(tap, got.GetTypedPerFilterConfig(), protocmp.Transform()); diff != "" {
+		t.Fatalf("route.yaml does not turn the usage tap on as the all-in-one routes do (-want +got):\n%s", diff)
+	}
 	if diff := cmp.Diff(responseHeadersToAdd(cfg), got.GetResponseHeadersToAdd(), protocmp.Transform()); diff != "" {
 		t.Fatalf("route.yaml response headers differ from the all-in-one route with limits (-want +got):\n%s", diff)
 	}

@@ -53,6 +53,14 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	filters := []*hcmv3.HttpFilter{extProc, grpcStats, router}
+	if cfg.Limits != nil {
+		tap, err := typed(UsageFilterName, usageFilter())
+		if err != nil {
+			return nil, err
+		}
+		filters = []*hcmv3.HttpFilter{extProc, tap, grpcStats, router}
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "streamgate",
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -60,7 +68,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 			ConfigSource:    adsSource(),
 			RouteConfigName: RouteName,
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{extProc, grpcStats, router},
+		HttpFilters: filters,
 		// gRPC arrives on the same listener as HTTP/2 (h2c or TLS ALPN).
 		Http2ProtocolOptions: downstreamHTTP2Options(),
 		AccessLog:            []*accesslogv3.AccessLog{grpcLog},
@@ -187,15 +195,22 @@ func responseHeadersToAdd(cfg *config.Config) []*corev3.HeaderValueOption {
 // routeConfig routes on the backend header set by ext_proc: one route per
 // backend and one per failover chain.
 func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
+	tap, err := usageRouteConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode the usage tap route config: %w", err)
+	}
 	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
 	for _, b := range sortedBackends(cfg) {
-		routes = append(routes, backendRoute(cfg, b.Name))
+		r := backendRoute(cfg, b.Name)
+		r.TypedPerFilterConfig = tap
+		routes = append(routes, r)
 	}
 	for _, chain := range failoverChains(cfg) {
 		r, err := failoverRoute(cfg, chain)
 		if err != nil {
 			return nil, err
 		}
+		r.TypedPerFilterConfig = tap
 		routes = append(routes, r)
 	}
 	// The catch-all must be a real route, not a direct response: Envoy

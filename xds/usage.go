@@ -1,0 +1,99 @@
+package xds
+
+import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/streamgate/streamgate/config"
+)
+
+// UsageFilterName names the second ext_proc filter, the usage tap: an
+// observability-mode filter through which Streamgate reads a limited
+// response's usage without holding the response. Envoy sends it the
+// response as it passes and never waits for an answer, so reading usage
+// adds no round trip to the first token or to any token after it.
+//
+// It is only in the chain when limits are configured, and does nothing
+// (opens no stream) unless the route turns it on (usageRouteConfig): the
+// backend routes do, and Streamgate ends at once the tap stream of a
+// request it did not hand over (one whose response it must change, such
+// as a stripped usage chunk or a translation, stays on the main filter).
+const UsageFilterName = "streamgate.usage"
+
+// TapMetadataKey is the dynamic metadata key (namespace MetadataNamespace)
+// under which Streamgate names the request the tap stream belongs to.
+const TapMetadataKey = "tap"
+
+// usageTapDeferredClose is how long Envoy keeps a tap stream open after
+// its request ended without the response's end (a client gone mid-stream);
+// Streamgate settles the reservation when the tap stream closes.
+const usageTapDeferredClose = 200 * time.Millisecond
+
+// usageFilter is the tap's filter config. It forwards the request's
+// Streamgate metadata (the tap key) with every message, and of the headers
+// only those the tap reads.
+func usageFilter() *extprocv3.ExternalProcessor {
+	exact := func(s string) *matcherv3.StringMatcher {
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+	}
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+				ClusterName: ExtProcCluster,
+			}},
+		},
+		ObservabilityMode: true,
+		// The tap never changes the response: a tap failure must not fail it.
+		FailureModeAllow:     true,
+		ProcessingMode:       tapOff(),
+		DeferredCloseTimeout: durationpb.New(usageTapDeferredClose),
+		MetadataOptions: &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
+			Untyped: []string{MetadataNamespace},
+		}},
+		ForwardRules: &extprocv3.HeaderForwardingRules{AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
+			exact(":status"), exact("content-type"),
+		}}},
+	}
+}
+
+// tapOff is the tap's mode where a route does not turn it on: nothing is
+// sent, so no stream is opened.
+func tapOff() *extprocv3.ProcessingMode {
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,
+		ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+		RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+	}
+}
+
+// usageRouteConfig turns the tap on for a backend route: the request
+// headers open the tap stream as soon as the main filter has routed the
+// request (so Streamgate pairs it with the request at once, and learns of
+// a client that leaves before the first byte), then the response headers
+// and every body chunk follow. Envoy reads per-route ext_proc overrides
+// from the route chosen after the main filter's answer, unlike the
+// filter-chain enablement, which is fixed before any filter runs.
+func usageRouteConfig(cfg *config.Config) (map[string]*anypb.Any, error) {
+	if cfg.Limits == nil {
+		return nil, nil
+	}
+	on := tapOff()
+	on.RequestHeaderMode = extprocv3.ProcessingMode_SEND
+	on.ResponseHeaderMode = extprocv3.ProcessingMode_SEND
+	on.ResponseBodyMode = extprocv3.ProcessingMode_STREAMED
+	a, err := anypb.New(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{
+		Overrides: &extprocv3.ExtProcOverrides{ProcessingMode: on},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*anypb.Any{UsageFilterName: a}, nil
+}
