@@ -9,7 +9,6 @@ import (
 	"math"
 
 	"github.com/tidwall/gjson"
-	"github.com/tiktoken-go/tokenizer"
 )
 
 // Encodings a model can be counted with.
@@ -54,7 +53,7 @@ func (b *Budget) take(n int) bool {
 // Budget lasts, and with the chars-per-token heuristic otherwise (or always,
 // when it has no encoding). It is immutable and safe for concurrent use.
 type Counter struct {
-	codec         tokenizer.Codec // nil: heuristic only
+	enc           *encoding // nil: heuristic only
 	charsPerToken float64
 }
 
@@ -70,11 +69,11 @@ func NewCounter(encoding string, charsPerToken float64) (*Counter, error) {
 	case "", EncodingHeuristic:
 		return c, nil
 	case EncodingO200k, EncodingCl100k:
-		codec, err := tokenizer.Get(tokenizer.Encoding(encoding))
+		enc, err := loadEncoding(encoding)
 		if err != nil {
-			return nil, fmt.Errorf("cannot load encoding %s: %w", encoding, err)
+			return nil, err
 		}
-		c.codec = codec
+		c.enc = enc
 		return c, nil
 	default:
 		return nil, fmt.Errorf("cannot count with %q: %w", encoding, ErrUnknownEncoding)
@@ -89,10 +88,8 @@ func (c *Counter) Count(s string, budget *Budget) int {
 	if len(s) == 0 {
 		return 0
 	}
-	if c.codec != nil && budget.take(len(s)) {
-		if n, err := c.codec.Count(s); err == nil {
-			return n
-		}
+	if c.enc != nil && budget.take(len(s)) {
+		return c.enc.count(s)
 	}
 	return c.heuristic(len(s))
 }
@@ -107,7 +104,7 @@ func (c *Counter) countJSON(v gjson.Result, budget *Budget) int {
 	if v.Type != gjson.String {
 		return c.Count(v.Raw, budget)
 	}
-	if c.codec == nil || budget == nil || len(v.Raw) > budget.left+2 {
+	if c.enc == nil || budget == nil || len(v.Raw) > budget.left+2 {
 		return c.heuristic(max(len(v.Raw)-2, 0))
 	}
 	return c.Count(v.Str, budget)
