@@ -3,7 +3,6 @@ package tokens
 import (
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"strings"
 	"sync"
@@ -101,11 +100,13 @@ func replaceInvalid(s string) string {
 // open-addressing hash table over one blob of token bytes. It holds no
 // pointer per token, so the garbage collector does not scan it entry by entry.
 type rankTable struct {
-	seed  maphash.Seed
 	blob  string   // every token's bytes, by rank
 	offs  []uint32 // token r is blob[offs[r]:offs[r+1]]
-	slots []uint64 // hash tag<<32 | rank+1; 0 is empty
+	slots []uint64 // hash tag<<32 | rank+1; 0 is an empty slot
 	mask  uint64
+	// pairs holds the rank of every two-byte string, the most frequent
+	// lookup of a merge, indexed by the bytes big-endian.
+	pairs []uint32
 }
 
 // maxRankMisses is how many consecutive undecodable ids end the scan of an
@@ -139,14 +140,21 @@ func buildRankTable(codec tokenizer.Codec) (*rankTable, error) {
 		size <<= 1
 	}
 	t := &rankTable{
-		seed:  maphash.MakeSeed(),
 		blob:  blob.String(),
 		offs:  offs,
 		slots: make([]uint64, size),
 		mask:  uint64(size - 1),
+		pairs: make([]uint32, 1<<16),
+	}
+	for i := range t.pairs {
+		t.pairs[i] = noRank
 	}
 	for r := range n {
-		h := maphash.String(t.seed, t.token(uint32(r)))
+		tok := t.token(uint32(r))
+		if len(tok) == 2 {
+			t.pairs[uint16(tok[0])<<8|uint16(tok[1])] = uint32(r)
+		}
+		h := hashString(tok)
 		i := h & t.mask
 		for t.slots[i] != 0 {
 			i = (i + 1) & t.mask
@@ -160,7 +168,10 @@ func (t *rankTable) token(r uint32) string { return t.blob[t.offs[r]:t.offs[r+1]
 
 // rank returns the rank of token p, or noRank when p is not a token.
 func (t *rankTable) rank(p string) uint32 {
-	h := maphash.String(t.seed, p)
+	if len(p) == 2 {
+		return t.pairs[uint16(p[0])<<8|uint16(p[1])]
+	}
+	h := hashString(p)
 	tag := h >> 32
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		e := t.slots[i]
@@ -173,6 +184,54 @@ func (t *rankTable) rank(p string) uint32 {
 			}
 		}
 	}
+}
+
+// hashString hashes s eight bytes at a time with a splitmix64 finalizer
+// per word, so that both the low bits (the slot) and the high bits (the
+// tag) depend on every byte. Tokens are
+// short and fixed, so a keyed hash buys nothing here.
+func hashString(s string) uint64 {
+	h := uint64(len(s)) * 0x9e3779b97f4a7c15
+	for ; len(s) > 8; s = s[8:] {
+		h = mix64(h ^ load64(s))
+	}
+	return mix64(h ^ prefix64(s))
+}
+
+// prefix64 returns the first eight bytes of s little-endian, zero-padded
+// when s is shorter.
+func prefix64(s string) uint64 {
+	switch n := len(s); {
+	case n >= 8:
+		return load64(s)
+	case n >= 4: // two loads, overlapping when n < 8
+		return load32(s) | load32(s[n-4:])<<(8*(n-4))
+	default:
+		var v uint64
+		for i := range n {
+			v |= uint64(s[i]) << (8 * i)
+		}
+		return v
+	}
+}
+
+func mix64(h uint64) uint64 {
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
+}
+
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func load32(s string) uint64 {
+	_ = s[3]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24
 }
 
 // noRank is the rank of bytes that are not a token.

@@ -3,6 +3,7 @@ package tokens
 import (
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"unicode"
 
@@ -42,6 +43,7 @@ var differentialCorpus = []string{
 	"你好，世界！这是一个测试。日本語のテキストも。한국어 텍스트.",
 	"مرحبا بالعالم، هذا اختبار. שלום עולם",
 	"Привет, мир! Ünïcödé text; Ελληνικά; ǅungla ǈj ǋ",
+	"𝐀𝐁𝐂 𝐀𝐁𝐜 𐐀𐐨𐐩 𝒶𝒷 𠀀𠀁 abc𝟘𝟙𝟚𝟛 󠀁x 􏿿",
 	"👍 👨‍👩‍👧‍👦 🏳️‍🌈 ❤️ 🇩🇪 ✊🏽 emoji😀text",
 	"e\u0301 a\u0308\u0301 \u0301\u0301A \u0301abc x\u20dd ก่า नमस्ते",
 	"it's I'M they're WE'VE you'll He'D don't 'S 'T 'Re 'vE 'Ll 'd 'x ' 's",
@@ -173,6 +175,25 @@ func TestRankTableHoldsEveryToken(t *testing.T) {
 			_, err := lib.Decode([]uint{uint(n)})
 			assert.Error(t, err, "the table ends where the vocabulary does")
 		})
+	}
+}
+
+func TestCountIsSafeForConcurrentUse(t *testing.T) {
+	for _, name := range exactEncodings {
+		e := mustEncoding(t, name)
+		want := make([]int, len(differentialCorpus))
+		for i, s := range differentialCorpus {
+			want[i] = e.count(s)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for i, s := range differentialCorpus {
+					assert.Equal(t, want[i], e.count(s))
+				}
+			})
+		}
+		wg.Wait()
 	}
 }
 

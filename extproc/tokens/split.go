@@ -118,6 +118,13 @@ func classAt(s string, i int) (uint8, int) {
 // of want.
 func runOf(s string, i int, want uint8) int {
 	for i < len(s) {
+		if b := s[i]; b < utf8.RuneSelf {
+			if bmpClass[b]&want == 0 {
+				break
+			}
+			i++
+			continue
+		}
 		c, w := classAt(s, i)
 		if c&want == 0 {
 			break
@@ -164,7 +171,10 @@ func lettersO200k(s string, i int, c0 uint8, w0 int) int {
 	for _, p := range starts[:n] {
 		q, lastLower := p, -1
 		for q < len(s) {
-			c, w := classAt(s, q)
+			c, w := bmpClass[s[q]], 1
+			if s[q] >= utf8.RuneSelf {
+				c, w = classAt(s, q)
+			}
 			if c&clsU == 0 {
 				break
 			}
