@@ -16,6 +16,7 @@ import (
 // It counts exactly what the tokenizer library's Codec.Count counts,
 // including its treatment of invalid UTF-8 (each invalid byte is counted as
 // U+FFFD) and of special-token text such as "<|endoftext|>" (plain text).
+// It allocates only for pieces that hold invalid UTF-8.
 type encoding struct {
 	ranks *rankTable
 	// piece returns the end of the piece starting at s[i], or -1 to skip a rune.
@@ -61,9 +62,7 @@ func loadEncoding(name string) (*encoding, error) {
 
 // count returns the number of tokens in s.
 func (e *encoding) count(s string) int {
-	if !utf8.ValidString(s) {
-		s = replaceInvalid(s)
-	}
+	valid := utf8.ValidString(s)
 	n := 0
 	for i := 0; i < len(s); {
 		end := e.piece(s, i)
@@ -72,18 +71,23 @@ func (e *encoding) count(s string) int {
 			i += w
 			continue
 		}
-		n += e.ranks.countPiece(s[i:end])
+		p := s[i:end]
+		if !valid && !utf8.ValidString(p) {
+			// The splitter reads an invalid byte as U+FFFD, and so does
+			// the library, whose pieces then hold U+FFFD's bytes.
+			p = replaceInvalid(p)
+		}
+		n += e.ranks.countPiece(p)
 		i = end
 	}
 	return n
 }
 
 // replaceInvalid returns s with every byte that is not part of a valid
-// UTF-8 sequence replaced by U+FFFD: the text the library's split matcher
-// sees and its pieces are made of.
+// UTF-8 sequence replaced by U+FFFD.
 func replaceInvalid(s string) string {
 	var b strings.Builder
-	b.Grow(len(s) + len(s)/2)
+	b.Grow(3 * len(s))
 	for i := 0; i < len(s); {
 		r, w := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && w == 1 {

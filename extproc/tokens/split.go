@@ -34,17 +34,18 @@ const (
 )
 
 var (
-	// bmpClass holds the class of every rune in the Basic Multilingual
-	// Plane; classOnce fills it.
-	bmpClass  [0x10000]uint8
+	// runeClass holds the class of every rune in the first two planes
+	// (the Basic Multilingual Plane; emoji, math letters, historic
+	// scripts); classOnce fills it.
+	runeClass [0x20000]uint8
 	classOnce sync.Once
 )
 
-// initClasses fills bmpClass. Everything that splits calls it first.
+// initClasses fills runeClass. Everything that splits calls it first.
 func initClasses() {
 	classOnce.Do(func() {
-		for r := range rune(len(bmpClass)) {
-			bmpClass[r] = classify(r)
+		for r := range rune(len(runeClass)) {
+			runeClass[r] = classify(r)
 		}
 	})
 }
@@ -105,11 +106,11 @@ func inASCIIBitmap(r rune, lo, hi uint64) bool {
 // invalid byte is one rune of the class of U+FFFD. i must be < len(s).
 func classAt(s string, i int) (uint8, int) {
 	if b := s[i]; b < utf8.RuneSelf {
-		return bmpClass[b], 1
+		return runeClass[b], 1
 	}
 	r, w := utf8.DecodeRuneInString(s[i:])
-	if r < rune(len(bmpClass)) {
-		return bmpClass[r], w
+	if r < rune(len(runeClass)) {
+		return runeClass[r], w
 	}
 	return classify(r), w
 }
@@ -119,7 +120,7 @@ func classAt(s string, i int) (uint8, int) {
 func runOf(s string, i int, want uint8) int {
 	for i < len(s) {
 		if b := s[i]; b < utf8.RuneSelf {
-			if bmpClass[b]&want == 0 {
+			if runeClass[b]&want == 0 {
 				break
 			}
 			i++
@@ -171,7 +172,7 @@ func lettersO200k(s string, i int, c0 uint8, w0 int) int {
 	for _, p := range starts[:n] {
 		q, lastLower := p, -1
 		for q < len(s) {
-			c, w := bmpClass[s[q]], 1
+			c, w := runeClass[s[q]], 1
 			if s[q] >= utf8.RuneSelf {
 				c, w = classAt(s, q)
 			}
