@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +46,7 @@ var differentialCorpus = []string{
 	"你好，世界！这是一个测试。日本語のテキストも。한국어 텍스트.",
 	"مرحبا بالعالم، هذا اختبار. שלום עולם",
 	"Привет, мир! Ünïcödé text; Ελληνικά; ǅungla ǈj ǋ",
-	"𝐀𝐁𝐂 𝐀𝐁𝐜 𐐀𐐨𐐩 𝒶𝒷 𠀀𠀁 abc𝟘𝟙𝟚𝟛 󠀁x 􏿿",
+	"𝐀𝐁𝐂 𝐀𝐁𝐜 𐐀𐐨𐐩 𝒶𝒷 𠀀𠀁 abc𝟘𝟙𝟚𝟛 \U000E0001x \U0010FFFF",
 	"👍 👨‍👩‍👧‍👦 🏳️‍🌈 ❤️ 🇩🇪 ✊🏽 emoji😀text",
 	"e\u0301 a\u0308\u0301 \u0301\u0301A \u0301abc x\u20dd ก่า नमस्ते",
 	"it's I'M they're WE'VE you'll He'D don't 'S 'T 'Re 'vE 'Ll 'd 'x ' 's",
@@ -87,6 +89,30 @@ func TestCountMatchesLibrary(t *testing.T) {
 				for _, b := range differentialCorpus[:20] {
 					assertSameCount(t, e, lib, a+b)
 				}
+			}
+		})
+	}
+}
+
+// TestCountMatchesLibraryOnRepositoryText compares counts on real text of
+// every kind this repository holds: Go, Markdown, YAML, JSON and shell.
+func TestCountMatchesLibraryOnRepositoryText(t *testing.T) {
+	var files []string
+	for _, pattern := range []string{"*.go", "../*.go", "../../*.md", "../../docs/*", "../../examples/*/*", "../../config/*"} {
+		m, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		files = append(files, m...)
+	}
+	require.NotEmpty(t, files)
+	for _, name := range exactEncodings {
+		t.Run(name, func(t *testing.T) {
+			e, lib := mustEncoding(t, name), libraryCodec(t, name)
+			for _, f := range files {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					continue // a directory
+				}
+				assertSameCount(t, e, lib, string(b))
 			}
 		})
 	}
