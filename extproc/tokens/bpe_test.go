@@ -141,6 +141,26 @@ func TestCountMatchesLibraryOnRandomText(t *testing.T) {
 	}
 }
 
+// TestCountMatchesLibraryOnAllShortStrings compares every string of up to
+// three symbols from one representative of each rune class and of each
+// rune the patterns name.
+func TestCountMatchesLibraryOnAllShortStrings(t *testing.T) {
+	symbols := []string{"a", "A", "ǅ", "ª", "ʰ", "\u0301", "1", "½", " ", "\t", "\n", "\r",
+		"\u00a0", "'", "s", "ſ", "l", "e", "!", "/", "\x7f", "😀", "\xff", "中"}
+	for _, name := range exactEncodings {
+		t.Run(name, func(t *testing.T) {
+			e, lib := mustEncoding(t, name), libraryCodec(t, name)
+			for _, a := range symbols {
+				for _, b := range symbols {
+					for _, c := range symbols {
+						assertSameCount(t, e, lib, a+b+c)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestClassifyMatchesSets checks the one-category-test classification
 // against the split patterns' character sets, for every rune.
 func TestClassifyMatchesSets(t *testing.T) {
