@@ -246,14 +246,14 @@ func TestCountIsSafeForConcurrentUse(t *testing.T) {
 
 func TestCountDoesNotAllocate(t *testing.T) {
 	text := string(prompt(4 << 10))
+	long := strings.Repeat("xq", 200) // merged on the heap, with pooled scratch
 	for _, name := range exactEncodings {
 		e := mustEncoding(t, name)
-		long := strings.Repeat("xq", 200) // merged on the heap
-		e.count(long)
-		assert.Zero(t, testing.AllocsPerRun(20, func() {
-			e.count(text)
+		assert.Zero(t, testing.AllocsPerRun(20, func() { e.count(text) }), name)
+		if !raceEnabled {
 			e.count(long)
-		}), name)
+			assert.Zero(t, testing.AllocsPerRun(20, func() { e.count(long) }), name)
+		}
 	}
 }
 
