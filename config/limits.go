@@ -49,7 +49,18 @@ type Limits struct {
 	Tenants []TenantLimits `yaml:"tenants"`
 	// Backends caps in-flight streams per backend.
 	Backends []BackendLimits `yaml:"backends"`
+	// ReadUsage is how a response that only needs reading has its usage
+	// read: tap (default; the usage tap filter, off the stream's path) or
+	// inline (the main filter, one round trip per chunk; per-request
+	// tokens then reach the access log). docs/limits.md.
+	ReadUsage string `yaml:"read_usage"`
 }
+
+// Ways of reading usage (Limits.ReadUsage).
+const (
+	ReadUsageTap    = "tap"
+	ReadUsageInline = "inline"
+)
 
 // Tokenizer says how to count one public model's tokens.
 type Tokenizer struct {
@@ -131,6 +142,7 @@ func (l *Limits) applyDefaults() {
 	setString(&l.TenantHeader, DefaultLimitsTenantHeader)
 	setString(&l.DefaultTenant, DefaultTenant)
 	setString(&l.Store, LimitStoreMemory)
+	setString(&l.ReadUsage, ReadUsageTap)
 	if l.DefaultOutputTokens == 0 {
 		l.DefaultOutputTokens = DefaultOutputTokens
 	}
@@ -168,6 +180,9 @@ func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
 	if l.Queue.MaxWait < 0 || l.Queue.MaxWait+queueMessageTimeoutHeadroom > c.ExtProc.MessageTimeout {
 		v.at("$.limits.queue.max_wait", "queue max_wait %s must be positive and at least %s below extproc.message_timeout (%s): Envoy fails a request whose ext_proc answer takes longer",
 			l.Queue.MaxWait, queueMessageTimeoutHeadroom, c.ExtProc.MessageTimeout)
+	}
+	if l.ReadUsage != ReadUsageTap && l.ReadUsage != ReadUsageInline {
+		v.at("$.limits.read_usage", "read_usage %q is not supported; use tap or inline", l.ReadUsage)
 	}
 	switch l.Store {
 	case LimitStoreMemory:

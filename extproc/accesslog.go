@@ -29,14 +29,17 @@ func (p *processor) requestMetadata() *structpb.Struct {
 		f["trace_id"] = structpb.NewStringValue(id)
 	}
 	p.rateMetadata(f)
-	if p.tapKey != "" {
-		f[xds.TapMetadataKey] = structpb.NewStringValue(p.tapKey)
-	}
 	if p.obs.decision != "" {
 		f["limit_decision"] = structpb.NewStringValue(p.obs.decision)
 		f["queue_wait_ms"] = structpb.NewNumberValue(float64(p.obs.queueWait.Microseconds()) / 1000)
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
 		xds.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}
+	if p.tapKey != "" {
+		md.Fields[xds.TapNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			xds.TapMetadataKey: structpb.NewStringValue(p.tapKey),
+		}})
+	}
+	return md
 }

@@ -11,6 +11,7 @@ import (
 
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -82,7 +83,7 @@ func (t *taps) claim(key string) *processor {
 // phase (nothing on its path translates, telemetry does not read every
 // response), and nothing in its response is to be removed.
 func (p *processor) canTap() bool {
-	return p.taps != nil && p.skipsResponseHeaders && p.tx == nil && !p.grpc &&
+	return p.taps != nil && p.limits != nil && p.limits.cfg.ReadUsage != config.ReadUsageInline && p.skipsResponseHeaders && p.tx == nil && !p.grpc &&
 		p.lim != nil && p.lim.res != nil && !p.lim.strip && !p.obs.strip
 }
 
@@ -92,7 +93,7 @@ func (p *processor) canTap() bool {
 // stream with no request to claim ends at once, which tells Envoy to send
 // nothing more.
 func (s *Server) tap(stream extprocsvcv3.ExternalProcessor_ProcessServer, first *extprocsvcv3.ProcessingRequest) error {
-	md := first.GetMetadataContext().GetFilterMetadata()[xds.MetadataNamespace]
+	md := first.GetMetadataContext().GetFilterMetadata()[xds.TapNamespace]
 	p := s.taps.claim(md.GetFields()[xds.TapMetadataKey].GetStringValue())
 	if p == nil {
 		return nil

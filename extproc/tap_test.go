@@ -23,9 +23,13 @@ import (
 )
 
 // tapServer runs a Server with limits on a TCP port and returns a client.
-func tapServer(t *testing.T) (*Server, extprocsvcv3.ExternalProcessorClient, *prometheus.Registry) {
+func tapServer(t *testing.T, yaml ...string) (*Server, extprocsvcv3.ExternalProcessorClient, *prometheus.Registry) {
 	t.Helper()
-	cfg, err := config.Parse("t.yaml", []byte(limitedYAML))
+	y := limitedYAML
+	if len(yaml) > 0 {
+		y = yaml[0]
+	}
+	cfg, err := config.Parse("t.yaml", []byte(y))
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	srv := NewServer(cfg, NewRoutes(cfg, 1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
@@ -47,7 +51,7 @@ func tapServer(t *testing.T) (*Server, extprocsvcv3.ExternalProcessorClient, *pr
 // tapMsg marks m as a tap stream message carrying key, as Envoy sends it.
 func tapMsg(m *extprocsvcv3.ProcessingRequest, key string) *extprocsvcv3.ProcessingRequest {
 	m.ObservabilityMode = true
-	m.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{xds.MetadataNamespace: {Fields: map[string]*structpb.Value{
+	m.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{xds.TapNamespace: {Fields: map[string]*structpb.Value{
 		xds.TapMetadataKey: structpb.NewStringValue(key),
 	}}}}
 	return m
@@ -67,8 +71,7 @@ func TestTapSettlesHandedOverRequest(t *testing.T) {
 	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)))
 	br, err := main.Recv()
 	require.NoError(t, err)
-	md := br.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()
-	key := md[xds.TapMetadataKey].GetStringValue()
+	key := br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue()
 	require.NotEmpty(t, key, "the request is handed over to its tap")
 	_, err = main.Recv()
 	assert.ErrorIs(t, err, io.EOF, "the main stream ends with the body answer")
@@ -108,7 +111,7 @@ func TestTapNeverComingSettlesWithEstimate(t *testing.T) {
 	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":false,"messages":[]}`)))
 	br, err := main.Recv()
 	require.NoError(t, err)
-	require.NotEmpty(t, br.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue())
+	require.NotEmpty(t, br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue())
 	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
 	assert.Eventually(t, func() bool { return gauge(t, reg, "streamgate_reservations_outstanding") == 0 }, 5*time.Second, 10*time.Millisecond)
 }
@@ -126,8 +129,7 @@ func TestTapNotHandedOverWhenUsageIsStripped(t *testing.T) {
 	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":true,"messages":[]}`)))
 	br, err := main.Recv()
 	require.NoError(t, err)
-	md := br.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()
-	assert.NotContains(t, md, xds.TapMetadataKey)
+	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), xds.TapNamespace)
 	require.NoError(t, main.Send(withStatus(respBody(usageStream, true), 200)))
 	last, err := main.Recv()
 	require.NoError(t, err)
@@ -149,4 +151,23 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestTapOffWithInlineReading: with limits.read_usage inline, a response
+// that only needs reading stays on the main stream.
+func TestTapOffWithInlineReading(t *testing.T) {
+	_, client, _ := tapServer(t, limitedYAML+"  read_usage: inline\n")
+	main, err := client.Process(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, main.Send(reqHeaders("POST", "/v1/chat/completions", false)))
+	_, err = main.Recv()
+	require.NoError(t, err)
+	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":false,"messages":[]}`)))
+	br, err := main.Recv()
+	require.NoError(t, err)
+	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), xds.TapNamespace)
+	require.NoError(t, main.Send(withStatus(respBody(`{"usage":{"prompt_tokens":3,"completion_tokens":4}}`, true), 200)))
+	_, err = main.Recv()
+	require.NoError(t, err, "the main stream reads the response")
+	require.NoError(t, main.CloseSend())
 }

@@ -54,7 +54,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		return nil, err
 	}
 	filters := []*hcmv3.HttpFilter{extProc, grpcStats, router}
-	if cfg.Limits != nil {
+	if TapOn(cfg) {
 		tap, err := typed(UsageFilterName, usageFilter())
 		if err != nil {
 			return nil, err
@@ -130,7 +130,7 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		// Per-request facts Streamgate returns (tenant, model, backend,
 		// version, error) land here for the access log.
 		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-			Untyped: []string{MetadataNamespace},
+			Untyped: []string{MetadataNamespace, TapNamespace},
 		}},
 	}
 }

@@ -25,9 +25,18 @@ import (
 // as a stripped usage chunk or a translation, stays on the main filter).
 const UsageFilterName = "streamgate.usage"
 
-// TapMetadataKey is the dynamic metadata key (namespace MetadataNamespace)
-// under which Streamgate names the request the tap stream belongs to.
-const TapMetadataKey = "tap"
+// TapNamespace is the dynamic metadata namespace, forwarded to the tap with
+// every message, under whose TapMetadataKey Streamgate names the request a
+// tap stream belongs to. It holds nothing else, so the forwarding is cheap.
+const (
+	TapNamespace   = "streamgate.tap"
+	TapMetadataKey = "key"
+)
+
+// TapOn reports whether cfg reads usage through the tap.
+func TapOn(cfg *config.Config) bool {
+	return cfg.Limits != nil && cfg.Limits.ReadUsage != config.ReadUsageInline
+}
 
 // usageTapDeferredClose is how long Envoy keeps a tap stream open after
 // its request ended without the response's end (a client gone mid-stream);
@@ -53,7 +62,7 @@ func usageFilter() *extprocv3.ExternalProcessor {
 		ProcessingMode:       tapOff(),
 		DeferredCloseTimeout: durationpb.New(usageTapDeferredClose),
 		MetadataOptions: &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-			Untyped: []string{MetadataNamespace},
+			Untyped: []string{TapNamespace},
 		}},
 		ForwardRules: &extprocv3.HeaderForwardingRules{AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
 			exact(":status"), exact("content-type"),
@@ -82,7 +91,7 @@ func tapOff() *extprocv3.ProcessingMode {
 // from the route chosen after the main filter's answer, unlike the
 // filter-chain enablement, which is fixed before any filter runs.
 func usageRouteConfig(cfg *config.Config) (map[string]*anypb.Any, error) {
-	if cfg.Limits == nil {
+	if !TapOn(cfg) {
 		return nil, nil
 	}
 	on := tapOff()
