@@ -343,3 +343,42 @@ func lastUsage(t *testing.T, stream string) usageJSON {
 	require.Positive(t, c.Usage.PromptTokens)
 	return c.Usage
 }
+
+// TestUsageTapSeesStatus: a limited stream whose client asks for usage is
+// read by the usage tap (no response headers message): its status still
+// reaches the metrics, from the attribute on the first body chunk, and the
+// reservation is settled with the backend's usage.
+func TestUsageTapSeesStatus(t *testing.T) {
+	e, _ := limitsGateway(t)
+	count := func(status string) float64 {
+		resp, err := http.Get(e.metrics + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var sum float64
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "streamgate_requests_total{") && strings.Contains(line, `model="model-a"`) && strings.Contains(line, `status="`+status+`"`) {
+				_, v, _ := strings.Cut(line, "} ")
+				f, err := strconv.ParseFloat(v, 64)
+				require.NoError(t, err)
+				sum += f
+			}
+		}
+		return sum
+	}
+	before200, beforeRouted := count("200"), count("routed")
+	beforeOut := metric(t, e, `streamgate_tokens_reconciled_total{direction="output"}`)
+	b, _ := json.Marshal(map[string]any{"model": "model-a", "stream": true, "stream_options": map[string]bool{"include_usage": true},
+		"messages": []map[string]string{{"role": "user", "content": "tap me"}}})
+	resp, err := postTo(t.Context(), e, b, map[string]string{"x-fakellm-tokens": "9"})
+	require.NoError(t, err)
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	u := lastUsage(t, string(got))
+	waitMetric(t, e, "streamgate_reservations_outstanding", 0)
+	assert.InDelta(t, u.CompletionTokens, metric(t, e, `streamgate_tokens_reconciled_total{direction="output"}`)-beforeOut, 0)
+	assert.Eventually(t, func() bool { return count("200") == before200+1 }, 5*time.Second, 20*time.Millisecond, "the tapped request is counted with its status")
+	assert.InDelta(t, beforeRouted, count("routed"), 0)
+}

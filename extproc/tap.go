@@ -99,7 +99,6 @@ func (s *Server) tap(stream extprocsvcv3.ExternalProcessor_ProcessServer, first 
 		return nil
 	}
 	p.ctx = stream.Context()
-	p.skipsResponseHeaders = false // the tap sees the real response headers
 	defer p.finish()
 	for req := first; ; {
 		if _, opening := req.Request.(*extprocsvcv3.ProcessingRequest_RequestHeaders); !opening {

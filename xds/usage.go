@@ -64,6 +64,9 @@ func usageFilter() *extprocv3.ExternalProcessor {
 		MetadataOptions: &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
 			Untyped: []string{TapNamespace},
 		}},
+		// The status rides on the first body chunk: no response headers
+		// message.
+		ResponseAttributes: []string{ResponseCodeAttribute},
 		ForwardRules: &extprocv3.HeaderForwardingRules{AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
 			exact(":status"), exact("content-type"),
 		}}},
@@ -86,8 +89,8 @@ func tapOff() *extprocv3.ProcessingMode {
 // usageRouteConfig turns the tap on for a backend route: the request
 // headers open the tap stream as soon as the main filter has routed the
 // request (so Streamgate pairs it with the request at once, and learns of
-// a client that leaves before the first byte), then the response headers
-// and every body chunk follow. Envoy reads per-route ext_proc overrides
+// a client that leaves before the first byte), then every response body
+// chunk follows, the first with the status as an attribute. Envoy reads per-route ext_proc overrides
 // from the route chosen after the main filter's answer, unlike the
 // filter-chain enablement, which is fixed before any filter runs.
 func usageRouteConfig(cfg *config.Config) (map[string]*anypb.Any, error) {
@@ -96,7 +99,6 @@ func usageRouteConfig(cfg *config.Config) (map[string]*anypb.Any, error) {
 	}
 	on := tapOff()
 	on.RequestHeaderMode = extprocv3.ProcessingMode_SEND
-	on.ResponseHeaderMode = extprocv3.ProcessingMode_SEND
 	on.ResponseBodyMode = extprocv3.ProcessingMode_STREAMED
 	a, err := anypb.New(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{
 		Overrides: &extprocv3.ExtProcOverrides{ProcessingMode: on},
