@@ -205,6 +205,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		case err != nil:
 			return err
 		default:
+			shareCPUs(log)
 			goServe("envoy", func() error {
 				<-proc.Done()
 				if ctx.Err() == nil {
