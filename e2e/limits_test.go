@@ -369,6 +369,7 @@ func TestUsageTapSeesStatus(t *testing.T) {
 	}
 	before200, beforeRouted := count("200"), count("routed")
 	beforeOut := metric(t, e, `streamgate_tokens_reconciled_total{direction="output"}`)
+	beforeMsgs := envoyStat(t, e, "ext_proc.usage.stream_msgs_sent")
 	b, _ := json.Marshal(map[string]any{"model": "model-a", "stream": true, "stream_options": map[string]bool{"include_usage": true},
 		"messages": []map[string]string{{"role": "user", "content": "tap me"}}})
 	resp, err := postTo(t.Context(), e, b, map[string]string{"x-fakellm-tokens": "9"})
@@ -381,4 +382,23 @@ func TestUsageTapSeesStatus(t *testing.T) {
 	assert.InDelta(t, u.CompletionTokens, metric(t, e, `streamgate_tokens_reconciled_total{direction="output"}`)-beforeOut, 0)
 	assert.Eventually(t, func() bool { return count("200") == before200+1 }, 5*time.Second, 20*time.Millisecond, "the tapped request is counted with its status")
 	assert.InDelta(t, beforeRouted, count("routed"), 0)
+
+	// The usage was read by the tap: Envoy sent it the response chunks, not
+	// just the opening message a request that is not handed over gets.
+	assert.GreaterOrEqual(t, envoyStat(t, e, "ext_proc.usage.stream_msgs_sent")-beforeMsgs, 3.0, "tap messages for one handed-over stream")
+}
+
+// envoyStat reads the Envoy counter whose name ends with suffix.
+func envoyStat(t *testing.T, e *env, suffix string) float64 {
+	t.Helper()
+	resp, err := http.Get(e.admin + "/stats?filter=" + suffix + "$")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	_, v, ok := strings.Cut(strings.TrimSpace(string(body)), ": ")
+	require.True(t, ok, "no stat %s in %q", suffix, body)
+	f, err := strconv.ParseFloat(v, 64)
+	require.NoError(t, err)
+	return f
 }

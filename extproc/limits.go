@@ -206,8 +206,9 @@ func (p *processor) limitModes() *extprocv3.ProcessingMode {
 
 // onFirstResponseBody stands in for the skipped response headers phase:
 // it takes the status from the message's attributes and picks how the
-// body is metered, from the status and whether the client asked for a
-// stream (an error answer to a stream request is JSON).
+// body is metered: as an event stream when the client asked for a stream
+// and the backend answered 200 with something other than a JSON object
+// (an error answer to a stream request is JSON).
 func (p *processor) onFirstResponseBody(req *extprocsvcv3.ProcessingRequest) {
 	p.responseStarted = true
 	attrs := req.GetAttributes()[extProcAttributes].GetFields()
@@ -217,7 +218,8 @@ func (p *processor) onFirstResponseBody(req *extprocsvcv3.ProcessingRequest) {
 	if p.lim == nil || p.lim.res == nil {
 		return
 	}
-	if p.info.Stream && (p.obs.status == http.StatusOK || p.obs.status == 0 && !looksLikeJSON(req.GetResponseBody().GetBody())) {
+	ok := p.obs.status == http.StatusOK || p.obs.status == 0
+	if p.info.Stream && ok && !looksLikeJSON(req.GetResponseBody().GetBody()) {
 		p.lim.meter = &tokens.StreamMeter{Strip: p.lim.strip, Counter: p.lim.counter}
 	} else {
 		p.lim.body = &tokens.BodyMeter{}

@@ -38,7 +38,9 @@ const (
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
-// one goroutine only. Defaults pass everything through.
+// one goroutine at a time: the main stream's, then, once handed over
+// (tap.go), the tap stream's or the settling timer's. Defaults pass
+// everything through.
 type processor struct {
 	routes  *Routes
 	maxBody int64
@@ -58,9 +60,11 @@ type processor struct {
 	// once that chunk arrived.
 	skipsResponseHeaders bool
 	responseStarted      bool
-	// taps takes requests whose response is only read (tap.go); tapKey
-	// is set once this one is handed over.
+	// taps takes requests whose response is only read (tap.go); tapOn
+	// says whether the usage tap is installed; tapKey is set once this
+	// request is to be handed over.
 	taps   *taps
+	tapOn  bool
 	tapKey string
 	// extraHeaders are added to an immediate response.
 	extraHeaders []*corev3.HeaderValueOption
@@ -281,7 +285,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
 	if p.canTap() {
-		p.tapKey = p.taps.handOver(p)
+		p.tapKey = p.taps.newKey() // parked by Process just before the answer goes out
 	}
 	return &extprocsvcv3.ProcessingResponse{
 		Response:        &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}},

@@ -25,6 +25,7 @@ import (
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/telemetry"
+	"github.com/streamgate/streamgate/xds"
 )
 
 // drainTimeout bounds how long Serve waits for open streams at shutdown.
@@ -45,8 +46,10 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	// taps pairs handed-over requests with their usage tap streams.
-	taps *taps
+	// taps pairs handed-over requests with their usage tap streams;
+	// tapOn says whether the config installs the tap.
+	taps  *taps
+	tapOn atomic.Bool
 
 	// draining makes new requests fail with 503 (see Drain); active
 	// counts open ext_proc streams.
@@ -58,7 +61,8 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 
 // NewServer returns a Server serving cfg. metrics may be nil.
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
-	s := &Server{log: log, metrics: metrics, taps: newTaps(log)}
+	s := &Server{log: log, metrics: metrics}
+	s.taps = newTaps(log, &s.active)
 	s.Update(cfg, routes)
 	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
@@ -69,6 +73,7 @@ func (s *Server) Update(cfg *config.Config, routes *Routes) {
 	s.routes.Store(routes)
 	s.maxBody.Store(cfg.Gateway.MaxRequestBodyBytes)
 	s.tel.Store(NewTelemetry(cfg))
+	s.tapOn.Store(xds.TapOn(cfg))
 }
 
 // SetUsageSink sets where usage events of streams that start afterwards
@@ -102,7 +107,7 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 		return s.tap(stream, req)
 	}
 	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
-	p.ctx, p.auth, p.limits, p.taps = stream.Context(), s.auth.Load(), s.limits.Load(), s.taps
+	p.ctx, p.auth, p.limits, p.taps, p.tapOn = stream.Context(), s.auth.Load(), s.limits.Load(), s.taps, s.tapOn.Load()
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	p.obs.set, p.obs.sink, p.obs.tracer = s.tel.Load(), s.sink.Load(), s.tracer.Load()
@@ -125,11 +130,23 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 			resp = p.handle(req)
 		}
 		tm.Phase(phaseOf(req), p.now().Sub(began))
-		// Once handed over, p belongs to the tap stream, which Envoy may
-		// open as soon as this answer arrives: read nothing of p after Send.
+		// Once parked, p belongs to the tap stream (which Envoy may open as
+		// soon as this answer arrives) or the settling timer: read nothing
+		// of p after park.
 		done := p.done(resp)
 		handedOver = p.tapKey != ""
+		key := p.tapKey
+		if handedOver {
+			s.taps.park(p)
+		}
 		if err := stream.Send(resp); err != nil {
+			if handedOver {
+				// Envoy never got the key: no tap stream will come.
+				if q := s.taps.claim(key); q != nil {
+					q.finish()
+					s.taps.settled()
+				}
+			}
 			return fmt.Errorf("cannot send to envoy: %w", err)
 		}
 		if done || handedOver {

@@ -11,7 +11,6 @@ import (
 
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/xds"
 )
 
@@ -32,7 +31,11 @@ type taps struct {
 	next    atomic.Uint64
 	pending sync.Map // key -> *tapEntry
 	log     *slog.Logger
-	warned  atomic.Bool
+	// active counts requests in flight (Server.Active): a parked request
+	// counts until it is settled.
+	active *atomic.Int64
+	// lastWarn is when an unclaimed request was last logged (unix nanos).
+	lastWarn atomic.Int64
 	// wait is how long a handed-over request waits for its tap stream.
 	wait time.Duration
 }
@@ -42,32 +45,40 @@ type tapEntry struct {
 	timer *time.Timer
 }
 
-func newTaps(log *slog.Logger) *taps {
+func newTaps(log *slog.Logger, active *atomic.Int64) *taps {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &taps{prefix: hex.EncodeToString(b[:]) + "-", log: log, wait: tapClaimTimeout}
+	return &taps{prefix: hex.EncodeToString(b[:]) + "-", log: log, active: active, wait: tapClaimTimeout}
 }
 
-// handOver parks p until its tap stream claims it and returns the key the
-// tap stream will present. Safe for concurrent use.
-func (t *taps) handOver(p *processor) string {
-	key := t.prefix + strconv.FormatUint(t.next.Add(1), 36)
+// newKey names a request to be handed over. Safe for concurrent use.
+func (t *taps) newKey() string {
+	return t.prefix + strconv.FormatUint(t.next.Add(1), 36)
+}
+
+// park hands p over under p.tapKey until its tap stream claims it. The
+// caller must not touch p afterwards. Safe for concurrent use.
+func (t *taps) park(p *processor) {
+	key := p.tapKey
+	t.active.Add(1)
 	e := &tapEntry{p: p}
 	e.timer = time.AfterFunc(t.wait, func() {
 		if _, ok := t.pending.LoadAndDelete(key); !ok {
 			return
 		}
-		if t.warned.CompareAndSwap(false, true) {
+		defer t.active.Add(-1)
+		now := time.Now().UnixNano()
+		if last := t.lastWarn.Load(); now-last > int64(time.Minute) && t.lastWarn.CompareAndSwap(last, now) {
 			t.log.Warn("a limited request's usage tap stream never came; its reservation was settled with the estimate (is the "+xds.UsageFilterName+" filter installed?)",
 				"request_id", p.requestID, "tenant", p.Tenant)
 		}
 		p.finish()
 	})
 	t.pending.Store(key, e)
-	return key
 }
 
-// claim takes the processor parked under key, or nil.
+// claim takes the processor parked under key, or nil. The caller settles
+// it (finish) and then calls settled.
 func (t *taps) claim(key string) *processor {
 	v, ok := t.pending.LoadAndDelete(key)
 	if !ok {
@@ -78,12 +89,15 @@ func (t *taps) claim(key string) *processor {
 	return e.p
 }
 
+// settled marks a claimed request done.
+func (t *taps) settled() { t.active.Add(-1) }
+
 // canTap reports whether the request's response only needs reading: it
 // holds a reservation settled by usage, skipped the response headers
 // phase (nothing on its path translates, telemetry does not read every
 // response), and nothing in its response is to be removed.
 func (p *processor) canTap() bool {
-	return p.taps != nil && p.limits != nil && p.limits.cfg.ReadUsage != config.ReadUsageInline && p.skipsResponseHeaders && p.tx == nil && !p.grpc &&
+	return p.taps != nil && p.tapOn && p.skipsResponseHeaders && p.tx == nil && !p.grpc &&
 		p.lim != nil && p.lim.res != nil && !p.lim.strip && !p.obs.strip
 }
 
@@ -99,9 +113,11 @@ func (s *Server) tap(stream extprocsvcv3.ExternalProcessor_ProcessServer, first 
 		return nil
 	}
 	p.ctx = stream.Context()
+	defer s.taps.settled()
 	defer p.finish()
 	for req := first; ; {
-		if _, opening := req.Request.(*extprocsvcv3.ProcessingRequest_RequestHeaders); !opening {
+		switch req.Request.(type) {
+		case *extprocsvcv3.ProcessingRequest_ResponseHeaders, *extprocsvcv3.ProcessingRequest_ResponseBody, *extprocsvcv3.ProcessingRequest_ResponseTrailers:
 			p.handle(req)
 		}
 		if req.GetResponseHeaders().GetEndOfStream() || req.GetResponseBody().GetEndOfStream() {

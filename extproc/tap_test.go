@@ -76,6 +76,8 @@ func TestTapSettlesHandedOverRequest(t *testing.T) {
 	_, err = main.Recv()
 	assert.ErrorIs(t, err, io.EOF, "the main stream ends with the body answer")
 	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
+	assert.Eventually(t, func() bool { return srv.Active() == 1 }, 5*time.Second, 10*time.Millisecond,
+		"a parked request still counts as active (the drain waits for it)")
 
 	tap, err := client.Process(t.Context())
 	require.NoError(t, err)
@@ -113,6 +115,7 @@ func TestTapNeverComingSettlesWithEstimate(t *testing.T) {
 	require.NotEmpty(t, br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue())
 	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
 	assert.Eventually(t, func() bool { return gauge(t, reg, "streamgate_reservations_outstanding") == 0 }, 5*time.Second, 10*time.Millisecond)
+	assert.Eventually(t, func() bool { return srv.Active() == 0 }, 5*time.Second, 10*time.Millisecond)
 }
 
 // TestTapNotHandedOverWhenUsageIsStripped: a stream whose client did not

@@ -66,7 +66,7 @@ func TestDropInRouteSnippet(t *testing.T) {
 	if diff := cmp.Diff(want, got.GetRoute().GetRetryPolicy(), protocmp.Transform()); diff != "" {
 		t.Fatalf("route.yaml retry policy differs (-want +got):\n%s", diff)
 	}
-	cfg := &config.Config{Limits: &config.Limits{}}
+	cfg := &config.Config{Limits: &config.Limits{}, ExtProc: config.ExtProc{Listen: "127.0.0.1:50051"}}
 	tap, err := usageRouteConfig(cfg)
 	require.NoError(t, err)
 	if diff := cmp.Diff(tap, got.GetTypedPerFilterConfig(), protocmp.Transform()); diff != "" {

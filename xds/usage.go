@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"net"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -33,9 +35,20 @@ const (
 	TapMetadataKey = "key"
 )
 
-// TapOn reports whether cfg reads usage through the tap.
+// TapOn reports whether cfg reads usage through the tap: limits read
+// usage with it, and Envoy reaches the ext_proc server at one fixed
+// address (an IP or a unix socket). A DNS name may resolve to several
+// replicas, and the tap stream must reach the process holding the request.
 func TapOn(cfg *config.Config) bool {
-	return cfg.Limits != nil && cfg.Limits.ReadUsage != config.ReadUsageInline
+	if cfg.Limits == nil || cfg.Limits.ReadUsage == config.ReadUsageInline {
+		return false
+	}
+	addr := cfg.ExtProc.EnvoyAddress()
+	if strings.HasPrefix(addr, "unix:") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && net.ParseIP(host) != nil
 }
 
 // usageTapDeferredClose is how long Envoy keeps a tap stream open after
@@ -57,6 +70,7 @@ func usageFilter() *extprocv3.ExternalProcessor {
 			}},
 		},
 		ObservabilityMode: true,
+		StatPrefix:        "usage", // its own ext_proc stats (streams_started, ...)
 		// The tap never changes the response: a tap failure must not fail it.
 		FailureModeAllow:     true,
 		ProcessingMode:       tapOff(),

@@ -21,6 +21,9 @@ func TestUsageTapOnlyWithLimits(t *testing.T) {
 		{"no limits", base, false},
 		{"limits", base + "limits: {tenants: [{name: t, requests_per_minute: 1}]}\n", true},
 		{"limits read inline", base + "limits: {read_usage: inline, tenants: [{name: t, requests_per_minute: 1}]}\n", false},
+		// A name may resolve to several ext_proc replicas: the tap stream
+		// could reach one that does not hold the request.
+		{"ext_proc behind a DNS name", base + "extproc: {listen: \"0.0.0.0:50051\", address: \"streamgate:50051\"}\nlimits: {tenants: [{name: t, requests_per_minute: 1}]}\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := config.Parse("t.yaml", []byte(tc.yaml))
