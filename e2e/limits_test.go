@@ -391,12 +391,8 @@ func TestUsageTapSeesStatus(t *testing.T) {
 // envoyStat reads the Envoy counter whose name ends with suffix.
 func envoyStat(t *testing.T, e *env, suffix string) float64 {
 	t.Helper()
-	resp, err := http.Get(e.admin + "/stats?filter=" + suffix + "$")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	_, v, ok := strings.Cut(strings.TrimSpace(string(body)), ": ")
+	body := get(t, e.admin+"/stats?filter="+suffix+"$")
+	_, v, ok := strings.Cut(strings.TrimSpace(body), ": ")
 	require.True(t, ok, "no stat %s in %q", suffix, body)
 	f, err := strconv.ParseFloat(v, 64)
 	require.NoError(t, err)

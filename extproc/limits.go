@@ -167,12 +167,11 @@ func (p *processor) denied(err error) *extprocsvcv3.ProcessingResponse {
 	return p.fail(&clientError{kind: de, msg: msg})
 }
 
-// rateHeaders renders the OpenAI-style x-ratelimit-* headers.
-func (p *processor) rateHeaders() []*corev3.HeaderValueOption {
+// rateValues yields the OpenAI-style x-ratelimit-* headers and values.
+func (p *processor) rateValues(yield func(name, value string)) {
 	if p.lim == nil {
-		return nil
+		return
 	}
-	var hs []*corev3.HeaderValueOption
 	for _, x := range []struct {
 		suffix string
 		s      *ratelimit.State
@@ -180,11 +179,16 @@ func (p *processor) rateHeaders() []*corev3.HeaderValueOption {
 		if x.s == nil {
 			continue
 		}
-		hs = append(hs,
-			header("x-ratelimit-limit-"+x.suffix, strconv.FormatInt(x.s.Limit, 10)),
-			header("x-ratelimit-remaining-"+x.suffix, strconv.FormatInt(x.s.Remaining, 10)),
-			header("x-ratelimit-reset-"+x.suffix, x.s.Reset.Round(time.Millisecond).String()))
+		yield("x-ratelimit-limit-"+x.suffix, strconv.FormatInt(x.s.Limit, 10))
+		yield("x-ratelimit-remaining-"+x.suffix, strconv.FormatInt(x.s.Remaining, 10))
+		yield("x-ratelimit-reset-"+x.suffix, x.s.Reset.Round(time.Millisecond).String())
 	}
+}
+
+// rateHeaders renders the x-ratelimit-* headers for an immediate response.
+func (p *processor) rateHeaders() []*corev3.HeaderValueOption {
+	var hs []*corev3.HeaderValueOption
+	p.rateValues(func(k, v string) { hs = append(hs, header(k, v)) })
 	return hs
 }
 
@@ -245,9 +249,7 @@ func looksLikeJSON(b []byte) bool {
 // rateMetadata records the x-ratelimit-* values for the route to copy
 // onto the response (xds.RateLimitHeaders).
 func (p *processor) rateMetadata(f map[string]*structpb.Value) {
-	for _, h := range p.rateHeaders() {
-		f[h.GetHeader().GetKey()] = structpb.NewStringValue(string(h.GetHeader().GetRawValue()))
-	}
+	p.rateValues(func(k, v string) { f[k] = structpb.NewStringValue(v) })
 }
 
 // onResponseHeaders adds x-ratelimit-* and, when a reservation is held,

@@ -48,6 +48,21 @@ func tapServer(t *testing.T, yaml ...string) (*Server, extprocsvcv3.ExternalProc
 	return srv, extprocsvcv3.NewExternalProcessorClient(conn), reg
 }
 
+// answeredBody opens a main ext_proc stream for a chat request with body
+// and returns it with the body answer.
+func answeredBody(t *testing.T, client extprocsvcv3.ExternalProcessorClient, body string) (extprocsvcv3.ExternalProcessor_ProcessClient, *extprocsvcv3.ProcessingResponse) {
+	t.Helper()
+	main, err := client.Process(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, main.Send(reqHeaders("POST", "/v1/chat/completions", false)))
+	_, err = main.Recv()
+	require.NoError(t, err)
+	require.NoError(t, main.Send(bodyMsg(body)))
+	br, err := main.Recv()
+	require.NoError(t, err)
+	return main, br
+}
+
 // tapMsg marks m as a tap stream message carrying key, as Envoy sends it.
 func tapMsg(m *extprocsvcv3.ProcessingRequest, key string) *extprocsvcv3.ProcessingRequest {
 	m.ObservabilityMode = true
@@ -63,17 +78,10 @@ func tapMsg(m *extprocsvcv3.ProcessingRequest, key string) *extprocsvcv3.Process
 // the reservation at the response's end.
 func TestTapSettlesHandedOverRequest(t *testing.T) {
 	srv, client, reg := tapServer(t)
-	main, err := client.Process(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, main.Send(reqHeaders("POST", "/v1/chat/completions", false)))
-	_, err = main.Recv()
-	require.NoError(t, err)
-	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)))
-	br, err := main.Recv()
-	require.NoError(t, err)
+	main, br := answeredBody(t, client, `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
 	key := br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue()
 	require.NotEmpty(t, key, "the request is handed over to its tap")
-	_, err = main.Recv()
+	_, err := main.Recv()
 	assert.ErrorIs(t, err, io.EOF, "the main stream ends with the body answer")
 	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
 	assert.Eventually(t, func() bool { return srv.Active() == 1 }, 5*time.Second, 10*time.Millisecond,
@@ -104,14 +112,7 @@ func TestTapSettlesHandedOverRequest(t *testing.T) {
 func TestTapNeverComingSettlesWithEstimate(t *testing.T) {
 	srv, client, reg := tapServer(t)
 	srv.taps.wait = 50 * time.Millisecond
-	main, err := client.Process(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, main.Send(reqHeaders("POST", "/v1/chat/completions", false)))
-	_, err = main.Recv()
-	require.NoError(t, err)
-	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":false,"messages":[]}`)))
-	br, err := main.Recv()
-	require.NoError(t, err)
+	_, br := answeredBody(t, client, `{"model":"m","stream":false,"messages":[]}`)
 	require.NotEmpty(t, br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue())
 	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
 	assert.Eventually(t, func() bool { return gauge(t, reg, "streamgate_reservations_outstanding") == 0 }, 5*time.Second, 10*time.Millisecond)
@@ -123,14 +124,7 @@ func TestTapNeverComingSettlesWithEstimate(t *testing.T) {
 // response stays on the main stream.
 func TestTapNotHandedOverWhenUsageIsStripped(t *testing.T) {
 	_, client, _ := tapServer(t)
-	main, err := client.Process(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, main.Send(reqHeaders("POST", "/v1/chat/completions", false)))
-	_, err = main.Recv()
-	require.NoError(t, err)
-	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":true,"messages":[]}`)))
-	br, err := main.Recv()
-	require.NoError(t, err)
+	main, br := answeredBody(t, client, `{"model":"m","stream":true,"messages":[]}`)
 	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), xds.TapNamespace)
 	require.NoError(t, main.Send(withStatus(respBody(usageStream, true), 200)))
 	last, err := main.Recv()
@@ -159,17 +153,10 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // that only needs reading stays on the main stream.
 func TestTapOffWithInlineReading(t *testing.T) {
 	_, client, _ := tapServer(t, limitedYAML+"  read_usage: inline\n")
-	main, err := client.Process(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, main.Send(reqHeaders("POST", "/v1/chat/completions", false)))
-	_, err = main.Recv()
-	require.NoError(t, err)
-	require.NoError(t, main.Send(bodyMsg(`{"model":"m","stream":false,"messages":[]}`)))
-	br, err := main.Recv()
-	require.NoError(t, err)
+	main, br := answeredBody(t, client, `{"model":"m","stream":false,"messages":[]}`)
 	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), xds.TapNamespace)
 	require.NoError(t, main.Send(withStatus(respBody(`{"usage":{"prompt_tokens":3,"completion_tokens":4}}`, true), 200)))
-	_, err = main.Recv()
+	_, err := main.Recv()
 	require.NoError(t, err, "the main stream reads the response")
 	require.NoError(t, main.CloseSend())
 }

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"slices"
 	"testing"
 
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -36,7 +37,7 @@ func TestUsageTapOnlyWithLimits(t *testing.T) {
 			for _, f := range hcm.GetHttpFilters() {
 				names = append(names, f.GetName())
 			}
-			assert.Equal(t, tc.tap, contains(names, UsageFilterName), "filters %v", names)
+			assert.Equal(t, tc.tap, slices.Contains(names, UsageFilterName), "filters %v", names)
 			rc, err := routeConfig(cfg)
 			require.NoError(t, err)
 			for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
@@ -45,13 +46,4 @@ func TestUsageTapOnlyWithLimits(t *testing.T) {
 			}
 		})
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
