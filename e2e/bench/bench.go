@@ -212,7 +212,18 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	errs := make(chan error, len(starts))
 	for id, start := range starts {
 		go func() {
-			if err := start(); err != nil {
+			err := start()
+			// A port picked free may be taken (by another configuration or
+			// an outgoing connection) before the process binds it: retry
+			// with fresh ports.
+			for attempt := 1; err != nil && attempt < 3 && lostPortRace(rep.target(id)); attempt++ {
+				fmt.Fprintf(log, "bench: configuration (%s) lost a port to another process; retrying\n", id)
+				if t := rep.target(id); t.stop != nil {
+					t.stop()
+				}
+				err = start()
+			}
+			if err != nil {
 				errs <- fmt.Errorf("cannot start configuration (%s): %w", id, err)
 				return
 			}

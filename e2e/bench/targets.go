@@ -286,3 +286,23 @@ func raiseFileLimit() error {
 
 // errNotReady is returned when an idle-stream run cannot open its streams.
 var errNotReady = errors.New("streams did not all reach the backend")
+
+// target returns the report's configuration with the given id, or nil.
+func (r *Report) target(id string) *target {
+	for _, t := range r.Targets {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// lostPortRace reports whether t failed to start because a port picked as
+// free was taken before its process bound it.
+func lostPortRace(t *target) bool {
+	if t == nil || t.logPath == "" {
+		return false
+	}
+	b, err := os.ReadFile(t.logPath)
+	return err == nil && bytes.Contains(b, []byte("Address already in use"))
+}
