@@ -78,6 +78,15 @@ type Gateway struct {
 	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
 	// 503 at once, open streams get this long to finish (default 30s).
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// MaxConcurrentStreams caps the HTTP/2 streams of one client
+	// connection (default 100); see edge.go for the other bounds.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// RequestHeadersTimeout bounds the arrival of a request's headers (default 10s).
+	RequestHeadersTimeout time.Duration `yaml:"request_headers_timeout"`
+	// RequestBodyTimeout bounds the arrival of a whole request, body
+	// included (default 1m); it stops once the request is complete or the
+	// response begins, so it never cuts a token stream.
+	RequestBodyTimeout time.Duration `yaml:"request_body_timeout"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -120,6 +129,10 @@ type Envoy struct {
 	Admin string `yaml:"admin"`
 	// NodeID is the xDS node id Envoy announces (default "streamgate").
 	NodeID string `yaml:"node_id"`
+	// MaxHeapBytes is the heap the overload manager of the Envoy that
+	// `streamgate run` starts measures against (default 1 GiB): near it
+	// Envoy resets the largest streams, then stops taking requests.
+	MaxHeapBytes int64 `yaml:"max_heap_bytes"`
 }
 
 // Backend is one model server (or a pool of identical ones).
@@ -152,8 +165,15 @@ type Backend struct {
 type TLS struct {
 	// SNI is the server name sent; empty means the first endpoint's host.
 	SNI string `yaml:"sni"`
-	// CAFile is a PEM bundle to verify the server; empty means no verification.
+	// CAFile is a PEM bundle to verify the server against; empty means
+	// the system's CA bundle. The certificate must name ServerName.
 	CAFile string `yaml:"ca_file"`
+	// InsecureSkipVerify accepts any certificate (warned at start and by
+	// validate); for tests only.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+
+	// systemCA is the system bundle found at load when CAFile is empty.
+	systemCA string
 }
 
 // Model maps a public model name (the stable name clients use) to one or
@@ -249,6 +269,7 @@ func (c *Config) applyDefaults() {
 	if c.Auth != nil {
 		c.Auth.applyDefaults()
 	}
+	c.applyEdgeDefaults()
 	c.Limits.applyDefaults()
 	c.Telemetry.applyDefaults()
 	c.applyProtocolDefaults()

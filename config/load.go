@@ -224,11 +224,6 @@ func (v *validator) validate(c *Config) {
 		}
 		v.validateBackendKnobs(i, &b)
 		v.validateCredential(p, &c.Backends[i])
-		if b.TLS != nil && b.TLS.CAFile != "" {
-			if _, err := os.Stat(b.TLS.CAFile); err != nil {
-				v.at(p+".tls.ca_file", "backend %q: cannot read ca_file %q", b.Name, b.TLS.CAFile)
-			}
-		}
 	}
 	models := map[string]int{}
 	for i, m := range c.Models {
@@ -251,6 +246,7 @@ func (v *validator) validate(c *Config) {
 	if c.Gateway.RetryBudgetPercent < 0 || c.Gateway.RetryBudgetPercent > 100 {
 		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
 	}
+	v.validateEdge(c)
 	v.validateAuth(c.Auth)
 	v.validateLimits(c, seen, models)
 	v.validateTelemetry(&c.Telemetry, models)

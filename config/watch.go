@@ -101,6 +101,11 @@ func reloadable(old, next *Config) error {
 		fixed = append(fixed, struct{ name, a, b string }{"gateway.max_request_body_bytes",
 			fmt.Sprint(old.Gateway.MaxRequestBodyBytes), fmt.Sprint(next.Gateway.MaxRequestBodyBytes)})
 	}
+	if old.Envoy.MaxHeapBytes != next.Envoy.MaxHeapBytes {
+		// It is in the bootstrap Envoy was started with.
+		fixed = append(fixed, struct{ name, a, b string }{"envoy.max_heap_bytes",
+			fmt.Sprint(old.Envoy.MaxHeapBytes), fmt.Sprint(next.Envoy.MaxHeapBytes)})
+	}
 	if !reflect.DeepEqual(old.Limits, next.Limits) {
 		// Limiter state (buckets, slots, queue) lives in the running
 		// process; a new limits section would start it afresh.

@@ -3,6 +3,8 @@ package envoy
 import (
 	"flag"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,4 +60,33 @@ func TestFindVenvRawBinary(t *testing.T) {
 	got, err := Find(dir)
 	require.NoError(t, err)
 	assert.Equal(t, raw+"/envoy", got)
+}
+
+// TestBootstrapOverloadManager: the bootstrap bounds Envoy's heap with the
+// configured max_heap_bytes (fixed_heap monitor, stream resets, shrink,
+// stop accepting) and Envoy accepts it.
+func TestBootstrapOverloadManager(t *testing.T) {
+	got, err := Bootstrap(BootstrapOptions{NodeID: "n", XDS: "127.0.0.1:1", Admin: "127.0.0.1:2", MaxHeapBytes: 512 << 20})
+	require.NoError(t, err)
+	for _, want := range []string{
+		"envoy.resource_monitors.fixed_heap", "max_heap_size_bytes: 536870912",
+		"envoy.overload_actions.reset_high_memory_stream", "minimum_account_to_track_power_of_two: 20",
+		"envoy.overload_actions.shrink_heap", "envoy.overload_actions.stop_accepting_requests",
+	} {
+		assert.Contains(t, string(got), want)
+	}
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	bin, err := Find(filepath.Dir(wd))
+	if err != nil {
+		if os.Getenv("STREAMGATE_REQUIRE_ALL") == "1" {
+			t.Fatalf("Envoy is required (STREAMGATE_REQUIRE_ALL=1): %v", err)
+		}
+		t.Skipf("no Envoy: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	require.NoError(t, os.WriteFile(path, got, 0o600))
+	out, err := exec.Command(bin, "--mode", "validate", "-c", path, "--disable-hot-restart", "--log-level", "warning").CombinedOutput()
+	require.NoError(t, err, "envoy --mode validate:\n%s", out)
+	assert.Contains(t, string(out), "OK")
 }

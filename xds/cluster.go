@@ -11,6 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -51,16 +52,27 @@ func backendCluster(b *config.Backend) (*clusterv3.Cluster, error) {
 	return c, nil
 }
 
+// upstreamTLS makes Envoy speak TLS to b and verify the backend's
+// certificate: signed by the trusted CA (ca_file, else the system bundle)
+// and naming b.ServerName() (a DNS name, or an IP address for an IP
+// endpoint without sni), which is also sent as SNI unless it is an IP.
+// Only tls.insecure_skip_verify leaves the certificate unchecked.
 func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
-	sni := b.TLS.SNI
-	if sni == "" && len(b.Endpoints) > 0 {
-		sni, _, _ = net.SplitHostPort(b.Endpoints[0].Address)
+	name := b.ServerName()
+	tc := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{}}
+	sanType := tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+	if net.ParseIP(name) == nil {
+		tc.Sni = name
+		sanType = tlsv3.SubjectAltNameMatcher_DNS
 	}
-	tc := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{}}
-	if b.TLS.CAFile != "" {
+	if !b.TLS.InsecureSkipVerify {
 		tc.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{
 			ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: b.TLS.CAFile}},
+				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: b.TLS.TrustedCA()}},
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+					SanType: sanType,
+					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: name}},
+				}},
 			},
 		}
 	}

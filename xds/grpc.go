@@ -13,9 +13,21 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/streamgate/streamgate/config"
 )
 
-// HTTP/2 settings for long-lived streams (gRPC bidi, token streams).
+// HTTP/2 settings toward clients: Envoy's edge-proxy recommendations. A
+// client may send at most clientStreamWindow per stream and
+// clientConnectionWindow per connection before Envoy acknowledges it, and
+// open at most gateway.max_concurrent_streams streams per connection.
+const (
+	clientStreamWindow     = 64 << 10
+	clientConnectionWindow = 1 << 20
+)
+
+// HTTP/2 settings toward backends, for long-lived streams (gRPC bidi,
+// token streams).
 const (
 	// h2StreamWindow bounds what a peer may send on one stream before Envoy
 	// acknowledges it. When the other side of the proxy reads slowly, Envoy
@@ -26,7 +38,12 @@ const (
 	// connection window only as it forwards data, so stalled streams keep
 	// theirs: the connection window must exceed streams x h2StreamWindow or
 	// a few slow readers would block every other stream on the connection.
-	// Memory stays bounded per stream by h2StreamWindow.
+	// Memory stays bounded per stream by h2StreamWindow: a backend cannot
+	// have more streams than clients opened (max_concurrent_streams per
+	// client connection, tenant limits, circuit breakers), and each holds
+	// at most h2StreamWindow. Only backends use it: toward clients a large
+	// connection window would let one connection park its uploads in
+	// Envoy (clientConnectionWindow).
 	h2ConnectionWindow = 1 << 30
 	// h2KeepaliveInterval is how often Envoy pings an HTTP/2 peer; a peer
 	// that does not answer within h2KeepaliveTimeout is dropped with all its
@@ -62,8 +79,16 @@ func backendHTTP2Options() *corev3.Http2ProtocolOptions {
 	}
 }
 
-// downstreamHTTP2Options are the same settings toward clients.
-func downstreamHTTP2Options() *corev3.Http2ProtocolOptions { return backendHTTP2Options() }
+// downstreamHTTP2Options are the settings toward clients: bounded streams
+// per connection, small windows (a client's uploads wait in its own
+// buffers, not Envoy's) and the same keepalive pings as toward backends.
+func downstreamHTTP2Options(g config.Gateway) *corev3.Http2ProtocolOptions {
+	o := backendHTTP2Options()
+	o.MaxConcurrentStreams = wrapperspb.UInt32(uint32(g.MaxConcurrentStreams))
+	o.InitialStreamWindowSize = wrapperspb.UInt32(clientStreamWindow)
+	o.InitialConnectionWindowSize = wrapperspb.UInt32(clientConnectionWindow)
+	return o
+}
 
 // grpcStatsFilter counts gRPC request and response messages per backend
 // cluster and KServe v2 method (Envoy stats

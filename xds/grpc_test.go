@@ -57,7 +57,7 @@ func TestListenerCarriesGRPC(t *testing.T) {
 		names = append(names, f.GetName())
 	}
 	assert.Equal(t, []string{"envoy.filters.http.ext_proc", "envoy.filters.http.grpc_stats", "envoy.filters.http.router"}, names)
-	assert.Equal(t, uint32(h2StreamWindow), hcm.GetHttp2ProtocolOptions().GetInitialStreamWindowSize().GetValue())
+	assert.Equal(t, uint32(clientStreamWindow), hcm.GetHttp2ProtocolOptions().GetInitialStreamWindowSize().GetValue())
 	mappers := hcm.GetLocalReplyConfig().GetMappers()
 	require.NotEmpty(t, mappers)
 	assert.Equal(t, "content-type", mappers[0].GetFilter().GetHeaderFilter().GetHeader().GetName(), "gRPC local replies are matched first")

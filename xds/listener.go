@@ -70,12 +70,15 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		}},
 		HttpFilters: filters,
 		// gRPC arrives on the same listener as HTTP/2 (h2c or TLS ALPN).
-		Http2ProtocolOptions: downstreamHTTP2Options(),
+		Http2ProtocolOptions: downstreamHTTP2Options(cfg.Gateway),
 		AccessLog:            []*accesslogv3.AccessLog{grpcLog},
-		// Token streams may run for minutes: no overall request timeout,
-		// only an idle timeout for streams that stop moving.
-		StreamIdleTimeout: durationpb.New(cfg.Gateway.StreamIdleTimeout),
-		RequestTimeout:    durationpb.New(0),
+		// Token streams may run for minutes: no overall stream timeout,
+		// only an idle timeout for streams that stop moving. The request
+		// itself must arrive in time: Envoy stops the request timer once
+		// the request is complete or the response has begun (408 else).
+		StreamIdleTimeout:     durationpb.New(cfg.Gateway.StreamIdleTimeout),
+		RequestHeadersTimeout: durationpb.New(cfg.Gateway.RequestHeadersTimeout),
+		RequestTimeout:        durationpb.New(cfg.Gateway.RequestBodyTimeout),
 		LocalReplyConfig:  localReplies(cfg),
 		// Clients get the id that names their request in the access log.
 		AlwaysSetRequestIdInResponse: true,
@@ -241,6 +244,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 // upstream unreachable, ...) the OpenAI error shape.
 // Messages for replies Envoy makes when ext_proc itself fails.
 const (
+	requestTimeout = "The request did not arrive in time."
 	extProcTimeout = "The gateway timed out while processing the request."
 	extProcFailed  = "The gateway failed to process the request."
 )
@@ -260,6 +264,11 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 		{
 			Filter:             statusIs(413),
 			BodyFormatOverride: jsonErrorFormat(tooLarge, "invalid_request_error", "request_too_large"),
+		},
+		{
+			// The request timeouts (request_headers_timeout, request_body_timeout).
+			Filter:             statusIs(408),
+			BodyFormatOverride: jsonErrorFormat(requestTimeout, "invalid_request_error", "request_timeout"),
 		},
 		{
 			// Upstream failures Envoy detects itself.
@@ -282,8 +291,8 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 	}
 	// Anthropic clients (/v1/messages) get the same replies in their shape.
 	anthropic := messagesLocalReplies(openai,
-		[]string{tooLarge, "%LOCAL_REPLY_BODY%", extProcTimeout, extProcFailed},
-		[]string{"request_too_large", "api_error", "timeout_error", "api_error"})
+		[]string{tooLarge, requestTimeout, "%LOCAL_REPLY_BODY%", extProcTimeout, extProcFailed},
+		[]string{"request_too_large", "invalid_request_error", "api_error", "timeout_error", "api_error"})
 	// gRPC calls first: the first matching mapper wins.
 	mappers := append([]*hcmv3.ResponseMapper{grpcLocalReply()}, anthropic...)
 	return &hcmv3.LocalReplyConfig{Mappers: append(mappers, openai...)}

@@ -303,7 +303,7 @@ func startEnvoy(ctx context.Context, cfg *config.Config, level string, logs io.W
 	if err != nil {
 		return nil, err
 	}
-	boot, err := envoy.Bootstrap(envoy.BootstrapOptions{NodeID: cfg.Envoy.NodeID, XDS: cfg.XDS.Listen, Admin: cfg.Envoy.Admin})
+	boot, err := envoy.Bootstrap(envoy.BootstrapOptions{NodeID: cfg.Envoy.NodeID, XDS: cfg.XDS.Listen, Admin: cfg.Envoy.Admin, MaxHeapBytes: cfg.Envoy.MaxHeapBytes})
 	if err != nil {
 		return nil, err
 	}
