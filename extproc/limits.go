@@ -118,14 +118,15 @@ func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingRe
 	}
 	began := p.now()
 	res, h, err := p.limits.limiter.Admit(p.ctx, ratelimit.Request{
-		Tenant: p.Tenant, Model: p.route.Model, Backend: p.route.Backend, Input: est.Input, Output: out,
+		Tenant: p.Tenant, Model: p.route.Model, Backend: p.route.Backend, Input: est.Input, Output: out, Hold: p.hold,
 	})
 	p.admission(began, err)
 	st := &limitState{headers: h, input: est.Input, stream: p.info.Stream, counter: counter}
 	p.lim = st
 	if err != nil {
-		return nil, false, p.denied(err)
+		return nil, false, p.denied(err) // the hold is released in finish
 	}
+	p.hold = nil // the reservation has it
 	if !res.Holds() {
 		// Nothing to give back: the response passes without body processing.
 		res.Finish(ratelimit.Usage{Input: est.Input, Output: out})

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
 
@@ -52,6 +53,9 @@ type processor struct {
 	limits *Limits
 
 	lim *limitState
+	// hold is the tenant's concurrency slot taken at the request headers
+	// (hold.go) until admission takes it over; nil otherwise.
+	hold *ratelimit.Hold
 	// wantsResponse is set when the request asked Envoy for the response
 	// phase (limits, translation); the ext_proc stream then stays open.
 	wantsResponse bool
@@ -192,6 +196,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 				return p.fail(err)
 			}
 		}
+		if refused := p.holdTenant(); refused != nil {
+			return refused
+		}
 		out.ModeOverride = p.limitModes()
 	}
 	if out.ModeOverride == nil {
@@ -326,6 +333,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 
 // finish runs once when the ext_proc stream ends, whatever ended it.
 func (p *processor) finish() {
+	p.hold.Release()
 	p.releaseLimits()
 	p.observe()
 	p.metrics.observeGRPC(p)

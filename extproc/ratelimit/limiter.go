@@ -33,6 +33,10 @@ type Request struct {
 	Tenant, Model, Backend string
 	// Input is the estimated prompt tokens; Output the reserved output tokens.
 	Input, Output int64
+	// Hold is the tenant's slot taken at the request headers (HoldTenant),
+	// or nil; a successful Admit takes it over, a refused one leaves it to
+	// the caller.
+	Hold *Hold
 }
 
 // Usage is what a request consumed.
@@ -113,6 +117,8 @@ type Reservation struct {
 // cases. Errors are *DeniedError or ctx's error.
 func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers, error) {
 	charges, kinds, slots := l.plan(req)
+	nslots := len(slots)
+	slots = req.Hold.without(slots)
 	var h Headers
 	if len(charges) > 0 {
 		d, err := l.store.Reserve(ctx, charges)
@@ -138,8 +144,9 @@ func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers
 		}
 		return nil, h, err
 	}
+	release = req.Hold.join(release)
 	l.metrics.reservations.Inc()
-	return &Reservation{l: l, charges: charges, kinds: kinds, reserved: Usage{Input: req.Input, Output: req.Output}, release: release, slots: len(slots)}, h, nil
+	return &Reservation{l: l, charges: charges, kinds: kinds, reserved: Usage{Input: req.Input, Output: req.Output}, release: release, slots: nslots}, h, nil
 }
 
 // Finish reconciles the reservation with what the request used (refunding
@@ -291,6 +298,7 @@ func deniedWhat(kinds []kind, states []State, charges []Charge) string {
 // nothing but the outstanding count, which Finish still needs.
 type Metrics struct {
 	reservations prometheus.Gauge
+	holds        prometheus.Gauge
 	deniedTotal  *prometheus.CounterVec
 	reconciled   *prometheus.CounterVec
 }
@@ -302,6 +310,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "streamgate_reservations_outstanding",
 			Help: "Admitted requests whose reservation has not been reconciled and released yet.",
 		}),
+		holds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamgate_ratelimit_holds_outstanding",
+			Help: "Requests holding their tenant's concurrency slot since their headers, not yet admitted or ended.",
+		}),
 		deniedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamgate_ratelimit_denied_total",
 			Help: "Requests refused by the limiter, by reason.",
@@ -312,7 +324,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.reservations, m.deniedTotal, m.reconciled)
+		reg.MustRegister(m.reservations, m.holds, m.deniedTotal, m.reconciled)
 	}
 	return m
 }

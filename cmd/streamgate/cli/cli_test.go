@@ -68,3 +68,17 @@ func TestUsageAndVersion(t *testing.T) {
 	require.NoError(t, err, "-h prints help and succeeds")
 	assert.Contains(t, stderr, "config file")
 }
+
+// TestValidateWarnsInsecureSkipVerify: the TLS opt-out is valid but named
+// on stderr.
+func TestValidateWarnsInsecureSkipVerify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`backends:
+  - {name: b, protocol: openai, endpoints: ["vllm.internal:443"], tls: {insecure_skip_verify: true}}
+models: [{name: m, backend: b}]
+`), 0o600))
+	out, stderr, err := run(t, "validate", "-c", path)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(out, "OK: "), out)
+	assert.Contains(t, stderr, `warning: backend "b": tls.insecure_skip_verify is on`)
+}
