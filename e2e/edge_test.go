@@ -328,4 +328,3 @@ func (c *h2c) wait(t *testing.T, id uint32, limit time.Duration) h2event {
 	t.Fatalf("stream %d: no answer in %s", id, limit)
 	return h2event{}
 }
-

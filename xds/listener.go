@@ -79,7 +79,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		StreamIdleTimeout:     durationpb.New(cfg.Gateway.StreamIdleTimeout),
 		RequestHeadersTimeout: durationpb.New(cfg.Gateway.RequestHeadersTimeout),
 		RequestTimeout:        durationpb.New(cfg.Gateway.RequestBodyTimeout),
-		LocalReplyConfig:  localReplies(cfg),
+		LocalReplyConfig:      localReplies(cfg),
 		// Clients get the id that names their request in the access log.
 		AlwaysSetRequestIdInResponse: true,
 	}
