@@ -295,6 +295,9 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 		}
 		reloads.WithLabelValues("success").Inc()
 		log.Info("config reloaded", "file", path, "backends", len(c.Backends), "models", len(c.Models))
+		for _, w := range c.Warnings() {
+			log.Warn("insecure configuration", "file", path, "warning", w)
+		}
 	}}
 	w.Run(ctx, cfg)
 }
