@@ -1,0 +1,40 @@
+package tokens
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// largeBody is a non-streamed chat completion whose content makes the body
+// about size bytes, usage last as OpenAI sends it.
+func largeBody(size int) []byte {
+	head := `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m-1","choices":[{"index":0,"message":{"role":"assistant","content":"`
+	tail := `"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":34567,"total_tokens":34579}}`
+	var b strings.Builder
+	b.WriteString(head)
+	for i := 0; b.Len() < size-len(tail); i++ {
+		fmt.Fprintf(&b, "tok%d \\\"q\\\" ", i)
+	}
+	b.WriteString(tail)
+	return []byte(b.String())
+}
+
+// benchBodyMeter feeds body in 16 KiB chunks (Envoy's STREAMED chunk size
+// is at most 64 KiB) and reports allocations per body.
+func benchBodyMeter(b *testing.B, size int) {
+	body := largeBody(size)
+	const chunk = 16 << 10
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var m BodyMeter
+		for i := 0; i < len(body); i += chunk {
+			m.Feed(body[i:min(i+chunk, len(body))], i+chunk >= len(body))
+		}
+	}
+}
+
+func BenchmarkBodyMeter1MiB(b *testing.B) { benchBodyMeter(b, 1<<20-1) }
+
+func BenchmarkBodyMeter4MiB(b *testing.B) { benchBodyMeter(b, 4<<20) }
