@@ -26,6 +26,10 @@ type Route struct {
 	DefaultMaxTokens int
 	// Shaping adjusts the model's requests; nil leaves them alone.
 	Shaping *shaper
+	// GRPCMethods are the gRPC methods beyond the defaults that every
+	// backend of the route's failover chain accepts (grpc_methods); nil
+	// for none.
+	GRPCMethods map[string]bool
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -57,8 +61,10 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 		for j := range m.Versions {
 			v := &m.Versions[j]
 			sum += uint64(v.Weight)
+			chain := xds.FailoverChain(m, v)
 			route := Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
-				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh}
+				Cluster: xds.FailoverCluster(chain), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh,
+				GRPCMethods: grpcExtraMethods(cfg, chain)}
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol = b.Protocol
 			}
