@@ -48,11 +48,14 @@ type Routes struct {
 	// translates holds the client APIs some model serves through a
 	// translation; only their responses need ext_proc.
 	translates map[translate.Client]bool
+	// clusters are the Envoy clusters routes lead to (backends and
+	// failover chains), for bounding metric labels.
+	clusters map[string]bool
 }
 
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
-	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}}
+	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}, clusters: map[string]bool{}}
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
@@ -68,6 +71,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol = b.Protocol
 			}
+			r.noteClusters(route.Cluster, chain)
 			r.noteTranslations(translate.Protocol(route.Protocol))
 			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)
