@@ -119,3 +119,22 @@ func TestUnreadUsageChargesReservation(t *testing.T) {
 		})
 	}
 }
+
+// TestTelemetryReadsUsageOfLargeResponse: telemetry's own meter (no
+// limits) reads the usage of a non-streamed response over 1 MiB too, so
+// gen_ai_client_token_usage and the access log see it (issue 23, finding 4).
+func TestTelemetryReadsUsageOfLargeResponse(t *testing.T) {
+	p, _, _ := telemetryProcessor(t, "")
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	require.Nil(t, p.handle(bodyMsg(`{"model":"public","messages":[]}`)).GetImmediateResponse())
+	p.handle(respHeaders("200", "application/json"))
+	body := bigCompletion(2<<20, 31337)
+	const chunk = 64 << 10
+	for i := 0; i < len(body); i += chunk {
+		p.handle(respBody(body[i:min(i+chunk, len(body))], i+chunk >= len(body)))
+	}
+	r := p.record()
+	require.True(t, r.UsageKnown)
+	assert.EqualValues(t, 31337, r.OutputTokens)
+	assert.EqualValues(t, 9, r.InputTokens)
+}
