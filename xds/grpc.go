@@ -13,6 +13,8 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/streamgate/streamgate/config"
 )
 
 // HTTP/2 settings for long-lived streams (gRPC bidi, token streams).
@@ -46,8 +48,10 @@ const grpcModelHeader = "x-streamgate-model"
 // inferenceService is the KServe v2 gRPC service whose messages Envoy counts.
 const inferenceService = "inference.GRPCInferenceService"
 
-// inferenceMethods are the KServe v2 methods with per-method message stats.
-var inferenceMethods = []string{"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer"}
+// inferenceMethods are the methods with per-method message stats: every
+// method the gateway may forward (config.GRPCKnownMethods), a fixed list,
+// so clients cannot add stats with made-up method names.
+var inferenceMethods = config.GRPCKnownMethods
 
 // http2Options are the HTTP/2 settings toward a backend: bounded windows and
 // connection keepalive pings.
