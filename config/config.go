@@ -159,6 +159,11 @@ type Backend struct {
 	ConnectionPool *ConnectionPool `yaml:"connection_pool"`
 	// Credential, when set, is injected into every request sent to this backend.
 	Credential *Credential `yaml:"credential"`
+	// GRPCMethods are the gRPC methods of inference.GRPCInferenceService a
+	// kserve-v2-grpc backend accepts beyond the default inference and
+	// metadata ones (GRPCDefaultMethods), e.g. RepositoryModelLoad; names
+	// from GRPCKnownMethods.
+	GRPCMethods []string `yaml:"grpc_methods"`
 }
 
 // TLS configures upstream TLS for a backend.

@@ -1,6 +1,10 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // ProtocolKServeV2GRPC is the KServe v2 gRPC inference API
 // (inference.GRPCInferenceService, with the ModelStreamInfer bidi stream).
@@ -53,6 +57,39 @@ func (v *validator) validateGRPCModel(p string, m Model) {
 				vp = p + ".upstream_model"
 			}
 			v.at(vp, "model %q is served over gRPC, where the gateway cannot rename it (upstream_model %q); give the backend's model name as the public name", m.Name, ver.UpstreamModel)
+		}
+	}
+}
+
+// GRPCDefaultMethods are the methods of inference.GRPCInferenceService the
+// gateway forwards to every gRPC backend: inference and metadata.
+var GRPCDefaultMethods = []string{
+	"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer",
+}
+
+// GRPCKnownMethods are every method of inference.GRPCInferenceService as
+// KServe v2 and Triton define it: the defaults, then Triton's model
+// configuration, statistics, repository, shared-memory, trace and log
+// methods, which a backend's grpc_methods may enable. Any other method is
+// refused, and never named in a metric label.
+var GRPCKnownMethods = append(slices.Clip(GRPCDefaultMethods),
+	"ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
+	"SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+	"CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+	"TraceSetting", "LogSettings",
+)
+
+// validateGRPCMethods checks backend b's grpc_methods at path p: only on
+// gRPC backends, and only names of GRPCKnownMethods.
+func (v *validator) validateGRPCMethods(p string, b *Backend) {
+	if len(b.GRPCMethods) > 0 && !b.Protocol.IsGRPC() {
+		v.at(p+".grpc_methods", "backend %q: grpc_methods applies only to %s backends", b.Name, ProtocolKServeV2GRPC)
+		return
+	}
+	for k, m := range b.GRPCMethods {
+		if !slices.Contains(GRPCKnownMethods, m) {
+			v.at(fmt.Sprintf("%s.grpc_methods[%d]", p, k), "backend %q: %q is not a method of inference.GRPCInferenceService; known: %s",
+				b.Name, m, strings.Join(GRPCKnownMethods, ", "))
 		}
 	}
 }

@@ -101,6 +101,13 @@ func startGRPCGateway(t *testing.T, gatewayExtra ...string) *grpcGateway {
 // gRPC gateway's config.
 func startGRPCGatewayWith(t *testing.T, sections string, gatewayExtra ...string) *grpcGateway {
 	t.Helper()
+	return startGRPCGatewayFrom(t, grpcConfig+sections, gatewayExtra...)
+}
+
+// startGRPCGatewayFrom starts the gRPC gateway from base, a variant of
+// grpcConfig with the same placeholders.
+func startGRPCGatewayFrom(t *testing.T, base string, gatewayExtra ...string) *grpcGateway {
+	t.Helper()
 	t.Setenv("SG_E2E_KSERVE", grpcUpstream)
 	g := &grpcGateway{}
 	var addr, resetAddr string
@@ -110,7 +117,7 @@ func startGRPCGatewayWith(t *testing.T, sections string, gatewayExtra ...string)
 	require.NoError(t, err)
 	cfg := strings.NewReplacer("@KSERVE@", addr, "@DEAD@", dead[0], "@RESET@", resetAddr,
 		"@ACME@", auth.HashKey(grpcKeyAcme), "@GUEST@", auth.HashKey(grpcKeyGuest),
-		"  listen: {{.Gateway}}\n", "  listen: {{.Gateway}}\n"+strings.Join(gatewayExtra, "")).Replace(grpcConfig + sections)
+		"  listen: {{.Gateway}}\n", "  listen: {{.Gateway}}\n"+strings.Join(gatewayExtra, "")).Replace(base)
 	g.env = startGateway(t, cfg)
 	g.conn, err = grpc.NewClient(strings.TrimPrefix(g.gateway, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)

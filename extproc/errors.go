@@ -72,6 +72,8 @@ func errorShape(err error) (status int, typ, code string) {
 		return http.StatusBadRequest, "invalid_request_error", "field_not_allowed"
 	case errors.Is(err, ErrVersionNotFound):
 		return http.StatusNotFound, "invalid_request_error", "model_version_not_found"
+	case errors.Is(err, ErrGRPCMethodDenied):
+		return http.StatusForbidden, "permission_error", "grpc_method_not_enabled"
 	case errors.Is(err, ErrPinNotAllowed):
 		return http.StatusForbidden, "permission_error", "model_version_pin_not_allowed"
 	case errors.Is(err, ErrUnknownPath):

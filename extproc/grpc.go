@@ -105,13 +105,14 @@ func isGRPC(contentType string) bool {
 // model_name of each message itself.
 func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, strip, authz, apiKey []string) *extprocsvcv3.ProcessingResponse {
 	p.grpc, p.endpoint = true, endpointGRPC
-	p.grpcMethod = strings.TrimPrefix(path, grpcServicePrefix)
+	// The label only ever holds a known method name (metrics).
+	name, known := grpcMethodOf(path)
+	p.grpcMethod = name
 	if err := p.authenticate(authz, apiKey, path); err != nil {
 		return p.fail(err)
 	}
-	if !strings.HasPrefix(path, grpcServicePrefix) || method != http.MethodPost {
-		p.grpcMethod = "other"
-		return p.fail(reject(ErrUnknownPath, "The gateway does not serve the gRPC method %s.", path))
+	if !known || method != http.MethodPost {
+		return p.fail(reject(ErrUnknownPath, "The gateway does not serve the gRPC method %s.", clip(path, maxEchoedPath)))
 	}
 	if model == "" {
 		return p.fail(reject(ErrMissingModel, "Set the %s metadata to the model's name.", ModelHeader))
@@ -128,6 +129,9 @@ func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, str
 	}
 	if !route.Protocol.IsGRPC() {
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is not served over gRPC.", model))
+	}
+	if !grpcMethodAllowed(route, name) {
+		return p.fail(reject(ErrGRPCMethodDenied, "The gRPC method %s is not enabled for the model `%s` on this gateway.", name, model))
 	}
 	p.route, p.info.Model = route, model
 	mode, err := p.admitGRPC(tenant)
@@ -176,7 +180,7 @@ func (p *processor) grpcFail(err error) *extprocsvcv3.ProcessingResponse {
 	}
 	msg := publicMessage(err)
 	p.grpcCode = code
-	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "grpc_status", code.String(), "tenant", p.Tenant, "reason", err.Error())
+	p.log.Info("request rejected", "request_id", p.requestID, "path", clip(pathOnly(p.path), maxEchoedPath), "grpc_status", code.String(), "tenant", p.Tenant, "reason", err.Error())
 	set := []*corev3.HeaderValueOption{
 		header("content-type", "application/grpc"),
 		header("grpc-status", itoa(int(code))),

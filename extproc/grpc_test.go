@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,10 @@ func newGRPCFixture(t *testing.T) (*Routes, *auth.Authenticator, *bytes.Buffer) 
     protocol: kserve-v2-grpc
     endpoints: [127.0.0.1:1]
     credential: {header: x-api-key, env: SG_UNIT_TRITON}
+    grpc_methods: [RepositoryIndex]
+  - name: triton2
+    protocol: kserve-v2-grpc
+    endpoints: [127.0.0.1:3]
   - name: vllm
     protocol: openai
     endpoints: [127.0.0.1:2]
@@ -44,6 +49,7 @@ models:
   - {name: resnet, backend: triton}
   - {name: speech, backend: triton}
   - {name: chat, backend: vllm}
+  - {name: bert, backend: triton2}
 auth:
   tenant_header: x-tenant
   tenants:
@@ -81,6 +87,14 @@ func TestGRPCRequestHeaders(t *testing.T) {
 		"no model metadata":    {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey}, code: codes.InvalidArgument},
 		"other service":        {path: "/grpc.health.v1.Health/Check", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.Unimplemented},
 		"bad pin":              {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet", VersionHeader: "v9"}, code: codes.PermissionDenied},
+		// Issue 23, finding 6: only inference and metadata methods by default.
+		"made-up method":         {path: "/inference.GRPCInferenceService/ModelInferX", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.Unimplemented},
+		"nested path":            {path: "/inference.GRPCInferenceService/ModelInfer/x", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.Unimplemented},
+		"repository load":        {path: "/inference.GRPCInferenceService/RepositoryModelLoad", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.PermissionDenied},
+		"shared memory":          {path: "/inference.GRPCInferenceService/SystemSharedMemoryRegister", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.PermissionDenied},
+		"enabled by the backend": {path: "/inference.GRPCInferenceService/RepositoryIndex", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}},
+		"not enabled on another": {path: "/inference.GRPCInferenceService/RepositoryIndex", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "bert"}, code: codes.PermissionDenied},
+		"metadata by default":    {path: "/inference.GRPCInferenceService/ModelMetadata", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "bert"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := newProcessor(routes, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
@@ -112,12 +126,14 @@ func TestGRPCRequestHeaders(t *testing.T) {
 			m := hr.GetResponse().GetHeaderMutation()
 			set := setHeaders(m)
 			assert.Equal(t, "acme", set["x-tenant"])
-			assert.Equal(t, "triton", set[backendHeader])
-			assert.Equal(t, "triton-secret-0123456789", set[auth.HeaderAPIKey], "the backend's credential replaces the client's")
+			assert.Contains(t, []string{"triton", "triton2"}, set[backendHeader])
+			if set[backendHeader] == "triton" {
+				assert.Equal(t, "triton-secret-0123456789", set[auth.HeaderAPIKey], "the backend's credential replaces the client's")
+				assert.NotContains(t, m.GetRemoveHeaders(), auth.HeaderAPIKey)
+			}
 			assert.Subset(t, m.GetRemoveHeaders(), []string{auth.HeaderAuthorization})
 			assert.Equal(t, tc.hdrs[ModelHeader], set[ModelHeader], "the verified model name is set for the access log")
 			assert.NotContains(t, m.GetRemoveHeaders(), ModelHeader)
-			assert.NotContains(t, m.GetRemoveHeaders(), auth.HeaderAPIKey)
 		})
 	}
 }
@@ -188,4 +204,25 @@ func TestGRPCStreamsMetric(t *testing.T) {
 	}
 	assert.InDelta(t, 2, testutil.ToFloat64(m.grpc.WithLabelValues("resnet", "triton", "ModelStreamInfer", "routed")), 0)
 	assert.InDelta(t, 1, testutil.ToFloat64(m.grpc.WithLabelValues("other", "", "ModelStreamInfer", "Unauthenticated")), 0)
+}
+
+// TestGRPCMethodLabelIsBounded (issue 23, finding 5): calls to made-up or
+// long paths, refused before authentication, add no metric series of their
+// own: the method label only holds known method names, else "other".
+func TestGRPCMethodLabelIsBounded(t *testing.T) {
+	routes, a, _ := newGRPCFixture(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	for i := range 200 {
+		p := newProcessor(routes, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), m)
+		p.ctx, p.auth = t.Context(), a
+		path := fmt.Sprintf("/inference.GRPCInferenceService/%d%s", i, strings.Repeat("x", 1000))
+		if i%2 == 1 {
+			path = fmt.Sprintf("/pkg%d.Svc/M", i)
+		}
+		p.handle(headersMsg("POST", path, map[string]string{"content-type": "application/grpc", ModelHeader: "resnet"}, false))
+		p.finish()
+	}
+	assert.Equal(t, 1, testutil.CollectAndCount(m.grpc), "one series for every unknown path")
+	assert.InDelta(t, 200, testutil.ToFloat64(m.grpc.WithLabelValues("other", "", "other", "Unauthenticated")), 0)
 }

@@ -24,12 +24,18 @@ const GRPCStatsFilterState = "envoy.filters.http.grpc_stats"
 type AccessLog struct {
 	alsv3.UnimplementedAccessLogServiceServer
 	metrics *Metrics
+	// routes returns the current routing table, which bounds the labels.
+	routes func() *Routes
 }
 
 var _ alsv3.AccessLogServiceServer = (*AccessLog)(nil)
 
-// NewAccessLog returns an access log sink recording into m (nil records nothing).
-func NewAccessLog(m *Metrics) *AccessLog { return &AccessLog{metrics: m} }
+// NewAccessLog returns an access log sink recording into m (nil records
+// nothing). Models and clusters routes does not know are labelled "other",
+// so entries cannot grow the metrics' series.
+func NewAccessLog(m *Metrics, routes func() *Routes) *AccessLog {
+	return &AccessLog{metrics: m, routes: routes}
+}
 
 // StreamAccessLogs reads one Envoy access log stream until Envoy closes it.
 func (a *AccessLog) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessLogsServer) error {
@@ -60,6 +66,11 @@ func (a *AccessLog) record(e *alsdatav3.HTTPAccessLogEntry) {
 	if model == "" || backend == "" || backend == xds.UnroutedCluster {
 		return
 	}
+	var routes *Routes
+	if a.routes != nil {
+		routes = a.routes()
+	}
+	model, backend = routes.labelModel(model), routes.labelCluster(backend)
 	var counts grpcstatsv3.FilterObject
 	if fs := cp.GetFilterStateObjects()[GRPCStatsFilterState]; fs != nil {
 		if err := fs.UnmarshalTo(&counts); err != nil {

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"fmt"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -32,8 +33,9 @@ func grpcLogEntry(t *testing.T, model, cluster string, req, resp uint64) *alsdat
 }
 
 func TestGRPCLogCountsRoutedCallsPerModel(t *testing.T) {
+	routes, _, _ := newGRPCFixture(t)
 	m := NewMetrics(prometheus.NewRegistry())
-	a := NewAccessLog(m)
+	a := NewAccessLog(m, func() *Routes { return routes })
 	a.record(grpcLogEntry(t, "resnet", "triton", 1000, 3000))
 	a.record(grpcLogEntry(t, "resnet", "triton", 1, 2))
 	a.record(grpcLogEntry(t, "resnet", xds.UnroutedCluster, 7, 0)) // refused by ext_proc: not counted
@@ -44,5 +46,20 @@ func TestGRPCLogCountsRoutedCallsPerModel(t *testing.T) {
 	assert.InDelta(t, 10010, testutil.ToFloat64(m.grpcBytes.WithLabelValues("resnet", "triton", "request")), 0)
 	assert.InDelta(t, 60040, testutil.ToFloat64(m.grpcBytes.WithLabelValues("resnet", "triton", "response")), 0)
 	assert.Equal(t, 1, testutil.CollectAndCount(m.grpcMessages, "streamgate_grpc_messages_total")/2)
-	NewAccessLog(nil).record(grpcLogEntry(t, "resnet", "triton", 1, 1)) // nil metrics: no panic
+	NewAccessLog(nil, nil).record(grpcLogEntry(t, "resnet", "triton", 1, 1)) // nil metrics: no panic
+}
+
+// TestGRPCLogLabelsAreBounded (issue 23, finding 5): an entry naming a
+// model or cluster the config does not know is counted under "other".
+func TestGRPCLogLabelsAreBounded(t *testing.T) {
+	routes, _, _ := newGRPCFixture(t)
+	m := NewMetrics(prometheus.NewRegistry())
+	a := NewAccessLog(m, func() *Routes { return routes })
+	for i := range 50 {
+		a.record(grpcLogEntry(t, fmt.Sprintf("made-up-%d", i), fmt.Sprintf("cluster-%d", i), 1, 1))
+	}
+	a.record(grpcLogEntry(t, "resnet", "nowhere", 1, 1))
+	assert.Equal(t, 2*2, testutil.CollectAndCount(m.grpcMessages, "streamgate_grpc_messages_total"))
+	assert.InDelta(t, 50, testutil.ToFloat64(m.grpcMessages.WithLabelValues("other", "other", "request")), 0)
+	assert.InDelta(t, 1, testutil.ToFloat64(m.grpcMessages.WithLabelValues("resnet", "other", "request")), 0)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -32,6 +33,8 @@ type Limits struct {
 	limiter  *ratelimit.Limiter
 	counters map[string]*tokens.Counter
 	fallback *tokens.Counter
+	// lastUnreadWarn is when usageUnread last logged (unix nanos).
+	lastUnreadWarn atomic.Int64
 }
 
 // NewLimits builds the limiter for cfg.Limits (which must be set) with
@@ -309,7 +312,8 @@ func (p *processor) onResponseBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proce
 
 // releaseLimits reconciles and releases the reservation, once: with the
 // usage the backend reported, else the estimated input and the output
-// tokens counted so far.
+// tokens counted so far (streams) or reserved (a successful non-streamed
+// response whose usage could not be read, see usageUnread).
 func (p *processor) releaseLimits() {
 	if p.lim == nil || p.lim.res == nil {
 		return
@@ -322,7 +326,11 @@ func (p *processor) releaseLimits() {
 		u, ok = p.lim.meter.Usage()
 		used.Output = p.lim.meter.Counted()
 	case p.lim.body != nil:
-		u, ok = p.lim.body.Usage()
+		if u, ok = p.lim.body.Usage(); !ok && p.responseSucceeded() {
+			// Tokens were generated but not reported: charge what was reserved.
+			used.Output = p.lim.res.Reserved().Output
+			p.usageUnread(p.lim.body.Ended())
+		}
 	}
 	if ok {
 		used = ratelimit.Usage{Input: u.Input, Output: u.Output}

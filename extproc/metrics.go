@@ -14,6 +14,9 @@ type Metrics struct {
 	grpc *prometheus.CounterVec
 	// grpcMessages and grpcBytes are fed by AccessLog when a call ends.
 	grpcMessages, grpcBytes *prometheus.CounterVec
+	// unread counts limited responses charged their reservation because
+	// their usage could not be read (usageUnread).
+	unread *prometheus.CounterVec
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
@@ -31,7 +34,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "streamgate_grpc_bytes_total",
 		Help: "gRPC body bytes (message frames) of routed calls, by public model, backend cluster and direction; counted when a call ends.",
 	}, []string{"model", "backend", "direction"})
-	reg.MustRegister(m.grpc, m.grpcMessages, m.grpcBytes)
+	m.unread = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgate_usage_unread_total",
+		Help: "Limited non-streamed responses whose usage could not be read and were charged their reserved output tokens, by reason (missing: the body had no readable usage; incomplete: the response stopped early).",
+	}, []string{"reason"})
+	for _, r := range []string{"missing", "incomplete"} {
+		m.unread.WithLabelValues(r)
+	}
+	reg.MustRegister(m.grpc, m.grpcMessages, m.grpcBytes, m.unread)
 	return m
 }
 
@@ -43,6 +53,14 @@ func (m *Metrics) tel() *telemetry.Metrics {
 		return nil
 	}
 	return m.t
+}
+
+// usageUnread counts a response charged its reservation; reason is
+// "missing" or "incomplete".
+func (m *Metrics) usageUnread(reason string) {
+	if m != nil {
+		m.unread.WithLabelValues(reason).Inc()
+	}
 }
 
 // observeGRPC counts a finished gRPC call (streamgate_requests_total and

@@ -26,6 +26,10 @@ type Route struct {
 	DefaultMaxTokens int
 	// Shaping adjusts the model's requests; nil leaves them alone.
 	Shaping *shaper
+	// GRPCMethods are the gRPC methods beyond the defaults that every
+	// backend of the route's failover chain accepts (grpc_methods); nil
+	// for none.
+	GRPCMethods map[string]bool
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -44,11 +48,14 @@ type Routes struct {
 	// translates holds the client APIs some model serves through a
 	// translation; only their responses need ext_proc.
 	translates map[translate.Client]bool
+	// clusters are the Envoy clusters routes lead to (backends and
+	// failover chains), for bounding metric labels.
+	clusters map[string]bool
 }
 
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
-	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}}
+	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}, clusters: map[string]bool{}}
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
@@ -57,11 +64,14 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 		for j := range m.Versions {
 			v := &m.Versions[j]
 			sum += uint64(v.Weight)
+			chain := xds.FailoverChain(m, v)
 			route := Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
-				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh}
+				Cluster: xds.FailoverCluster(chain), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh,
+				GRPCMethods: grpcExtraMethods(cfg, chain)}
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol = b.Protocol
 			}
+			r.noteClusters(route.Cluster, chain)
 			r.noteTranslations(translate.Protocol(route.Protocol))
 			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)

@@ -63,8 +63,10 @@ const grpcModelHeader = "x-streamgate-model"
 // inferenceService is the KServe v2 gRPC service whose messages Envoy counts.
 const inferenceService = "inference.GRPCInferenceService"
 
-// inferenceMethods are the KServe v2 methods with per-method message stats.
-var inferenceMethods = []string{"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer"}
+// inferenceMethods are the methods with per-method message stats: every
+// method the gateway may forward (config.GRPCKnownMethods), a fixed list,
+// so clients cannot add stats with made-up method names.
+var inferenceMethods = config.GRPCKnownMethods
 
 // http2Options are the HTTP/2 settings toward a backend: bounded windows and
 // connection keepalive pings.

@@ -8,8 +8,9 @@ import (
 )
 
 // maxPending bounds the bytes a meter keeps of an SSE event that has not
-// ended yet, and of a non-streamed body; past it the meter stops reading
-// (usage then falls back to the caller's estimate) and passes bytes on.
+// ended yet; past it the meter stops reading (usage then falls back to the
+// deltas counted) and passes bytes on. Non-streamed bodies are scanned
+// without being kept (BodyMeter).
 const maxPending = 1 << 20
 
 // Usage is what a backend reports a request consumed.
@@ -209,35 +210,3 @@ func (m *StreamMeter) event(ev []byte) (usageOnly bool, repl []byte) {
 	repl = append(append(append(repl, whole[:at]...), trimmed...), whole[at+len(nullUsage):]...)
 	return false, repl
 }
-
-// BodyMeter reads the usage object of a non-streamed JSON response
-// delivered in chunks. It keeps the body (up to 1 MiB) until the end.
-type BodyMeter struct {
-	body  []byte
-	over  bool
-	usage Usage
-	found bool
-	model string
-}
-
-// Model returns the body's model field, or "".
-func (m *BodyMeter) Model() string { return m.model }
-
-// Feed adds a chunk; at end it parses the usage.
-func (m *BodyMeter) Feed(chunk []byte, end bool) {
-	if !m.over {
-		if len(m.body)+len(chunk) > maxPending {
-			m.over, m.body = true, nil
-		} else {
-			m.body = append(m.body, chunk...)
-		}
-	}
-	if end && !m.over {
-		m.usage, m.found = ParseUsage(gjson.GetBytes(m.body, "usage"))
-		m.model = gjson.GetBytes(m.body, "model").Str
-		m.body = nil
-	}
-}
-
-// Usage returns the usage the body reported, or ok false.
-func (m *BodyMeter) Usage() (Usage, bool) { return m.usage, m.found }

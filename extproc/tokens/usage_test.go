@@ -82,16 +82,6 @@ func TestStreamMeterWithoutUsageCounts(t *testing.T) {
 	assert.Equal(t, int64(12), m.Counted())
 }
 
-func TestBodyMeter(t *testing.T) {
-	var m BodyMeter
-	body := `{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}`
-	m.Feed([]byte(body[:20]), false)
-	m.Feed([]byte(body[20:]), true)
-	u, ok := m.Usage()
-	require.True(t, ok)
-	assert.Equal(t, Usage{Input: 5, Output: 2}, u)
-}
-
 func FuzzStreamMeter(f *testing.F) {
 	f.Add([]byte(evA+evUsage+evDone), 3)
 	f.Add([]byte("data: {\"usage\":{\"prompt_tokens\":1}}\r\n\r\n"), 0)
