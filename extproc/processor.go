@@ -151,6 +151,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			apiKey = append(apiKey, headerValue(hv))
 		case p.limits != nil && k == p.limits.cfg.TenantHeader:
 			tenant = headerValue(hv)
+			if p.auth != nil { // unverified: the verified tenant goes upstream instead
+				strip = append(strip, k)
+			}
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
