@@ -117,6 +117,7 @@ func (v *validator) validateBackendKnobs(i int, b *Backend) {
 			v.at(p+".health_check.timeout", "backend %q: health_check.timeout (%v) must be shorter than its interval (%v)", b.Name, h.Timeout, h.Interval)
 		}
 	}
+	v.validateQueryParams(p, b)
 	if o := b.OutlierDetection; o != nil && o.MaxEjectionPercent > 100 {
 		v.at(p+".outlier_detection.max_ejection_percent", "backend %q: max_ejection_percent is a percentage (0-100)", b.Name)
 	}

@@ -78,6 +78,10 @@ type Gateway struct {
 	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
 	// 503 at once, open streams get this long to finish (default 30s).
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// TrustRequestID keeps the x-request-id a request arrives with (default
+	// false: Envoy generates a fresh id for every request). Set it only
+	// when every client is a proxy that sets the id itself.
+	TrustRequestID bool `yaml:"trust_request_id"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -146,6 +150,11 @@ type Backend struct {
 	ConnectionPool *ConnectionPool `yaml:"connection_pool"`
 	// Credential, when set, is injected into every request sent to this backend.
 	Credential *Credential `yaml:"credential"`
+	// QueryParams names the query parameters a request may pass to this
+	// backend (e.g. [api-version] for Azure OpenAI). Every other parameter
+	// is removed from the path before the request goes upstream; the
+	// default is none.
+	QueryParams []string `yaml:"query_params"`
 }
 
 // TLS configures upstream TLS for a backend.

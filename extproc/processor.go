@@ -267,6 +267,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
 		return p.translateRequest(out, route, set)
 	}
+	set = p.queryPath(set, route.QueryParams)
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	// The token cap and admission return the body itself when unchanged.
 	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])

@@ -26,6 +26,9 @@ type Route struct {
 	DefaultMaxTokens int
 	// Shaping adjusts the model's requests; nil leaves them alone.
 	Shaping *shaper
+	// QueryParams are the query parameters the backend may receive; the
+	// others are removed (see query.go).
+	QueryParams []string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -60,7 +63,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			route := Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
 				Cluster: xds.FailoverCluster(xds.FailoverChain(m, v)), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh}
 			if b := cfg.Backend(v.Backend); b != nil {
-				route.Protocol = b.Protocol
+				route.Protocol, route.QueryParams = b.Protocol, b.QueryParams
 			}
 			r.noteTranslations(translate.Protocol(route.Protocol))
 			mr.versions = append(mr.versions, route)
