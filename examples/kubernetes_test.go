@@ -335,13 +335,7 @@ func kubernetesConfig(t *testing.T, objs []object) *config.Config {
 // this host only.
 func loopback(t *testing.T, addr string) bool {
 	t.Helper()
-	if strings.HasPrefix(addr, "unix:") {
-		return true
-	}
-	host, _, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
+	return config.Loopback(addr)
 }
 
 func port(t *testing.T, hostPort string) int32 {

@@ -113,6 +113,9 @@ func validateCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	for _, w := range config.ExposureWarnings(cfg) {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+	}
 	fmt.Fprintf(stdout, "OK: %s (%d backends, %d models)\n", *path, len(cfg.Backends), len(cfg.Models))
 	return nil
 }
