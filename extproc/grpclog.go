@@ -61,8 +61,11 @@ func NewAccessLog(m *Metrics, log *slog.Logger) *AccessLog {
 // come from.
 func LocalPeer(ctx context.Context) bool {
 	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
+	if !ok {
 		return false
+	}
+	if _, unix := p.LocalAddr.(*net.UnixAddr); unix {
+		return true // an unnamed unix client may have no remote address
 	}
 	switch a := p.Addr.(type) {
 	case *net.UnixAddr:

@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"testing"
 
 	alsdatav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
@@ -94,15 +95,29 @@ func TestAccessLogRefusesNonLocalPeer(t *testing.T) {
 // entry claiming 1e12 bytes, sent over a real gRPC connection, leaves the
 // byte counters as they were; a plausible entry on the same stream counts.
 func TestAccessLogDropsImplausibleCounts(t *testing.T) {
+	for name, network := range map[string]string{"loopback": "tcp", "unix socket": "unix"} {
+		t.Run(name, func(t *testing.T) { testImplausibleCounts(t, network) })
+	}
+}
+
+func testImplausibleCounts(t *testing.T, network string) {
 	m := NewMetrics(prometheus.NewRegistry())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "extproc.sock")
+	}
+	lis, err := net.Listen(network, addr)
 	require.NoError(t, err)
+	target := lis.Addr().String()
+	if network == "unix" {
+		target = "unix:" + addr
+	}
 	gs := grpc.NewServer()
 	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(m, nil))
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
 	stream, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(context.Background())
