@@ -87,6 +87,10 @@ type Gateway struct {
 	// included (default 1m); it stops once the request is complete or the
 	// response begins, so it never cuts a token stream.
 	RequestBodyTimeout time.Duration `yaml:"request_body_timeout"`
+	// TrustRequestID keeps the x-request-id a request arrives with (default
+	// false: Envoy generates a fresh id for every request). Set it only
+	// when every client is a proxy that sets the id itself.
+	TrustRequestID bool `yaml:"trust_request_id"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
@@ -164,6 +168,11 @@ type Backend struct {
 	// metadata ones (GRPCDefaultMethods), e.g. RepositoryModelLoad; names
 	// from GRPCKnownMethods.
 	GRPCMethods []string `yaml:"grpc_methods"`
+	// QueryParams names the query parameters a request may pass to this
+	// backend (e.g. [api-version] for Azure OpenAI). Every other parameter
+	// is removed from the path before the request goes upstream; the
+	// default is none.
+	QueryParams []string `yaml:"query_params"`
 }
 
 // TLS configures upstream TLS for a backend.

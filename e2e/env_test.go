@@ -269,6 +269,7 @@ type tap struct {
 	mu      sync.Mutex
 	byID    map[string]*bytes.Buffer
 	headers map[string]http.Header
+	uris    map[string]string
 }
 
 func (t *tap) wrap(h http.Handler) http.Handler {
@@ -281,10 +282,11 @@ func (t *tap) wrap(h http.Handler) http.Handler {
 		buf := &bytes.Buffer{}
 		t.mu.Lock()
 		if t.byID == nil {
-			t.byID, t.headers = map[string]*bytes.Buffer{}, map[string]http.Header{}
+			t.byID, t.headers, t.uris = map[string]*bytes.Buffer{}, map[string]http.Header{}, map[string]string{}
 		}
 		t.byID[id] = buf
 		t.headers[id] = r.Header.Clone()
+		t.uris[id] = r.RequestURI
 		t.mu.Unlock()
 		h.ServeHTTP(&tapWriter{ResponseWriter: w, buf: buf, mu: &t.mu}, r)
 	})
@@ -304,6 +306,13 @@ func (t *tap) requestHeaders(id string) http.Header {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.headers[id]
+}
+
+// requestURI returns the path and query the backend received for a tapped request.
+func (t *tap) requestURI(id string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.uris[id]
 }
 
 type tapWriter struct {

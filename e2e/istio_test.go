@@ -77,9 +77,9 @@ func TestIstioGateway(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	boot := istioGatewayConfig(t, gateway, admin, map[string]string{
-		"outbound|50051||streamgate.streamgate.svc.cluster.local": extProc,
-		"outbound|8000||vllm.models.svc.cluster.local":            hostPort(gw.backendA.url),
-		"outbound|443||api.openai.com":                            hostPort(gw.backendB.url),
+		"outbound|50051||streamgate-extproc.streamgate.svc.cluster.local": extProc,
+		"outbound|8000||vllm.models.svc.cluster.local":                    hostPort(gw.backendA.url),
+		"outbound|443||api.openai.com":                                    hostPort(gw.backendB.url),
 	})
 	bootPath := filepath.Join(dir, "envoy.json")
 	require.NoError(t, os.WriteFile(bootPath, boot, 0o600))

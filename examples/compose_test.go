@@ -131,11 +131,11 @@ func TestComposeConfigsValidate(t *testing.T) {
 		} `json:"backends"`
 	}
 	require.NoError(t, yaml.Unmarshal(raw, &sgc))
-	assertServicePort(t, p, sgc.ExtProc.Address)
+	assert.Empty(t, sgc.ExtProc.Address, "Envoy dials ext_proc at its loopback listen address")
 	bootstrap, err := os.ReadFile(envoyCfg)
 	require.NoError(t, err)
 	_, xdsPort, _ := net.SplitHostPort(sgc.XDS.Listen)
-	assert.Contains(t, string(bootstrap), "socket_address: { address: streamgate, port_value: "+xdsPort+" }")
+	assert.Contains(t, string(bootstrap), "socket_address: { address: 127.0.0.1, port_value: "+xdsPort+" }")
 	for _, b := range sgc.Backends {
 		for _, ep := range b.Endpoints {
 			assertServicePort(t, p, ep)
@@ -184,7 +184,12 @@ func TestComposePrometheus(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, map[string]string{"streamgate": "", "envoy": "/stats/prometheus"}, jobs)
+	assert.Equal(t, map[string]string{"envoy": "/stats/prometheus"}, jobs, "both scraped through Envoy's metrics listener")
+	paths := map[string]bool{}
+	for _, sc := range pc.ScrapeConfigs {
+		paths[sc.MetricsPath] = true
+	}
+	assert.Equal(t, map[string]bool{"": true, "/stats/prometheus": true}, paths, "/metrics (Streamgate) and /stats/prometheus (Envoy)")
 }
 
 // TestComposeGrafana: Grafana gets the provisioned datasource and the one
@@ -265,4 +270,66 @@ func mustAbs(t *testing.T, p string) string {
 	abs, err := filepath.Abs(p)
 	require.NoError(t, err)
 	return abs
+}
+
+// TestComposeControlPortsPrivate: issue 23 finding 9. Streamgate runs in
+// Envoy's network namespace with ext_proc, xDS and metrics on loopback,
+// exposes and publishes nothing; Envoy's admin API is on loopback; the
+// host sees the gateway and loopback-published dashboards only.
+func TestComposeControlPortsPrivate(t *testing.T) {
+	p := loadCompose(t)
+	sg := p.Services["streamgate"]
+	assert.Equal(t, "service:envoy", sg.NetworkMode)
+	assert.Empty(t, sg.Expose)
+	assert.Empty(t, sg.Ports)
+
+	raw, err := os.ReadFile(hostPath(t, sg, flagValue(t, sg.Command, "-c")))
+	require.NoError(t, err)
+	var sgc struct {
+		ExtProc struct{ Listen string } `json:"extproc"`
+		XDS     struct{ Listen string } `json:"xds"`
+		Metrics struct{ Listen string } `json:"metrics"`
+		Envoy   struct{ Admin string }  `json:"envoy"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &sgc))
+	for name, addr := range map[string]string{"extproc": sgc.ExtProc.Listen, "xds": sgc.XDS.Listen, "metrics": sgc.Metrics.Listen, "envoy.admin": sgc.Envoy.Admin} {
+		assert.True(t, loopback(t, addr), "%s listens on %s", name, addr)
+	}
+
+	envoySvc := p.Services["envoy"]
+	raw, err = os.ReadFile(hostPath(t, envoySvc, flagValue(t, envoySvc.Command, "-c")))
+	require.NoError(t, err)
+	var boot struct {
+		Admin struct {
+			Address struct {
+				SocketAddress struct {
+					Address   string `json:"address"`
+					PortValue int    `json:"port_value"`
+				} `json:"socket_address"`
+			} `json:"address"`
+		} `json:"admin"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &boot))
+	assert.True(t, net.ParseIP(boot.Admin.Address.SocketAddress.Address).IsLoopback(), "Envoy admin on %s", boot.Admin.Address.SocketAddress.Address)
+	private := []string{port2(t, sgc.ExtProc.Listen), port2(t, sgc.XDS.Listen), port2(t, sgc.Metrics.Listen), strconv.Itoa(boot.Admin.Address.SocketAddress.PortValue)}
+
+	for _, s := range p.Services {
+		for _, e := range s.Expose {
+			assert.NotContains(t, private, e, "service %s exposes control port %s", s.Name, e)
+		}
+		for _, pc := range s.Ports {
+			assert.NotContains(t, private, strconv.FormatUint(uint64(pc.Target), 10), "service %s publishes control port %d", s.Name, pc.Target)
+			if s.Name != "envoy" {
+				assert.Equal(t, "127.0.0.1", pc.HostIP, "service %s publishes %d beyond the host's loopback", s.Name, pc.Target)
+			}
+		}
+	}
+}
+
+// port2 returns the port of host:port.
+func port2(t *testing.T, hostPort string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(hostPort)
+	require.NoError(t, err)
+	return p
 }

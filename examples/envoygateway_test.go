@@ -118,11 +118,10 @@ func TestEnvoyGatewayExtProc(t *testing.T) {
 	assert.Equal(t, "SKIP", want.GetProcessingMode().GetResponseHeaderMode().String())
 	assert.Equal(t, want.GetAllowModeOverride(), ep.ProcessingMode.AllowModeOverride)
 
-	// The backend is the streamgate Service's gRPC ext_proc port.
+	// The backend is the remote ext_proc Service's gRPC port.
 	require.Len(t, ep.BackendRefs, 1)
 	br := ep.BackendRefs[0]
-	_, k8s := loadKubernetes(t)
-	svc := find[*corev1.Service](t, k8s, "Service", string(br.Name))
+	svc := find[*corev1.Service](t, loadRemoteExtProc(t), "Service", string(br.Name))
 	require.NotNil(t, br.Port)
 	assertServicePortName(t, svc, strconv.Itoa(int(*br.Port)), "grpc-")
 }

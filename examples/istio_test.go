@@ -125,16 +125,15 @@ func patchFilter(t *testing.T, p *istioapiv1alpha3.EnvoyFilter_EnvoyConfigObject
 // Service's gRPC ext_proc port.
 func TestIstioFilterIsTheDropInFilter(t *testing.T) {
 	objs := loadIstio(t)
-	_, k8s := loadKubernetes(t)
-	svc := find[*corev1.Service](t, k8s, "Service", "streamgate")
+	svc := find[*corev1.Service](t, loadRemoteExtProc(t), "Service", "streamgate-extproc")
 	var extprocPort corev1.ServicePort
 	for _, p := range svc.Spec.Ports {
 		if p.Name == "grpc-extproc" {
 			extprocPort = p
 		}
 	}
-	require.NotZero(t, extprocPort.Port, "the streamgate Service has a grpc-extproc port")
-	wantCluster := "outbound|" + strconv.Itoa(int(extprocPort.Port)) + "||streamgate.streamgate.svc.cluster.local"
+	require.NotZero(t, extprocPort.Port, "the streamgate-extproc Service has a grpc-extproc port")
+	wantCluster := "outbound|" + strconv.Itoa(int(extprocPort.Port)) + "||streamgate-extproc.streamgate.svc.cluster.local"
 
 	contexts := map[istioapiv1alpha3.EnvoyFilter_PatchContext]bool{}
 	for _, o := range objs {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -30,11 +31,12 @@ type object struct {
 // typedKinds maps apiVersion/kind to a constructor of its typed Go struct.
 // A manifest of any other kind fails the test.
 var typedKinds = map[string]func() any{
-	"v1/Namespace":                  func() any { return &corev1.Namespace{} },
-	"v1/ConfigMap":                  func() any { return &corev1.ConfigMap{} },
-	"v1/Service":                    func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":            func() any { return &appsv1.Deployment{} },
-	"policy/v1/PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
+	"v1/Namespace":                       func() any { return &corev1.Namespace{} },
+	"v1/ConfigMap":                       func() any { return &corev1.ConfigMap{} },
+	"v1/Service":                         func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                 func() any { return &appsv1.Deployment{} },
+	"policy/v1/PodDisruptionBudget":      func() any { return &policyv1.PodDisruptionBudget{} },
+	"networking.k8s.io/v1/NetworkPolicy": func() any { return &networkingv1.NetworkPolicy{} },
 }
 
 // decodeManifests reads every YAML document of the files and decodes each

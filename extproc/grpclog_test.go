@@ -35,7 +35,7 @@ func grpcLogEntry(t *testing.T, model, cluster string, req, resp uint64) *alsdat
 func TestGRPCLogCountsRoutedCallsPerModel(t *testing.T) {
 	routes, _, _ := newGRPCFixture(t)
 	m := NewMetrics(prometheus.NewRegistry())
-	a := NewAccessLog(m, func() *Routes { return routes })
+	a := NewAccessLog(m, func() *Routes { return routes }, nil)
 	a.record(grpcLogEntry(t, "resnet", "triton", 1000, 3000))
 	a.record(grpcLogEntry(t, "resnet", "triton", 1, 2))
 	a.record(grpcLogEntry(t, "resnet", xds.UnroutedCluster, 7, 0)) // refused by ext_proc: not counted
@@ -46,7 +46,7 @@ func TestGRPCLogCountsRoutedCallsPerModel(t *testing.T) {
 	assert.InDelta(t, 10010, testutil.ToFloat64(m.grpcBytes.WithLabelValues("resnet", "triton", "request")), 0)
 	assert.InDelta(t, 60040, testutil.ToFloat64(m.grpcBytes.WithLabelValues("resnet", "triton", "response")), 0)
 	assert.Equal(t, 1, testutil.CollectAndCount(m.grpcMessages, "streamgate_grpc_messages_total")/2)
-	NewAccessLog(nil, nil).record(grpcLogEntry(t, "resnet", "triton", 1, 1)) // nil metrics: no panic
+	NewAccessLog(nil, nil, nil).record(grpcLogEntry(t, "resnet", "triton", 1, 1)) // nil metrics: no panic
 }
 
 // TestGRPCLogLabelsAreBounded (issue 23, finding 5): an entry naming a
@@ -54,7 +54,7 @@ func TestGRPCLogCountsRoutedCallsPerModel(t *testing.T) {
 func TestGRPCLogLabelsAreBounded(t *testing.T) {
 	routes, _, _ := newGRPCFixture(t)
 	m := NewMetrics(prometheus.NewRegistry())
-	a := NewAccessLog(m, func() *Routes { return routes })
+	a := NewAccessLog(m, func() *Routes { return routes }, nil)
 	for i := range 50 {
 		a.record(grpcLogEntry(t, fmt.Sprintf("made-up-%d", i), fmt.Sprintf("cluster-%d", i), 1, 1))
 	}

@@ -155,6 +155,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			apiKey = append(apiKey, headerValue(hv))
 		case p.limits != nil && k == p.limits.cfg.TenantHeader:
 			tenant = headerValue(hv)
+			if p.auth != nil { // unverified: the verified tenant goes upstream instead
+				strip = append(strip, k)
+			}
 		case strings.HasPrefix(k, internalPrefix):
 			strip = append(strip, k)
 		}
@@ -271,6 +274,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
 		return p.translateRequest(out, route, set)
 	}
+	set = p.queryPath(set, route.QueryParams)
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	// The token cap and admission return the body itself when unchanged.
 	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])

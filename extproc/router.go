@@ -30,6 +30,9 @@ type Route struct {
 	// backend of the route's failover chain accepts (grpc_methods); nil
 	// for none.
 	GRPCMethods map[string]bool
+	// QueryParams are the query parameters the backend may receive; the
+	// others are removed (see query.go).
+	QueryParams []string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -69,7 +72,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 				Cluster: xds.FailoverCluster(chain), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh,
 				GRPCMethods: grpcExtraMethods(cfg, chain)}
 			if b := cfg.Backend(v.Backend); b != nil {
-				route.Protocol = b.Protocol
+				route.Protocol, route.QueryParams = b.Protocol, b.QueryParams
 			}
 			r.noteClusters(route.Cluster, chain)
 			r.noteTranslations(translate.Protocol(route.Protocol))

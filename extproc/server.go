@@ -204,7 +204,7 @@ func GRPCOptions(maxBody int64) []grpc.ServerOption {
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	gs := grpc.NewServer(GRPCOptions(s.maxBody.Load())...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
-	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, s.routes.Load))
+	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, s.routes.Load, s.log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	go func() {

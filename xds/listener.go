@@ -53,6 +53,10 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	early, err := requestIDMutation(cfg)
+	if err != nil {
+		return nil, err
+	}
 	filters := []*hcmv3.HttpFilter{extProc, grpcStats, router}
 	if TapOn(cfg) {
 		tap, err := typed(UsageFilterName, usageFilter())
@@ -81,7 +85,8 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		RequestTimeout:        durationpb.New(cfg.Gateway.RequestBodyTimeout),
 		LocalReplyConfig:      localReplies(cfg),
 		// Clients get the id that names their request in the access log.
-		AlwaysSetRequestIdInResponse: true,
+		AlwaysSetRequestIdInResponse:  true,
+		EarlyHeaderMutationExtensions: early,
 	}
 	if cfg.Gateway.AccessLog != "off" {
 		al, err := accessLog(cfg.Gateway.AccessLog)

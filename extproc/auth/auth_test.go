@@ -231,6 +231,9 @@ func TestJWT(t *testing.T) {
 		"garbage with two dots":     {token: "not.a.jwt", err: ErrUnauthenticated, public: "invalid"},
 		"unknown tenant":            {token: idp.Sign(t, "rsa", claims(func(c jwt.MapClaims) { c["org"] = "stranger" })), err: ErrForbidden, public: "not tied to a tenant"},
 		"missing tenant claim":      {token: idp.Sign(t, "rsa", claims(func(c jwt.MapClaims) { delete(c, "org") })), err: ErrForbidden},
+		// Issue 23 finding 11(d): an unknown critical extension is refused (RFC 7515 4.1.11).
+		"unknown crit extension": {token: idp.SignWithHeader(t, "rsa", claims(nil), map[string]any{"crit": []string{"exp-policy"}, "exp-policy": "x"}), err: ErrUnauthenticated, public: "invalid"},
+		"empty crit":             {token: idp.SignWithHeader(t, "rsa", claims(nil), map[string]any{"crit": []string{}}), err: ErrUnauthenticated, public: "invalid"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tn, err := a.Authenticate(t.Context(), tc.token)

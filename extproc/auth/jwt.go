@@ -90,6 +90,11 @@ func (a *Authenticator) verifyJWT(ctx context.Context, token string, sum [sha256
 		if !slices.Contains(is.algs, t.Method.Alg()) {
 			return nil, fmt.Errorf("%w: %s", errAlgorithm, t.Method.Alg())
 		}
+		// RFC 7515 4.1.11: a recipient must refuse a token naming a
+		// critical extension it does not understand. We understand none.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errCritical
+		}
 		return is.keys.KeyfuncCtx(ctx)(t)
 	})
 	if err == nil {
@@ -119,6 +124,7 @@ func (a *Authenticator) verifyJWT(ctx context.Context, token string, sum [sha256
 var (
 	errUnknownIssuer = errors.New("issuer is not configured")
 	errAlgorithm     = errors.New("algorithm not allowed for this issuer")
+	errCritical      = errors.New("token names critical header extensions (crit), which are not supported")
 )
 
 // tenantFor maps a verified token's claim to a configured tenant, falling

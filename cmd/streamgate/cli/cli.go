@@ -113,7 +113,7 @@ func validateCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	for _, w := range cfg.Warnings() {
+	for _, w := range append(cfg.Warnings(), config.ExposureWarnings(cfg)...) {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 	}
 	fmt.Fprintf(stdout, "OK: %s (%d backends, %d models)\n", *path, len(cfg.Backends), len(cfg.Models))

@@ -82,3 +82,32 @@ models: [{name: m, backend: b}]
 	assert.True(t, strings.HasPrefix(out, "OK: "), out)
 	assert.Contains(t, stderr, `warning: backend "b": tls.insecure_skip_verify is on`)
 }
+
+// TestValidateWarnsExposedControlPorts: issue 23 finding 9. A config whose
+// ext_proc, xDS, metrics or Envoy admin listens beyond loopback validates,
+// with one warning per listener; a loopback config gets none.
+func TestValidateWarnsExposedControlPorts(t *testing.T) {
+	src, err := os.ReadFile("../../../examples/streamgate.yaml")
+	require.NoError(t, err)
+	exposed := strings.NewReplacer("listen: 127.0.0.1:50051", "listen: 0.0.0.0:50051", "listen: 127.0.0.1:18001", `listen: "[::]:18001"`,
+		"listen: 127.0.0.1:9464", "listen: 192.168.1.20:9464", "admin: 127.0.0.1:9901", "admin: 10.0.0.2:9901").Replace(string(src))
+	for name, tc := range map[string]struct {
+		cfg  string
+		want []string
+	}{
+		"loopback": {cfg: string(src)},
+		"exposed":  {cfg: exposed, want: []string{"$.extproc.listen: 0.0.0.0:50051", "$.xds.listen: [::]:18001", "$.metrics.listen: 192.168.1.20:9464", "$.envoy.admin: 10.0.0.2:9901"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "streamgate.yaml")
+			require.NoError(t, os.WriteFile(f, []byte(tc.cfg), 0o600))
+			out, stderr, err := run(t, "validate", "-c", f)
+			require.NoError(t, err, stderr)
+			assert.True(t, strings.HasPrefix(out, "OK: "), out)
+			assert.Equal(t, len(tc.want), strings.Count(stderr, "warning: "), stderr)
+			for _, w := range tc.want {
+				assert.Contains(t, stderr, w)
+			}
+		})
+	}
+}

@@ -86,6 +86,9 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	for _, w := range cfg.Warnings() {
 		log.Warn("insecure configuration", "file", path, "warning", w)
 	}
+	for _, w := range config.ExposureWarnings(cfg) {
+		log.Warn("control listener exposed", "detail", w)
+	}
 	// The servers run until ctx ends; it outlives stop by the drain. On
 	// every return the servers are stopped (cancel) before waiting for them.
 	var wg sync.WaitGroup

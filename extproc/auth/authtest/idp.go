@@ -105,6 +105,12 @@ func (i *IdP) Public(kid string) crypto.PublicKey {
 // the header.
 func (i *IdP) Sign(t testing.TB, kid string, claims jwt.MapClaims) string {
 	t.Helper()
+	return i.SignWithHeader(t, kid, claims, nil)
+}
+
+// SignWithHeader is Sign with extra JOSE header fields (e.g. "crit").
+func (i *IdP) SignWithHeader(t testing.TB, kid string, claims jwt.MapClaims, header map[string]any) string {
+	t.Helper()
 	i.mu.Lock()
 	k, ok := i.keys[kid]
 	i.mu.Unlock()
@@ -113,6 +119,9 @@ func (i *IdP) Sign(t testing.TB, kid string, claims jwt.MapClaims) string {
 	}
 	tok := jwt.NewWithClaims(k.alg, claims)
 	tok.Header["kid"] = kid
+	for name, v := range header {
+		tok.Header[name] = v
+	}
 	s, err := tok.SignedString(k.priv)
 	if err != nil {
 		t.Fatalf("authtest: cannot sign: %v", err)
