@@ -63,7 +63,7 @@ func BenchmarkParseRequest(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				info, err := parseRequest(body)
+				info, err := parseRequest(body, nil)
 				if err != nil || info.Model != "bench-model" || !info.Stream {
 					b.Fatalf("parseRequest = %+v, %v", info, err)
 				}
