@@ -149,6 +149,9 @@ func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers
 // or charging the difference in each token bucket) and frees its slots.
 // Only the first call counts.
 func (r *Reservation) Finish(used Usage) {
+	// A backend may report anything: negative usage would panic the
+	// metrics and refund what was never reserved.
+	used.Input, used.Output = max(used.Input, 0), max(used.Output, 0)
 	r.once.Do(func() {
 		r.release()
 		r.l.metrics.reservations.Dec()
@@ -158,7 +161,6 @@ func (r *Reservation) Finish(used Usage) {
 			return
 		}
 		// Both sides are in [0, MaxInt64], so no difference overflows.
-		used.Input, used.Output = max(used.Input, 0), max(used.Output, 0)
 		adj := make([]Charge, 0, len(r.charges))
 		for i, c := range r.charges {
 			var d int64

@@ -81,3 +81,20 @@ func TestStoreAdjustNeverWraps(t *testing.T) {
 		assert.LessOrEqual(t, d.RetryAfter, maxIncrement)
 	})
 }
+
+// TestNegativeUsageIsZero: usage a backend reports below zero counts as
+// zero. Found by FuzzRequestPath: unpatched, Finish panicked ("counter
+// cannot decrease in value"), killing the gateway, and would have
+// refunded what was never reserved.
+func TestNegativeUsageIsZero(t *testing.T) {
+	l, _, _ := newTestLimiter(t, &config.Limits{Tenants: []config.TenantLimits{{
+		Name: "t", Rates: config.Rates{TotalTokensPerMinute: 1000},
+	}}})
+	ctx := context.Background()
+	res, _, err := l.Admit(ctx, Request{Tenant: "t", Input: 500, Output: 500})
+	require.NoError(t, err)
+	require.NotPanics(t, func() { res.Finish(Usage{Input: -43, Output: math.MinInt64}) })
+	_, h, err := l.Admit(ctx, Request{Tenant: "t"})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000), h.Tokens.Remaining, "the reservation is refunded, no more")
+}
