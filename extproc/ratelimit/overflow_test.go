@@ -15,8 +15,9 @@ import (
 // TestNegativeCostNeverRefills (issue 23 finding 3): a reservation whose
 // estimate wrapped negative (max_tokens × n overflowing) is not free, and
 // reconciling it neither refunds the tenant's spent budget nor locks the
-// tenant out for a century. Unpatched, "refill" admitted the 100 and
-// "lockout" refused it with Retry-After 3153599940s.
+// tenant out for a century. Unpatched, the wrapped reservation was free
+// and its reconciliation refunded the spent budget ("refill") or charged
+// a century of debt ("lockout", so even the 92 that fit was refused).
 func TestNegativeCostNeverRefills(t *testing.T) {
 	for name, reserved := range map[string]int64{
 		"refill":  math.MinInt64, // 8 × 2^60 wrapped: the difference overflows into a refund
