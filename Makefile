@@ -53,6 +53,10 @@ bench-smoke: build envoy ## A few-second benchmark run of every configuration pl
 microbench: ## Go micro-benchmarks of the ext_proc hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...
 
+FUZZTIME ?= 1m
+fuzz: ## Fuzz the whole request path (parse, policy, shaping, estimate, limits) for FUZZTIME (1m)
+	GOMAXPROCS=1 $(GO) test -run '^$$' -fuzz '^FuzzRequestPath$$' -fuzztime $(FUZZTIME) -parallel 1 ./extproc/
+
 PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
 GRPCIO_TOOLS_VERSION ?= 1.85.1

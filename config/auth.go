@@ -58,9 +58,10 @@ type Tenant struct {
 	// Endpoints are API paths or globs ("/v1/chat/completions", "/v1/*");
 	// empty allows every endpoint.
 	Endpoints []string `yaml:"endpoints"`
-	// MaxTokens caps a request's max_tokens (or max_completion_tokens);
-	// larger values are refused with 400 and a request without one gets
-	// max_tokens set to the cap. 0 means no cap.
+	// MaxTokens caps the output a request may ask for: max_tokens (and
+	// max_completion_tokens) times n; larger asks are refused with 400 and
+	// a completion request without one gets max_tokens set to cap/n. 0
+	// means no cap.
 	MaxTokens int64 `yaml:"max_tokens"`
 	// PinVersions lets the tenant choose a model version with the
 	// x-streamgate-model-version header, on models that allow pinning.

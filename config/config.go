@@ -17,6 +17,8 @@ const (
 	DefaultEnvoyAdmin        = "127.0.0.1:9901"
 	DefaultNodeID            = "streamgate"
 	DefaultMaxBodyBytes      = 8 << 20
+	DefaultMaxJSONDepth      = 128
+	MaxMaxJSONDepth          = 10000
 	DefaultStreamIdleTimeout = 5 * time.Minute
 	DefaultConnectTimeout    = 5 * time.Second
 	DefaultMessageTimeout    = 2 * time.Second
@@ -64,6 +66,10 @@ type Gateway struct {
 	Listen string `yaml:"listen"`
 	// MaxRequestBodyBytes caps a request body; larger bodies get 413 (default 8 MiB).
 	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
+	// MaxJSONDepth caps how deeply a request body's arrays and objects may
+	// nest; deeper bodies get 400 before any JSON parser sees them
+	// (default 128, at most 10000).
+	MaxJSONDepth int `yaml:"max_json_depth"`
 	// StreamIdleTimeout ends a stream that moves no bytes for this long (default 5m).
 	// There is no overall request timeout: token streams may run for minutes.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
@@ -252,6 +258,9 @@ func (c *Config) applyDefaults() {
 	setString(&c.Envoy.NodeID, DefaultNodeID)
 	if c.Gateway.MaxRequestBodyBytes == 0 {
 		c.Gateway.MaxRequestBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Gateway.MaxJSONDepth == 0 {
+		c.Gateway.MaxJSONDepth = DefaultMaxJSONDepth
 	}
 	setString(&c.Gateway.AccessLog, "/dev/stdout")
 	if c.Gateway.RetryBudgetPercent == 0 {

@@ -17,6 +17,7 @@ func TestLoadValid(t *testing.T) {
 	assert.Equal(t, "unix:/tmp/streamgate.sock", cfg.ExtProc.Listen)
 	assert.Equal(t, 2*time.Minute, cfg.Gateway.StreamIdleTimeout)
 	assert.Equal(t, 45*time.Second, cfg.Gateway.DrainTimeout)
+	assert.Equal(t, 64, cfg.Gateway.MaxJSONDepth)
 	assert.Equal(t, DefaultXDSListen, cfg.XDS.Listen)
 	assert.Equal(t, "other", cfg.Models[1].UpstreamModel, "upstream model defaults to the public name")
 	assert.Equal(t, DefaultConnectTimeout, cfg.Backends[0].ConnectTimeout)
@@ -82,4 +83,12 @@ func TestLoadAuth(t *testing.T) {
 	open, err := Load("testdata/valid/full.yaml")
 	require.NoError(t, err)
 	assert.Nil(t, open.Auth, "no auth section: the gateway stays open")
+}
+
+// TestMaxJSONDepthDefault: a config that says nothing nests bodies at
+// most DefaultMaxJSONDepth deep.
+func TestMaxJSONDepthDefault(t *testing.T) {
+	cfg, err := Parse("d.yaml", []byte("backends:\n  - {name: a, protocol: openai, endpoints: [\"127.0.0.1:1\"]}\nmodels:\n  - {name: m, backend: a}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, DefaultMaxJSONDepth, cfg.Gateway.MaxJSONDepth)
 }

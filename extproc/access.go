@@ -85,5 +85,5 @@ func (p *processor) applyTokenCap(body []byte) ([]byte, error) {
 	if p.tenant == nil {
 		return body, nil
 	}
-	return p.tenant.ApplyTokenCap(body, p.endpoint == endpointChat || p.endpoint == endpointCompletions)
+	return p.tenant.ApplyTokenCap(body, p.info.Tokens, p.endpoint == endpointChat || p.endpoint == endpointCompletions)
 }

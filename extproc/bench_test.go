@@ -11,6 +11,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/tidwall/gjson"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -63,9 +64,41 @@ func BenchmarkParseRequest(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				info, err := parseRequest(body)
+				info, err := parseRequest(body, nil)
 				if err != nil || info.Model != "bench-model" || !info.Stream {
 					b.Fatalf("parseRequest = %+v, %v", info, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCheckDepth is the depth pass parseRequest adds before
+// gjson.ValidBytes; compare with BenchmarkValidBytes on the same bodies.
+func BenchmarkCheckDepth(b *testing.B) {
+	for _, s := range benchSizes {
+		body := benchBody("bench-model", s.size)
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if !checkDepth(body, config.DefaultMaxJSONDepth) {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkValidBytes(b *testing.B) {
+	for _, s := range benchSizes {
+		body := benchBody("bench-model", s.size)
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if !gjson.ValidBytes(body) {
+					b.Fatal("invalid")
 				}
 			}
 		})

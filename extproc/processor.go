@@ -237,7 +237,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if !b.GetEndOfStream() {
 		return p.fail(reject(ErrBodyTruncated, "The request body arrived incomplete."))
 	}
-	info, err := parseRequest(body)
+	info, err := parseRequest(body, p.routes.bodyPolicy())
 	if err != nil {
 		return p.fail(err)
 	}

@@ -6,7 +6,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
+
+	"github.com/streamgate/streamgate/extproc/auth"
 )
+
+// info is what parseRequest reads from a body with no token fields.
+func info(model string, stream bool) requestInfo {
+	return requestInfo{Model: model, Stream: stream, Tokens: auth.TokenRequest{MaxTokens: -1, MaxCompletionTokens: -1, N: 1}}
+}
 
 func TestParseRequest(t *testing.T) {
 	for name, tc := range map[string]struct {
@@ -14,10 +21,10 @@ func TestParseRequest(t *testing.T) {
 		want    requestInfo
 		wantErr error
 	}{
-		"chat":            {`{"model":"m","stream":true}`, requestInfo{Model: "m", Stream: true}, nil},
-		"stream null":     {`{"model":"m","stream":null}`, requestInfo{Model: "m"}, nil},
-		"nested model":    {`{"x":{"model":"n"},"model":"m"}`, requestInfo{Model: "m"}, nil},
-		"whitespace":      {" \n{ \"model\" : \"m\" }\n", requestInfo{Model: "m"}, nil},
+		"chat":            {`{"model":"m","stream":true}`, info("m", true), nil},
+		"stream null":     {`{"model":"m","stream":null}`, info("m", false), nil},
+		"nested model":    {`{"x":{"model":"n"},"model":"m"}`, info("m", false), nil},
+		"whitespace":      {" \n{ \"model\" : \"m\" }\n", info("m", false), nil},
 		"empty model":     {`{"model":""}`, requestInfo{}, ErrMissingModel},
 		"duplicate model": {`{"model":"a","model":"b"}`, requestInfo{}, ErrBadJSON},
 		"duplicate strm":  {`{"model":"a","stream":false,"stream":true}`, requestInfo{}, ErrBadJSON},
@@ -26,7 +33,7 @@ func TestParseRequest(t *testing.T) {
 		"empty":           {``, requestInfo{}, ErrBadJSON},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, err := parseRequest([]byte(tc.body))
+			got, err := parseRequest([]byte(tc.body), nil)
 			if tc.wantErr != nil {
 				require.ErrorIs(t, err, tc.wantErr)
 				return
@@ -44,7 +51,7 @@ func FuzzParseRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		info, err := parseRequest(body)
+		info, err := parseRequest(body, nil)
 		if err != nil {
 			return
 		}
@@ -53,7 +60,7 @@ func FuzzParseRequest(f *testing.F) {
 		out, err := rewriteModel(body, "upstream/model")
 		require.NoError(t, err)
 		require.True(t, gjson.ValidBytes(out), "rewrite produced invalid JSON: %q", out)
-		again, err := parseRequest(out)
+		again, err := parseRequest(out, nil)
 		require.NoError(t, err)
 		assert.Equal(t, "upstream/model", again.Model)
 		assert.Equal(t, info.Stream, again.Stream)

@@ -54,11 +54,14 @@ type Routes struct {
 	// clusters are the Envoy clusters routes lead to (backends and
 	// failover chains), for bounding metric labels.
 	clusters map[string]bool
+	// body is what every request body is held to before it is read.
+	body *bodyPolicy
 }
 
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
-	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{}, clusters: map[string]bool{}}
+	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{},
+		clusters: map[string]bool{}, body: newBodyPolicy(cfg)}
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
@@ -83,6 +86,14 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 		r.names = append(r.names, m.Name)
 	}
 	return r
+}
+
+// bodyPolicy is what request bodies are held to; nil (the defaults) for a nil table.
+func (r *Routes) bodyPolicy() *bodyPolicy {
+	if r == nil {
+		return nil
+	}
+	return r.body
 }
 
 // Has reports whether model is a public model name.

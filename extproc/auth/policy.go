@@ -3,9 +3,7 @@ package auth
 import (
 	"fmt"
 	"path"
-	"strconv"
 
-	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
 	"github.com/streamgate/streamgate/config"
@@ -64,61 +62,62 @@ func Denied(t *Tenant, what, name string) error {
 		fmt.Sprintf("tenant %q may not use %s %q", t.Name, what, name))
 }
 
-// tokenFields are the request fields that bound a completion's length.
-var tokenFields = [...]string{"max_tokens", "max_completion_tokens"}
+// TokenRequest is the output a request asks for, as the gateway read it
+// from the body after checking its types and spelling (extproc
+// parseRequest): MaxTokens and MaxCompletionTokens are -1 when absent or
+// null; N, the number of choices, is at least 1.
+type TokenRequest struct {
+	MaxTokens, MaxCompletionTokens, N int64
+}
 
-// ApplyTokenCap enforces the tenant's max_tokens cap on a JSON request body
-// (already validated as a JSON object). A request asking for more than the
-// cap fails with ErrTokenCap; one asking for nothing gets "max_tokens": cap
-// added when inject is true (completion endpoints). It returns the body to
-// send, which is body itself unless a field was added. Cost without a cap:
-// nothing; with one: one scan of the top-level keys.
-func (t *Tenant) ApplyTokenCap(body []byte, inject bool) ([]byte, error) {
+// ApplyTokenCap enforces the tenant's cap on the output a request may ask
+// for: each token field times n must stay within it (ErrTokenCap). A
+// request asking for nothing gets "max_tokens": cap/n added when inject is
+// true (completion endpoints). It returns the body to send, which is body
+// itself unless a field was added. Cost: nothing unless a field is added;
+// the body was read once already.
+func (t *Tenant) ApplyTokenCap(body []byte, req TokenRequest, inject bool) ([]byte, error) {
 	if t == nil || t.MaxTokens == 0 {
 		return body, nil
 	}
+	n := max(req.N, 1)
+	// Each choice may use the field's value: v×n > cap exactly when
+	// v > cap/n, which cannot overflow.
+	per := t.MaxTokens / n
 	found := false
-	var ferr error
-	seen := [len(tokenFields)]bool{}
-	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
-		for i, f := range tokenFields {
-			if k.Str != f {
-				continue
-			}
-			// A repeated or escaped key could let a backend read another
-			// value than the one checked here.
-			if seen[i] || len(k.Raw) != len(f)+2 {
-				ferr = &Error{Kind: ErrBadRequest, Public: fmt.Sprintf("The request body repeats or escapes the %q field.", f), Detail: "token field repeated or escaped"}
-				return false
-			}
-			seen[i] = true
-			if v.Type == gjson.Null {
-				continue
-			}
-			n, err := strconv.ParseInt(v.Raw, 10, 64)
-			if v.Type != gjson.Number || err != nil || n < 0 {
-				ferr = &Error{Kind: ErrBadRequest, Public: fmt.Sprintf("%s must be a non-negative integer.", f), Detail: "token field is not an integer"}
-				return false
-			}
-			if n > t.MaxTokens {
-				ferr = &Error{Kind: ErrTokenCap,
-					Public: fmt.Sprintf("%s is %d; your limit is %d.", f, n, t.MaxTokens),
-					Detail: fmt.Sprintf("tenant %q asked for %s=%d above its cap %d", t.Name, f, n, t.MaxTokens)}
-				return false
-			}
-			found = true
+	for _, f := range [...]struct {
+		name string
+		v    int64
+	}{{"max_tokens", req.MaxTokens}, {"max_completion_tokens", req.MaxCompletionTokens}} {
+		if f.v < 0 {
+			continue
 		}
-		return true
-	})
-	if ferr != nil {
-		return nil, ferr
+		if f.v > per {
+			return nil, capError(t, f.name, f.v, n)
+		}
+		found = true
 	}
 	if found || !inject {
 		return body, nil
 	}
-	out, err := sjson.SetBytes(body, "max_tokens", t.MaxTokens)
+	if per == 0 {
+		return nil, capError(t, "max_tokens", 1, n)
+	}
+	out, err := sjson.SetBytes(body, "max_tokens", per)
 	if err != nil {
 		return nil, fmt.Errorf("cannot set max_tokens: %w", err)
 	}
 	return out, nil
+}
+
+// capError is the refusal of field=v with n choices above t's cap.
+func capError(t *Tenant, field string, v, n int64) error {
+	if n == 1 {
+		return &Error{Kind: ErrTokenCap,
+			Public: fmt.Sprintf("%s is %d; your limit is %d.", field, v, t.MaxTokens),
+			Detail: fmt.Sprintf("tenant %q asked for %s=%d above its cap %d", t.Name, field, v, t.MaxTokens)}
+	}
+	return &Error{Kind: ErrTokenCap,
+		Public: fmt.Sprintf("%s is %d for each of n=%d choices; your limit is %d tokens per request.", field, v, n, t.MaxTokens),
+		Detail: fmt.Sprintf("tenant %q asked for %s=%d with n=%d above its cap %d", t.Name, field, v, n, t.MaxTokens)}
 }

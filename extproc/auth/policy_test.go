@@ -2,6 +2,8 @@ package auth
 
 import (
 	"errors"
+	"math"
+	"math/bits"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -30,31 +32,30 @@ func TestTenantAllows(t *testing.T) {
 	assert.False(t, none.AllowsModel("x"))
 }
 
+// tokens builds a TokenRequest: mt and mct are -1 when absent; n is 1 when 0.
+func tokens(mt, mct, n int64) TokenRequest {
+	return TokenRequest{MaxTokens: mt, MaxCompletionTokens: mct, N: max(n, 1)}
+}
+
 func TestApplyTokenCap(t *testing.T) {
 	tn := &Tenant{Name: "t", MaxTokens: 100}
 	for name, tc := range map[string]struct {
-		body    string
+		req     TokenRequest
 		inject  bool
 		want    string
 		wantErr error
 	}{
-		"under cap":              {body: `{"max_tokens":50}`, want: `{"max_tokens":50}`},
-		"at cap":                 {body: `{"max_tokens":100}`, want: `{"max_tokens":100}`},
-		"completion field":       {body: `{"max_completion_tokens":99}`, want: `{"max_completion_tokens":99}`},
-		"over cap":               {body: `{"max_tokens":101}`, wantErr: ErrTokenCap},
-		"completion over cap":    {body: `{"max_tokens":1,"max_completion_tokens":1000}`, wantErr: ErrTokenCap},
-		"missing gets cap":       {body: `{"model":"m"}`, inject: true, want: `{"model":"m","max_tokens":100}`},
-		"null gets cap":          {body: `{"max_tokens":null}`, inject: true, want: `{"max_tokens":100}`},
-		"missing without inject": {body: `{"input":"x"}`, want: `{"input":"x"}`},
-		"repeated field":         {body: `{"max_tokens":1,"max_tokens":1000}`, wantErr: ErrBadRequest},
-		"escaped field":          {body: `{"max_tokens":1,"max\u005ftokens":1000}`, wantErr: ErrBadRequest},
-		"string":                 {body: `{"max_tokens":"1000"}`, wantErr: ErrBadRequest},
-		"float":                  {body: `{"max_tokens":1.5}`, wantErr: ErrBadRequest},
-		"negative":               {body: `{"max_tokens":-1}`, wantErr: ErrBadRequest},
-		"huge":                   {body: `{"max_tokens":99999999999999999999999}`, wantErr: ErrBadRequest},
+		"under cap":              {req: tokens(50, -1, 1), want: `{}`},
+		"at cap":                 {req: tokens(100, -1, 1), want: `{}`},
+		"completion field":       {req: tokens(-1, 99, 1), want: `{}`},
+		"over cap":               {req: tokens(101, -1, 1), wantErr: ErrTokenCap},
+		"completion over cap":    {req: tokens(1, 1000, 1), wantErr: ErrTokenCap},
+		"missing gets cap":       {req: tokens(-1, -1, 1), inject: true, want: `{"max_tokens":100}`},
+		"missing without inject": {req: tokens(-1, -1, 1), want: `{}`},
+		"huge":                   {req: tokens(math.MaxInt64, -1, 1), wantErr: ErrTokenCap},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got, err := tn.ApplyTokenCap([]byte(tc.body), tc.inject)
+			got, err := tn.ApplyTokenCap([]byte(`{}`), tc.req, tc.inject)
 			if tc.wantErr != nil {
 				require.ErrorIs(t, err, tc.wantErr)
 				return
@@ -64,42 +65,71 @@ func TestApplyTokenCap(t *testing.T) {
 		})
 	}
 	body := []byte(`{"max_tokens":5000}`)
-	got, err := (&Tenant{Name: "uncapped"}).ApplyTokenCap(body, true)
+	got, err := (&Tenant{Name: "uncapped"}).ApplyTokenCap(body, tokens(5000, -1, 1), true)
 	require.NoError(t, err)
 	assert.Equal(t, string(body), string(got), "no cap: body untouched")
 }
 
-// FuzzApplyTokenCap: whatever JSON object a client sends, a body that passes
-// never asks for more than the cap, and an injected body asks for something.
-func FuzzApplyTokenCap(f *testing.F) {
-	f.Add([]byte(`{"model":"m","max_tokens":10}`), true)
-	f.Add([]byte(`{"max_completion_tokens":1000}`), false)
-	f.Add([]byte(`{"max_tokens":1,"max\u005ftokens":1000}`), true)
-	f.Add([]byte(`{"max_tokens":1e9}`), true)
-	f.Add([]byte(`{}`), true)
+// TestTokenCapCountsChoices (issue 23 finding 3): the cap bounds
+// max_tokens × n, the output a request may really produce, without
+// overflowing for any n.
+func TestTokenCapCountsChoices(t *testing.T) {
 	tn := &Tenant{Name: "t", MaxTokens: 100}
-	f.Fuzz(func(t *testing.T, body []byte, inject bool) {
-		if !gjson.ValidBytes(body) || !gjson.ParseBytes(body).IsObject() {
-			t.Skip("the processor refuses this body before the cap")
-		}
-		out, err := tn.ApplyTokenCap(body, inject)
+	for name, tc := range map[string]struct {
+		req     TokenRequest
+		inject  bool
+		want    string
+		wantErr error
+	}{
+		"within cap":          {req: tokens(25, -1, 4), want: `{}`},
+		"over cap with n":     {req: tokens(30, -1, 4), wantErr: ErrTokenCap},
+		"completion with n":   {req: tokens(-1, 51, 2), wantErr: ErrTokenCap},
+		"huge n":              {req: tokens(8, -1, 1<<60), wantErr: ErrTokenCap},
+		"injected per choice": {req: tokens(-1, -1, 3), inject: true, want: `{"max_tokens":33}`},
+		"n above cap":         {req: tokens(-1, -1, 101), inject: true, wantErr: ErrTokenCap},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := tn.ApplyTokenCap([]byte(`{}`), tc.req, tc.inject)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.JSONEq(t, tc.want, string(got))
+		})
+	}
+}
+
+// FuzzApplyTokenCap: whatever a client asks for, a request that passes
+// never asks for more than the cap in all its choices, and an injected
+// body asks for something.
+func FuzzApplyTokenCap(f *testing.F) {
+	f.Add(int64(10), int64(-1), int64(1), true)
+	f.Add(int64(-1), int64(1000), int64(1), false)
+	f.Add(int64(8), int64(-1), int64(1)<<60, true)
+	f.Add(int64(-1), int64(-1), int64(3), true)
+	tn := &Tenant{Name: "t", MaxTokens: 100}
+	f.Fuzz(func(t *testing.T, mt, mct, n int64, inject bool) {
+		req := TokenRequest{MaxTokens: max(mt, -1), MaxCompletionTokens: max(mct, -1), N: max(n, 1)}
+		out, err := tn.ApplyTokenCap([]byte(`{}`), req, inject)
 		if err != nil {
-			if !errors.Is(err, ErrTokenCap) && !errors.Is(err, ErrBadRequest) {
+			if !errors.Is(err, ErrTokenCap) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return
 		}
-		if !gjson.ValidBytes(out) {
-			t.Fatalf("output is not JSON: %s", out)
-		}
 		asked := false
-		for _, f := range tokenFields {
-			v := gjson.GetBytes(out, f)
-			if v.Type == gjson.Number {
-				asked = true
-				if v.Int() > tn.MaxTokens || v.Float() > float64(tn.MaxTokens) {
-					t.Fatalf("%s=%s passed a cap of %d", f, v.Raw, tn.MaxTokens)
-				}
+		values := []int64{req.MaxTokens, req.MaxCompletionTokens}
+		if v := gjson.GetBytes(out, "max_tokens"); v.Exists() {
+			values = append(values, v.Int())
+		}
+		for _, v := range values {
+			if v < 0 {
+				continue
+			}
+			asked = true
+			if hi, lo := bits.Mul64(uint64(v), uint64(req.N)); hi != 0 || lo > uint64(tn.MaxTokens) {
+				t.Fatalf("%d tokens × n=%d passed a cap of %d", v, req.N, tn.MaxTokens)
 			}
 		}
 		if inject && !asked {

@@ -7,6 +7,7 @@ package ratelimit
 
 import (
 	"context"
+	"math"
 	"math/bits"
 	"time"
 )
@@ -71,19 +72,24 @@ type Store interface {
 	Adjust(ctx context.Context, charges []Charge) error
 }
 
+// maxIncrement is the most time one charge, or a bucket, can hold: a
+// century. Every tat stays within now+maxIncrement, so no sum overflows.
+const maxIncrement = 100 * 365 * 24 * time.Hour
+
 // increment is the time cost units occupy in a bucket: cost*period/limit,
-// computed without overflow and capped at a century.
+// computed without overflow and capped at maxIncrement. A cost of zero or
+// less occupies nothing; the limiter never charges one (plan, Finish).
 func increment(cost int64, r Rule) time.Duration {
 	if cost <= 0 || r.Limit <= 0 {
 		return 0
 	}
 	hi, lo := bits.Mul64(uint64(cost), uint64(r.Period))
 	if hi >= uint64(r.Limit) {
-		return 100 * 365 * 24 * time.Hour
+		return maxIncrement
 	}
 	q, _ := bits.Div64(hi, lo, uint64(r.Limit))
-	if q > uint64(100*365*24*time.Hour) {
-		return 100 * 365 * 24 * time.Hour
+	if q > uint64(maxIncrement) {
+		return maxIncrement
 	}
 	return time.Duration(q)
 }
@@ -93,9 +99,9 @@ func increment(cost int64, r Rule) time.Duration {
 // bucket is full when tat <= now and empty when tat >= now+period.
 type gcra struct{}
 
-// fits returns the new tat if cost fits, and the wait otherwise.
+// try returns the new tat if cost fits, and the wait otherwise.
 func (gcra) try(tat, now int64, c Charge) (newTAT int64, ok bool, wait time.Duration) {
-	tat = max(tat, now)
+	tat = min(max(tat, now), now+int64(maxIncrement))
 	newTAT = tat + int64(increment(c.Cost, c.Rule))
 	if over := newTAT - now - int64(c.Rule.Period); over > 0 {
 		return tat, false, time.Duration(over)
@@ -116,11 +122,15 @@ func (gcra) state(tat, now int64, r Rule) State {
 	return State{Limit: r.Limit, Remaining: rem, Reset: time.Duration(used)}
 }
 
-// adjust returns tat after adding cost (or refunding -cost).
+// adjust returns tat after adding cost (or refunding -cost), never past
+// now+maxIncrement, so repeated charges cannot wrap tat around.
 func (gcra) adjust(tat, now int64, c Charge) int64 {
-	tat = max(tat, now)
-	if c.Cost >= 0 {
-		return tat + int64(increment(c.Cost, c.Rule))
+	tat = min(max(tat, now), now+int64(maxIncrement))
+	switch {
+	case c.Cost >= 0:
+		return min(tat+int64(increment(c.Cost, c.Rule)), now+int64(maxIncrement))
+	case c.Cost == math.MinInt64:
+		return now
 	}
 	return max(tat-int64(increment(-c.Cost, c.Rule)), now)
 }

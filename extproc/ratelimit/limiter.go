@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -116,6 +117,8 @@ type Reservation struct {
 // fair queue (ErrTenantBusy, ErrBackendBusy). Headers are returned in both
 // cases. Errors are *DeniedError or ctx's error.
 func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers, error) {
+	// A negative estimate would be a free (or refunding) charge.
+	req.Input, req.Output = max(req.Input, 0), max(req.Output, 0)
 	charges, kinds, slots := l.plan(req)
 	nslots := len(slots)
 	slots = req.Hold.without(slots)
@@ -153,6 +156,9 @@ func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers
 // or charging the difference in each token bucket) and frees its slots.
 // Only the first call counts.
 func (r *Reservation) Finish(used Usage) {
+	// A backend may report anything: negative usage would panic the
+	// metrics and refund what was never reserved.
+	used.Input, used.Output = max(used.Input, 0), max(used.Output, 0)
 	r.once.Do(func() {
 		r.release()
 		r.l.metrics.reservations.Dec()
@@ -161,6 +167,7 @@ func (r *Reservation) Finish(used Usage) {
 		if len(r.charges) == 0 {
 			return
 		}
+		// Both sides are in [0, MaxInt64], so no difference overflows.
 		adj := make([]Charge, 0, len(r.charges))
 		for i, c := range r.charges {
 			var d int64
@@ -170,7 +177,7 @@ func (r *Reservation) Finish(used Usage) {
 			case kindOutput:
 				d = used.Output - r.reserved.Output
 			case kindTotal:
-				d = used.Input + used.Output - r.reserved.Input - r.reserved.Output
+				d = addSat(used.Input, used.Output) - addSat(r.reserved.Input, r.reserved.Output)
 			}
 			if d != 0 {
 				c.Cost = d
@@ -241,7 +248,7 @@ func (l *Limiter) plan(req Request) ([]Charge, []kind, []Slot) {
 			{kindRequests, ":rpm", r.RequestsPerMinute, 1},
 			{kindInput, ":itpm", r.InputTokensPerMinute, req.Input},
 			{kindOutput, ":otpm", r.OutputTokensPerMinute, req.Output},
-			{kindTotal, ":tpm", r.TotalTokensPerMinute, req.Input + req.Output},
+			{kindTotal, ":tpm", r.TotalTokensPerMinute, addSat(req.Input, req.Output)},
 		} {
 			if x.limit > 0 {
 				charges = append(charges, Charge{Key: prefix + x.name, Rule: Rule{Limit: x.limit, Period: time.Minute}, Cost: x.cost})
@@ -264,6 +271,14 @@ func (l *Limiter) plan(req Request) ([]Charge, []kind, []Slot) {
 		slots = append(slots, Slot{Key: "b:" + req.Backend, Limit: n, Backend: true})
 	}
 	return charges, kinds, slots
+}
+
+// addSat returns a+b for non-negative a and b, saturating at math.MaxInt64.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // headersFor reports, per kind of header, the bucket with least remaining.

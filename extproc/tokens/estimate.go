@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"math"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -24,8 +25,9 @@ type Estimate struct {
 	// text parts), names, tool calls and their arguments, tool and function
 	// definitions, and the prompt or input of legacy completions and embeddings.
 	Input int64
-	// MaxOutput is max_completion_tokens (or max_tokens) times n; 0 when the
-	// request sets no limit, for the caller to apply its default.
+	// MaxOutput is max_completion_tokens (or max_tokens) times n (n taken
+	// at most MaxChoices), saturating at math.MaxInt64; 0 when the request
+	// sets no limit, for the caller to apply its default.
 	MaxOutput int64
 }
 
@@ -65,10 +67,26 @@ func EstimateRequest(body []byte, c *Counter, b *Budget) Estimate {
 	if limit.Type == gjson.Number && limit.Int() > 0 {
 		e.MaxOutput = limit.Int()
 		if n.Type == gjson.Number && n.Int() > 1 {
-			e.MaxOutput *= n.Int()
+			e.MaxOutput = MulSat(e.MaxOutput, min(n.Int(), MaxChoices))
 		}
 	}
 	return e
+}
+
+// MaxChoices bounds the n an estimate multiplies by. The gateway refuses a
+// larger n before estimating; the bound keeps a cost finite for any body.
+const MaxChoices = 128
+
+// MulSat returns a×b for non-negative a and b, saturating at
+// math.MaxInt64 instead of overflowing: a cost never wraps negative.
+func MulSat(a, b int64) int64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	if a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b
 }
 
 func messagesTokens(msgs gjson.Result, c *Counter, b *Budget) int64 {

@@ -3,6 +3,7 @@ package tokens
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -135,4 +136,33 @@ func BenchmarkEstimate(b *testing.B) {
 			}
 		}
 	}
+}
+
+// TestEstimateNeverOverflows (issue 23 finding 3): max_tokens × n
+// saturates and n counts at most MaxChoices, so no body yields a negative
+// or wrapped output reservation. Unpatched, 8 × 2^60 wrapped to MinInt64.
+func TestEstimateNeverOverflows(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body string
+		want int64
+	}{
+		"n wraps the product": {`{"max_tokens":8,"n":1152921504606846976}`, 8 * MaxChoices},
+		"huge max_tokens":     {`{"max_tokens":4611686018427387904,"n":4}`, math.MaxInt64},
+		"max int64":           {`{"max_completion_tokens":9223372036854775807,"n":2}`, math.MaxInt64},
+		"negative n is one":   {`{"max_tokens":8,"n":-5}`, 8},
+		"negative max_tokens": {`{"max_tokens":-8,"n":5}`, 0},
+		"n within bound":      {`{"max_tokens":8,"n":128}`, 1024},
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, EstimateRequest([]byte(tc.body), bytesCounter, nil).MaxOutput)
+		})
+	}
+}
+
+func TestMulSat(t *testing.T) {
+	assert.Equal(t, int64(6), MulSat(2, 3))
+	assert.Equal(t, int64(math.MaxInt64), MulSat(math.MaxInt64, 2))
+	assert.Equal(t, int64(math.MaxInt64), MulSat(1<<32, 1<<31))
+	assert.Equal(t, int64(0), MulSat(-1, 5))
+	assert.Equal(t, int64(0), MulSat(5, 0))
 }
