@@ -40,6 +40,9 @@ mutant "gate admits one stream over the limit" extproc/ratelimit/gate.go \
 mutant "Finish does not free the slot" extproc/ratelimit/limiter.go \
 	'		r.release()' '		// mutant: no r.release()' \
 	./extproc/ratelimit '^TestFinishFreesConcurrencySlot$'
+mutant "a failed reload applies the parts built before it" cmd/streamgate/cli/serve.go \
+	'			applies = append(applies, apply)' '			apply() // mutant' \
+	./cmd/streamgate/cli '^TestReloadFailingReloaderAppliesNothing$'
 mutant "LF separator wins over an earlier CRLF" extproc/tokens/usage.go \
 	'	case j >= 0 && (i < 0 || j < i):' '	case j >= 0 && i < 0: // mutant' \
 	./extproc/tokens '^TestStreamMeterFirstSeparatorWins$'
@@ -74,8 +77,8 @@ for i in "${!names[@]}"; do
 	else
 		caught=yes
 	fi
-	# The failing test's own duration, as go test reports it.
-	took=$(sed -n 's/^--- FAIL: [^ ]* (\([0-9.]*s\))$/\1/p' "$tmp/.out" | head -1)
+	# The failing test binary's run time, as go test reports it.
+	took=$(sed -n 's/^FAIL[[:space:]][^[:space:]]*[[:space:]]\([0-9.]*s\)$/\1/p' "$tmp/.out" | head -1)
 	printf '| %s | `%s` | %s | %s | %.1fs |\n' "${names[$i]}" "${tests[$i]}" "$caught" "${took:-?}" \
 		"$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')"
 	cp "$tmp/.orig" "$f"
