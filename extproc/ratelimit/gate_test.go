@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"runtime"
 	"testing"
 	"time"
 
@@ -17,15 +16,40 @@ type acquired struct {
 }
 
 // acquireAsync queues a request and waits until the gate has it queued.
+// A request that is answered at once (admitted over a full slot, or
+// refused) or not queued within waitLimit fails the test.
 func acquireAsync(t *testing.T, ctx context.Context, g *Gate, id, tenant string, slots []Slot, out chan<- acquired) {
 	t.Helper()
 	before := g.Waiting()
+	answered := make(chan error, 1)
 	go func() {
 		rel, err := g.Acquire(ctx, tenant, slots)
+		answered <- err
 		out <- acquired{id, rel, err}
 	}()
+	deadline := time.Now().Add(waitLimit)
 	for g.Waiting() == before {
-		runtime.Gosched()
+		select {
+		case err := <-answered:
+			t.Fatalf("%s was answered at once (error %v) instead of queued", id, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not queued within %v", id, waitLimit)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// recv takes the next answer from out, failing the test after waitLimit.
+func recv(t *testing.T, out <-chan acquired) acquired {
+	t.Helper()
+	select {
+	case a := <-out:
+		return a
+	case <-time.After(waitLimit):
+		t.Fatalf("no answer within %v", waitLimit)
+		return acquired{}
 	}
 }
 
@@ -48,13 +72,13 @@ func TestGateAdmitsUpToLimitThenQueues(t *testing.T) {
 	}
 	r1()
 	r1() // a second release must not free another place
-	got := <-out
+	got := recv(t, out)
 	require.NoError(t, got.err)
 	assert.Equal(t, 0, g.Waiting())
 	acquireAsync(t, ctx, g, "fourth", "a", slots, out)
 	assert.Equal(t, 1, g.Waiting(), "two held: a new request must wait, not pass")
 	got.release()
-	require.NoError(t, (<-out).err)
+	require.NoError(t, recv(t, out).err)
 }
 
 func TestGateTimeoutSaysWhichLimit(t *testing.T) {
@@ -72,9 +96,7 @@ func TestGateTimeoutSaysWhichLimit(t *testing.T) {
 			require.NoError(t, err)
 			out := make(chan acquired, 1)
 			acquireAsync(t, context.Background(), g, "w", "x", tc.slots, out)
-			for clk.Timers() == 0 {
-				runtime.Gosched()
-			}
+			waitFor(t, "the waiter starts its max-wait timer", func() bool { return clk.Timers() > 0 })
 			clk.Advance(2*time.Second - time.Nanosecond)
 			select {
 			case <-out:
@@ -82,7 +104,7 @@ func TestGateTimeoutSaysWhichLimit(t *testing.T) {
 			default:
 			}
 			clk.Advance(time.Nanosecond)
-			got := <-out
+			got := recv(t, out)
 			require.ErrorIs(t, got.err, tc.want)
 			var de *DeniedError
 			require.ErrorAs(t, got.err, &de)
@@ -113,7 +135,7 @@ func TestGateCancelledWaiterLeaves(t *testing.T) {
 	out := make(chan acquired, 1)
 	acquireAsync(t, ctx, g, "w", "a", slots, out)
 	cancel()
-	got := <-out
+	got := recv(t, out)
 	require.ErrorIs(t, got.err, context.Canceled)
 	assert.Equal(t, 0, g.Waiting())
 	rel()
@@ -139,7 +161,7 @@ func TestGateRoundRobinAcrossTenants(t *testing.T) {
 	release := hold
 	for range 7 {
 		release()
-		got := <-out
+		got := recv(t, out)
 		require.NoError(t, got.err)
 		order = append(order, got.id)
 		release = got.release

@@ -338,6 +338,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Tokens charged to tenants after reconciliation, by direction (input, output).",
 		}, []string{"direction"}),
 	}
+	// Both directions exist from the start: dashboards (and tests) see 0,
+	// not "no data".
+	m.reconciled.WithLabelValues("input")
+	m.reconciled.WithLabelValues("output")
 	if reg != nil {
 		reg.MustRegister(m.reservations, m.holds, m.deniedTotal, m.reconciled)
 	}

@@ -83,11 +83,14 @@ func TestConcurrencyDenialRefundsRates(t *testing.T) {
 		_, _, err := l.Admit(ctx, Request{Tenant: "a", Backend: "b"})
 		done <- err
 	}()
-	for clk.Timers() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the queued request starts its max-wait timer", func() bool { return clk.Timers() > 0 })
 	clk.Advance(time.Second)
-	require.ErrorIs(t, <-done, ErrBackendBusy)
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrBackendBusy)
+	case <-time.After(waitLimit):
+		t.Fatal("the queued request was not refused at its max wait")
+	}
 	held.Finish(Usage{})
 	_, h, err := l.Admit(ctx, Request{Tenant: "a", Backend: "b"})
 	require.NoError(t, err)
