@@ -217,14 +217,17 @@ func TestAuth(t *testing.T) {
 				if body == nil && method == http.MethodPost {
 					body = chatBody(model, false, "hi")
 				}
-				before := gw.backendA.Stats().Completed + gw.backendB.Stats().Completed
+				// Requests counts a request when the backend receives it:
+				// earlier subtests' responses may still be finishing
+				// (Completed), but their requests have all arrived.
+				before := gw.backendA.Stats().Requests + gw.backendB.Stats().Requests
 				resp := g.do(t, method, path, body, tc.headers)
 				if tc.status == http.StatusUnauthorized {
 					assert.Equal(t, `Bearer realm="streamgate"`, resp.Header.Get("www-authenticate"))
 				}
 				msg := openAIErrorMessage(t, resp, tc.status, tc.code)
 				assert.Contains(t, msg, tc.message)
-				assert.Equal(t, before, gw.backendA.Stats().Completed+gw.backendB.Stats().Completed, "nothing reached a backend")
+				assert.Equal(t, before, gw.backendA.Stats().Requests+gw.backendB.Stats().Requests, "nothing reached a backend")
 			})
 		}
 	})
