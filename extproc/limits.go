@@ -313,7 +313,8 @@ func (p *processor) onResponseBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proce
 // releaseLimits reconciles and releases the reservation, once: with the
 // usage the backend reported, else the estimated input and the output
 // tokens counted so far (streams) or reserved (a successful non-streamed
-// response whose usage could not be read, see usageUnread).
+// response whose usage could not be read, or a stream the meter stopped
+// reading at an oversized event: see usageUnread).
 func (p *processor) releaseLimits() {
 	if p.lim == nil || p.lim.res == nil {
 		return
@@ -325,11 +326,20 @@ func (p *processor) releaseLimits() {
 	case p.lim.meter != nil:
 		u, ok = p.lim.meter.Usage()
 		used.Output = p.lim.meter.Counted()
+		if p.lim.meter.Truncated() {
+			// The meter stopped at an event past its bound: what it read is
+			// a floor, not the response. Charge at least the reservation.
+			if ok {
+				used.Input, used.Output, ok = u.Input, u.Output, false
+			}
+			used.Output = max(used.Output, p.lim.res.Reserved().Output)
+			p.usageUnread(unreadTooLarge)
+		}
 	case p.lim.body != nil:
 		if u, ok = p.lim.body.Usage(); !ok && p.responseSucceeded() {
 			// Tokens were generated but not reported: charge what was reserved.
 			used.Output = p.lim.res.Reserved().Output
-			p.usageUnread(p.lim.body.Ended())
+			p.usageUnread(unreadReason(p.lim.body.Ended()))
 		}
 	}
 	if ok {
