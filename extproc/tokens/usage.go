@@ -1,8 +1,6 @@
 package tokens
 
 import (
-	"bytes"
-
 	"github.com/streamgate/streamgate/extproc/sse"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -202,7 +200,7 @@ func (m *StreamMeter) nextEvent(b []byte, end bool) (rawEvent, bool) {
 // client sees the chunks it would have had without the gateway's request;
 // otherwise repl is nil.
 func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []byte) {
-	payload := bytes.TrimLeft(ev.data, " \t\r\n")
+	payload := trimJSONSpace(ev.data)
 	if len(payload) == 0 || payload[0] != '{' {
 		return false, nil
 	}
@@ -238,4 +236,12 @@ func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []b
 	repl = make([]byte, 0, len(whole))
 	repl = append(append(append(repl, whole[:at]...), trimmed...), whole[at+len(payload):]...)
 	return false, repl
+}
+
+// trimJSONSpace drops the JSON whitespace that may precede a payload.
+func trimJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	return b
 }
