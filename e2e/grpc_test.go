@@ -22,9 +22,9 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/examples/fakekserve"
 	"github.com/streamgate/streamgate/examples/fakekserve/inferencepb"
-	"github.com/streamgate/streamgate/extproc"
 	"github.com/streamgate/streamgate/extproc/auth"
 )
 
@@ -130,7 +130,7 @@ func startGRPCGatewayFrom(t *testing.T, base string, gatewayExtra ...string) *gr
 func call(ctx context.Context, model, key string) context.Context {
 	kv := []string{}
 	if model != "" {
-		kv = append(kv, extproc.ModelHeader, model)
+		kv = append(kv, contract.ModelHeader, model)
 	}
 	if key != "" {
 		kv = append(kv, "x-api-key", key)
@@ -206,7 +206,7 @@ func TestGRPC(t *testing.T) {
 		assert.Equal(t, []string{"acme"}, md.Get("x-tenant"), "backend sees the verified tenant")
 		assert.Equal(t, []string{"Bearer " + grpcUpstream}, md.Get("authorization"), "backend sees its own credential")
 		assert.Empty(t, md.Get("x-api-key"), "client credential stripped")
-		assert.Equal(t, []string{"resnet"}, md.Get(extproc.ModelHeader), "the verified public model name")
+		assert.Equal(t, []string{"resnet"}, md.Get(contract.ModelHeader), "the verified public model name")
 	})
 
 	t.Run("bidi stream of 1000 requests in order", func(t *testing.T) {
@@ -251,7 +251,7 @@ func TestGRPC(t *testing.T) {
 			"model not allowed": {model: "speech", key: grpcKeyGuest, code: codes.PermissionDenied, msg: "speech"},
 			"unknown model":     {model: "nope", key: grpcKeyAcme, code: codes.NotFound, msg: "nope"},
 			"HTTP model":        {model: "model-a", key: grpcKeyAcme, code: codes.NotFound, msg: "not served over gRPC"},
-			"no model":          {key: grpcKeyAcme, code: codes.InvalidArgument, msg: extproc.ModelHeader},
+			"no model":          {key: grpcKeyAcme, code: codes.InvalidArgument, msg: contract.ModelHeader},
 			"backend down":      {model: "offline", key: grpcKeyAcme, code: codes.Unavailable},
 		} {
 			t.Run(name, func(t *testing.T) {

@@ -19,14 +19,10 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
-
-// ModelHeader is the gRPC request metadata naming the public model. gRPC
-// streams are routed at request-headers time, before any message arrives,
-// so the model comes from metadata, never from a message's model_name.
-const ModelHeader = "x-streamgate-model"
 
 // grpcServicePrefix is the path prefix of the KServe v2 gRPC methods the
 // gateway routes.
@@ -115,7 +111,7 @@ func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, str
 		return p.fail(reject(ErrUnknownPath, "The gateway does not serve the gRPC method %s.", clip(path, maxEchoedPath)))
 	}
 	if model == "" {
-		return p.fail(reject(ErrMissingModel, "Set the %s metadata to the model's name.", ModelHeader))
+		return p.fail(reject(ErrMissingModel, "Set the %s metadata to the model's name.", contract.ModelHeader))
 	}
 	if err := p.authorizeModel(model); err != nil {
 		return p.fail(err)
@@ -140,13 +136,13 @@ func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, str
 	}
 	// The model header is overwritten with the verified public name: the
 	// access log counts messages per model from it.
-	strip = slices.DeleteFunc(strip, func(k string) bool { return k == ModelHeader })
+	strip = slices.DeleteFunc(strip, func(k string) bool { return k == contract.ModelHeader })
 	m := p.requestHeaderMutation(strip, len(authz)+len(apiKey) > 0)
 	if m == nil {
 		m = &extprocsvcv3.HeaderMutation{}
 	}
-	m.SetHeaders = append(m.SetHeaders, header(backendHeader, route.Cluster), header(VersionHeader, route.Version),
-		header(ModelHeader, route.Model))
+	m.SetHeaders = append(m.SetHeaders, header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version),
+		header(contract.ModelHeader, route.Model))
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		// Set, never both removed and set: the client's copy was dropped above.
 		m.RemoveHeaders = slices.DeleteFunc(m.RemoveHeaders, func(k string) bool { return k == h.Name })

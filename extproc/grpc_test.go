@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
 )
 
@@ -75,26 +76,26 @@ func TestGRPCRequestHeaders(t *testing.T) {
 		hdrs map[string]string
 		code codes.Code // OK: routed
 	}{
-		"routed stream":        {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}},
-		"routed bearer":        {path: "/inference.GRPCInferenceService/ModelInfer", hdrs: map[string]string{"authorization": "Bearer " + grpcKey, ModelHeader: "speech"}},
-		"grpc+proto":           {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet", "content-type": "application/grpc+proto"}},
-		"no credential":        {path: streamPath, hdrs: map[string]string{ModelHeader: "resnet"}, code: codes.Unauthenticated},
-		"wrong key":            {path: streamPath, hdrs: map[string]string{"x-api-key": "sk-nope-000000000000", ModelHeader: "resnet"}, code: codes.Unauthenticated},
-		"model denied":         {path: "/inference.GRPCInferenceService/ModelInfer", hdrs: map[string]string{"x-api-key": grpcGuestKey, ModelHeader: "speech"}, code: codes.PermissionDenied},
-		"method denied":        {path: streamPath, hdrs: map[string]string{"x-api-key": grpcGuestKey, ModelHeader: "resnet"}, code: codes.PermissionDenied},
-		"unknown model":        {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "nope"}, code: codes.NotFound},
-		"http model over grpc": {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "chat"}, code: codes.NotFound},
+		"routed stream":        {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet"}},
+		"routed bearer":        {path: "/inference.GRPCInferenceService/ModelInfer", hdrs: map[string]string{"authorization": "Bearer " + grpcKey, contract.ModelHeader: "speech"}},
+		"grpc+proto":           {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet", "content-type": "application/grpc+proto"}},
+		"no credential":        {path: streamPath, hdrs: map[string]string{contract.ModelHeader: "resnet"}, code: codes.Unauthenticated},
+		"wrong key":            {path: streamPath, hdrs: map[string]string{"x-api-key": "sk-nope-000000000000", contract.ModelHeader: "resnet"}, code: codes.Unauthenticated},
+		"model denied":         {path: "/inference.GRPCInferenceService/ModelInfer", hdrs: map[string]string{"x-api-key": grpcGuestKey, contract.ModelHeader: "speech"}, code: codes.PermissionDenied},
+		"method denied":        {path: streamPath, hdrs: map[string]string{"x-api-key": grpcGuestKey, contract.ModelHeader: "resnet"}, code: codes.PermissionDenied},
+		"unknown model":        {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "nope"}, code: codes.NotFound},
+		"http model over grpc": {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "chat"}, code: codes.NotFound},
 		"no model metadata":    {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey}, code: codes.InvalidArgument},
-		"other service":        {path: "/grpc.health.v1.Health/Check", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.Unimplemented},
-		"bad pin":              {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet", VersionHeader: "v9"}, code: codes.PermissionDenied},
+		"other service":        {path: "/grpc.health.v1.Health/Check", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet"}, code: codes.Unimplemented},
+		"bad pin":              {path: streamPath, hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet", contract.VersionHeader: "v9"}, code: codes.PermissionDenied},
 		// Issue 23, finding 6: only inference and metadata methods by default.
-		"made-up method":         {path: "/inference.GRPCInferenceService/ModelInferX", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.Unimplemented},
-		"nested path":            {path: "/inference.GRPCInferenceService/ModelInfer/x", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.Unimplemented},
-		"repository load":        {path: "/inference.GRPCInferenceService/RepositoryModelLoad", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.PermissionDenied},
-		"shared memory":          {path: "/inference.GRPCInferenceService/SystemSharedMemoryRegister", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}, code: codes.PermissionDenied},
-		"enabled by the backend": {path: "/inference.GRPCInferenceService/RepositoryIndex", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "resnet"}},
-		"not enabled on another": {path: "/inference.GRPCInferenceService/RepositoryIndex", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "bert"}, code: codes.PermissionDenied},
-		"metadata by default":    {path: "/inference.GRPCInferenceService/ModelMetadata", hdrs: map[string]string{"x-api-key": grpcKey, ModelHeader: "bert"}},
+		"made-up method":         {path: "/inference.GRPCInferenceService/ModelInferX", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet"}, code: codes.Unimplemented},
+		"nested path":            {path: "/inference.GRPCInferenceService/ModelInfer/x", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet"}, code: codes.Unimplemented},
+		"repository load":        {path: "/inference.GRPCInferenceService/RepositoryModelLoad", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet"}, code: codes.PermissionDenied},
+		"shared memory":          {path: "/inference.GRPCInferenceService/SystemSharedMemoryRegister", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet"}, code: codes.PermissionDenied},
+		"enabled by the backend": {path: "/inference.GRPCInferenceService/RepositoryIndex", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "resnet"}},
+		"not enabled on another": {path: "/inference.GRPCInferenceService/RepositoryIndex", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "bert"}, code: codes.PermissionDenied},
+		"metadata by default":    {path: "/inference.GRPCInferenceService/ModelMetadata", hdrs: map[string]string{"x-api-key": grpcKey, contract.ModelHeader: "bert"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := newProcessor(routes, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
@@ -126,14 +127,14 @@ func TestGRPCRequestHeaders(t *testing.T) {
 			m := hr.GetResponse().GetHeaderMutation()
 			set := setHeaders(m)
 			assert.Equal(t, "acme", set["x-tenant"])
-			assert.Contains(t, []string{"triton", "triton2"}, set[backendHeader])
-			if set[backendHeader] == "triton" {
+			assert.Contains(t, []string{"triton", "triton2"}, set[contract.BackendHeader])
+			if set[contract.BackendHeader] == "triton" {
 				assert.Equal(t, "triton-secret-0123456789", set[auth.HeaderAPIKey], "the backend's credential replaces the client's")
 				assert.NotContains(t, m.GetRemoveHeaders(), auth.HeaderAPIKey)
 			}
 			assert.Subset(t, m.GetRemoveHeaders(), []string{auth.HeaderAuthorization})
-			assert.Equal(t, tc.hdrs[ModelHeader], set[ModelHeader], "the verified model name is set for the access log")
-			assert.NotContains(t, m.GetRemoveHeaders(), ModelHeader)
+			assert.Equal(t, tc.hdrs[contract.ModelHeader], set[contract.ModelHeader], "the verified model name is set for the access log")
+			assert.NotContains(t, m.GetRemoveHeaders(), contract.ModelHeader)
 		})
 	}
 }
@@ -199,7 +200,7 @@ func TestGRPCStreamsMetric(t *testing.T) {
 	for _, key := range []string{grpcKey, grpcKey, "sk-nope-000000000000"} {
 		p := newProcessor(routes, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), m)
 		p.ctx, p.auth = t.Context(), a
-		p.handle(headersMsg("POST", streamPath, map[string]string{"content-type": "application/grpc", "x-api-key": key, ModelHeader: "resnet"}, false))
+		p.handle(headersMsg("POST", streamPath, map[string]string{"content-type": "application/grpc", "x-api-key": key, contract.ModelHeader: "resnet"}, false))
 		p.finish()
 	}
 	assert.InDelta(t, 2, testutil.ToFloat64(m.grpc.WithLabelValues("resnet", "triton", "ModelStreamInfer", "routed")), 0)
@@ -220,7 +221,7 @@ func TestGRPCMethodLabelIsBounded(t *testing.T) {
 		if i%2 == 1 {
 			path = fmt.Sprintf("/pkg%d.Svc/M", i)
 		}
-		p.handle(headersMsg("POST", path, map[string]string{"content-type": "application/grpc", ModelHeader: "resnet"}, false))
+		p.handle(headersMsg("POST", path, map[string]string{"content-type": "application/grpc", contract.ModelHeader: "resnet"}, false))
 		p.finish()
 	}
 	assert.Equal(t, 1, testutil.CollectAndCount(m.grpc), "one series for every unknown path")

@@ -15,12 +15,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/streamgate/streamgate/xds"
+	"github.com/streamgate/streamgate/contract"
 )
-
-// GRPCStatsFilterState is the filter state key under which Envoy's grpc_stats
-// filter leaves a call's message counts.
-const GRPCStatsFilterState = "envoy.filters.http.grpc_stats"
 
 // Bounds on what one access log entry may claim. An entry is only as
 // trustworthy as its sender: beyond these a call is not plausible (64 GiB
@@ -110,8 +106,8 @@ func (a *AccessLog) record(e *alsdatav3.HTTPAccessLogEntry) {
 	backend := cp.GetUpstreamCluster()
 	// The model header is the public name ext_proc verified and set; calls
 	// it refused never reached a backend cluster and carry the client's.
-	model := e.GetRequest().GetRequestHeaders()[ModelHeader]
-	if model == "" || backend == "" || backend == xds.UnroutedCluster {
+	model := e.GetRequest().GetRequestHeaders()[contract.ModelHeader]
+	if model == "" || backend == "" || backend == contract.UnroutedCluster {
 		return
 	}
 	var routes *Routes
@@ -120,7 +116,7 @@ func (a *AccessLog) record(e *alsdatav3.HTTPAccessLogEntry) {
 	}
 	model, backend = routes.labelModel(model), routes.labelCluster(backend)
 	var counts grpcstatsv3.FilterObject
-	if fs := cp.GetFilterStateObjects()[GRPCStatsFilterState]; fs != nil {
+	if fs := cp.GetFilterStateObjects()[contract.GRPCStatsFilterState]; fs != nil {
 		if err := fs.UnmarshalTo(&counts); err != nil {
 			return
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/streamgate/streamgate/xds"
+	"github.com/streamgate/streamgate/contract"
 )
 
 func grpcLogEntry(t *testing.T, model, cluster string, req, resp uint64) *alsdatav3.HTTPAccessLogEntry {
@@ -22,10 +22,10 @@ func grpcLogEntry(t *testing.T, model, cluster string, req, resp uint64) *alsdat
 	require.NoError(t, err)
 	hdrs := map[string]string{}
 	if model != "" {
-		hdrs[ModelHeader] = model
+		hdrs[contract.ModelHeader] = model
 	}
 	return &alsdatav3.HTTPAccessLogEntry{
-		CommonProperties: &alsdatav3.AccessLogCommon{UpstreamCluster: cluster, FilterStateObjects: map[string]*anypb.Any{GRPCStatsFilterState: fs},
+		CommonProperties: &alsdatav3.AccessLogCommon{UpstreamCluster: cluster, FilterStateObjects: map[string]*anypb.Any{contract.GRPCStatsFilterState: fs},
 			DownstreamRemoteAddress: &corev3.Address{}},
 		Request:  &alsdatav3.HTTPRequestProperties{RequestHeaders: hdrs, RequestBodyBytes: req * 10},
 		Response: &alsdatav3.HTTPResponseProperties{ResponseBodyBytes: resp * 20},
@@ -38,9 +38,9 @@ func TestGRPCLogCountsRoutedCallsPerModel(t *testing.T) {
 	a := NewAccessLog(m, func() *Routes { return routes }, nil)
 	a.record(grpcLogEntry(t, "resnet", "triton", 1000, 3000))
 	a.record(grpcLogEntry(t, "resnet", "triton", 1, 2))
-	a.record(grpcLogEntry(t, "resnet", xds.UnroutedCluster, 7, 0)) // refused by ext_proc: not counted
-	a.record(grpcLogEntry(t, "", "triton", 7, 0))                  // no verified model: not counted
-	a.record(grpcLogEntry(t, "speech", "", 7, 0))                  // never reached a cluster
+	a.record(grpcLogEntry(t, "resnet", contract.UnroutedCluster, 7, 0)) // refused by ext_proc: not counted
+	a.record(grpcLogEntry(t, "", "triton", 7, 0))                       // no verified model: not counted
+	a.record(grpcLogEntry(t, "speech", "", 7, 0))                       // never reached a cluster
 	assert.InDelta(t, 1001, testutil.ToFloat64(m.grpcMessages.WithLabelValues("resnet", "triton", "request")), 0)
 	assert.InDelta(t, 3002, testutil.ToFloat64(m.grpcMessages.WithLabelValues("resnet", "triton", "response")), 0)
 	assert.InDelta(t, 10010, testutil.ToFloat64(m.grpcBytes.WithLabelValues("resnet", "triton", "request")), 0)

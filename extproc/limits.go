@@ -17,9 +17,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/tokens"
-	"github.com/streamgate/streamgate/xds"
 )
 
 // ErrBadTenant is a tenant header that is not a valid tenant name.
@@ -177,15 +177,18 @@ func (p *processor) rateValues(yield func(name, value string)) {
 		return
 	}
 	for _, x := range []struct {
-		suffix string
-		s      *ratelimit.State
-	}{{"requests", p.lim.headers.Requests}, {"tokens", p.lim.headers.Tokens}} {
+		limit, remaining, reset string
+		s                       *ratelimit.State
+	}{
+		{contract.RateLimitLimitRequests, contract.RateLimitRemainingRequests, contract.RateLimitResetRequests, p.lim.headers.Requests},
+		{contract.RateLimitLimitTokens, contract.RateLimitRemainingTokens, contract.RateLimitResetTokens, p.lim.headers.Tokens},
+	} {
 		if x.s == nil {
 			continue
 		}
-		yield("x-ratelimit-limit-"+x.suffix, strconv.FormatInt(x.s.Limit, 10))
-		yield("x-ratelimit-remaining-"+x.suffix, strconv.FormatInt(x.s.Remaining, 10))
-		yield("x-ratelimit-reset-"+x.suffix, x.s.Reset.Round(time.Millisecond).String())
+		yield(x.limit, strconv.FormatInt(x.s.Limit, 10))
+		yield(x.remaining, strconv.FormatInt(x.s.Remaining, 10))
+		yield(x.reset, x.s.Reset.Round(time.Millisecond).String())
 	}
 }
 
@@ -219,8 +222,8 @@ func (p *processor) limitModes() *extprocv3.ProcessingMode {
 // (an error answer to a stream request is JSON).
 func (p *processor) onFirstResponseBody(req *extprocsvcv3.ProcessingRequest) {
 	p.responseStarted = true
-	attrs := req.GetAttributes()[extProcAttributes].GetFields()
-	if v, ok := attrs[xds.ResponseCodeAttribute]; ok {
+	attrs := req.GetAttributes()[contract.ExtProcFilter].GetFields()
+	if v, ok := attrs[contract.ResponseCodeAttribute]; ok {
 		p.obs.status = int(v.GetNumberValue())
 	}
 	if p.lim == nil || p.lim.res == nil {
@@ -235,9 +238,6 @@ func (p *processor) onFirstResponseBody(req *extprocsvcv3.ProcessingRequest) {
 	p.obs.meter, p.obs.body = p.lim.meter, p.lim.body
 }
 
-// extProcAttributes is the key Envoy files ext_proc attributes under.
-const extProcAttributes = "envoy.filters.http.ext_proc"
-
 // looksLikeJSON reports whether a body starts as a JSON object.
 func looksLikeJSON(b []byte) bool {
 	for _, c := range b {
@@ -251,7 +251,7 @@ func looksLikeJSON(b []byte) bool {
 }
 
 // rateMetadata records the x-ratelimit-* values for the route to copy
-// onto the response (xds.RateLimitHeaders).
+// onto the response (contract.RateLimitHeaders).
 func (p *processor) rateMetadata(f map[string]*structpb.Value) {
 	p.rateValues(func(k, v string) { f[k] = structpb.NewStringValue(v) })
 }
@@ -313,7 +313,8 @@ func (p *processor) onResponseBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proce
 // releaseLimits reconciles and releases the reservation, once: with the
 // usage the backend reported, else the estimated input and the output
 // tokens counted so far (streams) or reserved (a successful non-streamed
-// response whose usage could not be read, see usageUnread).
+// response whose usage could not be read, or a stream the meter stopped
+// reading at an oversized event: see usageUnread).
 func (p *processor) releaseLimits() {
 	if p.lim == nil || p.lim.res == nil {
 		return
@@ -325,11 +326,20 @@ func (p *processor) releaseLimits() {
 	case p.lim.meter != nil:
 		u, ok = p.lim.meter.Usage()
 		used.Output = p.lim.meter.Counted()
+		if p.lim.meter.Truncated() {
+			// The meter stopped at an event past its bound: what it read is
+			// a floor, not the response. Charge at least the reservation.
+			if ok {
+				used.Input, used.Output, ok = u.Input, u.Output, false
+			}
+			used.Output = max(used.Output, p.lim.res.Reserved().Output)
+			p.usageUnread(unreadTooLarge)
+		}
 	case p.lim.body != nil:
 		if u, ok = p.lim.body.Usage(); !ok && p.responseSucceeded() {
 			// Tokens were generated but not reported: charge what was reserved.
 			used.Output = p.lim.res.Reserved().Output
-			p.usageUnread(p.lim.body.Ended())
+			p.usageUnread(unreadReason(p.lim.body.Ended()))
 		}
 	}
 	if ok {

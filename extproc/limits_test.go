@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/xds"
+	"github.com/streamgate/streamgate/contract"
 )
 
 const limitedYAML = `backends:
@@ -42,8 +42,8 @@ func limitedProcessor(t *testing.T, yaml string) *processor {
 // Envoy sends the first response message of a request that skipped the
 // response headers phase.
 func withStatus(m *extprocsvcv3.ProcessingRequest, status float64) *extprocsvcv3.ProcessingRequest {
-	m.Attributes = map[string]*structpb.Struct{extProcAttributes: {Fields: map[string]*structpb.Value{
-		xds.ResponseCodeAttribute: structpb.NewNumberValue(status),
+	m.Attributes = map[string]*structpb.Struct{contract.ExtProcFilter: {Fields: map[string]*structpb.Value{
+		contract.ResponseCodeAttribute: structpb.NewNumberValue(status),
 	}}}
 	return m
 }
@@ -64,13 +64,13 @@ func TestLimitedStreamSkipsResponseHeaders(t *testing.T) {
 	br := p.handle(bodyMsg(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 	require.Nil(t, br.GetImmediateResponse())
 	assert.False(t, p.done(br), "the stream stays open for the response body")
-	md := br.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()
+	md := br.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
 	assert.Equal(t, "100", md["x-ratelimit-limit-requests"].GetStringValue())
 	assert.Equal(t, "99", md["x-ratelimit-remaining-requests"].GetStringValue())
 	assert.NotEmpty(t, md["x-ratelimit-limit-tokens"].GetStringValue())
 	for k := range md {
 		if strings.HasPrefix(k, "x-ratelimit-") {
-			assert.Contains(t, xds.RateLimitHeaders, k, "the route copies every key Streamgate sets")
+			assert.Contains(t, contract.RateLimitHeaders, k, "the route copies every key Streamgate sets")
 		}
 	}
 
@@ -110,7 +110,7 @@ func TestLimitedWithoutReservationEndsEarly(t *testing.T) {
 	br := p.handle(bodyMsg(`{"model":"m","messages":[]}`))
 	require.Nil(t, br.GetImmediateResponse())
 	assert.True(t, p.done(br))
-	md := br.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()
+	md := br.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
 	assert.NotContains(t, md, "x-ratelimit-limit-requests")
 }
 

@@ -36,9 +36,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"model", "backend", "direction"})
 	m.unread = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamgate_usage_unread_total",
-		Help: "Limited non-streamed responses whose usage could not be read and were charged their reserved output tokens, by reason (missing: the body had no readable usage; incomplete: the response stopped early).",
+		Help: "Limited responses whose usage could not be read and were charged (at least) their reserved output tokens, by reason (missing: a non-streamed body had no readable usage; incomplete: it stopped early; too_large: a streamed event outgrew the meter's 1 MiB bound).",
 	}, []string{"reason"})
-	for _, r := range []string{"missing", "incomplete"} {
+	for _, r := range unreadReasons {
 		m.unread.WithLabelValues(r)
 	}
 	reg.MustRegister(m.grpc, m.grpcMessages, m.grpcBytes, m.unread)
@@ -55,8 +55,8 @@ func (m *Metrics) tel() *telemetry.Metrics {
 	return m.t
 }
 
-// usageUnread counts a response charged its reservation; reason is
-// "missing" or "incomplete".
+// usageUnread counts a response charged its reservation; reason is one of
+// unreadReasons.
 func (m *Metrics) usageUnread(reason string) {
 	if m != nil {
 		m.unread.WithLabelValues(reason).Inc()

@@ -14,16 +14,14 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
 
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
 
 // Header names Streamgate reads or writes.
-const (
-	backendHeader  = "x-streamgate-backend"
-	internalPrefix = "x-streamgate-"
-)
+const ()
 
 // endpoint is a client-facing API path Streamgate serves.
 type endpoint int
@@ -141,12 +139,12 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			contentLength = headerValue(hv)
 		case k == "content-type":
 			contentType = headerValue(hv)
-		case k == ModelHeader:
+		case k == contract.ModelHeader:
 			model = headerValue(hv)
 			strip = append(strip, k)
-		case k == "x-request-id":
+		case k == contract.RequestIDHeader:
 			p.requestID = headerValue(hv)
-		case k == VersionHeader:
+		case k == contract.VersionHeader:
 			p.pin = headerValue(hv)
 			strip = append(strip, k)
 		case k == auth.HeaderAuthorization:
@@ -158,7 +156,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			if p.auth != nil { // unverified: the verified tenant goes upstream instead
 				strip = append(strip, k)
 			}
-		case strings.HasPrefix(k, internalPrefix):
+		case strings.HasPrefix(k, contract.HeaderPrefix):
 			strip = append(strip, k)
 		}
 	}
@@ -269,7 +267,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 	out, asked := p.askUsage(out)
 	added = added || asked
-	set := []*corev3.HeaderValueOption{header(backendHeader, route.Cluster), header(VersionHeader, route.Version)}
+	set := []*corev3.HeaderValueOption{header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version)}
 	set = p.traceHeaders(set)
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
 		return p.translateRequest(out, route, set)

@@ -4,13 +4,9 @@ import (
 	"math/rand/v2"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/translate"
-	"github.com/streamgate/streamgate/xds"
 )
-
-// VersionHeader pins a model version on a request (where the model allows
-// it) and reports the version that served a response.
-const VersionHeader = "x-streamgate-model-version"
 
 // Route is where one request goes: a public model's chosen version.
 type Route struct {
@@ -70,9 +66,9 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 		for j := range m.Versions {
 			v := &m.Versions[j]
 			sum += uint64(v.Weight)
-			chain := xds.FailoverChain(m, v)
+			chain := contract.FailoverChain(v.Backend, m.Fallbacks)
 			route := Route{Model: m.Name, Version: v.Name, Backend: v.Backend,
-				Cluster: xds.FailoverCluster(chain), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh,
+				Cluster: contract.FailoverCluster(chain), UpstreamModel: v.UpstreamModel, DefaultMaxTokens: m.DefaultMaxTokens, Shaping: sh,
 				GRPCMethods: grpcExtraMethods(cfg, chain)}
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol, route.QueryParams = b.Protocol, b.QueryParams

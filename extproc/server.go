@@ -25,7 +25,6 @@ import (
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/telemetry"
-	"github.com/streamgate/streamgate/xds"
 )
 
 // drainTimeout bounds how long Serve waits for open streams at shutdown.
@@ -73,7 +72,7 @@ func (s *Server) Update(cfg *config.Config, routes *Routes) {
 	s.routes.Store(routes)
 	s.maxBody.Store(cfg.Gateway.MaxRequestBodyBytes)
 	s.tel.Store(NewTelemetry(cfg))
-	s.tapOn.Store(xds.TapOn(cfg))
+	s.tapOn.Store(cfg.UsageTapOn())
 }
 
 // SetUsageSink sets where usage events of streams that start afterwards

@@ -11,7 +11,7 @@ import (
 
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/streamgate/streamgate/xds"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // tapClaimTimeout bounds how long a handed-over request waits for its tap
@@ -21,7 +21,7 @@ import (
 // the estimate.
 const tapClaimTimeout = 10 * time.Second
 
-// taps pairs requests with their usage tap streams (xds.UsageFilterName).
+// taps pairs requests with their usage tap streams (contract.UsageFilter).
 // A limited request whose response Streamgate only needs to read is handed
 // over when its body is answered: the main ext_proc stream ends at once,
 // and the processor, reservation and all, continues on the tap stream,
@@ -69,7 +69,7 @@ func (t *taps) park(p *processor) {
 		defer t.active.Add(-1)
 		now := time.Now().UnixNano()
 		if last := t.lastWarn.Load(); now-last > int64(time.Minute) && t.lastWarn.CompareAndSwap(last, now) {
-			t.log.Warn("a limited request's usage tap stream never came; its reservation was settled with the estimate (is the "+xds.UsageFilterName+" filter installed?)",
+			t.log.Warn("a limited request's usage tap stream never came; its reservation was settled with the estimate (is the "+contract.UsageFilter+" filter installed?)",
 				"request_id", p.requestID, "tenant", p.Tenant)
 		}
 		p.finish()
@@ -107,8 +107,8 @@ func (p *processor) canTap() bool {
 // stream with no request to claim ends at once, which tells Envoy to send
 // nothing more.
 func (s *Server) tap(stream extprocsvcv3.ExternalProcessor_ProcessServer, first *extprocsvcv3.ProcessingRequest) error {
-	md := first.GetMetadataContext().GetFilterMetadata()[xds.TapNamespace]
-	p := s.taps.claim(md.GetFields()[xds.TapMetadataKey].GetStringValue())
+	md := first.GetMetadataContext().GetFilterMetadata()[contract.TapNamespace]
+	p := s.taps.claim(md.GetFields()[contract.TapMetadataKey].GetStringValue())
 	if p == nil {
 		return nil
 	}

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/xds"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // tapServer runs a Server with limits on a TCP port and returns a client.
@@ -66,8 +66,8 @@ func answeredBody(t *testing.T, client extprocsvcv3.ExternalProcessorClient, bod
 // tapMsg marks m as a tap stream message carrying key, as Envoy sends it.
 func tapMsg(m *extprocsvcv3.ProcessingRequest, key string) *extprocsvcv3.ProcessingRequest {
 	m.ObservabilityMode = true
-	m.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{xds.TapNamespace: {Fields: map[string]*structpb.Value{
-		xds.TapMetadataKey: structpb.NewStringValue(key),
+	m.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.TapNamespace: {Fields: map[string]*structpb.Value{
+		contract.TapMetadataKey: structpb.NewStringValue(key),
 	}}}}
 	return m
 }
@@ -79,7 +79,7 @@ func tapMsg(m *extprocsvcv3.ProcessingRequest, key string) *extprocsvcv3.Process
 func TestTapSettlesHandedOverRequest(t *testing.T) {
 	srv, client, reg := tapServer(t)
 	main, br := answeredBody(t, client, `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
-	key := br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue()
+	key := br.GetDynamicMetadata().GetFields()[contract.TapNamespace].GetStructValue().GetFields()[contract.TapMetadataKey].GetStringValue()
 	require.NotEmpty(t, key, "the request is handed over to its tap")
 	_, err := main.Recv()
 	assert.ErrorIs(t, err, io.EOF, "the main stream ends with the body answer")
@@ -113,7 +113,7 @@ func TestTapNeverComingSettlesWithEstimate(t *testing.T) {
 	srv, client, reg := tapServer(t)
 	srv.taps.wait = 50 * time.Millisecond
 	_, br := answeredBody(t, client, `{"model":"m","stream":false,"messages":[]}`)
-	require.NotEmpty(t, br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue())
+	require.NotEmpty(t, br.GetDynamicMetadata().GetFields()[contract.TapNamespace].GetStructValue().GetFields()[contract.TapMetadataKey].GetStringValue())
 	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
 	assert.Eventually(t, func() bool { return gauge(t, reg, "streamgate_reservations_outstanding") == 0 }, 5*time.Second, 10*time.Millisecond)
 	assert.Eventually(t, func() bool { return srv.Active() == 0 }, 5*time.Second, 10*time.Millisecond)
@@ -125,7 +125,7 @@ func TestTapNeverComingSettlesWithEstimate(t *testing.T) {
 func TestTapNotHandedOverWhenUsageIsStripped(t *testing.T) {
 	_, client, _ := tapServer(t)
 	main, br := answeredBody(t, client, `{"model":"m","stream":true,"messages":[]}`)
-	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), xds.TapNamespace)
+	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), contract.TapNamespace)
 	require.NoError(t, main.Send(withStatus(respBody(usageStream, true), 200)))
 	last, err := main.Recv()
 	require.NoError(t, err)
@@ -154,7 +154,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestTapOffWithInlineReading(t *testing.T) {
 	_, client, _ := tapServer(t, limitedYAML+"  read_usage: inline\n")
 	main, br := answeredBody(t, client, `{"model":"m","stream":false,"messages":[]}`)
-	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), xds.TapNamespace)
+	assert.NotContains(t, br.GetDynamicMetadata().GetFields(), contract.TapNamespace)
 	require.NoError(t, main.Send(withStatus(respBody(`{"usage":{"prompt_tokens":3,"completion_tokens":4}}`, true), 200)))
 	_, err := main.Recv()
 	require.NoError(t, err, "the main stream reads the response")

@@ -12,10 +12,10 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/telemetry"
 	"github.com/streamgate/streamgate/extproc/tokens"
-	"github.com/streamgate/streamgate/xds"
 )
 
 // Telemetry is what one config says about measuring requests. Immutable;
@@ -240,18 +240,18 @@ func (p *processor) obsResponseBody(b *extprocsvcv3.HttpBody, resp *extprocsvcv3
 	}
 	f := map[string]*structpb.Value{}
 	if r.UsageKnown {
-		f["input_tokens"] = structpb.NewNumberValue(float64(r.InputTokens))
-		f["output_tokens"] = structpb.NewNumberValue(float64(r.OutputTokens))
-		f["cost_usd"] = structpb.NewNumberValue(r.CostUSD)
+		f[contract.MetaInputTokens] = structpb.NewNumberValue(float64(r.InputTokens))
+		f[contract.MetaOutputTokens] = structpb.NewNumberValue(float64(r.OutputTokens))
+		f[contract.MetaCostUSD] = structpb.NewNumberValue(r.CostUSD)
 	}
 	if d, ok := r.TTFT(); ok {
-		f["ttft_ms"] = structpb.NewNumberValue(float64(d.Microseconds()) / 1000)
+		f[contract.MetaTTFTMS] = structpb.NewNumberValue(float64(d.Microseconds()) / 1000)
 	}
 	if r.ResponseModel != "" {
-		f["response_model"] = structpb.NewStringValue(r.ResponseModel)
+		f[contract.MetaResponseModel] = structpb.NewStringValue(r.ResponseModel)
 	}
 	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
-		xds.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
+		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}
 }
 

@@ -18,8 +18,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/telemetry"
-	"github.com/streamgate/streamgate/xds"
 )
 
 // fakeClock advances by step on every read.
@@ -110,7 +110,7 @@ func TestTelemetryReadsStreamUsage(t *testing.T) {
 	out := string(last.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
 	assert.Equal(t, "data: [DONE]\n\n", out, "the usage chunk the gateway asked for is stripped")
 
-	md := last.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()
+	md := last.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
 	require.NotNil(t, md, "usage reaches the access log as dynamic metadata")
 	assert.InDelta(t, 11, md["input_tokens"].GetNumberValue(), 0)
 	assert.InDelta(t, 5, md["output_tokens"].GetNumberValue(), 0)
@@ -227,7 +227,7 @@ func TestTelemetryTracesRequest(t *testing.T) {
 	require.Len(t, parts, 4)
 	assert.Equal(t, clientTrace, parts[1], "same trace as the client's")
 	assert.NotEqual(t, "00f067aa0ba902b7", parts[2], "a new span under the client's")
-	md := br.GetDynamicMetadata().GetFields()[xds.MetadataNamespace].GetStructValue().GetFields()
+	md := br.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
 	assert.Equal(t, clientTrace, md["trace_id"].GetStringValue(), "the access log carries the trace id")
 
 	p.handle(respHeaders("200", "application/json"))

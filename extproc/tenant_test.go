@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
 )
 
@@ -76,7 +77,7 @@ auth:
 	run := func(key string) (*processor, int) {
 		p := newProcessor(NewRoutes(cfg, 1), 1<<20, log, nil)
 		p.ctx, p.auth = t.Context(), a
-		p.handle(reqHeaders("POST", "/v1/chat/completions", false, "authorization", "Bearer "+key, VersionHeader, "canary"))
+		p.handle(reqHeaders("POST", "/v1/chat/completions", false, "authorization", "Bearer "+key, contract.VersionHeader, "canary"))
 		status, _ := immediateStatus(t, p.handle(bodyMsg(`{"model":"m","messages":[]}`)))
 		return p, status
 	}

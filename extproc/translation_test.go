@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 const translationConfig = `backends:
@@ -94,8 +95,8 @@ func TestChatStreamToAnthropicBackend(t *testing.T) {
 	require.NotNil(t, common, "%v", resp)
 	h := setHeaders(common.GetHeaderMutation())
 	assert.Equal(t, "/v1/messages", h[":path"])
-	assert.Equal(t, "claude", h[backendHeader])
-	assert.Equal(t, "default", h[VersionHeader])
+	assert.Equal(t, "claude", h[contract.BackendHeader])
+	assert.Equal(t, "default", h[contract.VersionHeader])
 	assert.Equal(t, "2023-06-01", h["anthropic-version"])
 	assert.Contains(t, common.GetHeaderMutation().GetRemoveHeaders(), "accept-encoding")
 	out := common.GetBodyMutation().GetBody()

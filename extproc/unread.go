@@ -16,17 +16,31 @@ func (p *processor) responseSucceeded() bool {
 	return s == 0 || s >= http.StatusOK && s < http.StatusMultipleChoices
 }
 
-// usageUnread records a limited, successful non-streamed response whose
-// usage could not be read, which is charged its reserved output instead:
-// ended says whether the body ended (without a readable usage object) or
-// the response stopped early (client gone, stream reset). It counts the
-// response in streamgate_usage_unread_total and warns at most once a
-// minute per server.
-func (p *processor) usageUnread(ended bool) {
-	reason := "incomplete"
+// Reasons a limited response's usage could not be read, the values of
+// streamgate_usage_unread_total's reason label.
+const (
+	unreadMissing    = "missing"    // the body ended without a readable usage
+	unreadIncomplete = "incomplete" // the response stopped early
+	unreadTooLarge   = "too_large"  // a streamed event outgrew the meter's bound
+)
+
+// unreadReasons lists every reason, for the metric's initial series.
+var unreadReasons = []string{unreadMissing, unreadIncomplete, unreadTooLarge}
+
+// unreadReason is the reason for a non-streamed body whose usage could not
+// be read: ended says whether the body ended or the response stopped early.
+func unreadReason(ended bool) string {
 	if ended {
-		reason = "missing"
+		return unreadMissing
 	}
+	return unreadIncomplete
+}
+
+// usageUnread records a limited, successful response whose usage could not
+// be read, which is charged (at least) its reserved output instead. It
+// counts the response in streamgate_usage_unread_total{reason} and warns at
+// most once a minute per server.
+func (p *processor) usageUnread(reason string) {
 	p.metrics.usageUnread(reason)
 	now := time.Now().UnixNano()
 	last := p.limits.lastUnreadWarn.Load()

@@ -6,6 +6,8 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	fileaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"github.com/streamgate/streamgate/contract"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -15,15 +17,15 @@ import (
 // Streamgate refused carry "streamgate_<error code>" in details.
 var accessLogFields = map[string]any{
 	"time":             "%START_TIME%",
-	"request_id":       "%REQ(X-REQUEST-ID)%",
-	"tenant":           "%DYNAMIC_METADATA(streamgate:tenant)%",
-	"endpoint":         "%DYNAMIC_METADATA(streamgate:endpoint)%",
+	"request_id":       "%REQ(" + contract.RequestIDHeader + ")%",
+	"tenant":           meta(contract.MetaTenant),
+	"endpoint":         meta(contract.MetaEndpoint),
 	"method":           "%REQ(:METHOD)%",
-	"model":            "%DYNAMIC_METADATA(streamgate:model)%",
-	"upstream_model":   "%DYNAMIC_METADATA(streamgate:upstream_model)%",
-	"backend":          "%DYNAMIC_METADATA(streamgate:backend)%",
-	"version":          "%DYNAMIC_METADATA(streamgate:version)%",
-	"stream":           "%DYNAMIC_METADATA(streamgate:stream)%",
+	"model":            meta(contract.MetaModel),
+	"upstream_model":   meta(contract.MetaUpstreamModel),
+	"backend":          meta(contract.MetaBackend),
+	"version":          meta(contract.MetaVersion),
+	"stream":           meta(contract.MetaStream),
 	"upstream_cluster": "%UPSTREAM_CLUSTER%",
 	"upstream_host":    "%UPSTREAM_HOST%",
 	"status":           "%RESPONSE_CODE%",
@@ -34,14 +36,19 @@ var accessLogFields = map[string]any{
 	"bytes_received":   "%BYTES_RECEIVED%",
 	"bytes_sent":       "%BYTES_SENT%",
 	"attempts":         "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
-	"input_tokens":     "%DYNAMIC_METADATA(streamgate:input_tokens)%",
-	"output_tokens":    "%DYNAMIC_METADATA(streamgate:output_tokens)%",
-	"cost_usd":         "%DYNAMIC_METADATA(streamgate:cost_usd)%",
-	"ttft_ms":          "%DYNAMIC_METADATA(streamgate:ttft_ms)%",
-	"response_model":   "%DYNAMIC_METADATA(streamgate:response_model)%",
-	"queue_wait_ms":    "%DYNAMIC_METADATA(streamgate:queue_wait_ms)%",
-	"limit_decision":   "%DYNAMIC_METADATA(streamgate:limit_decision)%",
-	"trace_id":         "%DYNAMIC_METADATA(streamgate:trace_id)%",
+	"input_tokens":     meta(contract.MetaInputTokens),
+	"output_tokens":    meta(contract.MetaOutputTokens),
+	"cost_usd":         meta(contract.MetaCostUSD),
+	"ttft_ms":          meta(contract.MetaTTFTMS),
+	"response_model":   meta(contract.MetaResponseModel),
+	"queue_wait_ms":    meta(contract.MetaQueueWaitMS),
+	"limit_decision":   meta(contract.MetaLimitDecision),
+	"trace_id":         meta(contract.MetaTraceID),
+}
+
+// meta is the access log operator for a key of contract.MetadataNamespace.
+func meta(key string) string {
+	return "%DYNAMIC_METADATA(" + contract.MetadataNamespace + ":" + key + ")%"
 }
 
 // accessLog writes accessLogFields as JSON lines to path.
@@ -60,7 +67,7 @@ func accessLog(path string) (*accesslogv3.AccessLog, error) {
 		return nil, fmt.Errorf("cannot encode access log: %w", err)
 	}
 	return &accesslogv3.AccessLog{
-		Name:       "envoy.access_loggers.file",
+		Name:       wellknown.FileAccessLog,
 		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: cfg},
 	}, nil
 }

@@ -16,11 +16,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
-
-// ExtProcCluster is the cluster name Envoy uses to reach the ext_proc server.
-const ExtProcCluster = "streamgate_extproc"
 
 // backendCluster is the cluster for one backend. When every endpoint is an
 // IP address it is an EDS cluster whose endpoints come from backendEndpoints,
@@ -81,7 +80,7 @@ func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
 		return nil, fmt.Errorf("cannot encode TLS context for backend %q: %w", b.Name, err)
 	}
 	return &corev3.TransportSocket{
-		Name:       "envoy.transport_sockets.tls",
+		Name:       wellknown.TransportSocketTLS,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a},
 	}, nil
 }
@@ -130,7 +129,7 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 		return nil, err
 	}
 	return &clusterv3.Cluster{
-		Name:                          ExtProcCluster,
+		Name:                          contract.ExtProcCluster,
 		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 		ConnectTimeout:                durationpb.New(config.DefaultConnectTimeout),
 		TypedExtensionProtocolOptions: opts,
@@ -143,7 +142,7 @@ func extProcCluster(listen string) (*clusterv3.Cluster, error) {
 			MaxConnections:     wrapperspb.UInt32(1 << 10),
 		}}},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
-			ClusterName: ExtProcCluster,
+			ClusterName: contract.ExtProcCluster,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr}},
 			}}}},
@@ -187,7 +186,7 @@ func protocolOptions(h2 *corev3.Http2ProtocolOptions, pool *config.ConnectionPoo
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode HTTP/2 options: %w", err)
 	}
-	return map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": a}, nil
+	return map[string]*anypb.Any{httpProtocolOptionsKey: a}, nil
 }
 
 // socketAddress turns a validated host:port into an Envoy address.
@@ -210,9 +209,9 @@ func adsSource() *corev3.ConfigSource {
 // unroutedCluster has no endpoints: a request that reaches it gets a 503.
 func unroutedCluster() *clusterv3.Cluster {
 	return &clusterv3.Cluster{
-		Name:                 UnroutedCluster,
+		Name:                 contract.UnroutedCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(config.DefaultConnectTimeout),
-		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: UnroutedCluster},
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: contract.UnroutedCluster},
 	}
 }

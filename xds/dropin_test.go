@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // TestDropInFilterMatchesAllInOne keeps envoy/dropin/http_filter.yaml, the
@@ -43,7 +44,7 @@ func TestDropInUsageFilterMatchesAllInOne(t *testing.T) {
 	require.NoError(t, err)
 	var got hcmv3.HttpFilter
 	require.NoError(t, protojson.Unmarshal(js, &got))
-	want, err := typed(UsageFilterName, usageFilter())
+	want, err := typed(contract.UsageFilter, usageFilter())
 	require.NoError(t, err)
 	if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
 		t.Fatalf("envoy/dropin/usage_filter.yaml differs from the all-in-one usage tap (-want +got):\n%s", diff)
@@ -60,7 +61,7 @@ func TestDropInRouteSnippet(t *testing.T) {
 	var got routev3.Route
 	require.NoError(t, protojson.Unmarshal(js, &got))
 	require.NoError(t, got.Validate())
-	require.Equal(t, BackendHeader, got.GetRoute().GetClusterHeader())
+	require.Equal(t, contract.BackendHeader, got.GetRoute().GetClusterHeader())
 	want, err := failoverRetry(2)
 	require.NoError(t, err)
 	if diff := cmp.Diff(want, got.GetRoute().GetRetryPolicy(), protocmp.Transform()); diff != "" {

@@ -7,6 +7,8 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamgate/streamgate/contract"
 )
 
 // TestExtProcAddress: Envoy dials extproc.address when set (a DNS name makes
@@ -25,7 +27,7 @@ func TestExtProcAddress(t *testing.T) {
 			cfg := parse(t, "extproc:\n  "+tc.extproc+"\nbackends:\n  - name: a\n    protocol: openai\n    endpoints: [127.0.0.1:1]\nmodels:\n  - name: m\n    backend: a\n")
 			snap, err := Snapshot(cfg, AllInOne)
 			require.NoError(t, err)
-			c := snap.GetResources(resourcev3.ClusterType)[ExtProcCluster].(*clusterv3.Cluster)
+			c := snap.GetResources(resourcev3.ClusterType)[contract.ExtProcCluster].(*clusterv3.Cluster)
 			assert.Equal(t, tc.wantType, c.GetType())
 			sa := c.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
 			assert.Equal(t, tc.wantHost, sa.GetAddress())

@@ -3,7 +3,6 @@ package xds
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -15,31 +14,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
-
-// FailoverPrefix starts the name of every failover cluster.
-const FailoverPrefix = "streamgate_failover_"
-
-// FailoverChain is the ordered list of backends a model version's requests
-// try: its own backend, then the model's fallbacks (each once).
-func FailoverChain(m *config.Model, v *config.Version) []string {
-	chain := []string{v.Backend}
-	for _, fb := range m.Fallbacks {
-		if fb != v.Backend {
-			chain = append(chain, fb)
-		}
-	}
-	return chain
-}
-
-// FailoverCluster names the aggregate cluster for a chain. Chains of one
-// backend need no failover cluster and get the backend itself.
-func FailoverCluster(chain []string) string {
-	if len(chain) == 1 {
-		return chain[0]
-	}
-	return FailoverPrefix + strings.Join(chain, "+")
-}
 
 // failoverChains lists every distinct chain of length > 1 in cfg, sorted.
 func failoverChains(cfg *config.Config) [][]string {
@@ -47,8 +23,8 @@ func failoverChains(cfg *config.Config) [][]string {
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		for j := range m.Versions {
-			if chain := FailoverChain(m, &m.Versions[j]); len(chain) > 1 {
-				seen[FailoverCluster(chain)] = chain
+			if chain := contract.FailoverChain(m.Versions[j].Backend, m.Fallbacks); len(chain) > 1 {
+				seen[contract.FailoverCluster(chain)] = chain
 			}
 		}
 	}
@@ -73,11 +49,11 @@ func failoverCluster(chain []string, budgetPercent float64) (*clusterv3.Cluster,
 		return nil, fmt.Errorf("cannot encode aggregate cluster: %w", err)
 	}
 	return &clusterv3.Cluster{
-		Name:           FailoverCluster(chain),
+		Name:           contract.FailoverCluster(chain),
 		ConnectTimeout: durationpb.New(config.DefaultConnectTimeout),
 		LbPolicy:       clusterv3.Cluster_CLUSTER_PROVIDED,
 		ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
-			Name: "envoy.clusters.aggregate", TypedConfig: agg,
+			Name: aggregateCluster, TypedConfig: agg,
 		}},
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
@@ -105,11 +81,11 @@ func failoverRetry(retries int) (*routev3.RetryPolicy, error) {
 		RetriableStatusCodes: []uint32{429},
 		NumRetries:           wrapperspb.UInt32(uint32(retries)),
 		RetryPriority: &routev3.RetryPolicy_RetryPriority{
-			Name:       "envoy.retry_priorities.previous_priorities",
+			Name:       previousPrioritiesRetry,
 			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: prio},
 		},
 		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
-			Name:       "envoy.retry_host_predicates.previous_hosts",
+			Name:       previousHostsPredicate,
 			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: hosts},
 		}},
 		HostSelectionRetryMaxAttempts: 3,
@@ -126,7 +102,7 @@ func failoverRoute(cfg *config.Config, chain []string) (*routev3.Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := backendRoute(cfg, FailoverCluster(chain))
+	r := backendRoute(cfg, contract.FailoverCluster(chain))
 	r.GetRoute().RetryPolicy = retry
 	return r, nil
 }

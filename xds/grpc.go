@@ -14,7 +14,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // HTTP/2 settings toward clients: Envoy's edge-proxy recommendations. A
@@ -56,10 +58,6 @@ const (
 	h2KeepaliveTimeout  = 20 * time.Second
 )
 
-// grpcModelHeader is the request header carrying a gRPC call's verified
-// public model name (set by the ext_proc server).
-const grpcModelHeader = "x-streamgate-model"
-
 // inferenceService is the KServe v2 gRPC service whose messages Envoy counts.
 const inferenceService = "inference.GRPCInferenceService"
 
@@ -100,7 +98,7 @@ func downstreamHTTP2Options(g config.Gateway) *corev3.Http2ProtocolOptions {
 func grpcStatsFilter() (*hcmv3.HttpFilter, error) {
 	methods := make([]*corev3.GrpcMethodList_Service, 0, 1)
 	methods = append(methods, &corev3.GrpcMethodList_Service{Name: inferenceService, MethodNames: inferenceMethods})
-	return typed("envoy.filters.http.grpc_stats", &grpcstatsv3.FilterConfig{
+	return typed(wellknown.HTTPGRPCStats, &grpcstatsv3.FilterConfig{
 		EmitFilterState: true, // read by the gRPC access log
 		PerMethodStatSpecifier: &grpcstatsv3.FilterConfig_IndividualMethodStatsAllowlist{
 			IndividualMethodStatsAllowlist: &corev3.GrpcMethodList{Services: methods},
@@ -134,7 +132,7 @@ func grpcLocalReply() *hcmv3.ResponseMapper {
 // grpcAccessLogName is the log name of the gRPC access log stream.
 const (
 	grpcAccessLogName = "streamgate_grpc"
-	grpcAccessLogger  = "envoy.access_loggers.http_grpc"
+	grpcAccessLogger  = wellknown.HTTPGRPCAccessLog
 )
 
 // grpcAccessLog sends an entry for every gRPC call, when it ends, to the
@@ -146,13 +144,13 @@ func grpcAccessLog() (*accesslogv3.AccessLog, error) {
 		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
 			LogName: grpcAccessLogName,
 			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster},
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: contract.ExtProcCluster},
 			}},
 			TransportApiVersion:     corev3.ApiVersion_V3,
 			BufferFlushInterval:     durationpb.New(time.Second),
-			FilterStateObjectsToLog: []string{"envoy.filters.http.grpc_stats"},
+			FilterStateObjectsToLog: []string{contract.GRPCStatsFilterState},
 		},
-		AdditionalRequestHeadersToLog: []string{grpcModelHeader},
+		AdditionalRequestHeadersToLog: []string{contract.ModelHeader},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode gRPC access log config: %w", err)

@@ -16,32 +16,25 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // Names of the resources published in all-in-one mode.
 const (
 	ListenerName = "streamgate_gateway"
 	RouteName    = "streamgate_routes"
-	// BackendHeader is the request header the ext_proc server sets to pick a backend.
-	BackendHeader = "x-streamgate-backend"
-	// VersionHeader carries the chosen model version (request) and reports
-	// it to the client (response).
-	VersionHeader = "x-streamgate-model-version"
-	// MetadataNamespace holds what ext_proc reports per request.
-	MetadataNamespace = "streamgate"
-	// UnroutedCluster is the endpoint-less cluster of the catch-all route.
-	UnroutedCluster = "streamgate_unrouted"
 )
 
 // gatewayListener is the client-facing listener: an HTTP connection manager
 // (HTTP/1.1 and HTTP/2 by negotiation) with the ext_proc filter before the router.
 func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
-	extProc, err := typed("envoy.filters.http.ext_proc", extProcFilter(cfg))
+	extProc, err := typed(contract.ExtProcFilter, extProcFilter(cfg))
 	if err != nil {
 		return nil, err
 	}
-	router, err := typed("envoy.filters.http.router", &routerv3.Router{})
+	router, err := typed(wellknown.Router, &routerv3.Router{})
 	if err != nil {
 		return nil, err
 	}
@@ -58,8 +51,8 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		return nil, err
 	}
 	filters := []*hcmv3.HttpFilter{extProc, grpcStats, router}
-	if TapOn(cfg) {
-		tap, err := typed(UsageFilterName, usageFilter())
+	if cfg.UsageTapOn() {
+		tap, err := typed(contract.UsageFilter, usageFilter())
 		if err != nil {
 			return nil, err
 		}
@@ -104,7 +97,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		Address: socketAddress(cfg.Gateway.Listen),
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
-				Name:       "envoy.filters.network.http_connection_manager",
+				Name:       wellknown.HTTPConnectionManager,
 				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
 			}},
 		}},
@@ -118,7 +111,7 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
-				ClusterName: ExtProcCluster,
+				ClusterName: contract.ExtProcCluster,
 			}},
 		},
 		FailureModeAllow: false,
@@ -134,18 +127,14 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		AllowModeOverride: true,
 		// The status rides on the first response message Streamgate gets,
 		// also when a request skips the response headers phase.
-		ResponseAttributes: []string{ResponseCodeAttribute},
+		ResponseAttributes: []string{contract.ResponseCodeAttribute},
 		// Per-request facts Streamgate returns (tenant, model, backend,
 		// version, error) land here for the access log.
 		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-			Untyped: []string{MetadataNamespace, TapNamespace},
+			Untyped: []string{contract.MetadataNamespace, contract.TapNamespace},
 		}},
 	}
 }
-
-// ResponseCodeAttribute is the ext_proc attribute carrying the response
-// status.
-const ResponseCodeAttribute = "response.code"
 
 // backendRoute sends requests whose backend header names cluster to it.
 func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
@@ -154,7 +143,7 @@ func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
 		Match: &routev3.RouteMatch{
 			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
 			Headers: []*routev3.HeaderMatcher{{
-				Name: BackendHeader,
+				Name: contract.BackendHeader,
 				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
 					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: cluster},
 				}},
@@ -169,31 +158,20 @@ func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
 	}
 }
 
-// RateLimitHeaders are the OpenAI-style headers a limited request's
-// response carries. Streamgate puts their values in the request's dynamic
-// metadata (namespace MetadataNamespace, key = header name) when it admits
-// the request; the route copies them onto the response, so reporting them
-// costs no ext_proc round trip at response headers. A header whose value is
-// absent (no limit of that kind) is left out.
-var RateLimitHeaders = []string{
-	"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
-	"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
-}
-
 // responseHeadersToAdd tells the client which model version served it
 // (ext_proc put the chosen version on the request) and, with limits on,
 // where it stands against them.
 func responseHeadersToAdd(cfg *config.Config) []*corev3.HeaderValueOption {
 	hs := []*corev3.HeaderValueOption{{
-		Header:       &corev3.HeaderValue{Key: VersionHeader, Value: "%REQ(" + VersionHeader + ")%"},
+		Header:       &corev3.HeaderValue{Key: contract.VersionHeader, Value: "%REQ(" + contract.VersionHeader + ")%"},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}}
 	if cfg.Limits == nil {
 		return hs
 	}
-	for _, h := range RateLimitHeaders {
+	for _, h := range contract.RateLimitHeaders {
 		hs = append(hs, &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h, Value: "%DYNAMIC_METADATA(" + MetadataNamespace + ":" + h + ")%"},
+			Header:       &corev3.HeaderValue{Key: h, Value: meta(h)},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}
@@ -229,7 +207,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 		Name:  "unrouted",
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: UnroutedCluster},
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: contract.UnroutedCluster},
 		}},
 	})
 	return &routev3.RouteConfiguration{

@@ -8,11 +8,12 @@ import (
 	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // requestIDHeader names a request in Envoy's access log, Streamgate's logs
 // and traces, and upstream.
-const requestIDHeader = "x-request-id"
+const requestIDHeader = contract.RequestIDHeader
 
 // requestIDMutation removes the client's x-request-id before the HTTP
 // connection manager looks at it, so Envoy generates a fresh id for every
@@ -31,7 +32,7 @@ func requestIDMutation(cfg *config.Config) ([]*corev3.TypedExtensionConfig, erro
 		return nil, fmt.Errorf("cannot encode the request id mutation: %w", err)
 	}
 	return []*corev3.TypedExtensionConfig{{
-		Name:        "envoy.http.early_header_mutation.header_mutation",
+		Name:        earlyHeaderMutation,
 		TypedConfig: a,
 	}}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 const twoBackends = `
@@ -46,8 +47,8 @@ func TestSnapshotAllInOne(t *testing.T) {
 
 	clusters := snap.GetResources(resourcev3.ClusterType)
 	require.Len(t, clusters, 4)
-	require.Contains(t, clusters, ExtProcCluster)
-	require.Contains(t, clusters, UnroutedCluster)
+	require.Contains(t, clusters, contract.ExtProcCluster)
+	require.Contains(t, clusters, contract.UnroutedCluster)
 
 	zeta := clusters["zeta"].(*clusterv3.Cluster)
 	assert.Equal(t, clusterv3.Cluster_EDS, zeta.GetType(), "IP endpoints go through EDS")
@@ -65,11 +66,11 @@ func TestSnapshotAllInOne(t *testing.T) {
 	routes := rc.GetVirtualHosts()[0].GetRoutes()
 	require.Len(t, routes, 3)
 	assert.Equal(t, "alpha", routes[0].GetRoute().GetCluster(), "backends are sorted by name")
-	assert.Equal(t, BackendHeader, routes[0].GetMatch().GetHeaders()[0].GetName())
+	assert.Equal(t, contract.BackendHeader, routes[0].GetMatch().GetHeaders()[0].GetName())
 	assert.Equal(t, "alpha", routes[0].GetMatch().GetHeaders()[0].GetStringMatch().GetExact())
 	assert.Zero(t, routes[0].GetRoute().GetTimeout().AsDuration(), "streams have no overall timeout")
 	assert.Equal(t, "1m30s", routes[0].GetRoute().GetIdleTimeout().AsDuration().String())
-	assert.Equal(t, UnroutedCluster, routes[2].GetRoute().GetCluster(), "catch-all is last")
+	assert.Equal(t, contract.UnroutedCluster, routes[2].GetRoute().GetCluster(), "catch-all is last")
 	assert.EqualValues(t, config.DefaultMaxBodyBytes, rc.GetVirtualHosts()[0].GetRequestBodyBufferLimit().GetValue())
 
 	l := snap.GetResources(resourcev3.ListenerType)[ListenerName].(*listenerv3.Listener)
@@ -81,7 +82,7 @@ func TestSnapshotDropInHasOnlyModelClusters(t *testing.T) {
 	require.NoError(t, err)
 	clusters := snap.GetResources(resourcev3.ClusterType)
 	assert.Len(t, clusters, 2)
-	assert.NotContains(t, clusters, ExtProcCluster)
+	assert.NotContains(t, clusters, contract.ExtProcCluster)
 	assert.Empty(t, snap.GetResources(resourcev3.ListenerType))
 	assert.Empty(t, snap.GetResources(resourcev3.RouteType))
 }

@@ -16,7 +16,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // StaticOptions shape the bootstrap StaticBootstrap renders.
@@ -54,7 +56,7 @@ func StaticBootstrap(cfg *config.Config, o StaticOptions) ([]byte, error) {
 		static.Listeners = append(static.Listeners, l)
 	}
 	for _, name := range sortedKeys(snap.GetResources(resourcev3.ClusterType)) {
-		if o.Plain && name == ExtProcCluster {
+		if o.Plain && name == contract.ExtProcCluster {
 			continue
 		}
 		c := proto.Clone(snap.GetResources(resourcev3.ClusterType)[name]).(*clusterv3.Cluster)
@@ -94,7 +96,7 @@ func inlineRoutes(l *listenerv3.Listener, routes map[string]*routev3.RouteConfig
 			if plain {
 				kept := hcm.HttpFilters[:0]
 				for _, hf := range hcm.GetHttpFilters() {
-					if hf.GetName() == "envoy.filters.http.router" {
+					if hf.GetName() == wellknown.Router {
 						kept = append(kept, hf)
 					}
 				}

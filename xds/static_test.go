@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 const staticTestConfig = `gateway:
@@ -35,8 +36,8 @@ func TestStaticBootstrap(t *testing.T) {
 		filters  []string
 		clusters []string
 	}{
-		"with ext_proc": {false, []string{"envoy.filters.http.ext_proc", "envoy.filters.http.grpc_stats", "envoy.filters.http.router"}, []string{"bench", ExtProcCluster, UnroutedCluster}},
-		"plain":         {true, []string{"envoy.filters.http.router"}, []string{"bench", UnroutedCluster}},
+		"with ext_proc": {false, []string{"envoy.filters.http.ext_proc", "envoy.filters.http.grpc_stats", "envoy.filters.http.router"}, []string{"bench", contract.ExtProcCluster, contract.UnroutedCluster}},
+		"plain":         {true, []string{"envoy.filters.http.router"}, []string{"bench", contract.UnroutedCluster}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, err := StaticBootstrap(cfg, StaticOptions{Plain: tc.plain})

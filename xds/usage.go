@@ -1,8 +1,6 @@
 package xds
 
 import (
-	"net"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,44 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
-
-// UsageFilterName names the second ext_proc filter, the usage tap: an
-// observability-mode filter through which Streamgate reads a limited
-// response's usage without holding the response. Envoy sends it the
-// response as it passes and never waits for an answer, so reading usage
-// adds no round trip to the first token or to any token after it.
-//
-// It is only in the chain when limits are configured, and does nothing
-// (opens no stream) unless the route turns it on (usageRouteConfig): the
-// backend routes do, and Streamgate ends at once the tap stream of a
-// request it did not hand over (one whose response it must change, such
-// as a stripped usage chunk or a translation, stays on the main filter).
-const UsageFilterName = "streamgate.usage"
-
-// TapNamespace is the dynamic metadata namespace, forwarded to the tap with
-// every message, under whose TapMetadataKey Streamgate names the request a
-// tap stream belongs to. It holds nothing else, so the forwarding is cheap.
-const (
-	TapNamespace   = "streamgate.tap"
-	TapMetadataKey = "key"
-)
-
-// TapOn reports whether cfg reads usage through the tap: limits read
-// usage with it, and Envoy reaches the ext_proc server at one fixed
-// address (an IP or a unix socket). A DNS name may resolve to several
-// replicas, and the tap stream must reach the process holding the request.
-func TapOn(cfg *config.Config) bool {
-	if cfg.Limits == nil || cfg.Limits.ReadUsage == config.ReadUsageInline {
-		return false
-	}
-	addr := cfg.ExtProc.EnvoyAddress()
-	if strings.HasPrefix(addr, "unix:") {
-		return true
-	}
-	host, _, err := net.SplitHostPort(addr)
-	return err == nil && net.ParseIP(host) != nil
-}
 
 // usageTapDeferredClose is how long Envoy keeps a tap stream open after
 // its request ended without the response's end (a client gone mid-stream);
@@ -66,7 +28,7 @@ func usageFilter() *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
-				ClusterName: ExtProcCluster,
+				ClusterName: contract.ExtProcCluster,
 			}},
 		},
 		ObservabilityMode: true,
@@ -76,11 +38,11 @@ func usageFilter() *extprocv3.ExternalProcessor {
 		ProcessingMode:       tapOff(),
 		DeferredCloseTimeout: durationpb.New(usageTapDeferredClose),
 		MetadataOptions: &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-			Untyped: []string{TapNamespace},
+			Untyped: []string{contract.TapNamespace},
 		}},
 		// The status rides on the first body chunk: no response headers
 		// message.
-		ResponseAttributes: []string{ResponseCodeAttribute},
+		ResponseAttributes: []string{contract.ResponseCodeAttribute},
 		ForwardRules: &extprocv3.HeaderForwardingRules{AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
 			exact(":status"), exact("content-type"),
 		}}},
@@ -108,7 +70,7 @@ func tapOff() *extprocv3.ProcessingMode {
 // from the route chosen after the main filter's answer, unlike the
 // filter-chain enablement, which is fixed before any filter runs.
 func usageRouteConfig(cfg *config.Config) (map[string]*anypb.Any, error) {
-	if !TapOn(cfg) {
+	if !cfg.UsageTapOn() {
 		return nil, nil
 	}
 	on := tapOff()
@@ -120,5 +82,5 @@ func usageRouteConfig(cfg *config.Config) (map[string]*anypb.Any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*anypb.Any{UsageFilterName: a}, nil
+	return map[string]*anypb.Any{contract.UsageFilter: a}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // TestUsageTapOnlyWithLimits: the usage tap is in the chain, and turned on
@@ -37,11 +38,11 @@ func TestUsageTapOnlyWithLimits(t *testing.T) {
 			for _, f := range hcm.GetHttpFilters() {
 				names = append(names, f.GetName())
 			}
-			assert.Equal(t, tc.tap, slices.Contains(names, UsageFilterName), "filters %v", names)
+			assert.Equal(t, tc.tap, slices.Contains(names, contract.UsageFilter), "filters %v", names)
 			rc, err := routeConfig(cfg)
 			require.NoError(t, err)
 			for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
-				_, on := r.GetTypedPerFilterConfig()[UsageFilterName]
+				_, on := r.GetTypedPerFilterConfig()[contract.UsageFilter]
 				assert.Equal(t, tc.tap && r.GetName() != "unrouted", on, "route %s", r.GetName())
 			}
 		})

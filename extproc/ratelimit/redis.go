@@ -93,51 +93,46 @@ var (
 	adjustLua  = redis.NewScript(adjustScript)
 )
 
-// RedisClient is what RedisStore needs of a go-redis client: a
-// *redis.Client, and a *redis.ClusterClient too (a request's keys share
-// one hash slot).
+// RedisClient is what RedisStore needs of a go-redis client: any
+// redis.UniversalClient, a single server's or a Redis Cluster's (a
+// request's keys share one hash slot).
 type RedisClient interface {
 	redis.Scripter
 	Ping(ctx context.Context) *redis.StatusCmd
 }
 
-var (
-	_ RedisClient = (*redis.Client)(nil)
-	_ RedisClient = (*redis.ClusterClient)(nil)
-)
+var _ RedisClient = redis.UniversalClient(nil)
 
-// NewRedisClient returns a client for one Redis server tuned for
-// admission: every call bounded by timeout (dial, read, write), no
-// retries (a retried script could charge twice), one dial attempt per
-// call, and no handshake beyond AUTH/SELECT. While dials keep failing the
-// client fails calls at once and probes the server in the background once
-// a second. password may be empty.
-func NewRedisClient(addr, password string, db int, timeout time.Duration) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:                     addr,
-		Password:                 password,
-		DB:                       db,
-		DialTimeout:              timeout,
-		ReadTimeout:              timeout,
-		WriteTimeout:             timeout,
-		ContextTimeoutEnabled:    true,
-		MaxRetries:               -1,
-		DialerRetries:            1,
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
+// RedisClientOptions say which Redis a client reaches.
+type RedisClientOptions struct {
+	// Addr is the server's address or, with Cluster, a seed node's.
+	Addr string
+	// Cluster selects a Redis Cluster client, which learns the other nodes
+	// from Addr and follows MOVED and ASK redirections (not retries).
+	Cluster bool
+	// Password is sent with AUTH when not empty.
+	Password string
+	// DB is the database of a single server (always 0 on a cluster).
+	DB int
+	// Timeout bounds every call: dial, read and write.
+	Timeout time.Duration
 }
 
-// NewRedisClusterClient returns a Redis Cluster client tuned as
-// NewRedisClient; addrs are seed nodes, from which it learns the others.
-// It follows MOVED and ASK redirections, which are not retries.
-func NewRedisClusterClient(addrs []string, password string, timeout time.Duration) *redis.ClusterClient {
-	return redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:                    addrs,
-		Password:                 password,
-		DialTimeout:              timeout,
-		ReadTimeout:              timeout,
-		WriteTimeout:             timeout,
+// NewRedisClient returns go-redis's universal client for o, tuned for
+// admission: every call bounded by o.Timeout, no retries (a retried
+// script could charge twice), one dial attempt per call, and no handshake
+// beyond AUTH/SELECT. While dials keep failing the client fails calls at
+// once and probes the server in the background once a second. The caller
+// closes it.
+func NewRedisClient(o RedisClientOptions) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                    []string{o.Addr},
+		IsClusterMode:            o.Cluster,
+		Password:                 o.Password,
+		DB:                       o.DB,
+		DialTimeout:              o.Timeout,
+		ReadTimeout:              o.Timeout,
+		WriteTimeout:             o.Timeout,
 		ContextTimeoutEnabled:    true,
 		MaxRetries:               -1,
 		DialerRetries:            1,

@@ -55,13 +55,13 @@ func testEnvAddr(tb testing.TB, name, what string) string {
 // of its own, whose keys are deleted when the test ends.
 func newTestRedisStore(tb testing.TB, opts RedisOptions) *RedisStore {
 	tb.Helper()
-	return newTestStoreOn(tb, NewRedisClient(testRedisAddr(tb), "", 0, time.Second), opts)
+	return newTestStoreOn(tb, NewRedisClient(RedisClientOptions{Addr: testRedisAddr(tb), Timeout: time.Second}), opts)
 }
 
 // newTestClusterStore is newTestRedisStore on the test cluster.
 func newTestClusterStore(tb testing.TB, opts RedisOptions) *RedisStore {
 	tb.Helper()
-	return newTestStoreOn(tb, NewRedisClusterClient([]string{testRedisClusterAddr(tb)}, "", time.Second), opts)
+	return newTestStoreOn(tb, NewRedisClient(RedisClientOptions{Addr: testRedisClusterAddr(tb), Cluster: true, Timeout: time.Second}), opts)
 }
 
 func newTestStoreOn(tb testing.TB, client redis.UniversalClient, opts RedisOptions) *RedisStore {
@@ -175,7 +175,7 @@ func TestRedisKeysShareTheTenantsHashSlot(t *testing.T) {
 func TestRedisOutageIsLoggedOnceAndCounted(t *testing.T) {
 	logs := &logLines{}
 	m := NewStoreMetrics(prometheus.NewRegistry())
-	s := NewRedisStore(NewRedisClient(closedAddr(t), "", 0, 100*time.Millisecond),
+	s := NewRedisStore(NewRedisClient(RedisClientOptions{Addr: closedAddr(t), Timeout: 100 * time.Millisecond}),
 		RedisOptions{Log: slog.New(slog.NewTextHandler(logs, nil)), Metrics: m})
 	for range 5 {
 		_, err := s.Reserve(context.Background(), []Charge{{Key: "{t}:rpm", Rule: perMinute(10), Cost: 1}})
@@ -203,7 +203,7 @@ func TestLimiterFailOpenAndClosed(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			logs := &logLines{}
-			s := NewRedisStore(NewRedisClient(closedAddr(t), "", 0, 100*time.Millisecond),
+			s := NewRedisStore(NewRedisClient(RedisClientOptions{Addr: closedAddr(t), Timeout: 100 * time.Millisecond}),
 				RedisOptions{FailOpen: tc.failOpen, Log: slog.New(slog.NewTextHandler(logs, nil))})
 			cfg := &config.Limits{
 				Redis:   &config.Redis{FailOpen: tc.failOpen},
@@ -298,7 +298,7 @@ func TestRedisRecoveryEndsTheOutage(t *testing.T) {
 	proxy := newFlakyProxy(t, testRedisAddr(t))
 	logs := &logLines{}
 	m := NewStoreMetrics(prometheus.NewRegistry())
-	client := NewRedisClient(proxy.addr, "", 0, 200*time.Millisecond)
+	client := NewRedisClient(RedisClientOptions{Addr: proxy.addr, Timeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = client.Close() })
 	s := NewRedisStore(client, RedisOptions{KeyPrefix: "sgtest:recovery", Log: slog.New(slog.NewTextHandler(logs, nil)), Metrics: m})
 	one := []Charge{{Key: "{t}:rpm", Rule: Rule{Limit: 1 << 30, Period: time.Hour}, Cost: 1}}
@@ -350,4 +350,19 @@ func TestRedisClusterNeedsTheTenantHashTag(t *testing.T) {
 	d, err := s.Reserve(ctx, []Charge{{Key: "{acme}:m:gpt:itpm", Rule: perMinute(500), Cost: 0}})
 	require.NoError(t, err)
 	assert.Equal(t, int64(440), d.States[0].Remaining, "reconciled on the cluster: 60 of 500 used")
+}
+
+// TestNewRedisClientPicksTheClientKind: one constructor, go-redis's
+// universal client, gives a single-server client or a cluster client.
+func TestNewRedisClientPicksTheClientKind(t *testing.T) {
+	single := NewRedisClient(RedisClientOptions{Addr: "127.0.0.1:1", DB: 2, Timeout: time.Second})
+	t.Cleanup(func() { _ = single.Close() })
+	require.IsType(t, &redis.Client{}, single)
+	assert.Equal(t, 2, single.(*redis.Client).Options().DB)
+	// No retries (a retried script could charge twice): -1, read back as 0.
+	assert.LessOrEqual(t, single.(*redis.Client).Options().MaxRetries, 0)
+	cluster := NewRedisClient(RedisClientOptions{Addr: "127.0.0.1:1", Cluster: true, Timeout: time.Second})
+	t.Cleanup(func() { _ = cluster.Close() })
+	require.IsType(t, &redis.ClusterClient{}, cluster)
+	assert.LessOrEqual(t, cluster.(*redis.ClusterClient).Options().MaxRetries, 0)
 }

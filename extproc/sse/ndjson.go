@@ -1,6 +1,9 @@
 package sse
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // LineDecoder splits newline-delimited JSON (as Ollama streams it) into
 // lines. Lines end in LF or CRLF; blank lines are skipped; Close makes a last
@@ -40,13 +43,7 @@ func (d *LineDecoder) Next() (line []byte, ok bool, err error) {
 	}
 	for {
 		rest := d.buf[d.r:]
-		i := -1
-		for k, c := range rest {
-			if c == '\n' {
-				i = k
-				break
-			}
-		}
+		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
 			if len(trimCR(rest)) > d.max() {
 				d.err = fmt.Errorf("cannot frame NDJSON line: %w (limit %d bytes)", ErrEventTooLarge, d.max())

@@ -53,7 +53,7 @@ type Decoder struct {
 	id      []byte
 	size    int  // bytes of the current event's lines so far
 	hasData bool // a data field was seen for the current event
-	skipLF  bool // the last line ended in CR at the end of the input
+	lines   LineScanner
 	eof     bool
 	clear   bool // the previous Next dispatched; reset event state first
 	err     error
@@ -134,35 +134,9 @@ func (d *Decoder) dispatch() Event {
 
 // line returns the next complete line without its terminator.
 func (d *Decoder) line() ([]byte, bool) {
-	if d.skipLF && d.r < len(d.buf) {
-		if d.buf[d.r] == '\n' {
-			d.r++
-		}
-		d.skipLF = false
-	}
-	rest := d.buf[d.r:]
-	for i, c := range rest {
-		if c != '\n' && c != '\r' {
-			continue
-		}
-		d.r += i + 1
-		if c == '\r' {
-			switch {
-			case i+1 < len(rest):
-				if rest[i+1] == '\n' {
-					d.r++
-				}
-			default:
-				d.skipLF = true
-			}
-		}
-		return rest[:i], true
-	}
-	if d.eof && len(rest) > 0 {
-		d.r = len(d.buf)
-		return rest, true
-	}
-	return nil, false
+	line, n, ok := d.lines.Next(d.buf[d.r:], d.eof)
+	d.r += n
+	return line, ok
 }
 
 // field applies one non-blank line to the current event.
@@ -170,16 +144,7 @@ func (d *Decoder) field(line []byte) {
 	if line[0] == ':' {
 		return // comment, e.g. a keep-alive
 	}
-	name, value := line, []byte(nil)
-	for i, c := range line {
-		if c == ':' {
-			name, value = line[:i], line[i+1:]
-			if len(value) > 0 && value[0] == ' ' {
-				value = value[1:]
-			}
-			break
-		}
-	}
+	name, value := Field(line)
 	switch string(name) {
 	case "data":
 		d.data = append(append(d.data, value...), '\n')

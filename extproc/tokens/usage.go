@@ -1,8 +1,7 @@
 package tokens
 
 import (
-	"bytes"
-
+	"github.com/streamgate/streamgate/extproc/sse"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 )
@@ -11,7 +10,7 @@ import (
 // ended yet; past it the meter stops reading (usage then falls back to the
 // deltas counted) and passes bytes on. Non-streamed bodies are scanned
 // without being kept (BodyMeter).
-const maxPending = 1 << 20
+const maxPending = sse.DefaultMaxEventSize
 
 // Usage is what a backend reports a request consumed.
 type Usage struct {
@@ -44,6 +43,8 @@ type StreamMeter struct {
 	Counter *Counter
 
 	pending []byte // start of an event not yet ended
+	lines   sse.LineScanner
+	join    []byte // the data of an event with several data lines
 	usage   Usage
 	found   bool
 	counted int64
@@ -60,12 +61,20 @@ func (m *StreamMeter) Usage() (Usage, bool) { return m.usage, m.found }
 // Counted returns the output tokens counted from content deltas so far.
 func (m *StreamMeter) Counted() int64 { return m.counted }
 
+// Truncated reports whether the meter stopped reading because one event
+// grew past its bound (1 MiB): Usage and Counted then cover only the events
+// before it, and the caller must not take them for the response's whole.
+func (m *StreamMeter) Truncated() bool { return m.broken }
+
 // Feed reads one body chunk and returns what to forward and whether that
 // differs from chunk. Without Strip it is always chunk itself. With Strip
 // an unfinished trailing event is held back until it ends (end flushes
-// it) and usage-only events are dropped. Cost per chunk is one scan plus
+// it) and usage-only events are dropped. Events are framed by
+// sse.LineScanner, the rule sse.Decoder follows: lines end in CRLF, LF or
+// CR, a blank line ends an event, and at end a last event without its
+// blank line still counts. Cost per chunk is one scan of its lines plus
 // one small JSON lookup per event; it allocates only when an event is
-// split across chunks or dropped.
+// split across chunks, has several data lines, or is dropped.
 func (m *StreamMeter) Feed(chunk []byte, end bool) ([]byte, bool) {
 	if m.broken {
 		return m.flush(chunk)
@@ -80,12 +89,11 @@ func (m *StreamMeter) Feed(chunk []byte, end bool) ([]byte, bool) {
 	dropped := false // out is a rewritten copy rather than a slice of data
 	start := 0
 	for {
-		n, sep := eventEnd(data[start:])
-		if n < 0 {
+		ev, ok := m.nextEvent(data[start:], end)
+		if !ok {
 			break
 		}
-		ev := data[start : start+n+sep]
-		usageOnly, repl := m.event(data[start : start+n])
+		usageOnly, repl := m.event(data[start:start+ev.n], ev)
 		switch {
 		case m.Strip && (usageOnly || repl != nil):
 			if !dropped {
@@ -93,12 +101,12 @@ func (m *StreamMeter) Feed(chunk []byte, end bool) ([]byte, bool) {
 				dropped = true
 			}
 			if !usageOnly {
-				out = append(append(out, repl...), ev[n:]...)
+				out = append(out, repl...)
 			}
 		case dropped:
-			out = append(out, ev...)
+			out = append(out, data[start:start+ev.n]...)
 		}
-		start += n + sep
+		start += ev.n
 	}
 	if !dropped {
 		out = data[:start]
@@ -132,81 +140,108 @@ func (m *StreamMeter) flush(chunk []byte) ([]byte, bool) {
 	return out, true
 }
 
-// eventEnd finds the blank line ending the first event of b: the event's
-// length and the separator's, or -1.
-func eventEnd(b []byte) (int, int) {
-	i := bytes.Index(b, []byte("\n\n"))
-	j := bytes.Index(b, []byte("\r\n\r\n"))
-	switch {
-	case i < 0 && j < 0:
-		return -1, 0
-	case j >= 0 && (i < 0 || j < i):
-		return j, 4
-	default:
-		return i, 2
+// rawEvent is one event as nextEvent framed it.
+type rawEvent struct {
+	n         int    // bytes of the event, its lines and blank line included
+	data      []byte // its data lines joined with "\n" (sse.Decoder's Data)
+	dataLines int
+	dataAt    int // offset of data in the event when dataLines is 1
+}
+
+// nextEvent frames the first event of b with sse.LineScanner, committing
+// the scanner's state only when the event is complete. At end the rest of
+// b is the last event even without a blank line (sse.Decoder.Close does
+// the same).
+func (m *StreamMeter) nextEvent(b []byte, end bool) (rawEvent, bool) {
+	sc := m.lines
+	var ev rawEvent
+	for {
+		line, n, ok := sc.Next(b[ev.n:], end)
+		if !ok {
+			if end && ev.n > 0 {
+				m.lines = sc
+				return ev, true
+			}
+			return rawEvent{}, false
+		}
+		at := ev.n
+		ev.n += n
+		if len(line) == 0 {
+			m.lines = sc
+			return ev, true
+		}
+		name, value := sse.Field(line)
+		if string(name) != "data" {
+			continue
+		}
+		switch ev.dataLines {
+		case 0:
+			ev.data = value
+			lineStart := at
+			if b[at] == '\n' { // the LF of the previous line's CR
+				lineStart++
+			}
+			ev.dataAt = lineStart + len(line) - len(value)
+		case 1:
+			m.join = append(append(append(m.join[:0], ev.data...), '\n'), value...)
+			ev.data = m.join
+		default:
+			m.join = append(append(m.join, '\n'), value...)
+			ev.data = m.join
+		}
+		ev.dataLines++
 	}
 }
 
-// event reads one SSE event and reports whether it is a usage-only chunk.
-// With Strip, an event whose single data line carries "usage": null (the
-// backend marks every chunk so once include_usage is on) comes back
-// rewritten without that field, so the client sees the chunks it would
-// have had without the gateway's request; otherwise repl is nil.
-func (m *StreamMeter) event(ev []byte) (usageOnly bool, repl []byte) {
-	whole := ev
-	dataLines := 0
-	var nullUsage []byte // the payload of a data line with "usage": null
-	for len(ev) > 0 {
-		line := ev
-		if k := bytes.IndexByte(ev, '\n'); k >= 0 {
-			line, ev = ev[:k], ev[k+1:]
-		} else {
-			ev = nil
-		}
-		line = bytes.TrimRight(line, "\r")
-		payload, ok := bytes.CutPrefix(line, []byte("data:"))
-		if !ok {
-			continue
-		}
-		payload = bytes.TrimLeft(payload, " ")
-		dataLines++
-		if len(payload) == 0 || payload[0] != '{' {
-			continue
-		}
-		if m.model == "" {
-			m.model = gjson.GetBytes(payload, "model").Str
-		}
-		uv := gjson.GetBytes(payload, "usage")
-		if m.Strip && uv.Type == gjson.Null && uv.Exists() {
-			nullUsage = payload
-		}
-		if u, ok := ParseUsage(uv); ok {
-			m.usage, m.found = u, true
-			if ch := gjson.GetBytes(payload, "choices"); !ch.Exists() || (ch.IsArray() && len(ch.Array()) == 0) {
-				usageOnly = true
-			}
-		}
-		if m.Counter != nil {
-			gjson.GetBytes(payload, "choices").ForEach(func(_, c gjson.Result) bool {
-				if t := c.Get("delta.content"); t.Type == gjson.String {
-					m.counted += int64(m.Counter.Count(t.Str, nil))
-				} else if t := c.Get("text"); t.Type == gjson.String {
-					m.counted += int64(m.Counter.Count(t.Str, nil))
-				}
-				return true
-			})
+// event reads one framed event (whole, its bytes) and reports whether it
+// is a usage-only chunk. With Strip, an event whose single data line
+// carries "usage": null (the backend marks every chunk so once
+// include_usage is on) comes back rewritten without that field, so the
+// client sees the chunks it would have had without the gateway's request;
+// otherwise repl is nil.
+func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []byte) {
+	payload := trimJSONSpace(ev.data)
+	if len(payload) == 0 || payload[0] != '{' {
+		return false, nil
+	}
+	if m.model == "" {
+		m.model = gjson.GetBytes(payload, "model").Str
+	}
+	uv := gjson.GetBytes(payload, "usage")
+	if u, ok := ParseUsage(uv); ok {
+		m.usage, m.found = u, true
+		if ch := gjson.GetBytes(payload, "choices"); !ch.Exists() || (ch.IsArray() && len(ch.Array()) == 0) {
+			usageOnly = true
 		}
 	}
-	if nullUsage == nil || usageOnly || dataLines != 1 {
+	if m.Counter != nil {
+		gjson.GetBytes(payload, "choices").ForEach(func(_, c gjson.Result) bool {
+			if t := c.Get("delta.content"); t.Type == gjson.String {
+				m.counted += int64(m.Counter.Count(t.Str, nil))
+			} else if t := c.Get("text"); t.Type == gjson.String {
+				m.counted += int64(m.Counter.Count(t.Str, nil))
+			}
+			return true
+		})
+	}
+	if !m.Strip || usageOnly || ev.dataLines != 1 || uv.Type != gjson.Null || !uv.Exists() {
 		return usageOnly, nil
 	}
-	trimmed, err := sjson.DeleteBytes(nullUsage, "usage")
+	trimmed, err := sjson.DeleteBytes(payload, "usage")
 	if err != nil {
 		return false, nil
 	}
 	// Keep everything around the payload (field name, other lines).
-	at := bytes.Index(whole, nullUsage)
+	at := ev.dataAt + len(ev.data) - len(payload)
 	repl = make([]byte, 0, len(whole))
-	repl = append(append(append(repl, whole[:at]...), trimmed...), whole[at+len(nullUsage):]...)
+	repl = append(append(append(repl, whole[:at]...), trimmed...), whole[at+len(payload):]...)
 	return false, repl
+}
+
+// trimJSONSpace drops the JSON whitespace that may precede a payload.
+func trimJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	return b
 }

@@ -30,15 +30,9 @@ func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registere
 		}
 	}
 	redis.SetLogger(redisLogger{log})
-	var client interface {
-		ratelimit.RedisClient
-		Close() error
-	}
-	if rc.Cluster {
-		client = ratelimit.NewRedisClusterClient([]string{rc.Address}, password, rc.Timeout)
-	} else {
-		client = ratelimit.NewRedisClient(rc.Address, password, rc.DB, rc.Timeout)
-	}
+	client := ratelimit.NewRedisClient(ratelimit.RedisClientOptions{
+		Addr: rc.Address, Cluster: rc.Cluster, Password: password, DB: rc.DB, Timeout: rc.Timeout,
+	})
 	context.AfterFunc(ctx, func() { _ = client.Close() })
 	store := ratelimit.NewRedisStore(client, ratelimit.RedisOptions{
 		KeyPrefix: rc.KeyPrefix,

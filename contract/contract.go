@@ -1,0 +1,148 @@
+// Package contract holds every name the Envoy configuration (package xds)
+// and the ext_proc server (package extproc) must agree on: the headers
+// ext_proc sets and Envoy routes or logs by, the dynamic metadata Envoy
+// copies into responses and access logs, the filter, cluster and attribute
+// names. Both sides import it, so neither depends on the other and a name
+// changes in one place. Names of Envoy's own extensions come from
+// go-control-plane's pkg/wellknown where it has them; the few it lacks are
+// spelled here once.
+package contract
+
+import (
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+)
+
+// Headers ext_proc sets on a request and Envoy reads (routes, response
+// headers, logs).
+const (
+	// HeaderPrefix starts every Streamgate header; a client's headers with
+	// it are removed before routing.
+	HeaderPrefix = "x-streamgate-"
+	// BackendHeader names the cluster a request goes to; each backend
+	// route matches it.
+	BackendHeader = HeaderPrefix + "backend"
+	// VersionHeader carries the chosen model version (request) and
+	// reports it to the client (response, copied by the route). A client
+	// may send it to pin a version where the model allows.
+	VersionHeader = HeaderPrefix + "model-version"
+	// ModelHeader is the gRPC request metadata naming the public model;
+	// Envoy logs it to the gRPC access log. gRPC streams are routed at
+	// request-headers time, before any message arrives, so the model comes
+	// from metadata, never from a message's model_name.
+	ModelHeader = HeaderPrefix + "model"
+	// RequestIDHeader is the request id Envoy generates (and ext_proc
+	// reads for logs and traces).
+	RequestIDHeader = "x-request-id"
+)
+
+// The OpenAI-style x-ratelimit-* response headers. ext_proc puts their
+// values in the request's dynamic metadata (MetadataNamespace, key = header
+// name) when it admits a limited request; the route copies them onto the
+// response.
+const (
+	RateLimitLimitRequests     = "x-ratelimit-limit-requests"
+	RateLimitRemainingRequests = "x-ratelimit-remaining-requests"
+	RateLimitResetRequests     = "x-ratelimit-reset-requests"
+	RateLimitLimitTokens       = "x-ratelimit-limit-tokens"
+	RateLimitRemainingTokens   = "x-ratelimit-remaining-tokens"
+	RateLimitResetTokens       = "x-ratelimit-reset-tokens"
+)
+
+// RateLimitHeaders lists the x-ratelimit-* headers in the order they are
+// reported. Callers must not modify it.
+var RateLimitHeaders = []string{
+	RateLimitLimitRequests, RateLimitRemainingRequests, RateLimitResetRequests,
+	RateLimitLimitTokens, RateLimitRemainingTokens, RateLimitResetTokens,
+}
+
+// Dynamic metadata namespaces ext_proc writes and Envoy forwards or logs.
+const (
+	// MetadataNamespace holds what ext_proc reports per request (the
+	// Meta* keys and the x-ratelimit-* values).
+	MetadataNamespace = "streamgate"
+	// TapNamespace holds only TapMetadataKey, the key naming the request a
+	// usage tap stream belongs to; Envoy forwards it to the tap.
+	TapNamespace   = "streamgate.tap"
+	TapMetadataKey = "key"
+)
+
+// Keys under MetadataNamespace, read by the access log.
+const (
+	MetaEndpoint      = "endpoint"
+	MetaTenant        = "tenant"
+	MetaModel         = "model"
+	MetaStream        = "stream"
+	MetaUpstreamModel = "upstream_model"
+	MetaBackend       = "backend"
+	MetaVersion       = "version"
+	MetaTraceID       = "trace_id"
+	MetaLimitDecision = "limit_decision"
+	MetaQueueWaitMS   = "queue_wait_ms"
+	MetaInputTokens   = "input_tokens"
+	MetaOutputTokens  = "output_tokens"
+	MetaCostUSD       = "cost_usd"
+	MetaTTFTMS        = "ttft_ms"
+	MetaResponseModel = "response_model"
+)
+
+// Filter names. Envoy's own filters not in go-control-plane's wellknown
+// are spelled here.
+const (
+	// ExtProcFilter is Envoy's ext_proc filter; Envoy files the attributes
+	// it sends to ext_proc under this name too.
+	ExtProcFilter = "envoy.filters.http.ext_proc"
+	// UsageFilter names the second ext_proc filter, the usage tap: an
+	// observability-mode filter through which Streamgate reads a limited
+	// response's usage without holding the response. Envoy sends it the
+	// response as it passes and never waits for an answer, so reading
+	// usage adds no round trip to the first token or to any token after
+	// it. It is only in the chain when limits are configured, and does
+	// nothing (opens no stream) unless the route turns it on: the backend
+	// routes do, and Streamgate ends at once the tap stream of a request
+	// it did not hand over (one whose response it must change, such as a
+	// stripped usage chunk or a translation, stays on the main filter).
+	UsageFilter = "streamgate.usage"
+	// GRPCStatsFilterState is the filter state the grpc_stats filter
+	// writes and the gRPC access log sends to ext_proc's access log
+	// service (message counts per call).
+	GRPCStatsFilterState = wellknown.HTTPGRPCStats
+)
+
+// ResponseCodeAttribute is the attribute carrying the response status,
+// requested by the ext_proc filter and read by ext_proc when it skips the
+// response headers phase.
+const ResponseCodeAttribute = "response.code"
+
+// Cluster names.
+const (
+	// ExtProcCluster is the cluster Envoy reaches the ext_proc server by.
+	ExtProcCluster = "streamgate_extproc"
+	// UnroutedCluster is the endpoint-less cluster of the catch-all route.
+	UnroutedCluster = "streamgate_unrouted"
+	// FailoverPrefix starts the name of every failover (aggregate) cluster.
+	FailoverPrefix = "streamgate_failover_"
+)
+
+// FailoverChain is the ordered list of backends a model version's
+// requests try: the version's own backend, then the model's fallbacks
+// (each once).
+func FailoverChain(backend string, fallbacks []string) []string {
+	chain := []string{backend}
+	for _, fb := range fallbacks {
+		if fb != backend {
+			chain = append(chain, fb)
+		}
+	}
+	return chain
+}
+
+// FailoverCluster names the aggregate cluster for a chain. Chains of one
+// backend need no failover cluster and get the backend itself.
+func FailoverCluster(chain []string) string {
+	if len(chain) == 1 {
+		return chain[0]
+	}
+	return FailoverPrefix + strings.Join(chain, "+")
+}
