@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/xds"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // waitLimit bounds every wait for a condition in these tests: far above
@@ -67,7 +67,7 @@ func TestMainStreamClientGoneFreesReservation(t *testing.T) {
 			}
 			exchange(reqHeaders("POST", "/v1/chat/completions", false))
 			br := exchange(bodyMsg(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
-			require.NotContains(t, br.GetDynamicMetadata().GetFields(), xds.TapNamespace, "the response stays on the main stream")
+			require.NotContains(t, br.GetDynamicMetadata().GetFields(), contract.TapNamespace, "the response stays on the main stream")
 			for range chunks {
 				exchange(withStatus(respBody(`data: {"choices":[{"delta":{"content":"hi"}}]}`+"\n\n", false), 200))
 			}
@@ -85,7 +85,7 @@ func TestMainStreamClientGoneFreesReservation(t *testing.T) {
 func TestTapStreamClosedFreesReservation(t *testing.T) {
 	srv, client, reg := tapServer(t)
 	_, br := answeredBody(t, client, `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
-	key := br.GetDynamicMetadata().GetFields()[xds.TapNamespace].GetStructValue().GetFields()[xds.TapMetadataKey].GetStringValue()
+	key := br.GetDynamicMetadata().GetFields()[contract.TapNamespace].GetStructValue().GetFields()[contract.TapMetadataKey].GetStringValue()
 	require.NotEmpty(t, key, "the request is handed over to its tap")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
