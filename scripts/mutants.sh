@@ -43,8 +43,8 @@ mutant "Finish does not free the slot" extproc/ratelimit/limiter.go \
 mutant "a failed reload applies the parts built before it" cmd/streamgate/cli/serve.go \
 	'			applies = append(applies, apply)' '			apply() // mutant' \
 	./cmd/streamgate/cli '^TestReloadFailingReloaderAppliesNothing$'
-mutant "LF separator wins over an earlier CRLF" extproc/tokens/usage.go \
-	'	case j >= 0 && (i < 0 || j < i):' '	case j >= 0 && i < 0: // mutant' \
+mutant "LF separator wins over an earlier CRLF" extproc/sse/scan.go \
+	'	if j := bytes.IndexByte(head, '"'"'\r'"'"'); j >= 0 {' '	if j := bytes.IndexByte(head, '"'"'\r'"'"'); j >= 0 && i < 0 { // mutant' \
 	./extproc/tokens '^TestStreamMeterFirstSeparatorWins$'
 
 runtest() { (cd "$tmp" && timeout 300 "$GO" test -count=1 -timeout "$TIMEOUT" -run "$2" "$1" >"$tmp/.out" 2>&1); }
@@ -70,6 +70,9 @@ for i in "${!names[@]}"; do
 	start=$EPOCHREALTIME
 	if runtest "${pkgs[$i]}" "${tests[$i]}"; then
 		caught="**no**"
+		status=1
+	elif grep -q 'build failed\|setup failed' "$tmp/.out"; then
+		caught="**mutant does not compile**"
 		status=1
 	elif grep -q 'panic: test timed out' "$tmp/.out"; then
 		caught="**only by a hang**"
