@@ -61,10 +61,6 @@ func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registe
 	return l, nil
 }
 
-// SetLimits turns throttling on for streams that start afterwards. Call it
-// before Serve; nil turns it off.
-func (s *Server) SetLimits(l *Limits) { s.limits.Store(l) }
-
 // limitState is one request's part in the limiter.
 type limitState struct {
 	res     *ratelimit.Reservation

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,33 +24,26 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/telemetry"
-	"github.com/streamgate/streamgate/xds"
 )
 
 // drainTimeout bounds how long Serve waits for open streams at shutdown.
 const drainTimeout = 30 * time.Second
 
 // Server implements Envoy's ExternalProcessor service. One Server serves
-// every Envoy stream concurrently; the routing table is swapped atomically.
+// every Envoy stream concurrently; the config generation is swapped whole.
 type Server struct {
 	extprocsvcv3.UnimplementedExternalProcessorServer
 
-	routes  atomic.Pointer[Routes]
-	maxBody atomic.Int64
-	auth    atomic.Pointer[auth.Authenticator]
-	limits  atomic.Pointer[Limits]
-	tel     atomic.Pointer[Telemetry]
-	sink    atomic.Pointer[telemetry.Sink]
-	tracer  atomic.Pointer[telemetry.Tracer]
+	// gen is the config generation new streams read (generation.go);
+	// genMu serializes its writers.
+	gen     atomic.Pointer[generation]
+	genMu   sync.Mutex
 	log     *slog.Logger
 	metrics *Metrics
 
-	// taps pairs handed-over requests with their usage tap streams;
-	// tapOn says whether the config installs the tap.
-	taps  *taps
-	tapOn atomic.Bool
+	// taps pairs handed-over requests with their usage tap streams.
+	taps *taps
 
 	// draining makes new requests fail with 503 (see Drain); active
 	// counts open ext_proc streams.
@@ -63,38 +57,18 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
 	s := &Server{log: log, metrics: metrics}
 	s.taps = newTaps(log, &s.active)
-	s.Update(cfg, routes)
+	s.gen.Store((&generation{}).withConfig(cfg, routes, nil))
 	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
 }
 
-// Update swaps in a new config; streams already running keep the old one.
-func (s *Server) Update(cfg *config.Config, routes *Routes) {
-	s.routes.Store(routes)
-	s.maxBody.Store(cfg.Gateway.MaxRequestBodyBytes)
-	s.tel.Store(NewTelemetry(cfg))
-	s.tapOn.Store(xds.TapOn(cfg))
-}
-
-// SetUsageSink sets where usage events of streams that start afterwards
-// go; nil publishes none.
-func (s *Server) SetUsageSink(k *telemetry.Sink) { s.sink.Store(k) }
-
-// SetTracer sets the tracer of streams that start afterwards; nil traces
-// nothing.
-func (s *Server) SetTracer(t *telemetry.Tracer) { s.tracer.Store(t) }
-
 // queueDepth is how many requests wait in the limiter's queue now.
 func (s *Server) queueDepth() int {
-	if l := s.limits.Load(); l != nil {
+	if l := s.gen.Load().limits; l != nil {
 		return l.limiter.Waiting()
 	}
 	return 0
 }
-
-// SetAuth swaps in the authenticator new streams use; nil leaves the
-// gateway open and injects no upstream credentials.
-func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 
 // Process handles one HTTP request's ext_proc stream, or the usage tap
 // stream of a request handed over to it (tap.go).
@@ -106,11 +80,10 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	if req.GetObservabilityMode() {
 		return s.tap(stream, req)
 	}
-	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
-	p.ctx, p.auth, p.limits, p.taps, p.tapOn = stream.Context(), s.auth.Load(), s.limits.Load(), s.taps, s.tapOn.Load()
+	p := s.gen.Load().processor(stream.Context(), s.log, s.metrics)
+	p.taps = s.taps
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	p.obs.set, p.obs.sink, p.obs.tracer = s.tel.Load(), s.sink.Load(), s.tracer.Load()
 	p.obs.start = p.now()
 	tm := s.metrics.tel()
 	tm.StreamStarted()
@@ -202,9 +175,9 @@ func GRPCOptions(maxBody int64) []grpc.ServerOption {
 // Serve answers ext_proc, Envoy's gRPC access logs (AccessLog) and gRPC
 // health on lis until ctx is done.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	gs := grpc.NewServer(GRPCOptions(s.maxBody.Load())...)
+	gs := grpc.NewServer(GRPCOptions(s.gen.Load().maxBody)...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
-	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, s.routes.Load, s.log))
+	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, func() *Routes { return s.gen.Load().routes }, s.log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	go func() {

@@ -168,9 +168,10 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 				ncancel()
 				return nil, err
 			}
+			routes := extproc.NewRoutes(c, time.Now().Unix())
 			return func() {
-				srv.Update(c, extproc.NewRoutes(c, time.Now().Unix()))
-				srv.SetAuth(na)
+				// Routes and auth change together: one generation.
+				srv.Update(c, routes, na)
 				authCancel()
 				authCancel = ncancel
 			}, nil
