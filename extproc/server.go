@@ -160,15 +160,15 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // connections: flow-control windows fixed at 1 MiB per stream (4 MiB per
 // connection) so a large prompt crosses in one flight instead of waiting for
 // window updates while BDP probing grows them; stream handlers run on a pool
-// of long-lived goroutines instead of one new goroutine per request; and
-// write buffers are shared by the connection rather than held per stream.
+// of long-lived goroutines instead of one new goroutine per request. (Write
+// buffers are shared by the connection, not held per stream: grpc-go's
+// default since SharedWriteBuffer was deprecated.)
 func GRPCOptions(maxBody int64) []grpc.ServerOption {
 	limit := int(maxBody) + 1<<20
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit),
 		grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(4 << 20),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.SharedWriteBuffer(true),
 	}
 }
 

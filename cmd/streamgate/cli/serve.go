@@ -33,7 +33,6 @@ type parts struct {
 	extProc, xds, envoy bool
 	mode                xds.Mode
 	envoyLogLevel       string
-	envoyRequired       bool
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
