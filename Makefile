@@ -3,6 +3,9 @@ SHELL := /bin/bash
 GO ?= go
 VENV ?= .venv
 ENVOY_VERSION ?= 1.40.0
+# staticcheck is pinned here and run with `go run pkg@version`: it builds in
+# its own module, so it adds nothing to go.mod and works with -mod=readonly.
+STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
 .PHONY: help build envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
@@ -26,8 +29,9 @@ demo: build ## Run fakellm + streamgate (with Envoy) on the demo config
 	@if [ -z "$$ENVOY_BIN" ] && ! command -v envoy >/dev/null; then $(MAKE) --no-print-directory envoy; fi
 	@scripts/demo.sh
 
-vet: ## go vet and gofmt check
+vet: ## go vet, staticcheck (pinned) and gofmt check
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 unit: envoy ## Unit tests with the race detector (config checks run envoy --mode validate), then make alloc

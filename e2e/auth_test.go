@@ -232,6 +232,38 @@ func TestAuth(t *testing.T) {
 		}
 	})
 
+	// Issue 14: the Anthropic API got "The gateway failed to process the
+	// request." for an authentication refusal; it carries the same public
+	// message as the OpenAI API, in the Anthropic error shape.
+	t.Run("Anthropic API refusals keep the message", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			headers      map[string]string
+			status       int
+			typ, message string
+		}{
+			"missing credentials": {status: 401, typ: "authentication_error", message: "Missing credentials"},
+			"wrong key":           {headers: bearer("sk-e2e-wrong"), status: 401, typ: "authentication_error", message: "Incorrect"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				h := map[string]string{"anthropic-version": "2023-06-01"}
+				for k, v := range tc.headers {
+					h[k] = v
+				}
+				resp := g.do(t, http.MethodPost, "/v1/messages", []byte(`{"model":"model-b","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`), h)
+				defer resp.Body.Close()
+				require.Equal(t, tc.status, resp.StatusCode)
+				var body struct {
+					Type  string `json:"type"`
+					Error struct{ Type, Message string }
+				}
+				require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+				assert.Equal(t, "error", body.Type)
+				assert.Equal(t, tc.typ, body.Error.Type)
+				assert.Contains(t, body.Error.Message, tc.message)
+			})
+		}
+	})
+
 	t.Run("models list shows what the tenant may use", func(t *testing.T) {
 		for key, want := range map[string][]string{e2eKeyAcme: {"model-a", "model-b"}, e2eKeyGuest: {"model-b"}} {
 			resp := g.do(t, http.MethodGet, "/v1/models", nil, bearer(key))

@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,7 +19,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/streamgate/streamgate/contract"
-	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
@@ -79,14 +77,6 @@ func (p *processor) admitGRPC(tenantHeader string) (*extprocv3.ProcessingMode, e
 	p.lim.res = res
 	p.wantsResponse = true
 	return grpcHeldMode, nil
-}
-
-// RetryAfterError is implemented by limit refusals that tell the client
-// when to retry. gRPC denials carry the delay as google.rpc.RetryInfo, with
-// RESOURCE_EXHAUSTED unless the error maps to another status already.
-type RetryAfterError interface {
-	error
-	RetryAfter() time.Duration
 }
 
 // isGRPC reports whether a request's content-type is gRPC's.
@@ -158,23 +148,10 @@ func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, str
 }
 
 // grpcFail ends a gRPC call with a trailers-only response (HTTP 200,
-// grpc-status and grpc-message), logged once.
-func (p *processor) grpcFail(err error) *extprocsvcv3.ProcessingResponse {
-	httpStatus, _ := errorBody(err)
-	code := grpcCode(err, httpStatus)
-	var ra RetryAfterError
-	var de *ratelimit.DeniedError
-	var after time.Duration
-	switch {
-	case errors.As(err, &ra):
-		after = ra.RetryAfter()
-		if code == codes.Internal {
-			code = codes.ResourceExhausted
-		}
-	case errors.As(err, &de):
-		after = de.RetryAfter
-	}
-	msg := publicMessage(err)
+// grpc-status and grpc-message) rendered from err's refusal row r, logged
+// once.
+func (p *processor) grpcFail(err error, r refusal) *extprocsvcv3.ProcessingResponse {
+	code, msg := r.grpc, publicMessage(err)
 	p.grpcCode = code
 	p.log.Info("request rejected", "request_id", p.requestID, "path", clip(pathOnly(p.path), maxEchoedPath), "grpc_status", code.String(), "tenant", p.Tenant, "reason", err.Error())
 	set := []*corev3.HeaderValueOption{
@@ -182,12 +159,12 @@ func (p *processor) grpcFail(err error) *extprocsvcv3.ProcessingResponse {
 		header("grpc-status", itoa(int(code))),
 		header("grpc-message", encodeGRPCMessage(msg)),
 	}
-	if after > 0 {
-		if details, ok := retryDetails(code, msg, after); ok {
+	if de, ok := r.retryAfterOf(err); ok && de.RetryAfter > 0 {
+		if details, ok := retryDetails(code, msg, de.RetryAfter); ok {
 			set = append(set, header("grpc-status-details-bin", details))
 		}
 	}
-	p.status = httpStatus
+	p.status = r.status
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:     &typev3.HttpStatus{Code: typev3.StatusCode_OK},
@@ -196,45 +173,6 @@ func (p *processor) grpcFail(err error) *extprocsvcv3.ProcessingResponse {
 			Details:    "streamgate_rejected",
 		},
 	}}
-}
-
-// grpcCode maps a refusal to its gRPC status code, following the HTTP
-// status the same refusal gets on the HTTP API.
-func grpcCode(err error, httpStatus int) codes.Code {
-	if errors.Is(err, ErrUnknownPath) {
-		return codes.Unimplemented
-	}
-	switch httpStatus {
-	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-		return codes.InvalidArgument
-	case http.StatusUnauthorized:
-		return codes.Unauthenticated
-	case http.StatusForbidden:
-		return codes.PermissionDenied
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusMethodNotAllowed:
-		return codes.Unimplemented
-	case http.StatusTooManyRequests:
-		return codes.ResourceExhausted
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return codes.Unavailable
-	default:
-		return codes.Internal
-	}
-}
-
-// publicMessage is the text a client may see for err.
-func publicMessage(err error) string {
-	var ce *clientError
-	var ae *auth.Error
-	switch {
-	case errors.As(err, &ce):
-		return ce.msg
-	case errors.As(err, &ae):
-		return ae.Public
-	}
-	return "The gateway failed to process the request."
 }
 
 // retryDetails encodes a google.rpc.Status with RetryInfo for the

@@ -23,6 +23,7 @@ import (
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
 const (
@@ -151,14 +152,10 @@ func TestHTTPRequestForGRPCModel(t *testing.T) {
 	assert.Contains(t, string(ir.GetBody()), "model_not_found")
 }
 
-type retryErr struct{ error }
-
-func (retryErr) RetryAfter() time.Duration { return 1500 * time.Millisecond }
-
 func TestGRPCResourceExhaustedCarriesRetryInfo(t *testing.T) {
 	p := newProcessor(nil, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	p.grpc = true
-	limited := retryErr{&httpStatusErr{status: 429}}
+	limited := &clientError{kind: &ratelimit.DeniedError{Kind: ratelimit.ErrRateLimited, RetryAfter: 1500 * time.Millisecond}, msg: "Rate limit reached."}
 	ir := p.fail(limited).GetImmediateResponse()
 	require.NotNil(t, ir)
 	assert.Equal(t, uint32(codes.ResourceExhausted), ir.GetGrpcStatus().GetStatus())
@@ -172,20 +169,6 @@ func TestGRPCResourceExhaustedCarriesRetryInfo(t *testing.T) {
 	var ri errdetails.RetryInfo
 	require.NoError(t, st.GetDetails()[0].UnmarshalTo(&ri))
 	assert.Equal(t, 1500*time.Millisecond, ri.GetRetryDelay().AsDuration())
-}
-
-// httpStatusErr stands in for a refusal that maps to an HTTP status the
-// extproc package has no sentinel for yet (rate limits).
-type httpStatusErr struct{ status int }
-
-func (e *httpStatusErr) Error() string { return "limited" }
-
-func TestGRPCCodeFromHTTPStatus(t *testing.T) {
-	for status, want := range map[int]codes.Code{400: codes.InvalidArgument, 401: codes.Unauthenticated, 403: codes.PermissionDenied,
-		404: codes.NotFound, 429: codes.ResourceExhausted, 503: codes.Unavailable, 500: codes.Internal} {
-		assert.Equal(t, want, grpcCode(&httpStatusErr{status}, status), "HTTP %d", status)
-	}
-	assert.Equal(t, codes.Unimplemented, grpcCode(reject(ErrUnknownPath, "x"), 404))
 }
 
 func TestEncodeGRPCMessage(t *testing.T) {

@@ -61,10 +61,6 @@ func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registe
 	return l, nil
 }
 
-// SetLimits turns throttling on for streams that start afterwards. Call it
-// before Serve; nil turns it off.
-func (s *Server) SetLimits(l *Limits) { s.limits.Store(l) }
-
 // limitState is one request's part in the limiter.
 type limitState struct {
 	res     *ratelimit.Reservation
@@ -152,15 +148,15 @@ func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingRe
 	return withUsage, true, nil
 }
 
-// denied answers a refused admission: 429 or 503 with Retry-After and the
-// x-ratelimit-* headers.
+// denied answers a refused admission with the client's message; fail adds
+// Retry-After and the x-ratelimit-* headers (the refusal table's rows for
+// the ratelimit sentinels).
 func (p *processor) denied(err error) *extprocsvcv3.ProcessingResponse {
 	var de *ratelimit.DeniedError
 	if !errors.As(err, &de) {
 		// The ext_proc stream ended while the request waited: nobody to answer.
 		return p.fail(err)
 	}
-	p.extraHeaders = append(p.rateHeaders(), header("retry-after", strconv.FormatInt(de.RetryAfterSeconds(), 10)))
 	msg := "Too many concurrent requests for this tenant; retry after " + strconv.FormatInt(de.RetryAfterSeconds(), 10) + "s."
 	switch {
 	case errors.Is(err, ratelimit.ErrRateLimited):

@@ -68,8 +68,6 @@ type processor struct {
 	taps   *taps
 	tapOn  bool
 	tapKey string
-	// extraHeaders are added to an immediate response.
-	extraHeaders []*corev3.HeaderValueOption
 
 	requestID string
 	path      string
@@ -302,23 +300,31 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 }
 
-// fail ends the request with err as an OpenAI JSON error (a gRPC status for
-// gRPC calls), logged once.
+// fail ends the request with err rendered from its refusal row (refusal.go):
+// an Anthropic JSON error on /v1/messages, an OpenAI one elsewhere, a gRPC
+// status for gRPC calls; logged once.
 func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
+	r := refusalOf(err)
 	if p.grpc {
-		return p.grpcFail(err)
+		return p.grpcFail(err, r)
 	}
-	status, body := p.clientErrorBody(err)
-	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", status, "tenant", p.Tenant, "reason", err.Error())
+	msg := publicMessage(err)
+	body := r.openAIBody(msg)
+	if p.endpoint == endpointMessages {
+		body = r.anthropicBody(msg)
+	}
+	p.log.Info("request rejected", "request_id", p.requestID, "path", pathOnly(p.path), "status", r.status, "tenant", p.Tenant, "reason", err.Error())
 	var extra []*corev3.HeaderValueOption
-	if status == http.StatusUnauthorized {
+	if r.status == http.StatusUnauthorized {
 		extra = append(extra, header("www-authenticate", wwwAuthenticate))
+	}
+	if de, ok := r.retryAfterOf(err); ok {
+		extra = append(append(extra, p.rateHeaders()...), header("retry-after", strconv.FormatInt(de.RetryAfterSeconds(), 10)))
 	}
 	// Envoy drops dynamic metadata sent with an immediate response; the
 	// error class reaches the access log as the response code details.
-	_, _, code := errorShape(err)
-	p.obs.errorType = code
-	return p.immediate(status, body, "streamgate_"+code, extra...)
+	p.obs.errorType = r.code
+	return p.immediate(r.status, body, "streamgate_"+r.code, extra...)
 }
 
 func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
@@ -326,7 +332,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append(append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...), p.extraHeaders...)},
+			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...)},
 			Body:    body,
 			Details: details,
 		},

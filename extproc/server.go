@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
@@ -31,24 +31,19 @@ import (
 const drainTimeout = 30 * time.Second
 
 // Server implements Envoy's ExternalProcessor service. One Server serves
-// every Envoy stream concurrently; the routing table is swapped atomically.
+// every Envoy stream concurrently; the config generation is swapped whole.
 type Server struct {
 	extprocsvcv3.UnimplementedExternalProcessorServer
 
-	routes  atomic.Pointer[Routes]
-	maxBody atomic.Int64
-	auth    atomic.Pointer[auth.Authenticator]
-	limits  atomic.Pointer[Limits]
-	tel     atomic.Pointer[Telemetry]
-	sink    atomic.Pointer[telemetry.Sink]
-	tracer  atomic.Pointer[telemetry.Tracer]
+	// gen is the config generation new streams read (generation.go);
+	// genMu serializes its writers.
+	gen     atomic.Pointer[generation]
+	genMu   sync.Mutex
 	log     *slog.Logger
 	metrics *Metrics
 
-	// taps pairs handed-over requests with their usage tap streams;
-	// tapOn says whether the config installs the tap.
-	taps  *taps
-	tapOn atomic.Bool
+	// taps pairs handed-over requests with their usage tap streams.
+	taps *taps
 
 	// draining makes new requests fail with 503 (see Drain); active
 	// counts open ext_proc streams.
@@ -62,38 +57,18 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
 	s := &Server{log: log, metrics: metrics}
 	s.taps = newTaps(log, &s.active)
-	s.Update(cfg, routes)
+	s.gen.Store((&generation{}).withConfig(cfg, routes, nil))
 	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
 }
 
-// Update swaps in a new config; streams already running keep the old one.
-func (s *Server) Update(cfg *config.Config, routes *Routes) {
-	s.routes.Store(routes)
-	s.maxBody.Store(cfg.Gateway.MaxRequestBodyBytes)
-	s.tel.Store(NewTelemetry(cfg))
-	s.tapOn.Store(cfg.UsageTapOn())
-}
-
-// SetUsageSink sets where usage events of streams that start afterwards
-// go; nil publishes none.
-func (s *Server) SetUsageSink(k *telemetry.Sink) { s.sink.Store(k) }
-
-// SetTracer sets the tracer of streams that start afterwards; nil traces
-// nothing.
-func (s *Server) SetTracer(t *telemetry.Tracer) { s.tracer.Store(t) }
-
 // queueDepth is how many requests wait in the limiter's queue now.
 func (s *Server) queueDepth() int {
-	if l := s.limits.Load(); l != nil {
+	if l := s.gen.Load().limits; l != nil {
 		return l.limiter.Waiting()
 	}
 	return 0
 }
-
-// SetAuth swaps in the authenticator new streams use; nil leaves the
-// gateway open and injects no upstream credentials.
-func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 
 // Process handles one HTTP request's ext_proc stream, or the usage tap
 // stream of a request handed over to it (tap.go).
@@ -105,11 +80,10 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	if req.GetObservabilityMode() {
 		return s.tap(stream, req)
 	}
-	p := newProcessor(s.routes.Load(), s.maxBody.Load(), s.log, s.metrics)
-	p.ctx, p.auth, p.limits, p.taps, p.tapOn = stream.Context(), s.auth.Load(), s.limits.Load(), s.taps, s.tapOn.Load()
+	p := s.gen.Load().processor(stream.Context(), s.log, s.metrics)
+	p.taps = s.taps
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	p.obs.set, p.obs.sink, p.obs.tracer = s.tel.Load(), s.sink.Load(), s.tracer.Load()
 	p.obs.start = p.now()
 	tm := s.metrics.tel()
 	tm.StreamStarted()
@@ -186,24 +160,24 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // connections: flow-control windows fixed at 1 MiB per stream (4 MiB per
 // connection) so a large prompt crosses in one flight instead of waiting for
 // window updates while BDP probing grows them; stream handlers run on a pool
-// of long-lived goroutines instead of one new goroutine per request; and
-// write buffers are shared by the connection rather than held per stream.
+// of long-lived goroutines instead of one new goroutine per request. (Write
+// buffers are shared by the connection, not held per stream: grpc-go's
+// default since SharedWriteBuffer was deprecated.)
 func GRPCOptions(maxBody int64) []grpc.ServerOption {
 	limit := int(maxBody) + 1<<20
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(limit), grpc.MaxSendMsgSize(limit),
 		grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(4 << 20),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.SharedWriteBuffer(true),
 	}
 }
 
 // Serve answers ext_proc, Envoy's gRPC access logs (AccessLog) and gRPC
 // health on lis until ctx is done.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	gs := grpc.NewServer(GRPCOptions(s.maxBody.Load())...)
+	gs := grpc.NewServer(GRPCOptions(s.gen.Load().maxBody)...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
-	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, s.routes.Load, s.log))
+	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, func() *Routes { return s.gen.Load().routes }, s.log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	go func() {

@@ -217,18 +217,3 @@ func (p *processor) translatedResponseBody(b *extprocsvcv3.HttpBody) *extprocsvc
 	}
 	return resp
 }
-
-// clientErrorBody renders err in the client's protocol: the Anthropic error
-// shape on /v1/messages, OpenAI's elsewhere.
-func (p *processor) clientErrorBody(err error) (int, []byte) {
-	status, body := errorBody(err)
-	if p.endpoint != endpointMessages {
-		return status, body
-	}
-	msg := "The gateway failed to process the request."
-	var ce *clientError
-	if errors.As(err, &ce) {
-		msg = ce.msg
-	}
-	return status, translate.AnthropicError(status, msg)
-}

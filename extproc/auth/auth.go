@@ -48,6 +48,9 @@ type Error struct {
 func (e *Error) Error() string { return e.Detail }
 func (e *Error) Unwrap() error { return e.Kind }
 
+// PublicMessage returns Public, the message the client sees.
+func (e *Error) PublicMessage() string { return e.Public }
+
 func unauthenticated(public, detail string) error {
 	return &Error{Kind: ErrUnauthenticated, Public: public, Detail: detail}
 }

@@ -140,9 +140,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// RequestsCounter is streamgate_requests_total, for tests.
-func (m *Metrics) RequestsCounter() *prometheus.CounterVec { return m.requests }
-
 // StreamStarted counts an open ext_proc stream; StreamEnded must follow.
 func (m *Metrics) StreamStarted() {
 	if m != nil {

@@ -87,7 +87,13 @@ func stopReason(finish string) string {
 
 // AnthropicError renders an Anthropic API error body for an HTTP status.
 func AnthropicError(status int, msg string) []byte {
-	b, _ := json.Marshal(anErrorBody{Type: "error", Error: anError{Type: anthropicErrorType(status), Message: msg}})
+	return AnthropicErrorOfType(anthropicErrorType(status), msg)
+}
+
+// AnthropicErrorOfType renders an Anthropic API error body whose error.type
+// is typ.
+func AnthropicErrorOfType(typ, msg string) []byte {
+	b, _ := json.Marshal(anErrorBody{Type: "error", Error: anError{Type: typ, Message: msg}})
 	return b
 }
 

@@ -33,7 +33,6 @@ type parts struct {
 	extProc, xds, envoy bool
 	mode                xds.Mode
 	envoyLogLevel       string
-	envoyRequired       bool
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -161,20 +160,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		}
 		d.extProc = srv
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
-		reloaders = append(reloaders, func(c *config.Config) (func(), error) {
-			nctx, ncancel := context.WithCancel(ctx)
-			na, err := auth.New(nctx, c, auth.Options{Log: log})
-			if err != nil {
-				ncancel()
-				return nil, err
-			}
-			return func() {
-				srv.Update(c, extproc.NewRoutes(c, time.Now().Unix()))
-				srv.SetAuth(na)
-				authCancel()
-				authCancel = ncancel
-			}, nil
-		})
+		reloaders = append(reloaders, extProcReloader(ctx, srv, log, authCancel))
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
 	if p.xds {
@@ -241,6 +227,30 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 // watchConfig applies every valid edit of the config file (or SIGHUP) to
 // the running servers; an invalid edit is logged and counted and changes
 // nothing.
+// extProcReloader prepares a config's routes and authenticator, and
+// applies them to srv as one generation (extproc.Server.Update). A config
+// whose authenticator cannot be built leaves srv untouched. Each
+// authenticator generation owns the JWKS refreshers started for it under a
+// context; applying a new one cancels the previous one's, starting with
+// authCancel.
+func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger, authCancel context.CancelFunc) reloader {
+	return func(c *config.Config) (func(), error) {
+		nctx, ncancel := context.WithCancel(ctx)
+		na, err := auth.New(nctx, c, auth.Options{Log: log})
+		if err != nil {
+			ncancel()
+			return nil, err
+		}
+		routes := extproc.NewRoutes(c, time.Now().Unix())
+		return func() {
+			// Routes and auth change together: one generation.
+			srv.Update(c, routes, na)
+			authCancel()
+			authCancel = ncancel
+		}, nil
+	}
+}
+
 // reloader builds what a new config needs and returns the step that puts
 // it in force; the step cannot fail.
 type reloader func(*config.Config) (apply func(), err error)

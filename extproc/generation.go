@@ -1,0 +1,88 @@
+package extproc
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/telemetry"
+)
+
+// generation is everything one config version gives a request: its routes
+// (with their shaping and the body policy), body cap, authenticator,
+// limits, telemetry and usage tap. A Server publishes one generation behind
+// one atomic pointer; a request reads it once, when its ext_proc stream
+// starts, and a reload swaps the whole value, so no request ever runs the
+// routes of one config with the auth of another. Never modified once
+// published: writers copy it (Server.swap).
+type generation struct {
+	routes  *Routes
+	maxBody int64
+	// auth verifies credentials; nil leaves the gateway open.
+	auth *auth.Authenticator
+	// limits is nil when no limits are configured; it lives as long as
+	// the process (a reload that changes limits needs a restart).
+	limits *Limits
+	tel    *Telemetry
+	// sink and tracer are set at startup and carried to every generation.
+	sink   *telemetry.Sink
+	tracer *telemetry.Tracer
+	// tapOn says whether the config installs the usage tap.
+	tapOn bool
+}
+
+// withConfig returns a copy of g serving cfg with routes and authenticator
+// a; limits, sink and tracer carry over.
+func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator) *generation {
+	n := *g
+	n.routes, n.maxBody, n.auth = routes, cfg.Gateway.MaxRequestBodyBytes, a
+	n.tel, n.tapOn = NewTelemetry(cfg), cfg.UsageTapOn()
+	return &n
+}
+
+// swap publishes a copy of the current generation changed by edit. Writers
+// are serialized; readers never wait.
+func (s *Server) swap(edit func(g *generation)) {
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	g := *s.gen.Load()
+	edit(&g)
+	s.gen.Store(&g)
+}
+
+// Update swaps in a new config version whole: routes, body cap, telemetry,
+// usage tap and authenticator a (nil: an open gateway) change for every
+// stream that starts afterwards, at once; streams already running keep
+// the generation they started with. Safe for concurrent use.
+func (s *Server) Update(cfg *config.Config, routes *Routes, a *auth.Authenticator) {
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	s.gen.Store(s.gen.Load().withConfig(cfg, routes, a))
+}
+
+// SetAuth sets the authenticator of streams that start afterwards; nil
+// leaves the gateway open and injects no upstream credentials. It is for
+// startup: a reload passes the new authenticator to Update.
+func (s *Server) SetAuth(a *auth.Authenticator) { s.swap(func(g *generation) { g.auth = a }) }
+
+// SetLimits turns throttling on for streams that start afterwards. Call it
+// before Serve; nil turns it off.
+func (s *Server) SetLimits(l *Limits) { s.swap(func(g *generation) { g.limits = l }) }
+
+// SetUsageSink sets where usage events of streams that start afterwards
+// go; nil publishes none.
+func (s *Server) SetUsageSink(k *telemetry.Sink) { s.swap(func(g *generation) { g.sink = k }) }
+
+// SetTracer sets the tracer of streams that start afterwards; nil traces
+// nothing.
+func (s *Server) SetTracer(t *telemetry.Tracer) { s.swap(func(g *generation) { g.tracer = t }) }
+
+// processor starts one request's processor on g: everything the request
+// reads of the config comes from g.
+func (g *generation) processor(ctx context.Context, log *slog.Logger, m *Metrics) *processor {
+	p := newProcessor(g.routes, g.maxBody, log, m)
+	p.ctx, p.auth, p.limits, p.tapOn = ctx, g.auth, g.limits, g.tapOn
+	p.obs.set, p.obs.sink, p.obs.tracer = g.tel, g.sink, g.tracer
+	return p
+}

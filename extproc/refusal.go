@@ -1,0 +1,137 @@
+package extproc
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/ratelimit"
+	"github.com/streamgate/streamgate/extproc/translate"
+)
+
+// refusal is how one kind of refusal looks on every API the gateway serves.
+// Every renderer reads it: the OpenAI JSON error (fail), the Anthropic JSON
+// error on /v1/messages (fail) and the gRPC status (grpcFail).
+type refusal struct {
+	// status is the HTTP status on the HTTP APIs.
+	status int
+	// openAIType and code are the OpenAI error's type and code. code is
+	// also the metric label (telemetry's refusal) and, prefixed with
+	// "streamgate_", the response code details in Envoy's access log.
+	openAIType, code string
+	// anthropicType is the Anthropic error's error.type.
+	anthropicType string
+	// grpc is the status a gRPC call gets.
+	grpc codes.Code
+	// retryAfter says the refusal tells the client when to retry: a
+	// Retry-After header on HTTP, google.rpc.RetryInfo on gRPC, taken from
+	// the ratelimit.DeniedError the refusal wraps.
+	retryAfter bool
+}
+
+// refusalRow ties the sentinels a refusal wraps to how it is rendered.
+type refusalRow struct {
+	kinds []error
+	refusal
+}
+
+// refusals is the refusal table: one row per kind of refusal, matched with
+// errors.Is in order. Read-only.
+var refusals = []refusalRow{
+	{[]error{auth.ErrUnauthenticated}, refusal{http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "authentication_error", codes.Unauthenticated, false}},
+	{[]error{auth.ErrForbidden}, refusal{http.StatusForbidden, "permission_error", "permission_denied", "permission_error", codes.PermissionDenied, false}},
+	{[]error{auth.ErrTokenCap, auth.ErrBadRequest, ErrBadJSON, ErrMissingModel, ErrNoBody, ErrBodyTruncated},
+		refusal{http.StatusBadRequest, "invalid_request_error", "invalid_request", "invalid_request_error", codes.InvalidArgument, false}},
+	{[]error{ErrUnknownModel}, refusal{http.StatusNotFound, "invalid_request_error", "model_not_found", "not_found_error", codes.NotFound, false}},
+	{[]error{ErrForbiddenField}, refusal{http.StatusBadRequest, "invalid_request_error", "field_not_allowed", "invalid_request_error", codes.InvalidArgument, false}},
+	{[]error{ErrVersionNotFound}, refusal{http.StatusNotFound, "invalid_request_error", "model_version_not_found", "not_found_error", codes.NotFound, false}},
+	{[]error{ErrGRPCMethodDenied}, refusal{http.StatusForbidden, "permission_error", "grpc_method_not_enabled", "permission_error", codes.PermissionDenied, false}},
+	{[]error{ErrPinNotAllowed}, refusal{http.StatusForbidden, "permission_error", "model_version_pin_not_allowed", "permission_error", codes.PermissionDenied, false}},
+	{[]error{ErrUnknownPath}, refusal{http.StatusNotFound, "invalid_request_error", "unknown_url", "not_found_error", codes.Unimplemented, false}},
+	{[]error{ErrMethod}, refusal{http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "invalid_request_error", codes.Unimplemented, false}},
+	{[]error{ErrBodyTooLarge}, refusal{http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "request_too_large", codes.InvalidArgument, false}},
+	{[]error{ErrUnsupported}, refusal{http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend", "invalid_request_error", codes.InvalidArgument, false}},
+	{[]error{ratelimit.ErrRateLimited, ratelimit.ErrTenantBusy}, refusal{http.StatusTooManyRequests, "requests", "rate_limit_exceeded", "rate_limit_error", codes.ResourceExhausted, true}},
+	{[]error{ratelimit.ErrBackendBusy, ratelimit.ErrStoreUnavailable}, refusal{http.StatusServiceUnavailable, "server_error", "overloaded", "overloaded_error", codes.Unavailable, true}},
+	{[]error{ErrBadTenant}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_tenant", "invalid_request_error", codes.InvalidArgument, false}},
+	{[]error{ErrDraining}, refusal{http.StatusServiceUnavailable, "server_error", "service_unavailable", "overloaded_error", codes.Unavailable, false}},
+}
+
+// internalRefusal is the row of any error the table does not name: the
+// client learns only that the gateway failed (internalMessage).
+var internalRefusal = refusal{http.StatusInternalServerError, "server_error", "internal_error", "api_error", codes.Internal, false}
+
+// internalMessage is what a client sees for an error without a vetted
+// public message.
+const internalMessage = "The gateway failed to process the request."
+
+// refusalOf returns err's row of the refusal table.
+func refusalOf(err error) refusal {
+	for i := range refusals {
+		for _, k := range refusals[i].kinds {
+			if errors.Is(err, k) {
+				return refusals[i].refusal
+			}
+		}
+	}
+	return internalRefusal
+}
+
+// publicError is an error whose message was written for clients:
+// clientError here, auth.Error for authentication and authorization.
+type publicError interface {
+	error
+	PublicMessage() string
+}
+
+var (
+	_ publicError = (*clientError)(nil)
+	_ publicError = (*auth.Error)(nil)
+)
+
+// publicMessage is the text a client may see for err: the public message
+// of the first publicError in its chain, else internalMessage.
+func publicMessage(err error) string {
+	var pe publicError
+	if errors.As(err, &pe) {
+		return pe.PublicMessage()
+	}
+	return internalMessage
+}
+
+// retryAfterOf returns the admission denial telling the client when to
+// retry, or false when the refusal's row has no Retry-After or err carries
+// no delay.
+func (r refusal) retryAfterOf(err error) (*ratelimit.DeniedError, bool) {
+	var de *ratelimit.DeniedError
+	if !r.retryAfter || !errors.As(err, &de) {
+		return nil, false
+	}
+	return de, true
+}
+
+// openAIError is what the OpenAI API returns for a failed request.
+type openAIError struct {
+	Error openAIErrorBody `json:"error"`
+}
+
+type openAIErrorBody struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    string  `json:"code"`
+}
+
+// openAIBody renders the refusal as an OpenAI JSON error with msg.
+func (r refusal) openAIBody(msg string) []byte {
+	b, _ := json.Marshal(openAIError{Error: openAIErrorBody{Message: msg, Type: r.openAIType, Code: r.code}})
+	return b
+}
+
+// anthropicBody renders the refusal as an Anthropic JSON error with msg.
+func (r refusal) anthropicBody(msg string) []byte {
+	return translate.AnthropicErrorOfType(r.anthropicType, msg)
+}
