@@ -8,11 +8,13 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/streamgate/streamgate/contract"
 )
 
 // Auth defaults applied when a field is left empty.
 const (
-	DefaultTenantHeader          = "x-streamgate-tenant"
+	DefaultTenantHeader          = contract.HeaderPrefix + "tenant"
 	DefaultTenantClaim           = "sub"
 	DefaultClockSkew             = 30 * time.Second
 	DefaultJWKSRefreshInterval   = time.Hour
@@ -162,7 +164,7 @@ func (v *validator) validateAuth(a *Auth) {
 		v.at("$.auth.tenant_header", "tenant_header %q must be a lower-case HTTP header name", a.TenantHeader)
 	}
 	switch h {
-	case "authorization", "x-api-key", "x-streamgate-backend", "host", "content-length", "content-type":
+	case "authorization", "x-api-key", contract.BackendHeader, "host", "content-length", "content-type":
 		v.at("$.auth.tenant_header", "tenant_header %q is a header the gateway already uses; pick another, e.g. %s", a.TenantHeader, DefaultTenantHeader)
 	}
 	if len(a.Tenants) == 0 && len(a.JWT) == 0 {

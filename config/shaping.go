@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/streamgate/streamgate/contract"
 )
 
 // Shaping adjusts a model's requests, in the client's API, before they
@@ -64,7 +66,7 @@ func (v *validator) validateShaping(p string, m *Model) {
 	}
 	for h := range s.Headers {
 		lh := strings.ToLower(h)
-		if lh != h || strings.HasPrefix(h, ":") || strings.HasPrefix(h, "x-streamgate-") || strings.HasPrefix(h, "x-envoy-") ||
+		if lh != h || strings.HasPrefix(h, ":") || strings.HasPrefix(h, contract.HeaderPrefix) || strings.HasPrefix(h, "x-envoy-") ||
 			h == "host" || h == "content-length" || h == "authorization" || h == "x-api-key" || h == "" {
 			v.at(p+".headers", "model %q: shaping cannot set the header %q (lower-case names only; not routing, length or credential headers)", m.Name, h)
 		}

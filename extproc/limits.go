@@ -66,7 +66,6 @@ type limitState struct {
 	res     *ratelimit.Reservation
 	headers ratelimit.Headers
 	input   int64
-	stream  bool
 	strip   bool
 	meter   *tokens.StreamMeter
 	body    *tokens.BodyMeter
@@ -120,7 +119,7 @@ func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingRe
 		Tenant: p.Tenant, Model: p.route.Model, Backend: p.route.Backend, Input: est.Input, Output: out, Hold: p.hold,
 	})
 	p.admission(began, err)
-	st := &limitState{headers: h, input: est.Input, stream: p.info.Stream, counter: counter}
+	st := &limitState{headers: h, input: est.Input, counter: counter}
 	p.lim = st
 	if err != nil {
 		return nil, false, p.denied(err) // the hold is released in finish
