@@ -9,40 +9,14 @@ import (
 	"sync/atomic"
 	"testing"
 
-	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/extproctest"
 )
-
-// memStream is an in-memory ext_proc stream: Recv hands out reqs in order,
-// then io.EOF; Send records the answers.
-type memStream struct {
-	grpc.ServerStream
-	ctx  context.Context
-	reqs []*extprocsvcv3.ProcessingRequest
-	sent []*extprocsvcv3.ProcessingResponse
-}
-
-func (m *memStream) Context() context.Context { return m.ctx }
-
-func (m *memStream) Recv() (*extprocsvcv3.ProcessingRequest, error) {
-	if len(m.reqs) == 0 {
-		return nil, io.EOF
-	}
-	r := m.reqs[0]
-	m.reqs = m.reqs[1:]
-	return r, nil
-}
-
-func (m *memStream) Send(r *extprocsvcv3.ProcessingResponse) error {
-	m.sent = append(m.sent, r)
-	return nil
-}
 
 // testGeneration is one config version: the same API key and model as
 // every other, but its own tenant name and backend cluster, so a request's
@@ -105,16 +79,15 @@ func TestReloadNeverMixesGenerations(t *testing.T) {
 		go func() {
 			defer requests.Done()
 			for range 2000 {
-				st := &memStream{ctx: ctx, reqs: []*extprocsvcv3.ProcessingRequest{
+				st := extproctest.NewStream(ctx,
 					headersMsg("POST", "/v1/chat/completions", map[string]string{"authorization": "Bearer " + testKey}, false),
-					bodyMsg(`{"model":"m","messages":[]}`),
-				}}
-				if err := srv.Process(st); err != nil || len(st.sent) != 2 {
+					bodyMsg(`{"model":"m","messages":[]}`))
+				if err := srv.Process(st); err != nil || len(st.Sent) != 2 {
 					mixed.Add(1)
 					continue
 				}
-				tenant := setHeaders(st.sent[0].GetRequestHeaders().GetResponse().GetHeaderMutation())["x-tenant"]
-				cluster := setHeaders(st.sent[1].GetRequestBody().GetResponse().GetHeaderMutation())[contract.BackendHeader]
+				tenant := setHeaders(st.Sent[0].GetRequestHeaders().GetResponse().GetHeaderMutation())["x-tenant"]
+				cluster := setHeaders(st.Sent[1].GetRequestBody().GetResponse().GetHeaderMutation())[contract.BackendHeader]
 				if g, ok := gens[tenant[len("tenant-"):]]; !ok || g.cluster != cluster {
 					mixed.Add(1)
 				}

@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -9,38 +8,12 @@ import (
 	"testing"
 	"time"
 
-	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/extproctest"
 )
-
-// scriptedStream is the server side of one ext_proc stream, fed from a
-// fixed list of messages (io.EOF after them) and keeping every answer.
-type scriptedStream struct {
-	grpc.ServerStream
-	ctx  context.Context
-	in   []*extprocsvcv3.ProcessingRequest
-	sent []*extprocsvcv3.ProcessingResponse
-}
-
-func (s *scriptedStream) Context() context.Context { return s.ctx }
-
-func (s *scriptedStream) Recv() (*extprocsvcv3.ProcessingRequest, error) {
-	if len(s.in) == 0 {
-		return nil, io.EOF
-	}
-	m := s.in[0]
-	s.in = s.in[1:]
-	return m, nil
-}
-
-func (s *scriptedStream) Send(r *extprocsvcv3.ProcessingResponse) error {
-	s.sent = append(s.sent, r)
-	return nil
-}
 
 // TestReloadNeverMixesGenerations: a request that starts while the config
 // is being swapped sees one config whole, the old or the new. The small
@@ -87,9 +60,9 @@ models:
 	// nanoseconds wide, so the test gives it as many tries as a second on
 	// this machine allows.
 	for end := time.Now().Add(time.Second); time.Now().Before(end); {
-		st := &scriptedStream{ctx: t.Context(), in: []*extprocsvcv3.ProcessingRequest{reqHeaders("POST", "/v1/chat/completions", false), bodyMsg(body)}}
+		st := extproctest.NewStream(t.Context(), reqHeaders("POST", "/v1/chat/completions", false), bodyMsg(body))
 		require.NoError(t, srv.Process(st))
-		last := st.sent[len(st.sent)-1]
+		last := st.Sent[len(st.Sent)-1]
 		switch {
 		case last.GetImmediateResponse() != nil:
 			seen["refused (small)"]++

@@ -1,11 +1,9 @@
 package extproc
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -13,8 +11,8 @@ import (
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/streamgate/streamgate/extproc/extproctest"
 )
 
 // TestServerDrain: after Drain, a request that is already past its headers
@@ -23,16 +21,8 @@ import (
 func TestServerDrain(t *testing.T) {
 	cfg := testConfig(t)
 	srv := NewServer(cfg, NewRoutes(cfg, 1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-served })
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	client := extprocsvcv3.NewExternalProcessorClient(conn)
+	client := extproctest.Serve(t, srv)
+	ctx := t.Context()
 
 	open := func() extprocsvcv3.ExternalProcessor_ProcessClient {
 		s, err := client.Process(ctx)

@@ -1,10 +1,8 @@
 package extproc
 
 import (
-	"context"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,12 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/extproctest"
 )
 
 // tapServer runs a Server with limits on a TCP port and returns a client.
@@ -36,16 +33,7 @@ func tapServer(t *testing.T, yaml ...string) (*Server, extprocsvcv3.ExternalProc
 	lim, err := NewLimits(cfg, nil, reg)
 	require.NoError(t, err)
 	srv.SetLimits(lim)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-served })
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	return srv, extprocsvcv3.NewExternalProcessorClient(conn), reg
+	return srv, extproctest.Serve(t, srv), reg
 }
 
 // answeredBody opens a main ext_proc stream for a chat request with body

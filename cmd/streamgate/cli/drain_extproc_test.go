@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -13,11 +12,10 @@ import (
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc"
+	"github.com/streamgate/streamgate/extproc/extproctest"
 )
 
 // drainWaitLimit bounds the waits of these tests: far above what a loaded
@@ -36,16 +34,7 @@ models:
 `))
 	require.NoError(t, err)
 	srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, 1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-served })
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	return srv, extprocsvcv3.NewExternalProcessorClient(conn)
+	return srv, extproctest.Serve(t, srv)
 }
 
 // sendHeaders opens an ext_proc stream, sends a chat request's headers and

@@ -11,11 +11,11 @@ import (
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/extproctest"
 )
 
 const reloadKey = "sk-reload-0123456789abcdef"
@@ -45,7 +45,7 @@ auth:
 // auth verified and the backend cluster its routes chose.
 func oneRequest(t *testing.T, srv *extproc.Server) (tenant, cluster string) {
 	t.Helper()
-	st := &reqStream{ctx: t.Context(), reqs: []*extprocsvcv3.ProcessingRequest{
+	st := &extproctest.Stream{Ctx: t.Context(), Reqs: []*extprocsvcv3.ProcessingRequest{
 		{Request: &extprocsvcv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvcv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
 			{Key: ":method", RawValue: []byte("POST")}, {Key: ":path", RawValue: []byte("/v1/chat/completions")},
 			{Key: "authorization", RawValue: []byte("Bearer " + reloadKey)},
@@ -53,42 +53,18 @@ func oneRequest(t *testing.T, srv *extproc.Server) (tenant, cluster string) {
 		{Request: &extprocsvcv3.ProcessingRequest_RequestBody{RequestBody: &extprocsvcv3.HttpBody{Body: []byte(`{"model":"m","messages":[]}`), EndOfStream: true}}},
 	}}
 	require.NoError(t, srv.Process(st))
-	require.Len(t, st.sent, 2)
-	for _, h := range st.sent[0].GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders() {
+	require.Len(t, st.Sent, 2)
+	for _, h := range st.Sent[0].GetRequestHeaders().GetResponse().GetHeaderMutation().GetSetHeaders() {
 		if h.GetHeader().GetKey() == "x-tenant" {
 			tenant = string(h.GetHeader().GetRawValue())
 		}
 	}
-	for _, h := range st.sent[1].GetRequestBody().GetResponse().GetHeaderMutation().GetSetHeaders() {
+	for _, h := range st.Sent[1].GetRequestBody().GetResponse().GetHeaderMutation().GetSetHeaders() {
 		if h.GetHeader().GetKey() == "x-streamgate-backend" {
 			cluster = string(h.GetHeader().GetRawValue())
 		}
 	}
 	return tenant, cluster
-}
-
-// reqStream is an in-memory ext_proc stream.
-type reqStream struct {
-	grpc.ServerStream
-	ctx  context.Context
-	reqs []*extprocsvcv3.ProcessingRequest
-	sent []*extprocsvcv3.ProcessingResponse
-}
-
-func (r *reqStream) Context() context.Context { return r.ctx }
-
-func (r *reqStream) Recv() (*extprocsvcv3.ProcessingRequest, error) {
-	if len(r.reqs) == 0 {
-		return nil, io.EOF
-	}
-	q := r.reqs[0]
-	r.reqs = r.reqs[1:]
-	return q, nil
-}
-
-func (r *reqStream) Send(p *extprocsvcv3.ProcessingResponse) error {
-	r.sent = append(r.sent, p)
-	return nil
 }
 
 // TestFailedReloadKeepsGeneration (issue 14): a reload whose authenticator
