@@ -82,6 +82,9 @@ func DefaultHealthPath(p Protocol) string {
 
 func (b *Backend) applyDefaults() {
 	b.applyGRPCDefaults()
+	if b.Picking != nil {
+		b.Picking.applyDefaults()
+	}
 	if b.ConnectTimeout == 0 {
 		b.ConnectTimeout = DefaultConnectTimeout
 	}
@@ -119,6 +122,7 @@ func (v *validator) validateBackendKnobs(i int, b *Backend) {
 	}
 	v.validateGRPCMethods(p, b)
 	v.validateQueryParams(p, b)
+	v.validatePicking(p, b)
 	if o := b.OutlierDetection; o != nil && o.MaxEjectionPercent > 100 {
 		v.at(p+".outlier_detection.max_ejection_percent", "backend %q: max_ejection_percent is a percentage (0-100)", b.Name)
 	}

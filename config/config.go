@@ -179,6 +179,9 @@ type Backend struct {
 	// is removed from the path before the request goes upstream; the
 	// default is none.
 	QueryParams []string `yaml:"query_params"`
+	// Picking, when set, has Streamgate pick the endpoint per request from
+	// the model servers' load, prefix cache and adapters (picking.go).
+	Picking *Picking `yaml:"picking"`
 }
 
 // TLS configures upstream TLS for a backend.
