@@ -1,0 +1,5 @@
+package picking
+
+// prefixIndex is an endpoint's bounded index of the prompt blocks recently
+// routed to it. To be written (issue 15 item 3).
+type prefixIndex struct{}
