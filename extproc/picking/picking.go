@@ -34,6 +34,8 @@ type Result struct {
 	// Saturated is true when every endpoint is past its saturation
 	// thresholds: the caller should queue or shed instead of sending.
 	Saturated bool
+	// ep is the endpoint Pick counted the request on.
+	ep *Endpoint
 }
 
 // Pick reasons.
@@ -62,4 +64,14 @@ type Metrics struct {
 	// MaxLoRA is how many fit at once (0: unknown).
 	RunningLoRA, WaitingLoRA []string
 	MaxLoRA int
+}
+
+// Done ends the request this pick counted on its first endpoint (every
+// Result from Backend.Pick with endpoints must be ended exactly once, at the
+// request's end). Safe on a zero Result.
+func (r *Result) Done() {
+	if r.ep != nil {
+		r.ep.Done()
+		r.ep = nil
+	}
 }
