@@ -63,7 +63,7 @@ type Metrics struct {
 	// RunningLoRA and WaitingLoRA are adapters in use and requested;
 	// MaxLoRA is how many fit at once (0: unknown).
 	RunningLoRA, WaitingLoRA []string
-	MaxLoRA int
+	MaxLoRA                  int
 }
 
 // Done ends the request this pick counted on its first endpoint (every
