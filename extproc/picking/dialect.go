@@ -133,14 +133,19 @@ func (p *parser) parse(body []byte) (Metrics, error) {
 	if err != nil {
 		return Metrics{}, fmt.Errorf("cannot parse metrics: %w", err)
 	}
+	return p.d.extract(fams), nil
+}
+
+// extract reads d's metrics from parsed families.
+func (d *dialect) extract(fams map[string]*dto.MetricFamily) Metrics {
 	var m Metrics
-	m.Waiting = sum(first(fams, p.d.waiting))
-	m.Running = sum(first(fams, p.d.running))
-	m.KVCache = min(highest(first(fams, p.d.kvCache)), 1)
-	if p.d.lora != "" {
-		readLoRA(&m, fams[p.d.lora])
+	m.Waiting = sum(first(fams, d.waiting))
+	m.Running = sum(first(fams, d.running))
+	m.KVCache = min(highest(first(fams, d.kvCache)), 1)
+	if d.lora != "" {
+		readLoRA(&m, fams[d.lora])
 	}
-	return m, nil
+	return m
 }
 
 // first is the family of the first of names present in fams.
