@@ -62,7 +62,7 @@ vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.7
 `,
 			want: Metrics{Waiting: 7, Running: 17, KVCache: 0.7},
 		},
-		"sglang": {cfg: config.Picking{Metrics: config.PickMetricsSGLang}, file: "sglang.txt", want: Metrics{Waiting: 7, Running: 24, KVCache: 0.28}},
+		"sglang":               {cfg: config.Picking{Metrics: config.PickMetricsSGLang}, file: "sglang.txt", want: Metrics{Waiting: 7, Running: 24, KVCache: 0.28}},
 		"tgi has no KV metric": {cfg: config.Picking{Metrics: config.PickMetricsTGI}, file: "tgi.txt", want: Metrics{Waiting: 5, Running: 16}},
 		"override names replace the dialect's": {
 			cfg: config.Picking{Metrics: config.PickMetricsVLLM, MetricNames: config.MetricNames{Waiting: "llamacpp:requests_deferred", KVCache: "llamacpp:kv_cache_usage_ratio", LoRA: "my:lora_info"}},
