@@ -88,12 +88,12 @@ func (p *Pool) Update(cfg *config.Config) {
 		pb := p.buildBackend(b, old[b.Name])
 		next[b.Name] = pb
 		d, scrape := newDialect(b.Picking)
+		if !scrape {
+			continue
+		}
+		spec := newScrapeSpec(b.Picking)
 		for _, e := range pb.b.eps {
-			if !scrape {
-				continue
-			}
 			k := scrapeKey{b.Name, e.Addr}
-			spec := newScrapeSpec(b.Picking)
 			if s := p.scrapers[k]; s != nil && s.ep == e && s.spec == spec {
 				want[k] = s
 				continue

@@ -52,8 +52,18 @@ type scrapeSpec struct {
 	interval, timeout time.Duration
 }
 
+// newScrapeSpec is c's scrape settings; a zero interval or timeout (a
+// config that skipped defaults) gets the config defaults rather than a
+// busy loop.
 func newScrapeSpec(c *config.Picking) scrapeSpec {
-	return scrapeSpec{metrics: c.Metrics, path: c.MetricsPath, names: c.MetricNames, interval: c.Interval, timeout: c.Timeout}
+	s := scrapeSpec{metrics: c.Metrics, path: c.MetricsPath, names: c.MetricNames, interval: c.Interval, timeout: c.Timeout}
+	if s.interval <= 0 {
+		s.interval = 50 * time.Millisecond
+	}
+	if s.timeout <= 0 {
+		s.timeout = min(s.interval, time.Second)
+	}
+	return s
 }
 
 // scraper polls one endpoint's metrics and stores each good scrape in it.

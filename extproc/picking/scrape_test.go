@@ -288,3 +288,14 @@ func TestNewPoolWithoutRegistryOrLogger(t *testing.T) {
 	r := Result{Endpoints: []string{srv.addr()}, Reason: ReasonScore}
 	p.Observe("llm", &r)
 }
+
+func TestUpdateWithoutConfigDefaultsDoesNotBusyLoop(t *testing.T) {
+	srv := newFakeServer(t, readTestdata(t, "vllm.txt"))
+	p := newTestPool(t, nil)
+	p.Update(testConfig(&config.Picking{Metrics: config.PickMetricsVLLM, MetricsPath: "/metrics"}, srv.addr()))
+	s := p.scraperOf("llm", srv.addr())
+	require.NotNil(t, s)
+	assert.Equal(t, 50*time.Millisecond, s.spec.interval)
+	assert.Equal(t, 50*time.Millisecond, s.spec.timeout)
+	waitScraped(t, endpoint(t, p, srv.addr()))
+}
