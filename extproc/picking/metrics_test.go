@@ -79,7 +79,7 @@ func TestObserveCountsPicksByEndpointAndReason(t *testing.T) {
 		{Endpoints: []string{"10.0.0.2:8000"}, Reason: ReasonInFlight},
 		{Endpoints: []string{"10.0.0.2:8000"}, Reason: "new_reason"},
 		{Endpoints: []string{"10.0.0.9:8000"}, Reason: ReasonScore}, // not an endpoint of llm
-		{Reason: ReasonSaturated},                                   // no endpoint
+		{Reason: ReasonSaturated}, // no endpoint
 	} {
 		p.Observe("llm", &r)
 	}
