@@ -1,0 +1,271 @@
+package fakellm
+
+import (
+	"container/list"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Life stages of a simRequest.
+const (
+	stageWaiting = iota
+	stageRunning
+	stageDone
+)
+
+// simRequest is one request's life in the simulator. The fields below
+// stage are written under Sim.mu; ready is closed once the request is
+// admitted, after which its owner may read cached and firstToken.
+type simRequest struct {
+	hashes  []uint64 // full prompt blocks, chained hashes
+	tokens  int      // prompt tokens
+	output  int      // output tokens
+	adapter string   // LoRA adapter, "" for the base model
+	anon    int      // anonymous blocks: the partial prompt block and the output
+
+	stage      int
+	elem       *list.Element // in Sim.waiting while waiting
+	ready      chan struct{}
+	held       []*kvBlock
+	lora       *loraSlot
+	cached     int       // prompt tokens served from the prefix cache
+	firstToken time.Time // when the first output token is out
+}
+
+// loraSlot is a loaded (or loading) adapter.
+type loraSlot struct {
+	name    string
+	refs    int       // running requests using it
+	ready   time.Time // when its load completes
+	lastUse uint64    // Sim.loraClock at its last admission, for LRU unload
+}
+
+// newSimRequest sizes a request of prompt bytes and output tokens.
+func (s *Sim) newSimRequest(prompt []byte, output int, adapter string) *simRequest {
+	b := s.opts.BlockTokens
+	hashes := blockHashes(prompt, b, adapter)
+	tokens := simTokens(len(prompt))
+	tail := tokens - len(hashes)*b + output // tokens beyond the full prompt blocks
+	return &simRequest{
+		hashes: hashes, tokens: tokens, output: output, adapter: adapter,
+		anon: (tail + b - 1) / b, ready: make(chan struct{}),
+	}
+}
+
+// errContextLength is the 400 answer for a request the whole KV cache
+// could not hold.
+func (s *Sim) errContextLength(r *simRequest) error {
+	return fmt.Errorf("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
+		s.opts.KVBlocks*s.opts.BlockTokens, r.tokens+r.output, r.tokens, r.output)
+}
+
+// enqueue appends r to the waiting queue and admits what fits. It refuses
+// a request that could never fit in the KV cache.
+func (s *Sim) enqueue(r *simRequest) error {
+	if len(r.hashes)+r.anon > s.opts.KVBlocks {
+		return s.errContextLength(r)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.stage = stageWaiting
+	r.elem = s.waiting.PushBack(r)
+	s.dispatch(time.Now())
+	return nil
+}
+
+// release ends r wherever it is: it leaves the queue, or gives back its
+// slot, blocks and adapter reference, and lets waiting requests in.
+// Idempotent; safe for concurrent use.
+func (s *Sim) release(r *simRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	switch r.stage {
+	case stageWaiting:
+		s.waiting.Remove(r.elem)
+		r.elem = nil
+	case stageRunning:
+		s.kv.release(r.held, r.anon, now)
+		r.held = nil
+		if r.lora != nil {
+			r.lora.refs--
+		}
+		s.running--
+	default:
+		return
+	}
+	r.stage = stageDone
+	s.dispatch(now)
+}
+
+// Outcomes of tryAdmit.
+const (
+	admitted = iota
+	blockedKV
+	blockedLoRA
+)
+
+// dispatch admits waiting requests in FIFO order while slots are free. A
+// request the KV cache cannot hold stops admission (first come, first
+// served); one whose adapter finds no free slot is skipped, as vLLM's
+// scheduler does. Called with s.mu held.
+func (s *Sim) dispatch(now time.Time) {
+	for e := s.waiting.Front(); e != nil && s.running < s.opts.MaxNumSeqs; {
+		next := e.Next()
+		r := e.Value.(*simRequest)
+		switch s.tryAdmit(r, now) {
+		case admitted:
+			s.waiting.Remove(e)
+			r.elem = nil
+		case blockedKV:
+			return
+		}
+		e = next
+	}
+}
+
+// tryAdmit starts r if its blocks and adapter fit: it pins its prompt
+// blocks, counts its prefix-cache hits, books its prefill and sets when its
+// first token is out. Called with s.mu held.
+func (s *Sim) tryAdmit(r *simRequest, now time.Time) int {
+	if !s.kv.fits(r.hashes, r.anon) {
+		return blockedKV
+	}
+	start := now
+	if r.adapter != "" {
+		slot := s.loadLoRA(r.adapter, now)
+		if slot == nil {
+			return blockedLoRA
+		}
+		r.lora = slot
+		start = later(start, slot.ready)
+	}
+	b := s.opts.BlockTokens
+	hit := s.kv.hits(r.hashes)
+	if hit > 0 && hit*b >= r.tokens {
+		hit-- // the last prompt token is always computed, as in vLLM
+	}
+	for _, h := range r.hashes[:hit] {
+		start = later(start, s.kv.blocks[h].ready) // a block still being prefilled
+	}
+	// Prefill is compute-bound: one request's uncached tokens at a time
+	// (the GPU is shared), so a prefill also waits for those booked before.
+	start = later(start, s.prefillFree)
+	computed := s.scale(time.Duration(r.tokens-hit*b) * s.opts.PrefillPerToken)
+	done := start.Add(computed)
+	s.prefillFree = done
+	r.held = s.kv.acquire(r.hashes, r.anon, done)
+	s.running++
+	// The first token comes out of the step that finishes the prefill.
+	r.firstToken = done.Add(s.decodeStep())
+	r.cached = hit * b
+	s.queries += uint64(r.tokens)
+	s.hits += uint64(r.cached)
+	r.stage = stageRunning
+	close(r.ready)
+	return admitted
+}
+
+// loadLoRA returns the slot of adapter, loading it into a free slot or in
+// place of the least recently used idle adapter; nil when every slot is
+// busy. Called with s.mu held.
+func (s *Sim) loadLoRA(adapter string, now time.Time) *loraSlot {
+	s.loraClock++
+	if slot, ok := s.loras[adapter]; ok {
+		slot.refs++
+		slot.lastUse = s.loraClock
+		return slot
+	}
+	if len(s.loras) >= s.opts.MaxLoRAs {
+		var victim *loraSlot
+		for _, slot := range s.loras {
+			if slot.refs == 0 && (victim == nil || slot.lastUse < victim.lastUse) {
+				victim = slot
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		delete(s.loras, victim.name)
+	}
+	slot := &loraSlot{name: adapter, refs: 1, lastUse: s.loraClock,
+		ready: now.Add(s.scale(s.opts.LoRALoad))}
+	s.loras[adapter] = slot
+	s.loraLoads++
+	return slot
+}
+
+// decodeStep returns the scaled duration of one decode step with the
+// current batch. Called with s.mu held.
+func (s *Sim) decodeStep() time.Duration {
+	return s.scale(s.opts.DecodeBase + time.Duration(s.running)*s.opts.DecodePerSeq)
+}
+
+// nextStep returns the duration of the next decode step; safe for
+// concurrent use.
+func (s *Sim) nextStep() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.decodeStep()
+}
+
+// scale applies the speed and slowness knobs to d.
+func (s *Sim) scale(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * s.factor)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// SimState is a snapshot of the simulator, what /metrics reports.
+type SimState struct {
+	Waiting, Running int
+	// KVUsage is the share of KV blocks held by running requests, 0-1.
+	KVUsage float64
+	// CachedBlocks is the blocks holding a reusable prompt prefix, pinned
+	// or not.
+	CachedBlocks int
+	// RunningLoRAs and WaitingLoRAs are the adapters of running and waiting
+	// requests, sorted.
+	RunningLoRAs, WaitingLoRAs []string
+	// LoadedLoRAs is the adapters loaded, sorted; LoRALoads counts loads.
+	LoadedLoRAs []string
+	LoRALoads   uint64
+	// PrefixQueries and PrefixHits are prompt tokens looked up in and
+	// served from the prefix cache.
+	PrefixQueries, PrefixHits uint64
+}
+
+// State returns a snapshot of the simulator. Safe for concurrent use.
+func (s *Sim) State() SimState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SimState{
+		Waiting: s.waiting.Len(), Running: s.running,
+		KVUsage:       float64(s.kv.used()) / float64(s.kv.total),
+		CachedBlocks:  len(s.kv.blocks),
+		LoRALoads:     s.loraLoads,
+		PrefixQueries: s.queries, PrefixHits: s.hits,
+	}
+	for name, slot := range s.loras {
+		st.LoadedLoRAs = append(st.LoadedLoRAs, name)
+		if slot.refs > 0 {
+			st.RunningLoRAs = append(st.RunningLoRAs, name)
+		}
+	}
+	for e := s.waiting.Front(); e != nil; e = e.Next() {
+		if a := e.Value.(*simRequest).adapter; a != "" && !slices.Contains(st.WaitingLoRAs, a) {
+			st.WaitingLoRAs = append(st.WaitingLoRAs, a)
+		}
+	}
+	slices.Sort(st.LoadedLoRAs)
+	slices.Sort(st.RunningLoRAs)
+	slices.Sort(st.WaitingLoRAs)
+	return st
+}
