@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,20 @@ import (
 
 // MetricsPath is where a Sim serves its Prometheus metrics, as vLLM does.
 const MetricsPath = "/metrics"
+
+// Response headers of a Sim's completions: what the simulation decided for
+// the request, in microseconds of scaled (real) time, so tests and
+// benchmarks can check the model without timing the network.
+const (
+	// HeaderSimQueue is the time the request waited for a slot.
+	HeaderSimQueue = "x-fakellm-sim-queue-us"
+	// HeaderSimPrefill is the prefill compute of its uncached prompt tokens.
+	HeaderSimPrefill = "x-fakellm-sim-prefill-us"
+	// HeaderSimTTFT is the time from its admission to its first token:
+	// adapter load, waiting for the prefills booked before it, its own
+	// prefill and the decode step that emits the first token.
+	HeaderSimTTFT = "x-fakellm-sim-ttft-us"
+)
 
 // Sim is a fake model server that behaves like one vLLM server under load:
 // a fixed number of running slots with a FIFO waiting queue, a paged KV
@@ -166,7 +181,7 @@ func (s *Sim) generate(w http.ResponseWriter, r *http.Request, c *completion, sc
 	if s.adapters[c.model] {
 		adapter = c.model
 	}
-	req := s.newSimRequest(prompt, c.tokens, adapter)
+	req := s.newSimRequest(prompt, adapter)
 	if err := s.enqueue(req); err != nil {
 		writeError(w, http.StatusBadRequest, apiError{Message: err.Error(), Type: typeInvalidRequest, Param: ptr("messages")})
 		return
@@ -182,12 +197,16 @@ func (s *Sim) generate(w http.ResponseWriter, r *http.Request, c *completion, sc
 	c.created = time.Now().Unix()
 	c.promptTokens = req.tokens
 	c.cachedTokens = ptr(req.cached)
+	h := w.Header()
+	h.Set(HeaderSimQueue, strconv.FormatInt(req.admitted.Sub(req.arrived).Microseconds(), 10))
+	h.Set(HeaderSimPrefill, strconv.FormatInt(req.prefill.Microseconds(), 10))
+	h.Set(HeaderSimTTFT, strconv.FormatInt(req.firstToken.Sub(req.admitted).Microseconds(), 10))
 	if !s.base.wait(ctx, time.Until(req.firstToken)) {
 		return
 	}
 	if !stream {
 		for i := 1; i < c.tokens; i++ {
-			if !s.base.wait(ctx, s.nextStep()) {
+			if !s.base.wait(ctx, s.nextStep(req, i)) {
 				return
 			}
 		}
@@ -195,13 +214,13 @@ func (s *Sim) generate(w http.ResponseWriter, r *http.Request, c *completion, sc
 		return
 	}
 	c.includeUsage = opts != nil && opts.IncludeUsage
-	s.stream(ctx, w, c, sc)
+	s.stream(ctx, w, c, sc, req)
 }
 
 // stream writes c as server-sent events, as Server.stream does, the first
 // token at once (the prefill produced it) and each further one after a
 // decode step.
-func (s *Sim) stream(ctx context.Context, w http.ResponseWriter, c *completion, sc scenario) {
+func (s *Sim) stream(ctx context.Context, w http.ResponseWriter, c *completion, sc scenario, req *simRequest) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -222,7 +241,7 @@ func (s *Sim) stream(ctx context.Context, w http.ResponseWriter, c *completion, 
 		n /= 2
 	}
 	for i := range n {
-		if i > 0 && !s.base.wait(ctx, s.nextStep()) {
+		if i > 0 && !s.base.wait(ctx, s.nextStep(req, i)) {
 			return
 		}
 		if !send(c.chunk(chatDelta{Content: ptr(tokenText(i))}, tokenText(i), nil)) {

@@ -78,7 +78,7 @@ func newKVCache(total int) *kvCache {
 // vllm:kv_cache_usage_perc (free cached blocks do not count, as in vLLM).
 func (c *kvCache) used() int { return c.pinned + c.anon }
 
-// free returns the blocks holding nothing.
+// free returns the blocks holding nothing (negative when over-committed).
 func (c *kvCache) free() int { return c.total - len(c.blocks) - c.anon }
 
 // hits returns how many leading hashes are cached. It does not touch the
@@ -114,15 +114,22 @@ func (c *kvCache) fits(hashes []uint64, anon int) bool {
 // returns the pinned blocks in order. The caller checked fits first.
 func (c *kvCache) acquire(hashes []uint64, anon int, ready time.Time) []*kvBlock {
 	held := make([]*kvBlock, len(hashes))
+	// Pin the cached blocks first, so evicting for the missing ones cannot
+	// take a block this request is about to reuse.
 	for i, h := range hashes {
-		b, ok := c.blocks[h]
-		if !ok {
-			c.makeRoom(1)
-			b = &kvBlock{hash: h, ready: ready}
-			c.blocks[h] = b
+		if b, ok := c.blocks[h]; ok {
+			c.pin(b)
+			held[i] = b
 		}
-		c.pin(b)
-		held[i] = b
+	}
+	for i, h := range hashes {
+		if held[i] == nil {
+			c.makeRoom(1)
+			b := &kvBlock{hash: h, ready: ready}
+			c.blocks[h] = b
+			c.pin(b)
+			held[i] = b
+		}
 	}
 	c.makeRoom(anon)
 	c.anon += anon
@@ -154,6 +161,13 @@ func (c *kvCache) makeRoom(n int) {
 		b.elem = nil
 		delete(c.blocks, b.hash)
 	}
+}
+
+// grow takes n more anonymous blocks, evicting free cached blocks as
+// needed; past the last one it over-commits (used may exceed total).
+func (c *kvCache) grow(n int) {
+	c.makeRoom(n)
+	c.anon += n
 }
 
 // release unpins held and frees anon anonymous blocks. Blocks no longer

@@ -20,17 +20,19 @@ const (
 type simRequest struct {
 	hashes  []uint64 // full prompt blocks, chained hashes
 	tokens  int      // prompt tokens
-	output  int      // output tokens
 	adapter string   // LoRA adapter, "" for the base model
-	anon    int      // anonymous blocks: the partial prompt block and the output
+	anon    int      // anonymous blocks held: past the full prompt blocks, for the prompt's tail and the output so far
 
 	stage      int
 	elem       *list.Element // in Sim.waiting while waiting
 	ready      chan struct{}
 	held       []*kvBlock
 	lora       *loraSlot
-	cached     int       // prompt tokens served from the prefix cache
-	firstToken time.Time // when the first output token is out
+	cached     int           // prompt tokens served from the prefix cache
+	arrived    time.Time     // when it joined the queue
+	admitted   time.Time     // when it got a slot
+	prefill    time.Duration // the compute of its uncached prompt tokens, scaled
+	firstToken time.Time     // when the first output token is out
 }
 
 // loraSlot is a loaded (or loading) adapter.
@@ -41,36 +43,38 @@ type loraSlot struct {
 	lastUse uint64    // Sim.loraClock at its last admission, for LRU unload
 }
 
-// newSimRequest sizes a request of prompt bytes and output tokens.
-func (s *Sim) newSimRequest(prompt []byte, output int, adapter string) *simRequest {
+// newSimRequest sizes a request of prompt bytes for adapter.
+func (s *Sim) newSimRequest(prompt []byte, adapter string) *simRequest {
 	b := s.opts.BlockTokens
 	hashes := blockHashes(prompt, b, adapter)
 	tokens := simTokens(len(prompt))
-	tail := tokens - len(hashes)*b + output // tokens beyond the full prompt blocks
-	return &simRequest{
-		hashes: hashes, tokens: tokens, output: output, adapter: adapter,
-		anon: (tail + b - 1) / b, ready: make(chan struct{}),
-	}
+	r := &simRequest{hashes: hashes, tokens: tokens, adapter: adapter, ready: make(chan struct{})}
+	r.anon = s.anonBlocks(r, 1)
+	return r
 }
 
-// errContextLength is the 400 answer for a request the whole KV cache
-// could not hold.
-func (s *Sim) errContextLength(r *simRequest) error {
-	return fmt.Errorf("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
-		s.opts.KVBlocks*s.opts.BlockTokens, r.tokens+r.output, r.tokens, r.output)
+// anonBlocks returns the anonymous blocks r needs once it has generated
+// tokens: its prompt's partial block and its output, beyond the full
+// prompt blocks.
+func (s *Sim) anonBlocks(r *simRequest, generated int) int {
+	b := s.opts.BlockTokens
+	return (r.tokens+generated+b-1)/b - len(r.hashes)
 }
 
 // enqueue appends r to the waiting queue and admits what fits. It refuses
-// a request that could never fit in the KV cache.
+// a prompt the whole KV cache could not hold (its output is not counted:
+// blocks for the output are taken as it grows).
 func (s *Sim) enqueue(r *simRequest) error {
 	if len(r.hashes)+r.anon > s.opts.KVBlocks {
-		return s.errContextLength(r)
+		return fmt.Errorf("This model's maximum context length is %d tokens. However, you requested %d tokens in the messages. Please reduce the length of the messages.",
+			s.opts.KVBlocks*s.opts.BlockTokens, r.tokens)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.stage = stageWaiting
+	r.arrived = time.Now()
 	r.elem = s.waiting.PushBack(r)
-	s.dispatch(time.Now())
+	s.dispatch(r.arrived)
 	return nil
 }
 
@@ -160,6 +164,7 @@ func (s *Sim) tryAdmit(r *simRequest, now time.Time) int {
 	// The first token comes out of the step that finishes the prefill.
 	r.firstToken = done.Add(s.decodeStep())
 	r.cached = hit * b
+	r.admitted, r.prefill = now, computed
 	s.queries += uint64(r.tokens)
 	s.hits += uint64(r.cached)
 	r.stage = stageRunning
@@ -202,11 +207,23 @@ func (s *Sim) decodeStep() time.Duration {
 	return s.scale(s.opts.DecodeBase + time.Duration(s.running)*s.opts.DecodePerSeq)
 }
 
-// nextStep returns the duration of the next decode step; safe for
-// concurrent use.
-func (s *Sim) nextStep() time.Duration {
+// nextStep takes the KV blocks r needs to hold generated tokens and
+// returns the duration of the decode step that produces the next one. Safe
+// for concurrent use.
+//
+// There is no preemption: when the cache has no block left to give, the
+// request runs on over budget (the usage metric is capped at 1) and new
+// requests wait until blocks free up, which is what a vLLM server under
+// KV pressure looks like from outside.
+func (s *Sim) nextStep(r *simRequest, generated int) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.stage == stageRunning {
+		if n := s.anonBlocks(r, generated) - r.anon; n > 0 {
+			s.kv.grow(n)
+			r.anon += n
+		}
+	}
 	return s.decodeStep()
 }
 
@@ -248,7 +265,7 @@ func (s *Sim) State() SimState {
 	defer s.mu.Unlock()
 	st := SimState{
 		Waiting: s.waiting.Len(), Running: s.running,
-		KVUsage:       float64(s.kv.used()) / float64(s.kv.total),
+		KVUsage:       min(float64(s.kv.used())/float64(s.kv.total), 1),
 		CachedBlocks:  len(s.kv.blocks),
 		LoRALoads:     s.loraLoads,
 		PrefixQueries: s.queries, PrefixHits: s.hits,
