@@ -182,8 +182,8 @@ func (s *Sim) generate(w http.ResponseWriter, r *http.Request, c *completion, sc
 		adapter = c.model
 	}
 	req := s.newSimRequest(prompt, adapter)
-	if err := s.enqueue(req); err != nil {
-		writeError(w, http.StatusBadRequest, apiError{Message: err.Error(), Type: typeInvalidRequest, Param: ptr("messages")})
+	if !s.enqueue(req) {
+		writeError(w, http.StatusBadRequest, apiError{Message: s.contextLengthMessage(req), Type: typeInvalidRequest, Param: ptr("messages")})
 		return
 	}
 	defer s.release(req)

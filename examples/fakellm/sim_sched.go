@@ -61,13 +61,19 @@ func (s *Sim) anonBlocks(r *simRequest, generated int) int {
 	return (r.tokens+generated+b-1)/b - len(r.hashes)
 }
 
-// enqueue appends r to the waiting queue and admits what fits. It refuses
-// a prompt the whole KV cache could not hold (its output is not counted:
-// blocks for the output are taken as it grows).
-func (s *Sim) enqueue(r *simRequest) error {
+// contextLengthMessage is the 400 answer to a prompt the whole KV cache
+// could not hold, worded as vLLM's.
+func (s *Sim) contextLengthMessage(r *simRequest) string {
+	return fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens in the messages. Please reduce the length of the messages.",
+		s.opts.KVBlocks*s.opts.BlockTokens, r.tokens)
+}
+
+// enqueue appends r to the waiting queue and admits what fits. It reports
+// false, queueing nothing, for a prompt the whole KV cache could not hold
+// (its output is not counted: blocks for the output are taken as it grows).
+func (s *Sim) enqueue(r *simRequest) bool {
 	if len(r.hashes)+r.anon > s.opts.KVBlocks {
-		return fmt.Errorf("This model's maximum context length is %d tokens. However, you requested %d tokens in the messages. Please reduce the length of the messages.",
-			s.opts.KVBlocks*s.opts.BlockTokens, r.tokens)
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,7 +81,7 @@ func (s *Sim) enqueue(r *simRequest) error {
 	r.arrived = time.Now()
 	r.elem = s.waiting.PushBack(r)
 	s.dispatch(r.arrived)
-	return nil
+	return true
 }
 
 // release ends r wherever it is: it leaves the queue, or gives back its
