@@ -131,3 +131,15 @@ func FuzzKVCache(f *testing.F) {
 		}
 	})
 }
+
+func TestKVCacheAcquireNeverEvictsABlockItReuses(t *testing.T) {
+	c := newKVCache(3)
+	computed := time.Now()
+	c.release(c.acquire([]uint64{1}, 0, computed), 0, computed)
+	c.release(c.acquire([]uint64{2}, 0, computed), 0, computed) // LRU: 1, then 2
+	require.True(t, c.fits([]uint64{9, 8, 1}, 0))
+	held := c.acquire([]uint64{9, 8, 1}, 0, computed.Add(time.Hour))
+	assert.Equal(t, computed, held[2].ready, "block 1 is reused as computed, not evicted and recomputed")
+	assert.Equal(t, 0, c.hits([]uint64{2}), "2 makes room instead")
+	assert.Equal(t, 3, c.used())
+}

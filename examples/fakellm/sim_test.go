@@ -420,3 +420,22 @@ func FuzzSimChat(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSimChat measures the simulator's own cost per request (decode,
+// hashing a 32 KiB prompt, admission, response) with simulated time scaled
+// to nothing, so a benchmark of many simulated servers is not bound by them.
+func BenchmarkSimChat(b *testing.B) {
+	s, err := fakellm.NewSim(fakellm.SimOptions{Speed: 1e9, Tokens: 16})
+	require.NoError(b, err)
+	body, err := json.Marshal(map[string]any{"model": "m",
+		"messages": []map[string]string{{"role": "system", "content": longPrompt("bench", 32<<10)}, {"role": "user", "content": "hi"}}})
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(string(body))))
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
+}
