@@ -32,6 +32,7 @@ type simRequest struct {
 	arrived    time.Time     // when it joined the queue
 	admitted   time.Time     // when it got a slot
 	prefill    time.Duration // the compute of its uncached prompt tokens, scaled
+	prefillAt  time.Time     // when that compute starts
 	firstToken time.Time     // when the first output token is out
 }
 
@@ -96,6 +97,10 @@ func (s *Sim) release(r *simRequest) {
 		s.waiting.Remove(r.elem)
 		r.elem = nil
 	case stageRunning:
+		if done := r.prefillAt.Add(r.prefill); s.prefillFree.Equal(done) && now.Before(done) {
+			// The last prefill booked is abandoned: give back its GPU time.
+			s.prefillFree = later(now, r.prefillAt)
+		}
 		s.kv.release(r.held, r.anon, now)
 		r.held = nil
 		if r.lora != nil {
@@ -170,7 +175,7 @@ func (s *Sim) tryAdmit(r *simRequest, now time.Time) int {
 	// The first token comes out of the step that finishes the prefill.
 	r.firstToken = done.Add(s.decodeStep())
 	r.cached = hit * b
-	r.admitted, r.prefill = now, computed
+	r.admitted, r.prefillAt, r.prefill = now, start, computed
 	s.queries += uint64(r.tokens)
 	s.hits += uint64(r.cached)
 	r.stage = stageRunning

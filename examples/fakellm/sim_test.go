@@ -335,6 +335,20 @@ func TestSimDisconnectFreesSlotAndBlocksAtOnce(t *testing.T) {
 	mustChat(t, url, "m", "next", 1)
 }
 
+func TestSimDisconnectDuringPrefillGivesBackTheGPU(t *testing.T) {
+	// 40 kB ≈ 10k tokens: 1 s of prefill; the next request must not wait it out.
+	s, url := startSim(t, fakellm.SimOptions{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = simChat(ctx, url, "m", longPrompt("abandoned", 40000), 1) }()
+	eventually(t, "prefilling", func() bool { return s.State().Running == 1 })
+	cancel()
+	<-done
+	eventually(t, "released", func() bool { return s.State().Running == 0 })
+	next := mustChat(t, url, "m", "short", 1)
+	assert.Less(t, next.simTTFT, 100*time.Millisecond, "the abandoned prefill's remaining second is not booked")
+}
+
 func TestSimNonStreamingUsageCarriesCachedTokens(t *testing.T) {
 	_, url := startSim(t, fakellm.SimOptions{Speed: 100})
 	body := map[string]any{"model": "m", "max_tokens": 3,
