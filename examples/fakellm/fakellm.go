@@ -6,6 +6,10 @@
 // header-driven failure injection. It is the backend of the demo and of the
 // end-to-end tests, which use its response headers and Stats to check
 // routing, model rewriting and cancellation propagation through the gateway.
+//
+// Sim (sim*.go) is the same server behaving like a vLLM server under load:
+// slots, a queue, a prefix-cached KV cache, LoRA adapters and vLLM's
+// metrics; README.md in this directory documents its model and numbers.
 package fakellm
 
 import (

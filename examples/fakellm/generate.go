@@ -33,11 +33,16 @@ type completion struct {
 	finish       string
 	includeUsage bool
 	tool         string // function to call after the text, "" for none
+	cachedTokens *int   // prompt tokens from the prefix cache (Sim only), nil to omit
 }
 
 // usage returns the token accounting of c.
 func (c *completion) usage() usage {
-	return usage{PromptTokens: c.promptTokens, CompletionTokens: c.tokens, TotalTokens: c.promptTokens + c.tokens}
+	u := usage{PromptTokens: c.promptTokens, CompletionTokens: c.tokens, TotalTokens: c.promptTokens + c.tokens}
+	if c.cachedTokens != nil {
+		u.Details = &promptDetails{CachedTokens: *c.cachedTokens}
+	}
+	return u
 }
 
 // chunkUsage returns the "usage" member of streamed chunks before the usage

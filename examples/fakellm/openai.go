@@ -28,15 +28,26 @@ type errorBody struct {
 	Error apiError `json:"error"`
 }
 
-// usage is the token accounting of a completion.
+// usage is the token accounting of a completion. Details is set only by
+// the simulator (Sim), which reports prefix-cache hits as vLLM does.
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens     int            `json:"prompt_tokens"`
+	CompletionTokens int            `json:"completion_tokens"`
+	TotalTokens      int            `json:"total_tokens"`
+	Details          *promptDetails `json:"prompt_tokens_details,omitempty"`
+}
+
+// promptDetails is usage.prompt_tokens_details.
+type promptDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // raw returns the JSON encoding of u.
 func (u usage) raw() json.RawMessage {
+	if u.Details != nil {
+		return fmt.Appendf(nil, `{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":%d}}`,
+			u.PromptTokens, u.CompletionTokens, u.TotalTokens, u.Details.CachedTokens)
+	}
 	return fmt.Appendf(nil, `{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}`,
 		u.PromptTokens, u.CompletionTokens, u.TotalTokens)
 }

@@ -32,12 +32,19 @@ func main() {
 	ttft := flag.Duration("ttft", 0, "delay before the first token")
 	itl := flag.Duration("itl", 0, "delay between tokens")
 	tokens := flag.Int("tokens", 16, "default number of output tokens")
+	sim := addSimFlags(flag.CommandLine)
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opts := fakellm.Options{Name: *name, TTFT: *ttft, ITL: *itl, Tokens: *tokens}
-	if err := run(ctx, *listen, opts, os.Stdout); err != nil {
+	h, err := sim.handler(*name, *tokens)
+	if err == nil && h == nil {
+		err = run(ctx, *listen, opts, os.Stdout)
+	} else if err == nil {
+		err = serve(ctx, *listen, *name, h, os.Stdout)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fakellm:", err)
 		os.Exit(1)
 	}
@@ -46,17 +53,23 @@ func main() {
 // run serves a fakellm.Server built from opts on addr until ctx ends, then
 // shuts it down gracefully. It announces the listening address on out.
 func run(ctx context.Context, addr string, opts fakellm.Options, out io.Writer) error {
+	return serve(ctx, addr, opts.Name, fakellm.New(opts), out)
+}
+
+// serve serves h on addr until ctx ends, then shuts it down gracefully. It
+// announces "fakellm <name> listening on <addr>" on out.
+func serve(ctx context.Context, addr, name string, h http.Handler, out io.Writer) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           fakellm.New(opts),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	fmt.Fprintf(out, "fakellm %s listening on %s\n", opts.Name, ln.Addr())
+	fmt.Fprintf(out, "fakellm %s listening on %s\n", name, ln.Addr())
 
 	select {
 	case err := <-serveErr:
