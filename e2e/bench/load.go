@@ -271,6 +271,12 @@ var (
 // every data event with whether it carries output text. It reports whether
 // the stream ended with "data: [DONE]".
 func readEvents(r *bufio.Reader, onEvent func(token bool)) (bool, error) {
+	return readEventPayloads(r, func(_ []byte, token bool) { onEvent(token) })
+}
+
+// readEventPayloads is readEvents that also hands over each data payload
+// (valid only during the call).
+func readEventPayloads(r *bufio.Reader, onEvent func(payload []byte, token bool)) (bool, error) {
 	done := false
 	for {
 		line, err := r.ReadSlice('\n')
@@ -281,7 +287,7 @@ func readEvents(r *bufio.Reader, onEvent func(token bool)) (bool, error) {
 			if bytes.Equal(payload, donePayload) {
 				done = true
 			} else {
-				onEvent(carriesText(payload))
+				onEvent(payload, carriesText(payload))
 			}
 		}
 		if errors.Is(err, io.EOF) {

@@ -83,15 +83,21 @@ const (
 // mergeMarkdown puts generated between the markers of page, or returns
 // generated alone (with the markers) when page has none.
 func mergeMarkdown(page, generated []byte) []byte {
-	block := append(append([]byte(markBegin+"\n"), generated...), []byte(markEnd+"\n")...)
-	i := bytes.Index(page, []byte(markBegin))
-	j := bytes.Index(page, []byte(markEnd))
+	return mergeBetween(page, generated, markBegin, markEnd)
+}
+
+// mergeBetween puts generated between the begin and end markers of page, or
+// returns generated alone (with the markers) when page has none.
+func mergeBetween(page, generated []byte, begin, end string) []byte {
+	block := append(append([]byte(begin+"\n"), generated...), []byte(end+"\n")...)
+	i := bytes.Index(page, []byte(begin))
+	j := bytes.Index(page, []byte(end))
 	if i < 0 || j < i {
 		return block
 	}
 	out := append([]byte(nil), page[:i]...)
 	out = append(out, block...)
-	rest := page[j+len(markEnd):]
+	rest := page[j+len(end):]
 	return append(out, bytes.TrimPrefix(rest, []byte("\n"))...)
 }
 
