@@ -8,7 +8,7 @@ ENVOY_VERSION ?= 1.40.0
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
-.PHONY: help build envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke microbench fuzz clean proto
+.PHONY: help build envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -63,9 +63,14 @@ bench: build envoy ## Benchmark harness vs plain Envoy (~5 min): table, bench-re
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/bench/cmd/streamgate-bench -json bench-results.json \
 		-markdown docs/performance.md $(BENCH_FLAGS)
 
-bench-smoke: build envoy ## A few-second benchmark run of every configuration plus the micro-benchmarks once; fails on errors
+bench-smoke: build envoy ## A few-second benchmark run of every configuration, the picking benchmark's ~40 s short mode and the micro-benchmarks once; fails on errors
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/bench/cmd/streamgate-bench -smoke -json ''
+	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/pickbench/cmd/streamgate-pickbench -short -json ''
 	$(GO) test -run '^$$' -bench . -benchtime=1x -benchmem ./extproc/...
+
+bench-picking: build envoy ## Endpoint picking vs LEAST_REQUEST on 4 simulated vLLM servers (~4 min): table, bench-picking.json, docs/picking.md
+	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/pickbench/cmd/streamgate-pickbench -json bench-picking.json \
+		-markdown docs/picking.md $(PICKBENCH_FLAGS)
 
 microbench: ## Go micro-benchmarks of the ext_proc hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...

@@ -39,7 +39,7 @@ type phaseLoad struct {
 	completed  int // of those, finished with [DONE]
 	shed       int // 429 or 503
 	errors     int
-	unfinished int // still running when the drain ended
+	unfinished int   // still running when the drain ended
 	tokens     int64 // content tokens received inside the window
 	ttft       []time.Duration
 	servers    map[string]int

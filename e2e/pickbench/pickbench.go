@@ -34,13 +34,14 @@ type Options struct {
 	Arms                                []Arm
 	Warmup, Duration, Drain             time.Duration
 	Seed                                uint64
+	Only                                string // run only this workload
 	Short                               bool
 	JSONPath, MarkdownPath, Note        string
 	KeepDir                             bool
 }
 
 // DefaultPicking is the picking block of the load-aware arm.
-const DefaultPicking = "{metrics: vllm, interval: 25ms}"
+const DefaultPicking = "{metrics: vllm, interval: 12ms}"
 
 func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs := flag.NewFlagSet("streamgate-pickbench", flag.ContinueOnError)
@@ -70,6 +71,7 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.Duration, "duration", 35*time.Second, "measured window of each phase")
 	fs.DurationVar(&o.Drain, "drain", 30*time.Second, "how long requests of the window may finish after it")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of arrivals and prompts (the same for both arms)")
+	fs.StringVar(&o.Only, "only", "", "run only this `workload` (shared-prefix or uniform)")
 	fs.BoolVar(&o.Short, "short", false, "a ~40 s run for make test: fails on errors, no traffic or no hit rate; timings are not checked")
 	fs.StringVar(&o.JSONPath, "json", "bench-picking.json", "write results as JSON to `file` (empty: don't)")
 	fs.StringVar(&o.MarkdownPath, "markdown", "", "write the results between the markers of the Benchmark section of `file`")
@@ -148,6 +150,9 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		Settings: Settings{Sims: o.Sims, Workloads: []Workload{o.Shared, o.Uniform}, Arms: o.Arms,
 			WarmupSeconds: o.Warmup.Seconds(), DurationSeconds: o.Duration.Seconds(), Seed: o.Seed}}
 	for wi, w := range []Workload{o.Shared, o.Uniform} {
+		if o.Only != "" && o.Only != w.Name {
+			continue
+		}
 		for _, arm := range o.Arms {
 			fmt.Fprintf(log, "%s on %s: %.0f requests/s (%.1f per simulated second) for %s after %s\n",
 				w.Name, arm.Name, w.Rate*o.Sims.Speed, w.Rate, o.Duration, o.Warmup)
