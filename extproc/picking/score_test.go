@@ -280,6 +280,9 @@ func TestPickWithoutWeightsUsesDefaults(t *testing.T) {
 }
 
 func TestPickAllocatesOnlyTheResult(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop scratch")
+	}
 	b := testBackend(t, testConfig(), make([]epSpec, 64), nil)
 	p := make([]byte, 32<<10)
 	allocs := testing.AllocsPerRun(200, func() {
