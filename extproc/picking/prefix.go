@@ -152,6 +152,48 @@ func (x *prefixIndex) matched(hs []uint64) int {
 	return len(hs)
 }
 
+// maxPrefixLookups bounds the index lookups of one pick. The walk is
+// exact while the endpoints' matches add up to fewer blocks (every match
+// of 16 endpoints on a 32 KiB prompt); past it, the endpoints still
+// matching all get the depth reached, so they keep their lead over the
+// endpoints that missed earlier and tie among themselves on prefix. It
+// holds the worst case (every one of 64 endpoints holding a whole 32 KiB
+// prompt: 8192 lookups) within the picking budget.
+const maxPrefixLookups = 2048
+
+// matchPrefixes sets every candidate's prefix score: the share of
+// s.blocks its endpoint holds from the first block. The walk is block by
+// block across the endpoints still matching, each dropping out at its
+// first miss, within maxPrefixLookups.
+func matchPrefixes(s *scratch) {
+	n := len(s.blocks)
+	if n == 0 {
+		return
+	}
+	s.active = s.active[:0]
+	for i := range s.cands {
+		if s.cands[i].ep.prefix != nil {
+			s.active = append(s.active, i)
+		}
+	}
+	depth, budget := 0, maxPrefixLookups
+	for ; depth < n && len(s.active) > 0 && budget >= len(s.active); depth++ {
+		h, kept := s.blocks[depth], s.active[:0]
+		budget -= len(s.active)
+		for _, i := range s.active {
+			if s.cands[i].ep.prefix.has(h) {
+				kept = append(kept, i)
+			} else {
+				s.cands[i].prefix = float64(depth) / float64(n)
+			}
+		}
+		s.active = kept
+	}
+	for _, i := range s.active {
+		s.cands[i].prefix = float64(depth) / float64(n)
+	}
+}
+
 // record marks the chained block hashes hs as routed to this endpoint now,
 // evicting the least recently recorded slot of each full set. The deepest
 // block is recorded first and the first block last, so a prefix shared by

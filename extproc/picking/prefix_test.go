@@ -153,3 +153,49 @@ func TestPrefixIndexRecordOrderKeepsSharedPrefixNewest(t *testing.T) {
 		assert.Greater(t, stamp(hs[i-1]), stamp(hs[i]), "block %d is newer than the block after it", i-1)
 	}
 }
+
+func TestMatchPrefixes(t *testing.T) {
+	cfg := testConfig()
+	prompt := make([]byte, 128*256)
+	for i := range prompt {
+		prompt[i] = byte(i * 7)
+	}
+	hs := hashBlocks(nil, prompt, 256)
+	tests := map[string]struct {
+		holders int // endpoints holding the whole prompt
+		partial int // blocks held by one more endpoint
+		want    []float64
+	}{
+		"one holder, one partial, rest miss": {holders: 1, partial: 10, want: []float64{1, 10.0 / 128, 0}},
+		"no holder":                          {partial: 0, want: []float64{0, 0}},
+		// 64 endpoints walking 128 blocks is 8192 lookups: the budget of
+		// 2048 (66 at block 0, 65 to block 10, then 64 a block) stops the
+		// walk 31 blocks deep, where the holders tie; the partial one
+		// dropped out before, exactly.
+		"budget reached: holders tie at the depth reached": {holders: 64, partial: 10, want: []float64{31.0 / 128, 10.0 / 128, 0}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s := &scratch{blocks: hs}
+			for i := range tc.holders + 2 {
+				e := NewEndpoint("x", &cfg)
+				switch {
+				case i < tc.holders:
+					e.prefix.record(hs)
+				case i == tc.holders:
+					e.prefix.record(hs[:tc.partial])
+				}
+				s.cands = append(s.cands, cand{ep: e})
+			}
+			matchPrefixes(s)
+			got := []float64{s.cands[0].prefix, s.cands[tc.holders].prefix, s.cands[tc.holders+1].prefix}
+			if tc.holders == 0 {
+				got = got[1:]
+			}
+			assert.InDeltaSlice(t, tc.want, got, 1e-12)
+			for i := range tc.holders {
+				assert.InDelta(t, tc.want[0], s.cands[i].prefix, 1e-12, "holder %d", i)
+			}
+		})
+	}
+}

@@ -97,6 +97,7 @@ type gathered struct {
 type scratch struct {
 	cands  []cand
 	blocks []uint64
+	active []int // candidates still matching, during matchPrefixes
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -128,6 +129,7 @@ func (b *Backend) Pick(r Request, now time.Time) Result {
 		s.blocks = hashBlocks(s.blocks, r.Prompt, blockBytes(&b.cfg))
 	}
 	g := b.gather(s, r, now, w)
+	matchPrefixes(s)
 	scoreAll(s.cands, g, w, len(s.blocks), r.LoRA != "")
 	rot := int(pickSeq.Add(1) % uint64(len(s.cands)))
 	for i := range s.cands {
@@ -161,7 +163,7 @@ func blockBytes(cfg *config.Picking) int {
 }
 
 // gather fills s.cands with each endpoint's inputs at now: its fresh
-// metrics (sanitized), in-flight count, prefix match and LoRA score.
+// metrics (sanitized), in-flight count and LoRA score.
 func (b *Backend) gather(s *scratch, r Request, now time.Time, w weights) gathered {
 	if cap(s.cands) < len(b.eps) {
 		s.cands = make([]cand, len(b.eps))
@@ -181,9 +183,6 @@ func (b *Backend) gather(s *scratch, r Request, now time.Time, w weights) gather
 			}
 			g.anyFresh = true
 			g.maxWaiting = max(g.maxWaiting, c.waiting)
-		}
-		if len(s.blocks) > 0 {
-			c.prefix = float64(e.prefix.matched(s.blocks)) / float64(len(s.blocks))
 		}
 		g.allFull = g.allFull && c.full
 		g.maxInFlight = max(g.maxInFlight, c.inFlight)
