@@ -97,7 +97,6 @@ type gathered struct {
 type scratch struct {
 	cands  []cand
 	blocks []uint64
-	active []int // candidates still matching, during matchPrefixes
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
