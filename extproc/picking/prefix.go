@@ -58,7 +58,7 @@ func hashBlocks(dst []uint64, prompt []byte, blockBytes int) []uint64 {
 }
 
 // chain combines the hash of a prefix with the hash of the block after it:
-// prev*k + block is a bijection in each argument for fixed the other (k is
+// prev*k + block is a bijection in each argument with the other fixed (k is
 // odd), so two different (prefix, block) pairs collide only when the keyed
 // block hashes do, and the murmur3 finalizer spreads the sum over all 64
 // bits (the index picks a set from the high bits).
@@ -73,7 +73,7 @@ func chain(prev, block uint64) uint64 {
 }
 
 // prefixWays is the associativity of the index: a block hash lives in one
-// set of this many slots (one 64-byte cache line of keys).
+// set of this many slots (64 bytes of keys, a cache line).
 const prefixWays = 8
 
 // prefixIndex is an endpoint's bounded set of the prompt block hashes
@@ -108,9 +108,9 @@ func newPrefixIndex(cfg *config.Picking) *prefixIndex {
 }
 
 // newPrefixIndexCap returns an index of capacity blocks rounded up to a
-// whole set.
+// whole set (at least one).
 func newPrefixIndexCap(capacity int) *prefixIndex {
-	sets := (capacity + prefixWays - 1) / prefixWays
+	sets := max((capacity+prefixWays-1)/prefixWays, 1)
 	return &prefixIndex{
 		keys:   make([]atomic.Uint64, sets*prefixWays),
 		stamps: make([]uint64, sets*prefixWays),

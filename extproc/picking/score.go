@@ -110,12 +110,16 @@ var pickSeq atomic.Uint64
 // counts the request on it (Result.Done ends it). It reads only the
 // endpoints' stored scrapes and counters: it never blocks and never fails;
 // a backend without endpoints gives an empty Result. Safe for concurrent
-// use. Cost: one hash pass over the prompt, one index lookup per matched
-// block per endpoint, and one allocation (the result's slice).
+// use. Cost: one hash pass over the prompt (none with a zero prefix
+// weight), one index lookup per endpoint plus about 2*log2(blocks) for
+// each endpoint holding the prompt's first block, one record of the
+// prompt's blocks, and one allocation (the result's slice).
 //
 // The order is by score, ties by fewer in flight, then by a per-pick
 // rotation. When every endpoint is past its saturation thresholds the order
-// is by load alone, least loaded first, and Result.Saturated is set.
+// is by load alone, least loaded first, and Result.Saturated is set; the
+// request is still counted and its prompt recorded on the first endpoint,
+// as a caller that queues it picks again (recording twice is harmless).
 func (b *Backend) Pick(r Request, now time.Time) Result {
 	if len(b.eps) == 0 {
 		return Result{}
