@@ -41,9 +41,9 @@ var prefixSeed = maphash.MakeSeed()
 // blockBytes bytes, at most maxPromptBlocks of them, and returns dst. Hash i
 // names bytes [0, (i+1)*blockBytes): it mixes hash i-1 with the block's own
 // maphash. A trailing partial block is not hashed (servers cache only full
-// blocks). Hashes are never 0 (0 marks an empty slot in the index). It does
-// not allocate when dst has the capacity; about 11 GB/s (AES-based
-// maphash).
+// blocks). Hashes are odd, so their low 32 bits are never 0 (0 marks an
+// empty slot in the index). It does not allocate when dst has the
+// capacity; about 11 GB/s (AES-based maphash).
 func hashBlocks(dst []uint64, prompt []byte, blockBytes int) []uint64 {
 	if blockBytes <= 0 {
 		return dst
@@ -74,23 +74,29 @@ func chain(prev, block uint64) uint64 {
 
 // prefixWays is the associativity of the index: a block hash lives in one
 // set of this many slots (64 bytes of keys, a cache line).
-const prefixWays = 8
+const prefixWays = 16
 
 // prefixIndex is an endpoint's bounded set of the prompt block hashes
 // recently routed to it: a set-associative cache, as CPU caches are. Each
 // hash maps to one set of prefixWays slots; recording a hash into a full
 // set evicts the set's least recently recorded slot, so eviction is least
-// recently used within each set of 8 (a sharded LRU of shards of 8, which
-// needs no list to relink on every touch).
+// recently used within each set of 16 (a sharded LRU of shards of 16,
+// which needs no list to relink on every touch).
 //
-// Memory is fixed at creation: 16 bytes per slot (an 8-byte key and an
-// 8-byte recency stamp), PrefixBlocks rounded up to a multiple of 8 slots,
-// per endpoint: 256 KiB at the default 16384 blocks, 16 MiB for 64
-// endpoints. Lookups (has) are lock-free atomic loads; records serialize on
-// a mutex per endpoint (one record per pick, on the picked endpoint only).
-// Nothing allocates after creation.
+// A slot keeps the low 32 bits of a hash (the high bits chose the set), so
+// a lookup of a block not recorded matches by chance with odds of 16 in
+// 2^32, and 64 endpoints' keys (64 KiB each by default) fit the CPU's TLB
+// reach: a pick probes up to a few hundred random slots across them.
+//
+// Memory is fixed at creation: 12 bytes per slot (a 4-byte key and an
+// 8-byte recency stamp), PrefixBlocks rounded up to a multiple of 16 slots,
+// per endpoint: 192 KiB at the default 16384 blocks, 12 MiB for 64
+// endpoints (48 MiB per endpoint at the largest, 4194304 blocks). Lookups
+// (has) are lock-free atomic loads; records serialize on a mutex per
+// endpoint (one record per pick, on the picked endpoint only). Nothing
+// allocates after creation.
 type prefixIndex struct {
-	keys   []atomic.Uint64 // sets of prefixWays keys; 0 is empty
+	keys   []atomic.Uint32 // sets of prefixWays keys, a hash's low 32 bits; 0 is empty
 	sets   uint64
 	mu     sync.Mutex // serializes record; guards the fields below
 	stamps []uint64   // recency of each slot; higher is newer
@@ -112,7 +118,7 @@ func newPrefixIndex(cfg *config.Picking) *prefixIndex {
 func newPrefixIndexCap(capacity int) *prefixIndex {
 	sets := max((capacity+prefixWays-1)/prefixWays, 1)
 	return &prefixIndex{
-		keys:   make([]atomic.Uint64, sets*prefixWays),
+		keys:   make([]atomic.Uint32, sets*prefixWays),
 		stamps: make([]uint64, sets*prefixWays),
 		sets:   uint64(sets),
 	}
@@ -135,11 +141,11 @@ func (x *prefixIndex) has(h uint64) bool {
 // without an early exit: a hit lands on a random way, so an early exit
 // would mispredict a branch on most lookups.
 func (x *prefixIndex) find(h uint64) int {
-	s := x.set(h)
-	keys := (*[prefixWays]atomic.Uint64)(x.keys[s : s+prefixWays])
+	s, k := x.set(h), uint32(h)
+	keys := (*[prefixWays]atomic.Uint32)(x.keys[s : s+prefixWays])
 	found := -1
 	for i := range keys {
-		if keys[i].Load() == h {
+		if keys[i].Load() == k {
 			found = s + i
 		}
 	}
@@ -228,7 +234,7 @@ func (x *prefixIndex) put(h, stamp uint64) {
 			victim = i
 		}
 	}
-	x.keys[s+victim].Store(h)
+	x.keys[s+victim].Store(uint32(h))
 	stamps[victim] = stamp
 }
 

@@ -147,14 +147,9 @@ func TestPrefixIndexRecordOrderKeepsSharedPrefixNewest(t *testing.T) {
 	hs := hashBlocks(nil, make([]byte, 4*256), 256)
 	x.record(hs)
 	stamp := func(h uint64) uint64 {
-		s := x.set(h)
-		for i := s; i < s+prefixWays; i++ {
-			if x.keys[i].Load() == h {
-				return x.stamps[i]
-			}
-		}
-		t.Fatalf("hash %x not held", h)
-		return 0
+		i := x.find(h)
+		require.GreaterOrEqual(t, i, 0, "hash %x held", h)
+		return x.stamps[i]
 	}
 	for i := 1; i < len(hs); i++ {
 		assert.Greater(t, stamp(hs[i-1]), stamp(hs[i]), "block %d is newer than the block after it", i-1)
