@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 // planCase is one request through the plan: what is configured, what the
@@ -181,4 +182,37 @@ func TestGRPCPlanModes(t *testing.T) {
 			assert.Nil(t, tc.plan.mode(atResponseHeaders))
 		})
 	}
+}
+
+// TestLimitsAndTelemetryReadOneMeter: with limits and telemetry usage both
+// on, one meter reads the stream: the usage chunk the gateway asked for is
+// stripped once, and the reservation is settled with the same usage
+// telemetry reports.
+func TestLimitsAndTelemetryReadOneMeter(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(strings.Replace(limitedYAML, "models:\n  - {name: m, backend: a}", "models:\n  - {name: public, backend: a, upstream_model: private}", 1)+"telemetry:\n  usage: true\n"))
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	g := (&generation{}).withConfig(cfg, NewRoutes(cfg, 1), nil)
+	g.limits, err = NewLimits(cfg, nil, reg)
+	require.NoError(t, err)
+	p := g.processor(t.Context(), discardLog(), NewMetrics(reg))
+
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	br := p.handle(bodyMsg(`{"model":"public","stream":true,"messages":[]}`))
+	require.Nil(t, br.GetImmediateResponse())
+	assert.Equal(t, 1, strings.Count(string(br.GetRequestBody().GetResponse().GetBodyMutation().GetBody()), "include_usage"))
+	require.True(t, p.plan.settle && p.plan.strip && p.plan.usage)
+	p.handle(respHeaders("200", "text/event-stream"))
+	require.NotNil(t, p.meter.stream)
+	require.Nil(t, p.meter.body)
+
+	i := strings.Index(usageStream, "data: {\"model\":\"private\",\"choices\":[]")
+	p.handle(respBody(usageStream[:i], false))
+	last := p.handle(respBody(usageStream[i:], true))
+	assert.Equal(t, "data: [DONE]\n\n", string(last.GetResponseBody().GetResponse().GetBodyMutation().GetBody()))
+	md := last.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
+	assert.InDelta(t, 5, md[contract.MetaOutputTokens].GetNumberValue(), 0, "telemetry reads the meter")
+	assert.Nil(t, p.lim.res, "settled at the end of the body")
+	assert.InDelta(t, 5, reconciledOutput(t, reg), 0, "the reservation is settled from the same meter")
+	p.finish()
 }
