@@ -52,15 +52,16 @@ var grpcHeldMode = &extprocv3.ProcessingMode{
 
 // admitGRPC applies the tenant's and backend's limits to a gRPC call: it
 // counts as one request, and as one concurrent stream for its whole life.
-// Tokens are not estimated (messages are tensors, not text). It returns
-// the processing mode the call needs.
-func (p *processor) admitGRPC(tenantHeader string) (*extprocv3.ProcessingMode, error) {
+// Tokens are not estimated (messages are tensors, not text). It plans the
+// response phases the call needs: its trailers when it holds a slot.
+func (p *processor) admitGRPC(tenantHeader string) error {
+	p.plan.read = readGRPC
 	if p.limits == nil {
-		return grpcStreamMode, nil
+		return nil
 	}
 	if p.Tenant == "" {
 		if err := p.tenantFrom(tenantHeader); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	began := p.now()
@@ -68,15 +69,15 @@ func (p *processor) admitGRPC(tenantHeader string) (*extprocv3.ProcessingMode, e
 	p.admission(began, err)
 	p.lim = &limitState{headers: h}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !res.Holds() {
 		res.Finish(ratelimit.Usage{})
-		return grpcStreamMode, nil
+		return nil
 	}
 	p.lim.res = res
-	p.wantsResponse = true
-	return grpcHeldMode, nil
+	p.plan.read, p.plan.settle = readGRPCTrailers, true
+	return nil
 }
 
 // isGRPC reports whether a request's content-type is gRPC's.
@@ -120,8 +121,7 @@ func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, str
 		return p.fail(reject(ErrGRPCMethodDenied, "The gRPC method %s is not enabled for the model `%s` on this gateway.", name, model))
 	}
 	p.route, p.info.Model = route, model
-	mode, err := p.admitGRPC(tenant)
-	if err != nil {
+	if err := p.admitGRPC(tenant); err != nil {
 		return p.denied(err)
 	}
 	// The model header is overwritten with the verified public name: the
@@ -142,7 +142,7 @@ func (p *processor) onGRPCRequestHeaders(method, path, model, tenant string, str
 		Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocsvcv3.HeadersResponse{
 			Response: &extprocsvcv3.CommonResponse{HeaderMutation: m, ClearRouteCache: true},
 		}},
-		ModeOverride:    mode,
+		ModeOverride:    p.plan.mode(atRequestHeaders),
 		DynamicMetadata: p.requestMetadata(),
 	}
 }
@@ -164,7 +164,7 @@ func (p *processor) grpcFail(err error, r refusal) *extprocsvcv3.ProcessingRespo
 			set = append(set, header("grpc-status-details-bin", details))
 		}
 	}
-	p.status = r.status
+	p.status, p.answered = r.status, true
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:     &typev3.HttpStatus{Code: typev3.StatusCode_OK},

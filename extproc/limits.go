@@ -3,17 +3,13 @@ package extproc
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
@@ -66,9 +62,7 @@ type limitState struct {
 	res     *ratelimit.Reservation
 	headers ratelimit.Headers
 	input   int64
-	strip   bool
-	meter   *tokens.StreamMeter
-	body    *tokens.BodyMeter
+	// counter counts a stream's output deltas when its usage is missing.
 	counter *tokens.Counter
 }
 
@@ -85,25 +79,11 @@ func (p *processor) tenantFrom(raw string) error {
 	return nil
 }
 
-// responseModes asks Envoy to send this request's response headers, where
-// Streamgate adds x-ratelimit-* and decides whether it reads the body.
-func responseModes() *extprocv3.ProcessingMode {
-	return &extprocv3.ProcessingMode{
-		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
-		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
-		RequestBodyMode:     extprocv3.ProcessingMode_BUFFERED,
-		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
-		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
-	}
-}
-
-// admit estimates and reserves the request. It returns the body to send
-// upstream (with stream_options.include_usage added when the client
-// streams without it) and whether it changed, or a refusal.
-func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingResponse) {
+// admit estimates and reserves the request, or returns a refusal. A
+// reservation that needs the response's usage makes askUsage ask for it.
+func (p *processor) admit(body []byte) *extprocsvcv3.ProcessingResponse {
 	if p.limits == nil {
-		return body, false, nil
+		return nil
 	}
 	counter := p.limits.counters[p.route.Model]
 	if counter == nil {
@@ -122,29 +102,16 @@ func (p *processor) admit(body []byte) ([]byte, bool, *extprocsvcv3.ProcessingRe
 	st := &limitState{headers: h, input: est.Input, counter: counter}
 	p.lim = st
 	if err != nil {
-		return nil, false, p.denied(err) // the hold is released in finish
+		return p.denied(err) // the hold is released in finish
 	}
 	p.hold = nil // the reservation has it
 	if !res.Holds() {
 		// Nothing to give back: the response passes without body processing.
 		res.Finish(ratelimit.Usage{Input: est.Input, Output: out})
-		return body, false, nil
+		return nil
 	}
 	st.res = res
-	// Anthropic bodies have no stream_options; their translation to OpenAI
-	// asks for usage itself.
-	if !res.NeedsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages {
-		return body, false, nil
-	}
-	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
-		return body, false, nil
-	}
-	withUsage, err := sjson.SetBytes(body, "stream_options.include_usage", true)
-	if err != nil {
-		return body, false, nil // count the deltas instead
-	}
-	st.strip = true
-	return withUsage, true, nil
+	return nil
 }
 
 // denied answers a refused admission with the client's message; fail adds
@@ -194,115 +161,10 @@ func (p *processor) rateHeaders() []*corev3.HeaderValueOption {
 	return hs
 }
 
-// limitModes is the mode override for a limited request. When nothing
-// about its response needs the response headers phase (no model on this
-// path is translated, telemetry does not read every response), the
-// request skips that phase: the route adds the x-ratelimit-* headers from
-// dynamic metadata, the status comes as an attribute with the first body
-// chunk, and the body streams to Streamgate from its first chunk, so usage
-// is read at the cost of the chunk round trips alone. A request that holds
-// no reservation ends its ext_proc stream after the body answer (done).
-func (p *processor) limitModes() *extprocv3.ProcessingMode {
-	if p.routes.translates[clientAPI(p.endpoint)] || p.readsUsage() {
-		return responseModes()
-	}
-	p.skipsResponseHeaders = true
-	return processingMode(extprocv3.ProcessingMode_SKIP, extprocv3.ProcessingMode_STREAMED)
-}
-
-// onFirstResponseBody stands in for the skipped response headers phase:
-// it takes the status from the message's attributes and picks how the
-// body is metered: as an event stream when the client asked for a stream
-// and the backend answered 200 with something other than a JSON object
-// (an error answer to a stream request is JSON).
-func (p *processor) onFirstResponseBody(req *extprocsvcv3.ProcessingRequest) {
-	p.responseStarted = true
-	attrs := req.GetAttributes()[contract.ExtProcFilter].GetFields()
-	if v, ok := attrs[contract.ResponseCodeAttribute]; ok {
-		p.obs.status = int(v.GetNumberValue())
-	}
-	if p.lim == nil || p.lim.res == nil {
-		return
-	}
-	ok := p.obs.status == http.StatusOK || p.obs.status == 0
-	if p.info.Stream && ok && !looksLikeJSON(req.GetResponseBody().GetBody()) {
-		p.lim.meter = &tokens.StreamMeter{Strip: p.lim.strip, Counter: p.lim.counter}
-	} else {
-		p.lim.body = &tokens.BodyMeter{}
-	}
-	p.obs.meter, p.obs.body = p.lim.meter, p.lim.body
-}
-
-// looksLikeJSON reports whether a body starts as a JSON object.
-func looksLikeJSON(b []byte) bool {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return c == '{'
-	}
-	return false
-}
-
 // rateMetadata records the x-ratelimit-* values for the route to copy
 // onto the response (contract.RateLimitHeaders).
 func (p *processor) rateMetadata(f map[string]*structpb.Value) {
 	p.rateValues(func(k, v string) { f[k] = structpb.NewStringValue(v) })
-}
-
-// onResponseHeaders adds x-ratelimit-* and, when a reservation is held,
-// asks for the response body so usage can be read and the reservation
-// released when the response ends.
-func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	resp := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
-	defer p.obsResponseHeaders(h, resp)
-	if p.lim == nil {
-		return resp
-	}
-	// The x-ratelimit-* headers come from the route (rateMetadata).
-	if p.lim.res == nil || h.GetEndOfStream() {
-		p.releaseLimits()
-		return resp
-	}
-	if p.responseIsEventStream(h) {
-		p.lim.meter = &tokens.StreamMeter{Strip: p.lim.strip, Counter: p.lim.counter}
-	} else {
-		p.lim.body = &tokens.BodyMeter{}
-	}
-	mode := responseModes()
-	mode.ResponseBodyMode = extprocv3.ProcessingMode_STREAMED
-	resp.ModeOverride = mode
-	return resp
-}
-
-// onResponseBody reads usage as the body passes and, for streams the
-// gateway asked usage for, removes the usage chunk.
-func (p *processor) onResponseBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
-	br := &extprocsvcv3.BodyResponse{}
-	resp := &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: br}}
-	defer p.obsResponseBody(b, resp)
-	if p.lim == nil {
-		return resp
-	}
-	end := b.GetEndOfStream()
-	switch {
-	case p.lim.meter != nil:
-		out, changed := p.lim.meter.Feed(b.GetBody(), end)
-		if changed {
-			mut := &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: out}}
-			if len(out) == 0 {
-				mut.Mutation = &extprocsvcv3.BodyMutation_ClearBody{ClearBody: true}
-			}
-			br.Response = &extprocsvcv3.CommonResponse{BodyMutation: mut}
-		}
-	case p.lim.body != nil:
-		p.lim.body.Feed(b.GetBody(), end)
-	}
-	if end {
-		p.releaseLimits()
-	}
-	return resp
 }
 
 // releaseLimits reconciles and releases the reservation, once: with the
@@ -318,10 +180,10 @@ func (p *processor) releaseLimits() {
 	var u tokens.Usage
 	var ok bool
 	switch {
-	case p.lim.meter != nil:
-		u, ok = p.lim.meter.Usage()
-		used.Output = p.lim.meter.Counted()
-		if p.lim.meter.Truncated() {
+	case p.meter.stream != nil:
+		u, ok = p.meter.stream.Usage()
+		used.Output = p.meter.stream.Counted()
+		if p.meter.stream.Truncated() {
 			// The meter stopped at an event past its bound: what it read is
 			// a floor, not the response. Charge at least the reservation.
 			if ok {
@@ -330,11 +192,11 @@ func (p *processor) releaseLimits() {
 			used.Output = max(used.Output, p.lim.res.Reserved().Output)
 			p.usageUnread(unreadTooLarge)
 		}
-	case p.lim.body != nil:
-		if u, ok = p.lim.body.Usage(); !ok && p.responseSucceeded() {
+	case p.meter.body != nil:
+		if u, ok = p.meter.body.Usage(); !ok && p.responseSucceeded() {
 			// Tokens were generated but not reported: charge what was reserved.
 			used.Output = p.lim.res.Reserved().Output
-			p.usageUnread(unreadReason(p.lim.body.Ended()))
+			p.usageUnread(unreadReason(p.meter.body.Ended()))
 		}
 	}
 	if ok {

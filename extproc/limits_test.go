@@ -77,12 +77,12 @@ func TestLimitedStreamSkipsResponseHeaders(t *testing.T) {
 	i := strings.Index(usageStream, `data: {"model":"private","choices":[]`)
 	first := p.handle(withStatus(respBody(usageStream[:i], false), 200))
 	assert.Nil(t, first.GetResponseBody().GetResponse(), "content passes unchanged")
-	assert.Equal(t, 200, p.obs.status)
+	assert.Equal(t, 200, p.status)
 	last := p.handle(respBody(usageStream[i:], true))
 	assert.Equal(t, "data: [DONE]\n\n", string(last.GetResponseBody().GetResponse().GetBodyMutation().GetBody()))
 	require.NotNil(t, p.lim)
 	assert.Nil(t, p.lim.res, "the reservation is settled at the end of the stream")
-	u, ok := p.lim.meter.Usage()
+	u, ok := p.meter.stream.Usage()
 	require.True(t, ok)
 	assert.EqualValues(t, 11, u.Input)
 	assert.EqualValues(t, 5, u.Output)
@@ -96,8 +96,8 @@ func TestLimitedErrorBodyIsReadAsJSON(t *testing.T) {
 	p.handle(bodyMsg(`{"model":"m","stream":true,"messages":[]}`))
 	r := p.handle(withStatus(respBody(`{"error":{"message":"overloaded"}}`, true), 503))
 	assert.Nil(t, r.GetResponseBody().GetResponse())
-	assert.Equal(t, 503, p.obs.status)
-	assert.NotNil(t, p.lim.body)
+	assert.Equal(t, 503, p.status)
+	assert.NotNil(t, p.meter.body)
 	assert.Nil(t, p.lim.res)
 }
 
@@ -122,5 +122,5 @@ models:
   - {name: claude, backend: b}`, 1))
 	hr := p.handle(reqHeaders("POST", "/v1/chat/completions", false))
 	assert.Equal(t, extprocv3.ProcessingMode_SEND, hr.GetModeOverride().GetResponseHeaderMode())
-	assert.False(t, p.skipsResponseHeaders)
+	assert.NotEqual(t, readBody, p.plan.read)
 }

@@ -73,7 +73,7 @@ func (m *Metrics) observeGRPC(p *processor) {
 	if p.route != nil {
 		model, backend = p.route.Model, p.route.Backend
 	}
-	if p.status != 0 {
+	if p.answered {
 		code = p.grpcCode.String()
 	}
 	m.grpc.WithLabelValues(model, backend, p.grpcMethod, code).Inc()

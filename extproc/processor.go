@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
@@ -54,17 +53,13 @@ type processor struct {
 	// hold is the tenant's concurrency slot taken at the request headers
 	// (hold.go) until admission takes it over; nil otherwise.
 	hold *ratelimit.Hold
-	// wantsResponse is set when the request asked Envoy for the response
-	// phase (limits, translation); the ext_proc stream then stays open.
-	wantsResponse bool
-	// skipsResponseHeaders is set when a limited request reads its
-	// response from the first body chunk (limitModes); responseStarted
-	// once that chunk arrived.
-	skipsResponseHeaders bool
-	responseStarted      bool
+	// plan is what the response needs (plan.go); meter is its one usage
+	// meter, read by limits and telemetry (response.go).
+	plan  responsePlan
+	meter meter
 	// taps takes requests whose response is only read (tap.go); tapOn
 	// says whether the usage tap is installed; tapKey is set once this
-	// request is to be handed over.
+	// request is to be handed over (plan.tap).
 	taps   *taps
 	tapOn  bool
 	tapKey string
@@ -75,8 +70,11 @@ type processor struct {
 	endpoint  endpoint
 	info      requestInfo
 	route     *Route
-	status    int          // HTTP status when Streamgate answered the request itself
-	tx        *translation // set when the backend speaks another API
+	// status is the response's HTTP status: Streamgate's own answer
+	// (answered is then set) or the backend's; 0 while unknown.
+	status   int
+	answered bool
+	tx       *translation // set when the backend speaks another API
 
 	// gRPC calls (grpc.go): routed from metadata, answered with gRPC status.
 	grpc       bool
@@ -99,7 +97,10 @@ func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *
 	return &processor{routes: routes, maxBody: maxBody, log: log, metrics: m, ctx: context.Background()}
 }
 
-// handle answers one message from Envoy.
+// handle answers one message from Envoy: one method per ext_proc phase.
+// The request phases decide the response plan (plan.go), the response
+// phases run it (response.go); a request whose plan reads nothing of the
+// response ends its ext_proc stream with the body answer (done).
 func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.ProcessingResponse {
 	switch r := req.Request.(type) {
 	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
@@ -109,16 +110,11 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
 		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
 	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		return p.onTranslatedResponseHeaders(r.ResponseHeaders)
+		return p.onResponseHeaders(r.ResponseHeaders)
 	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		if p.skipsResponseHeaders && !p.responseStarted {
-			p.onFirstResponseBody(req)
-		}
-		return p.translatedResponseBody(r.ResponseBody)
+		return p.onResponseBody(req)
 	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
-		// The end of a gRPC call whose admission held a slot.
-		p.releaseLimits()
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
+		return p.onResponseTrailers()
 	default:
 		return p.fail(errors.New("unexpected ext_proc message"))
 	}
@@ -198,29 +194,24 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		if refused := p.holdTenant(); refused != nil {
 			return refused
 		}
-		out.ModeOverride = p.limitModes()
 	}
-	if out.ModeOverride == nil {
-		out.ModeOverride = p.translationOverride()
-	}
-	p.obsRequestHeaders(h, out)
-	m := out.ModeOverride
-	p.wantsResponse = m.GetResponseHeaderMode() == extprocv3.ProcessingMode_SEND || m.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE
+	p.planRequestHeaders()
+	p.obsRequestHeaders(h)
+	out.ModeOverride = p.plan.mode(atRequestHeaders)
 	return out
 }
 
 // done reports whether the exchange is over after resp: the request was
-// refused, or its body answered with no response phase asked for. The
-// server then ends the ext_proc stream at once, so a pass-through stream
-// holds no goroutine or gRPC stream while tokens flow.
+// refused, or its body answered and the plan reads nothing more here
+// (endsAtRequestBody). The server then ends the ext_proc stream at once,
+// so a pass-through stream holds no goroutine or gRPC stream while tokens
+// flow.
 func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 	switch resp.GetResponse().(type) {
 	case *extprocsvcv3.ProcessingResponse_ImmediateResponse:
 		return true
 	case *extprocsvcv3.ProcessingResponse_RequestBody:
-		// A limited request that holds nothing has no use for its response;
-		// one handed over reads it on its tap stream.
-		return !p.wantsResponse || p.tapKey != "" || p.skipsResponseHeaders && (p.lim == nil || p.lim.res == nil)
+		return p.plan.endsAtRequestBody()
 	}
 	return false
 }
@@ -259,12 +250,10 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if out, err = route.Shaping.apply(route.Model, out); err != nil {
 		return p.fail(err)
 	}
-	out, added, refused := p.admit(out)
-	if refused != nil {
+	if refused := p.admit(out); refused != nil {
 		return refused
 	}
-	out, asked := p.askUsage(out)
-	added = added || asked
+	out, added := p.askUsage(out)
 	set := []*corev3.HeaderValueOption{header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version)}
 	set = p.traceHeaders(set)
 	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
@@ -291,9 +280,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		set = append(set, route.Shaping.headers...)
 	}
 	common.HeaderMutation = &extprocsvcv3.HeaderMutation{SetHeaders: set}
-	if p.canTap() {
-		p.tapKey = p.taps.newKey() // parked by Process just before the answer goes out
-	}
+	p.planResponse()
 	return &extprocsvcv3.ProcessingResponse{
 		Response:        &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}},
 		DynamicMetadata: p.requestMetadata(),
@@ -328,7 +315,7 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 }
 
 func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
-	p.status = status
+	p.status, p.answered = status, true
 	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},

@@ -32,7 +32,7 @@ func TestOversizedStreamEventChargesReservation(t *testing.T) {
 			p.handle(reqHeaders("POST", "/v1/chat/completions", false))
 			require.Nil(t, p.handle(bodyMsg(`{"model":"m","stream":true,"max_tokens":700,"messages":[]}`)).GetImmediateResponse())
 			feedResponse(p, 200, tc.body, true)
-			require.NotNil(t, p.lim.meter, "the response was metered as a stream")
+			require.NotNil(t, p.meter.stream, "the response was metered as a stream")
 			assert.Nil(t, p.lim.res, "settled at the end of the body")
 			assert.InDelta(t, tc.want, reconciledOutput(t, reg), 0)
 			assert.InDelta(t, tc.tooLarge, testutil.ToFloat64(p.metrics.unread.WithLabelValues(unreadTooLarge)), 0)

@@ -92,15 +92,6 @@ func (t *taps) claim(key string) *processor {
 // settled marks a claimed request done.
 func (t *taps) settled() { t.active.Add(-1) }
 
-// canTap reports whether the request's response only needs reading: it
-// holds a reservation settled by usage, skipped the response headers
-// phase (nothing on its path translates, telemetry does not read every
-// response), and nothing in its response is to be removed.
-func (p *processor) canTap() bool {
-	return p.taps != nil && p.tapOn && p.skipsResponseHeaders && p.tx == nil && !p.grpc &&
-		p.lim != nil && p.lim.res != nil && !p.lim.strip && !p.obs.strip
-}
-
 // tap serves a usage tap stream whose first message is first: it claims the
 // request handed over under the key in the forwarded metadata and feeds it
 // the response. Envoy ignores answers on a tap stream, so none are sent. A

@@ -5,17 +5,13 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/telemetry"
-	"github.com/streamgate/streamgate/extproc/tokens"
 )
 
 // Telemetry is what one config says about measuring requests. Immutable;
@@ -66,23 +62,13 @@ func NewTelemetry(cfg *config.Config) *Telemetry {
 	return t
 }
 
-// obsState is one request's measurements. All hooks that read the
-// response for telemetry are in this file, so the SSE reader can be
-// swapped in one place.
+// obsState is one request's measurements. The response's usage comes
+// from the request's one meter (p.meter, response.go).
 type obsState struct {
 	set       *Telemetry
 	start     time.Time
 	firstByte time.Time
 	end       time.Time
-	status    int
-	// meter/body read the response: the limits' meters when they hold
-	// one, else telemetry's own (own is then set).
-	meter *tokens.StreamMeter
-	body  *tokens.BodyMeter
-	own   bool
-	// strip: telemetry added stream_options.include_usage, so the usage
-	// chunk is removed before the client sees it.
-	strip     bool
 	queueWait time.Duration
 	decision  string
 	errorType string
@@ -104,9 +90,8 @@ func (p *processor) now() time.Time {
 func (p *processor) readsUsage() bool { return p.obs.set != nil && p.obs.set.usage }
 
 // obsRequestHeaders starts the request's span (under the client's trace
-// context, if any) and asks for the response headers when telemetry reads
-// usage and limits have not asked already.
-func (p *processor) obsRequestHeaders(h *extprocsvcv3.HttpHeaders, out *extprocsvcv3.ProcessingResponse) {
+// context, if any).
+func (p *processor) obsRequestHeaders(h *extprocsvcv3.HttpHeaders) {
 	if p.obs.tracer != nil {
 		var parent, state string
 		for _, hv := range h.GetHeaders().GetHeaders() {
@@ -119,32 +104,6 @@ func (p *processor) obsRequestHeaders(h *extprocsvcv3.HttpHeaders, out *extprocs
 		}
 		p.obs.span = p.obs.tracer.Start(p.obs.start, parent, state)
 	}
-	if out.ModeOverride == nil && p.readsUsage() {
-		out.ModeOverride = responseModes()
-	}
-}
-
-// askUsage adds stream_options.include_usage to a streamed request that
-// lacks it, so the backend reports exact token counts; the usage chunk is
-// then stripped from the response.
-func (p *processor) askUsage(body []byte) ([]byte, bool) {
-	// Anthropic bodies have no stream_options; their translation to OpenAI
-	// asks for usage itself.
-	if !p.readsUsage() || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages {
-		return body, false
-	}
-	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
-		return body, false
-	}
-	out, err := sjson.SetBytes(body, "stream_options.include_usage", true)
-	if err != nil {
-		return body, false
-	}
-	p.obs.strip = true
-	if p.lim != nil {
-		p.lim.strip = true
-	}
-	return out, true
 }
 
 // traceHeaders propagates the request's span to the backend.
@@ -175,60 +134,13 @@ func (p *processor) admission(began time.Time, err error) {
 	p.metrics.tel().Admission(p.obs.decision, p.obs.queueWait)
 }
 
-// obsResponseHeaders notes the status and, when telemetry reads usage and
-// limits do not read the body already, asks for the body.
-func (p *processor) obsResponseHeaders(h *extprocsvcv3.HttpHeaders, resp *extprocsvcv3.ProcessingResponse) {
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		if hv.GetKey() == ":status" {
-			p.obs.status = atoiOr0(headerValue(hv))
-		}
-	}
-	if h.GetEndOfStream() {
-		p.obs.end = p.now()
-		return
-	}
-	if p.lim != nil && (p.lim.meter != nil || p.lim.body != nil) {
-		p.obs.meter, p.obs.body = p.lim.meter, p.lim.body
-		return
-	}
-	if !p.readsUsage() || p.obs.status < 200 || p.obs.status >= 300 {
-		// A successful body that nobody reads has no known end.
-		p.obs.unread = p.obs.status >= 200 && p.obs.status < 300
-		return
-	}
-	p.obs.own = true
-	if p.responseIsEventStream(h) {
-		p.obs.meter = &tokens.StreamMeter{Strip: p.obs.strip}
-	} else {
-		p.obs.body = &tokens.BodyMeter{}
-	}
-	mode := responseModes()
-	mode.ResponseBodyMode = extprocv3.ProcessingMode_STREAMED
-	resp.ModeOverride = mode
-}
-
-// obsResponseBody times the first chunk, feeds telemetry's own meter and,
-// at the end, reports the usage to Envoy as dynamic metadata for the
-// access log. Cost per chunk: one clock read plus the meter's scan.
-func (p *processor) obsResponseBody(b *extprocsvcv3.HttpBody, resp *extprocsvcv3.ProcessingResponse) {
-	if p.obs.firstByte.IsZero() && len(b.GetBody()) > 0 {
+// observeBody is the pipeline's last step on the metered bytes b: it
+// times the first chunk and, at the end, reports the usage to Envoy as
+// dynamic metadata for the access log. Cost per chunk: one clock read at
+// most.
+func (p *processor) observeBody(b []byte, end bool, resp *extprocsvcv3.ProcessingResponse) {
+	if p.obs.firstByte.IsZero() && len(b) > 0 {
 		p.obs.firstByte = p.now()
-	}
-	end := b.GetEndOfStream()
-	if p.obs.own {
-		switch {
-		case p.obs.meter != nil:
-			out, changed := p.obs.meter.Feed(b.GetBody(), end)
-			if changed {
-				mut := &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: out}}
-				if len(out) == 0 {
-					mut.Mutation = &extprocsvcv3.BodyMutation_ClearBody{ClearBody: true}
-				}
-				resp.GetResponseBody().Response = &extprocsvcv3.CommonResponse{BodyMutation: mut}
-			}
-		case p.obs.body != nil:
-			p.obs.body.Feed(b.GetBody(), end)
-		}
 	}
 	if !end {
 		return
@@ -253,19 +165,6 @@ func (p *processor) obsResponseBody(b *extprocsvcv3.HttpBody, resp *extprocsvcv3
 	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
 		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}
-}
-
-// usage is what the backend reported and the model it answered with.
-func (p *processor) usage() (tokens.Usage, bool, string) {
-	switch {
-	case p.obs.meter != nil:
-		u, ok := p.obs.meter.Usage()
-		return u, ok, p.obs.meter.Model()
-	case p.obs.body != nil:
-		u, ok := p.obs.body.Usage()
-		return u, ok, p.obs.body.Model()
-	}
-	return tokens.Usage{}, false, ""
 }
 
 // record gathers what is known about the request now.
@@ -294,9 +193,7 @@ func (p *processor) record() *telemetry.Record {
 		r.Operation = telemetry.OperationEmbeddings
 	}
 	r.Status = p.status
-	if r.Status == 0 {
-		r.Status = p.obs.status
-	} else if r.End.IsZero() {
+	if p.answered && r.End.IsZero() {
 		r.End = r.Finished // Streamgate's own answer is complete when sent
 	}
 	if rt := p.route; rt != nil {
@@ -306,7 +203,7 @@ func (p *processor) record() *telemetry.Record {
 	if set != nil {
 		r.Provider = set.providers[r.Backend]
 	}
-	u, ok, model := p.usage()
+	u, ok, model := p.meter.usage()
 	if model != "" {
 		r.ResponseModel = telemetry.Other
 		if set != nil && set.models[model] {

@@ -12,7 +12,7 @@ const unreadWarnEvery = time.Minute
 // responseSucceeded reports whether the backend's response was a success,
 // or its status is unknown: then its tokens may have been generated.
 func (p *processor) responseSucceeded() bool {
-	s := p.obs.status
+	s := p.status
 	return s == 0 || s >= http.StatusOK && s < http.StatusMultipleChoices
 }
 

@@ -120,7 +120,7 @@ func TestUnreadUsageChargesReservation(t *testing.T) {
 	}
 }
 
-// TestTelemetryReadsUsageOfLargeResponse: telemetry's own meter (no
+// TestTelemetryReadsUsageOfLargeResponse: the meter telemetry starts (no
 // limits) reads the usage of a non-streamed response over 1 MiB too, so
 // gen_ai_client_token_usage and the access log see it (issue 23, finding 4).
 func TestTelemetryReadsUsageOfLargeResponse(t *testing.T) {

@@ -28,6 +28,12 @@ mutant "tap stream close does not release" extproc/tap.go \
 mutant "backend usage ignored at reconciliation" extproc/limits.go \
 	'		used = ratelimit.Usage{Input: u.Input, Output: u.Output}' '		_ = u // mutant' \
 	./extproc '^TestReconcileChargesBackendUsage$'
+mutant "plan hands a stripped stream to the tap" extproc/plan.go \
+	'	pl.tap = p.taps != nil && p.tapOn && pl.read == readBody && !pl.translate && pl.settle && !pl.strip' '	pl.tap = p.taps != nil && p.tapOn && pl.read == readBody && !pl.translate && pl.settle // mutant' \
+	./extproc '^TestResponsePlan$'
+mutant "settlement ignores the shared stream meter" extproc/limits.go \
+	'	case p.meter.stream != nil:' '	case false && p.meter.stream != nil: // mutant' \
+	./extproc '^TestLimitsAndTelemetryReadOneMeter$'
 mutant "drain ignores open ext_proc streams" cmd/streamgate/cli/drain.go \
 	'		n = d.extProc.Active()' '		n = 0 // mutant' \
 	./cmd/streamgate/cli '^TestDrainWaitsForOpenExtProcStreams$'

@@ -22,7 +22,7 @@ func TestEndpointGaugesAreReadAtCollection(t *testing.T) {
 	p := newTestPool(t, reg)
 	now := time.Unix(1_700_000_000, 0)
 	p.now = func() time.Time { return now }
-	p.Update(testConfig(testPicking(config.PickMetricsNone), "10.0.0.1:8000", "10.0.0.2:8000"))
+	p.Update(poolConfig(testPicking(config.PickMetricsNone), "10.0.0.1:8000", "10.0.0.2:8000"))
 	e := endpoint(t, p, "10.0.0.1:8000")
 	e.Store(Metrics{Waiting: 4, Running: 10, KVCache: 0.75}, now.Add(-2500*time.Millisecond))
 	e.Start()
@@ -63,7 +63,7 @@ streamgate_picking_scrape_age_seconds{backend="llm",endpoint="10.0.0.1:8000"} 3.
 `), "streamgate_picking_scrape_age_seconds"))
 
 	// A reload dropping the endpoint drops its gauges.
-	p.Update(testConfig(testPicking(config.PickMetricsNone), "10.0.0.2:8000"))
+	p.Update(poolConfig(testPicking(config.PickMetricsNone), "10.0.0.2:8000"))
 	n, err := testutil.GatherAndCount(reg, names...)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "only 10.0.0.2's in-flight gauge is left")
@@ -72,7 +72,7 @@ streamgate_picking_scrape_age_seconds{backend="llm",endpoint="10.0.0.1:8000"} 3.
 func TestObserveCountsPicksByEndpointAndReason(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	p := newTestPool(t, reg)
-	p.Update(testConfig(testPicking(config.PickMetricsNone), "10.0.0.1:8000", "10.0.0.2:8000"))
+	p.Update(poolConfig(testPicking(config.PickMetricsNone), "10.0.0.1:8000", "10.0.0.2:8000"))
 	for _, r := range []Result{
 		{Endpoints: []string{"10.0.0.1:8000", "10.0.0.2:8000"}, Reason: ReasonPrefix},
 		{Endpoints: []string{"10.0.0.1:8000"}, Reason: ReasonPrefix},
@@ -95,7 +95,7 @@ func TestObserveCountsPicksByEndpointAndReason(t *testing.T) {
 
 	// Kept endpoints keep their counts across a reload; dropped ones lose
 	// their series (pick and scrape error counters alike).
-	p.Update(testConfig(testPicking(config.PickMetricsNone), "10.0.0.2:8000", "10.0.0.3:8000"))
+	p.Update(poolConfig(testPicking(config.PickMetricsNone), "10.0.0.2:8000", "10.0.0.3:8000"))
 	assert.InDelta(t, 1, picks("10.0.0.2:8000", ReasonInFlight), 0)
 	var out bytes.Buffer
 	mfs, err := reg.Gather()
@@ -123,7 +123,7 @@ func BenchmarkObserve(b *testing.B) {
 	for i := range addrs {
 		addrs[i] = "10.0.0." + string(rune('0'+i/10)) + string(rune('0'+i%10)) + ":8000"
 	}
-	p.Update(testConfig(testPicking(config.PickMetricsNone), addrs...))
+	p.Update(poolConfig(testPicking(config.PickMetricsNone), addrs...))
 	r := Result{Endpoints: []string{addrs[40], addrs[3]}, Reason: ReasonPrefix}
 	b.ReportAllocs()
 	for b.Loop() {

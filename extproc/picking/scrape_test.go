@@ -57,7 +57,7 @@ func testPicking(metrics string) *config.Picking {
 	}
 }
 
-func testConfig(pk *config.Picking, addrs ...string) *config.Config {
+func poolConfig(pk *config.Picking, addrs ...string) *config.Config {
 	b := config.Backend{Name: "llm", Picking: pk}
 	for _, a := range addrs {
 		b.Endpoints = append(b.Endpoints, config.Endpoint{Address: a, Weight: 1})
@@ -96,7 +96,7 @@ func waitScraped(t *testing.T, e *Endpoint) Metrics {
 func TestPoolScrapesEndpointMetrics(t *testing.T) {
 	srv := newFakeServer(t, readTestdata(t, "vllm_lora.txt"))
 	p := newTestPool(t, nil)
-	p.Update(testConfig(testPicking(config.PickMetricsVLLM), srv.addr()))
+	p.Update(poolConfig(testPicking(config.PickMetricsVLLM), srv.addr()))
 	e := endpoint(t, p, srv.addr())
 	m := waitScraped(t, e)
 	assert.Equal(t, Metrics{Waiting: 3, Running: 12, KVCache: 0.4215, RunningLoRA: []string{"sql-lora"}, WaitingLoRA: []string{"chat-lora"}, MaxLoRA: 4}, m)
@@ -112,7 +112,7 @@ func TestPoolScrapesEndpointMetrics(t *testing.T) {
 func TestPoolWithDialectNoneDoesNotScrape(t *testing.T) {
 	srv := newFakeServer(t, readTestdata(t, "vllm.txt"))
 	p := newTestPool(t, nil)
-	p.Update(testConfig(testPicking(config.PickMetricsNone), srv.addr()))
+	p.Update(poolConfig(testPicking(config.PickMetricsNone), srv.addr()))
 	require.NotNil(t, p.Backend("llm"))
 	time.Sleep(50 * time.Millisecond)
 	assert.Zero(t, srv.scrapes.Load())
@@ -129,7 +129,7 @@ func TestScrapeFailureKeepsTheSnapshotUntilStale(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	p := newTestPool(t, reg)
 	pk := testPicking(config.PickMetricsVLLM)
-	p.Update(testConfig(pk, srv.addr()))
+	p.Update(poolConfig(pk, srv.addr()))
 	e := endpoint(t, p, srv.addr())
 	want := waitScraped(t, e)
 
@@ -186,7 +186,7 @@ func TestScrapeErrorsAreCountedByReason(t *testing.T) {
 			if name == "timeout" {
 				pk.Timeout = 50 * time.Millisecond
 			}
-			p.Update(testConfig(pk, srv.addr()))
+			p.Update(poolConfig(pk, srv.addr()))
 			reason, _, _ := strings.Cut(name, "_chunked")
 			c := p.metrics.errors.WithLabelValues("llm", srv.addr(), reason)
 			require.Eventually(t, func() bool { return testutil.ToFloat64(c) >= 2 }, 5*time.Second, 5*time.Millisecond)
@@ -204,7 +204,7 @@ func TestUpdateKeepsKeptEndpointsAndStopsDroppedScrapers(t *testing.T) {
 	a, b, c := newFakeServer(t, body), newFakeServer(t, body), newFakeServer(t, body)
 	p := newTestPool(t, nil)
 	pk := testPicking(config.PickMetricsVLLM)
-	p.Update(testConfig(pk, a.addr(), b.addr()))
+	p.Update(poolConfig(pk, a.addr(), b.addr()))
 	ea := endpoint(t, p, a.addr())
 	waitScraped(t, ea)
 	waitScraped(t, endpoint(t, p, b.addr()))
@@ -212,7 +212,7 @@ func TestUpdateKeepsKeptEndpointsAndStopsDroppedScrapers(t *testing.T) {
 	defer ea.Done()
 	sa := p.scraperOf("llm", a.addr())
 
-	p.Update(testConfig(pk, a.addr(), c.addr()))
+	p.Update(poolConfig(pk, a.addr(), c.addr()))
 	assert.Same(t, ea, endpoint(t, p, a.addr()), "a kept endpoint keeps its state")
 	assert.EqualValues(t, 1, ea.InFlight())
 	assert.Same(t, sa, p.scraperOf("llm", a.addr()), "a kept endpoint keeps its scraper")
@@ -225,12 +225,12 @@ func TestUpdateKeepsKeptEndpointsAndStopsDroppedScrapers(t *testing.T) {
 	// A changed scrape setting restarts the scraper on the same state.
 	pk2 := *pk
 	pk2.Interval = 20 * time.Millisecond
-	p.Update(testConfig(&pk2, a.addr(), c.addr()))
+	p.Update(poolConfig(&pk2, a.addr(), c.addr()))
 	assert.Same(t, ea, endpoint(t, p, a.addr()))
 	assert.NotSame(t, sa, p.scraperOf("llm", a.addr()))
 
 	// Turning scraping off stops every scraper of the backend.
-	p.Update(testConfig(testPicking(config.PickMetricsNone), a.addr(), c.addr()))
+	p.Update(poolConfig(testPicking(config.PickMetricsNone), a.addr(), c.addr()))
 	assert.Nil(t, p.scraperOf("llm", a.addr()))
 	assert.Nil(t, p.scraperOf("llm", c.addr()))
 }
@@ -252,11 +252,11 @@ func TestCloseStopsEveryScraper(t *testing.T) {
 	}
 	before := runtime.NumGoroutine()
 	p := NewPool(nil, nil)
-	p.Update(testConfig(testPicking(config.PickMetricsVLLM), addrs...))
+	p.Update(poolConfig(testPicking(config.PickMetricsVLLM), addrs...))
 	for _, a := range addrs {
 		waitScraped(t, endpoint(t, p, a))
 	}
-	p.Update(testConfig(testPicking(config.PickMetricsVLLM), addrs[:3]...))
+	p.Update(poolConfig(testPicking(config.PickMetricsVLLM), addrs[:3]...))
 	p.Close()
 	// Every scraper, and the client's connections, end with Close (the
 	// servers' own goroutines were counted in before).
@@ -277,7 +277,7 @@ func TestCloseStopsEveryScraper(t *testing.T) {
 		assert.Equal(t, counts[i], s.scrapes.Load(), "scraped after Close")
 	}
 	// An Update after Close starts nothing.
-	p.Update(testConfig(testPicking(config.PickMetricsVLLM), addrs...))
+	p.Update(poolConfig(testPicking(config.PickMetricsVLLM), addrs...))
 	assert.Nil(t, p.scraperOf("llm", addrs[0]))
 	require.NotNil(t, p.Backend("llm"))
 	p.Close()
@@ -286,7 +286,7 @@ func TestCloseStopsEveryScraper(t *testing.T) {
 func TestNewPoolWithoutRegistryOrLogger(t *testing.T) {
 	srv := newFakeServer(t, []byte("garbage {\n"))
 	p := newTestPool(t, nil)
-	p.Update(testConfig(testPicking(config.PickMetricsVLLM), srv.addr()))
+	p.Update(poolConfig(testPicking(config.PickMetricsVLLM), srv.addr()))
 	require.Eventually(t, func() bool { return srv.scrapes.Load() >= 2 }, 5*time.Second, 5*time.Millisecond)
 	r := Result{Endpoints: []string{srv.addr()}, Reason: ReasonScore}
 	p.Observe("llm", &r)
@@ -295,7 +295,7 @@ func TestNewPoolWithoutRegistryOrLogger(t *testing.T) {
 func TestUpdateWithoutConfigDefaultsDoesNotBusyLoop(t *testing.T) {
 	srv := newFakeServer(t, readTestdata(t, "vllm.txt"))
 	p := newTestPool(t, nil)
-	p.Update(testConfig(&config.Picking{Metrics: config.PickMetricsVLLM, MetricsPath: "/metrics"}, srv.addr()))
+	p.Update(poolConfig(&config.Picking{Metrics: config.PickMetricsVLLM, MetricsPath: "/metrics"}, srv.addr()))
 	s := p.scraperOf("llm", srv.addr())
 	require.NotNil(t, s)
 	assert.Equal(t, 50*time.Millisecond, s.spec.interval)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package picking
+
+const raceEnabled = false
