@@ -1,0 +1,81 @@
+package extproc
+
+import (
+	"strings"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/picking"
+)
+
+// pickState is one request's endpoint pick, for a backend with picking
+// (docs/picking.md). The pool is the server's; res is ended by finish.
+type pickState struct {
+	pool *picking.Pool
+	res  picking.Result
+}
+
+// SetPicking makes the server pick endpoints from pool for backends with
+// picking; nil (the default) leaves every backend to Envoy's LEAST_REQUEST.
+// Call it before Serve; the caller keeps pool updated and closes it.
+func (s *Server) SetPicking(pool *picking.Pool) { s.picks = pool }
+
+// pickEndpoint picks the endpoint of the request's backend from the
+// request body, when that backend picks: for a failover chain, its first
+// backend (Envoy's override-host policy of the later ones finds none of
+// these endpoints and falls back to LEAST_REQUEST). requestMetadata then
+// tells Envoy the pick; finish ends it. Called once the request is routed
+// and admitted; cost: one scan of the body's top-level keys and the pick.
+func (p *processor) pickEndpoint(body []byte) {
+	if p.pick.pool == nil || p.route == nil {
+		return
+	}
+	b := p.pick.pool.Backend(p.route.Backend)
+	if b == nil {
+		return
+	}
+	p.pick.res.Done() // a request picks once; never leak an earlier count
+	p.pick.res = b.Pick(picking.Request{Prompt: promptOf(body, p.endpoint), LoRA: p.route.UpstreamModel}, p.now())
+}
+
+// pickDone ends the request's pick; finish calls it once the stream ends.
+func (p *processor) pickDone() { p.pick.res.Done() }
+
+// pickMetadata adds the pick to the body answer's metadata: the endpoint
+// list under contract.LBNamespace for Envoy, the first endpoint and the
+// reason under f (contract.MetadataNamespace) for the access log. Nothing
+// when the request was not picked for.
+func (p *processor) pickMetadata(md *structpb.Struct, f map[string]*structpb.Value) {
+	eps := p.pick.res.Endpoints
+	if len(eps) == 0 {
+		return
+	}
+	f[contract.MetaPickedEndpoint] = structpb.NewStringValue(eps[0])
+	f[contract.MetaPickReason] = structpb.NewStringValue(p.pick.res.Reason)
+	md.Fields[contract.LBNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		contract.DestinationEndpointKey: structpb.NewStringValue(strings.Join(eps, ",")),
+	}})
+}
+
+// promptOf returns the raw JSON of the part of a request body the model
+// server's prefix cache keys on: `prompt` for completions, `input` for
+// embeddings, `messages` for chat and messages. It is a slice of body, not
+// a copy, and nil when the field is absent. body has passed parseRequest.
+func promptOf(body []byte, e endpoint) []byte {
+	key := "messages"
+	switch e {
+	case endpointCompletions:
+		key = "prompt"
+	case endpointEmbeddings:
+		key = "input"
+	}
+	// A string view of body: r.Raw then points into body, at r.Index.
+	r := gjson.Get(unsafe.String(unsafe.SliceData(body), len(body)), key)
+	if r.Index <= 0 || r.Index+len(r.Raw) > len(body) {
+		return nil
+	}
+	return body[r.Index : r.Index+len(r.Raw) : r.Index+len(r.Raw)]
+}
