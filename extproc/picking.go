@@ -24,13 +24,16 @@ type pickState struct {
 func (s *Server) SetPicking(pool *picking.Pool) { s.picks = pool }
 
 // pickEndpoint picks the endpoint of the request's backend from the
-// request body, when that backend picks: for a failover chain, its first
-// backend (Envoy's override-host policy of the later ones finds none of
-// these endpoints and falls back to LEAST_REQUEST). requestMetadata then
-// tells Envoy the pick; finish ends it. Called once the request is routed
-// and admitted; cost: one scan of the body's top-level keys and the pick.
+// request body, when that backend picks. requestMetadata then tells Envoy
+// the pick; finish ends it. A request routed to a failover chain is not
+// picked for: Envoy's aggregate cluster does not pass the request's
+// dynamic metadata to its clusters' load balancers (Envoy 1.40, e2e
+// TestFailoverChainWithPickingBackend), so the pick would be ignored and
+// its in-flight count wrong; LEAST_REQUEST balances the chain's backends.
+// Called once the request is routed and admitted; cost: one scan of the
+// body's top-level keys and the pick.
 func (p *processor) pickEndpoint(body []byte) {
-	if p.pick.pool == nil || p.route == nil {
+	if p.pick.pool == nil || p.route == nil || p.route.Cluster != p.route.Backend {
 		return
 	}
 	b := p.pick.pool.Backend(p.route.Backend)

@@ -96,9 +96,9 @@ func TestBodyAnswerTellsEnvoyThePickedEndpoints(t *testing.T) {
 		wantPick    bool
 		config      string
 	}{
-		"backend with picking":           {model: "m", path: "/v1/chat/completions", wantPick: true},
-		"failover chain picks its first": {model: "chained", path: "/v1/chat/completions", wantPick: true},
-		"completions":                    {model: "m", path: "/v1/completions", wantPick: true},
+		"backend with picking":             {model: "m", path: "/v1/chat/completions", wantPick: true},
+		"failover chain is not picked for": {model: "chained", path: "/v1/chat/completions"},
+		"completions":                      {model: "m", path: "/v1/completions", wantPick: true},
 		"translated backend with picking": {
 			model: "c", path: "/v1/chat/completions", wantPick: true, config: translatingConfig,
 		},
