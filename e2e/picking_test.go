@@ -175,6 +175,33 @@ func TestPickedEndpointDownFallsBackBeforeFirstByte(t *testing.T) {
 	}
 }
 
+// TestPickedEndpointErrorRetriesOnlyRetriableStatus: a 429 or 503 from the
+// picked endpoint is retried on the next one before the first byte; a 500
+// (the request's own fault, usually) reaches the client.
+func TestPickedEndpointErrorRetriesOnlyRetriableStatus(t *testing.T) {
+	var addrs []string
+	for _, name := range []string{"e1", "e2", "e3"} {
+		addrs = append(addrs, startKillable(t, name).addr)
+	}
+	g := pickingGateway(t, addrs, false)
+	for _, code := range []string{"429", "503"} {
+		s := pickRequest(t, g, "pk", "x-fakellm-fail", code, "x-fakellm-fail-backend", "e1")
+		assert.Equal(t, addrs[0], s.picked, code)
+		assert.Equal(t, "e2", s.backend, "%s from the pick: its first fallback serves", code)
+		assert.EqualValues(t, 2, s.attempts, code)
+	}
+	req, err := http.NewRequest(http.MethodPost, g.gateway+"/v1/chat/completions", strings.NewReader(string(chatBody("pk", false, "x"))))
+	require.NoError(t, err)
+	req.Header.Set("x-fakellm-fail", "500")
+	req.Header.Set("x-fakellm-fail-backend", "e1")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode, "a 500 is not retried")
+	assert.Equal(t, "e1", resp.Header.Get("x-fakellm-backend"))
+}
+
 // TestOverrideHostIgnoresHealth pins what Envoy 1.40's override-host policy
 // does with a picked endpoint its health check marks unhealthy: it sends the
 // request there anyway (it looks the address up among all the cluster's
