@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"strings"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -30,8 +29,8 @@ func (s *Server) SetPicking(pool *picking.Pool) { s.picks = pool }
 // dynamic metadata to its clusters' load balancers (Envoy 1.40, e2e
 // TestFailoverChainWithPickingBackend), so the pick would be ignored and
 // its in-flight count wrong; LEAST_REQUEST balances the chain's backends.
-// Called once the request is routed and admitted; cost: one scan of the
-// body's top-level keys and the pick.
+// Called once the request is routed and admitted, with the body
+// parseRequest read; cost: the pick (parseRequest found the prompt).
 func (p *processor) pickEndpoint(body []byte) {
 	if p.pick.pool == nil || p.route == nil || p.route.Cluster != p.route.Backend {
 		return
@@ -41,7 +40,7 @@ func (p *processor) pickEndpoint(body []byte) {
 		return
 	}
 	p.pick.res.Done() // a request picks once; never leak an earlier count
-	p.pick.res = b.Pick(picking.Request{Prompt: promptOf(body, p.endpoint), LoRA: p.route.UpstreamModel}, p.now())
+	p.pick.res = b.Pick(picking.Request{Prompt: promptOf(body, p.endpoint, &p.info), LoRA: p.route.UpstreamModel}, p.now())
 }
 
 // pickDone ends the request's pick; finish calls it once the stream ends.
@@ -63,22 +62,36 @@ func (p *processor) pickMetadata(md *structpb.Struct, f map[string]*structpb.Val
 	}})
 }
 
+// span is where a field's raw JSON value lies in the request body.
+type span struct{ at, n int }
+
+// keepPrompts records where the prompt fields the scan found lie in a body
+// of size bytes: parseRequest's one pass over the top-level keys already
+// knows, so picking never scans the body again.
+func (info *requestInfo) keepPrompts(typed *[numKeptFields]gjson.Result, size int) {
+	for i := range info.prompts {
+		v := typed[numTypedFields+i]
+		if v.Index > 0 && len(v.Raw) > 0 && v.Index+len(v.Raw) <= size {
+			info.prompts[i] = span{v.Index, len(v.Raw)}
+		}
+	}
+}
+
 // promptOf returns the raw JSON of the part of a request body the model
 // server's prefix cache keys on: `prompt` for completions, `input` for
-// embeddings, `messages` for chat and messages. It is a slice of body, not
-// a copy, and nil when the field is absent. body has passed parseRequest.
-func promptOf(body []byte, e endpoint) []byte {
-	key := "messages"
+// embeddings, `messages` for chat and messages. It is a slice of body (the
+// body info was parsed from), not a copy, and nil when the field is absent.
+func promptOf(body []byte, e endpoint, info *requestInfo) []byte {
+	i := fieldMessages
 	switch e {
 	case endpointCompletions:
-		key = "prompt"
+		i = fieldPrompt
 	case endpointEmbeddings:
-		key = "input"
+		i = fieldInput
 	}
-	// A string view of body: r.Raw then points into body, at r.Index.
-	r := gjson.Get(unsafe.String(unsafe.SliceData(body), len(body)), key)
-	if r.Index <= 0 || r.Index+len(r.Raw) > len(body) {
+	s := info.prompts[i-numTypedFields]
+	if s.n == 0 || s.at+s.n > len(body) {
 		return nil
 	}
-	return body[r.Index : r.Index+len(r.Raw) : r.Index+len(r.Raw)]
+	return body[s.at : s.at+s.n : s.at+s.n]
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,16 +230,18 @@ func TestPromptOfIsTheRawFieldOfTheBody(t *testing.T) {
 		want string
 	}{
 		"chat messages":      {endpointChat, `{"model":"m","messages":[{"role":"user","content":"a"}],"stream":true}`, `[{"role":"user","content":"a"}]`},
-		"completions prompt": {endpointCompletions, `{"prompt":"once upon","messages":1}`, `"once upon"`},
-		"embeddings input":   {endpointEmbeddings, `{"input":["x","y"]}`, `["x","y"]`},
-		"anthropic messages": {endpointMessages, `{"system":"s","messages":[]}`, `[]`},
+		"completions prompt": {endpointCompletions, `{"model":"m","prompt":"once upon","messages":1}`, `"once upon"`},
+		"embeddings input":   {endpointEmbeddings, `{"input":["x","y"],"model":"m"}`, `["x","y"]`},
+		"anthropic messages": {endpointMessages, `{"model":"m","system":"s","messages":[]}`, `[]`},
 		"absent":             {endpointChat, `{"model":"m"}`, ``},
-		"nested not matched": {endpointChat, `{"x":{"messages":[1]}}`, ``},
+		"nested not matched": {endpointChat, `{"model":"m","x":{"messages":[1]}}`, ``},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			body := []byte(tc.body)
-			got := promptOf(body, tc.ep)
+			info, err := parseRequest(body, nil)
+			require.NoError(t, err)
+			got := promptOf(body, tc.ep, &info)
 			assert.Equal(t, tc.want, string(got))
 			if len(got) > 0 {
 				assert.Same(t, &body[strings.Index(tc.body, tc.want)], &got[0], "a slice of the body, not a copy")
@@ -248,16 +251,23 @@ func TestPromptOfIsTheRawFieldOfTheBody(t *testing.T) {
 }
 
 func FuzzPromptOf(f *testing.F) {
-	f.Add([]byte(`{"messages":[{"role":"user","content":"a"}]}`))
-	f.Add([]byte(`{"prompt":"x"}`))
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"a"}]}`))
+	f.Add([]byte(`{"model":"m","prompt":"x","input":[1]}`))
 	f.Add([]byte(`{"messages":"\u0041","messages":[]}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if _, err := parseRequest(body, nil); err != nil {
+		info, err := parseRequest(body, nil)
+		if err != nil {
 			return // promptOf reads only bodies parseRequest accepted
 		}
-		for _, ep := range []endpoint{endpointChat, endpointCompletions, endpointEmbeddings} {
-			got := promptOf(body, ep)
+		keys := map[endpoint]string{endpointChat: "messages", endpointCompletions: "prompt", endpointEmbeddings: "input"}
+		for ep, key := range keys {
+			got := promptOf(body, ep, &info)
+			// The field as a path lookup finds it (parseRequest made sure
+			// it appears once, spelled exactly).
+			if want := gjson.GetBytes(body, key).Raw; string(got) != want {
+				t.Fatalf("promptOf(%q, %s) = %q, want %q", body, key, got, want)
+			}
 			if len(got) == 0 {
 				continue
 			}
@@ -269,4 +279,47 @@ func FuzzPromptOf(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkPickedExchange is BenchmarkProcessorExchange's request to a
+// backend with picking, with and without the pool: the difference is what
+// picking adds to a request (finding the prompt, the pick, the metadata).
+func BenchmarkPickedExchange(b *testing.B) {
+	cfg, err := config.Parse("bench.yaml", []byte(`backends:
+  - name: bench
+    protocol: openai
+    endpoints: [10.0.0.1:8000, 10.0.0.2:8000, 10.0.0.3:8000, 10.0.0.4:8000]
+    picking: {metrics: none}
+models:
+  - name: bench-model
+    backend: bench
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	routes := NewRoutes(cfg, 0)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool := picking.NewPool(prometheus.NewRegistry(), log)
+	b.Cleanup(pool.Close)
+	pool.Update(cfg)
+	for _, on := range []bool{false, true} {
+		for _, s := range benchSizes {
+			body := benchBody("bench-model", s.size)
+			headers, bodyReq := benchHeaders(len(body)), benchBodyRequest(body)
+			b.Run("picking="+strconv.FormatBool(on)+"/"+s.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					p := newProcessor(routes, cfg.Gateway.MaxRequestBodyBytes, log, nil)
+					if on {
+						p.pick.pool = pool
+					}
+					p.handle(headers)
+					if r := p.handle(bodyReq); r.GetRequestBody() == nil {
+						b.Fatalf("body answered %v", r)
+					}
+					p.finish()
+				}
+			})
+		}
+	}
 }
