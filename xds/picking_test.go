@@ -116,3 +116,27 @@ func TestExtProcFilterAcceptsLBMetadata(t *testing.T) {
 	assert.Contains(t, ep.GetMetadataOptions().GetReceivingNamespaces().GetUntyped(), contract.LBNamespace,
 		"Envoy drops metadata in namespaces it is not told to receive")
 }
+
+func TestPickingRetryBudgetYieldsToConfiguredMaxRetries(t *testing.T) {
+	tests := map[string]struct {
+		breaker    string
+		wantBudget bool
+		wantMax    uint32
+	}{
+		"no circuit breaker":           {wantBudget: true},
+		"circuit breaker without cap":  {breaker: "    circuit_breaker: {max_requests: 50}\n", wantBudget: true},
+		"configured max_retries holds": {breaker: "    circuit_breaker: {max_retries: 7}\n", wantMax: 7},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			src := "backends:\n  - name: gpu\n    protocol: openai\n    endpoints: [10.0.0.1:8000]\n    picking: {metrics: none}\n" + tc.breaker +
+				"models:\n  - name: m\n    backend: gpu\n"
+			snap, err := Snapshot(parse(t, src), AllInOne)
+			require.NoError(t, err)
+			th := snap.GetResources(resourcev3.ClusterType)["gpu"].(*clusterv3.Cluster).GetCircuitBreakers().GetThresholds()
+			require.Len(t, th, 1)
+			assert.Equal(t, tc.wantBudget, th[0].GetRetryBudget() != nil)
+			assert.Equal(t, tc.wantMax, th[0].GetMaxRetries().GetValue())
+		})
+	}
+}
