@@ -91,6 +91,8 @@ type processor struct {
 
 	// obs is what telemetry measures (telemetry.go).
 	obs obsState
+	// pick is the endpoint picked for a backend with picking (picking.go).
+	pick pickState
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -253,6 +255,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if refused := p.admit(out); refused != nil {
 		return refused
 	}
+	p.pickEndpoint(body)
 	out, added := p.askUsage(out)
 	set := []*corev3.HeaderValueOption{header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version)}
 	set = p.traceHeaders(set)
@@ -330,6 +333,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 func (p *processor) finish() {
 	p.hold.Release()
 	p.releaseLimits()
+	p.pickDone()
 	p.observe()
 	p.metrics.observeGRPC(p)
 }
