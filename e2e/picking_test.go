@@ -17,9 +17,10 @@ import (
 
 // pickingConfig serves model pk from backend gpu, whose endpoints Streamgate
 // picks (metrics none: in-flight counts decide), and model chain from gpu
-// with backend-b as its fallback. Usage telemetry keeps each request's
-// ext_proc stream open to the response's end, so a stream counts as in
-// flight on its endpoint until it ends. Access log on stdout.
+// with backend-b as its fallback. A picked request keeps its ext_proc
+// stream open to the response's end, so a stream counts as in flight on
+// its endpoint until it ends, with nothing else asking for the response.
+// Access log on stdout.
 const pickingConfig = listeners + `backends:
   - name: gpu
     protocol: openai
@@ -35,8 +36,6 @@ models:
   - name: chain
     backend: gpu
     fallbacks: [backend-b]
-telemetry:
-  usage: true
 `
 
 // pickingGateway starts a gateway whose gpu backend has endpoints eps;
@@ -126,13 +125,20 @@ func TestPickedEndpointServesTheRequest(t *testing.T) {
 	}
 	g := pickingGateway(t, addrs, false)
 
-	// The client names an endpoint itself: Envoy reads only the metadata.
-	s := pickRequest(t, g, "pk", "x-gateway-destination-endpoint", addrs[2])
-	require.NotEmpty(t, s.picked, "the access log names the picked endpoint")
-	require.NotEqual(t, addrs[2], s.picked, "the placeholder picks the first idle endpoint")
-	assert.Equal(t, "in_flight", s.reason)
-	assert.Equal(t, s.picked, s.upstream, "Envoy used the picked endpoint, not the client's")
-	assert.Equal(t, byAddr[s.picked], s.backend, "the picked endpoint's server answered")
+	// The client names an endpoint itself: Envoy reads only the metadata,
+	// and equal endpoints take turns, so the client's choice is not followed.
+	steered := 0
+	for range 3 {
+		s := pickRequest(t, g, "pk", "x-gateway-destination-endpoint", addrs[2])
+		require.NotEmpty(t, s.picked, "the access log names the picked endpoint")
+		assert.Equal(t, "in_flight", s.reason, "metrics: none picks by in-flight counts")
+		assert.Equal(t, s.picked, s.upstream, "Envoy used the picked endpoint")
+		assert.Equal(t, byAddr[s.picked], s.backend, "the picked endpoint's server answered")
+		if s.upstream == addrs[2] {
+			steered++
+		}
+	}
+	assert.Less(t, steered, 3, "the client's header steered every request")
 
 	// Two long streams held open: each lands on an endpoint with nothing
 	// in flight, and a third request goes to the one still idle.
@@ -142,9 +148,22 @@ func TestPickedEndpointServesTheRequest(t *testing.T) {
 		assert.False(t, busy[b], "a new stream avoids the endpoint already streaming: %s", b)
 		busy[b] = true
 	}
-	s = pickRequest(t, g, "pk")
+	for _, a := range addrs {
+		series := fmt.Sprintf(`streamgate_picking_endpoint_in_flight{backend="gpu",endpoint=%q}`, a)
+		want := 0.0
+		if busy[byAddr[a]] {
+			want = 1 // the held stream, counted until it ends
+		}
+		assert.Equal(t, want, metric(t, g, series), a)
+	}
+	s := pickRequest(t, g, "pk")
 	assert.False(t, busy[s.backend], "request went to a busy endpoint %s (busy: %v)", s.backend, busy)
 	assert.Equal(t, s.picked, s.upstream)
+	// Envoy closes each ext_proc stream when its response ends, which ends
+	// the pick: nothing stays counted in flight.
+	for _, a := range addrs {
+		waitMetric(t, g, fmt.Sprintf(`streamgate_picking_endpoint_in_flight{backend="gpu",endpoint=%q}`, a), 0)
+	}
 }
 
 // TestPickedEndpointDownFallsBackBeforeFirstByte: the picked endpoint
@@ -161,16 +180,21 @@ func TestPickedEndpointDownFallsBackBeforeFirstByte(t *testing.T) {
 			if health {
 				time.Sleep(time.Second) // a few health check rounds
 			}
+			// Equal endpoints take turns, so three requests pick each once.
+			pickedDead := 0
 			for range 3 {
 				s := pickRequest(t, g, "pk")
-				require.Equal(t, dead, s.picked, "the placeholder picks the first idle endpoint")
 				assert.Contains(t, []string{"e2", "e3"}, s.backend)
-				assert.Equal(t, e2.addr, s.upstream, "the first fallback of the pick served")
-				t.Logf("health_check=%v: picked %s, served by %s after %v attempts", health, s.picked, s.upstream, s.attempts)
-				if !health {
-					assert.EqualValues(t, 2, s.attempts, "one retry after the connect failure")
+				if s.picked != dead {
+					assert.Equal(t, s.picked, s.upstream, "a live pick serves")
+					continue
 				}
+				pickedDead++
+				assert.Contains(t, []string{e2.addr, e3.addr}, s.upstream, "a fallback of the pick served")
+				t.Logf("health_check=%v: picked %s, served by %s after %v attempts", health, s.picked, s.upstream, s.attempts)
+				assert.EqualValues(t, 2, s.attempts, "one retry after the connect failure")
 			}
+			assert.Equal(t, 1, pickedDead, "the dead endpoint takes its turn")
 		})
 	}
 }
@@ -185,21 +209,38 @@ func TestPickedEndpointErrorRetriesOnlyRetriableStatus(t *testing.T) {
 	}
 	g := pickingGateway(t, addrs, false)
 	for _, code := range []string{"429", "503"} {
-		s := pickRequest(t, g, "pk", "x-fakellm-fail", code, "x-fakellm-fail-backend", "e1")
-		assert.Equal(t, addrs[0], s.picked, code)
-		assert.Equal(t, "e2", s.backend, "%s from the pick: its first fallback serves", code)
-		assert.EqualValues(t, 2, s.attempts, code)
+		// Equal endpoints take turns: one of three requests picks e1.
+		retried := 0
+		for range 3 {
+			s := pickRequest(t, g, "pk", "x-fakellm-fail", code, "x-fakellm-fail-backend", "e1")
+			if s.picked != addrs[0] {
+				assert.EqualValues(t, 1, s.attempts, code)
+				continue
+			}
+			retried++
+			assert.NotEqual(t, "e1", s.backend, "%s from the pick: a fallback serves", code)
+			assert.EqualValues(t, 2, s.attempts, code)
+		}
+		assert.Equal(t, 1, retried, code)
 	}
-	req, err := http.NewRequest(http.MethodPost, g.gateway+"/v1/chat/completions", strings.NewReader(string(chatBody("pk", false, "x"))))
-	require.NoError(t, err)
-	req.Header.Set("x-fakellm-fail", "500")
-	req.Header.Set("x-fakellm-fail-backend", "e1")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode, "a 500 is not retried")
-	assert.Equal(t, "e1", resp.Header.Get("x-fakellm-backend"))
+	saw500 := false
+	for range 3 {
+		req, err := http.NewRequest(http.MethodPost, g.gateway+"/v1/chat/completions", strings.NewReader(string(chatBody("pk", false, "x"))))
+		require.NoError(t, err)
+		req.Header.Set("x-fakellm-fail", "500")
+		req.Header.Set("x-fakellm-fail-backend", "e1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.Header.Get("x-fakellm-backend") == "e1" {
+			saw500 = true
+			assert.Equal(t, http.StatusInternalServerError, resp.StatusCode, "a 500 is not retried")
+		} else {
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+		}
+	}
+	assert.True(t, saw500, "one of three requests picked e1")
 }
 
 // TestOverrideHostIgnoresHealth pins what Envoy 1.40's override-host policy
@@ -213,10 +254,17 @@ func TestOverrideHostIgnoresHealth(t *testing.T) {
 	sick.SetHealthy(false)
 	g := pickingGateway(t, []string{sick.addr, ok.addr}, true)
 	time.Sleep(time.Second) // a few health check rounds
-	s := pickRequest(t, g, "pk")
-	require.Equal(t, sick.addr, s.picked)
-	assert.Equal(t, "sick", s.backend, "Envoy sent the request to the unhealthy picked endpoint")
-	assert.EqualValues(t, 1, s.attempts)
+	// The two endpoints take turns: one of two requests picks the sick one.
+	for range 2 {
+		s := pickRequest(t, g, "pk")
+		if s.picked != sick.addr {
+			continue
+		}
+		assert.Equal(t, "sick", s.backend, "Envoy sent the request to the unhealthy picked endpoint")
+		assert.EqualValues(t, 1, s.attempts)
+		return
+	}
+	t.Fatal("the sick endpoint was never picked")
 }
 
 // TestFailoverChainWithPickingBackend: a failover chain whose first backend

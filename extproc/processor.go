@@ -205,7 +205,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 
 // done reports whether the exchange is over after resp: the request was
 // refused, or its body answered and the plan reads nothing more here
-// (endsAtRequestBody). The server then ends the ext_proc stream at once,
+// (endsAtRequestBody) and it holds no pick. The server then ends the ext_proc stream at once,
 // so a pass-through stream holds no goroutine or gRPC stream while tokens
 // flow.
 func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
@@ -213,7 +213,10 @@ func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 	case *extprocsvcv3.ProcessingResponse_ImmediateResponse:
 		return true
 	case *extprocsvcv3.ProcessingResponse_RequestBody:
-		return p.plan.endsAtRequestBody()
+		// A picked request keeps its stream until Envoy closes it at the
+		// response's end, so the endpoint counts it in flight until then;
+		// that costs no message, only the parked stream.
+		return p.plan.endsAtRequestBody() && len(p.pick.res.Endpoints) == 0
 	}
 	return false
 }
