@@ -94,7 +94,7 @@ type Issuer struct {
 	JWKSURL string `yaml:"jwks_url"`
 	// Audiences: the token's "aud" must contain one of them. Required.
 	Audiences []string `yaml:"audiences"`
-	// Algorithms allowed (default RS256, ES256, EdDSA); HMAC and none are refused.
+	// Algorithms allowed (default [RS256, ES256, EdDSA]); HMAC and none are refused.
 	Algorithms []string `yaml:"algorithms"`
 	// ClockSkew is the leeway for exp/nbf/iat (default 30s).
 	ClockSkew time.Duration `yaml:"clock_skew"`

@@ -39,13 +39,20 @@ const (
 // Config is one decoded and validated streamgate.yaml. It is immutable once
 // returned by Load or Parse and safe to share between goroutines.
 type Config struct {
-	Gateway  Gateway   `yaml:"gateway"`
-	ExtProc  ExtProc   `yaml:"extproc"`
-	XDS      XDS       `yaml:"xds"`
-	Metrics  Metrics   `yaml:"metrics"`
-	Envoy    Envoy     `yaml:"envoy"`
+	// Gateway is the client-facing Envoy listener and its bounds.
+	Gateway Gateway `yaml:"gateway"`
+	// ExtProc is the ext_proc gRPC server Envoy calls for every request.
+	ExtProc ExtProc `yaml:"extproc"`
+	// XDS is the server Envoy takes its listeners and clusters from.
+	XDS XDS `yaml:"xds"`
+	// Metrics is the HTTP server for /metrics, /healthz and /readyz.
+	Metrics Metrics `yaml:"metrics"`
+	// Envoy is the Envoy that `streamgate run` starts and the xDS node.
+	Envoy Envoy `yaml:"envoy"`
+	// Backends are the model servers (at least one).
 	Backends []Backend `yaml:"backends"`
-	Models   []Model   `yaml:"models"`
+	// Models map the public model names clients use to backends.
+	Models []Model `yaml:"models"`
 	// Auth, when set, requires credentials on every request (see auth.go).
 	Auth *Auth `yaml:"auth"`
 	// Limits throttles tenants and backends; nil means no limits.

@@ -38,7 +38,9 @@ type Telemetry struct {
 
 // Price is what one model's tokens cost.
 type Price struct {
-	InputPerMillion  float64 `yaml:"input_per_million"`
+	// InputPerMillion is the USD price of a million input tokens.
+	InputPerMillion float64 `yaml:"input_per_million"`
+	// OutputPerMillion is the USD price of a million output tokens.
 	OutputPerMillion float64 `yaml:"output_per_million"`
 }
 
