@@ -244,8 +244,9 @@ type Version struct {
 	Backend string `yaml:"backend"`
 	// UpstreamModel is the model name the backend expects (default: the model's name).
 	UpstreamModel string `yaml:"upstream_model"`
-	// Weight is this version's share of unpinned traffic; 0 means pinned
-	// requests only. Weights are relative (default 1 with one version).
+	// Weight is this version's share of unpinned traffic; 0 (the default)
+	// means pinned requests only. Weights are relative; the short form
+	// (a model's backend) has weight 1.
 	Weight uint32 `yaml:"weight"`
 }
 
