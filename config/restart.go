@@ -33,6 +33,17 @@ var RestartOnly = []RestartSetting{
 	{"limits", "the limiter's buckets, slots and queue", func(c *Config) any { return c.Limits }},
 }
 
+// StartOnly are the settings the running process reads only when it
+// starts (cmd/streamgate/cli/serve.go): a reload that changes one is
+// accepted and applies everything else, but the change itself waits for
+// the next restart. docs/config.md marks every field under one "next
+// start". Read-only.
+var StartOnly = []RestartSetting{
+	{Path: "gateway.drain_timeout", Why: "the shutdown drainer is set up at start"},
+	{Path: "telemetry.nats", Why: "the usage event sink is connected at start"},
+	{Path: "telemetry.tracing", Why: "the OTLP exporter is set up at start"},
+}
+
 // restartChange returns the first restart-only setting that differs
 // between old and next, as a sentence, or "" when none does.
 func restartChange(old, next *Config) string {

@@ -20,7 +20,7 @@ type field struct {
 	Path    string // YAML path, e.g. backends[].picking.interval
 	Type    string // in YAML terms: string, duration, int, number, bool, list of …, map of …, section
 	Default string // from the doc comment's "(default X)", "" when none
-	Restart bool   // under a config.RestartOnly setting
+	Reload  string // live, restart (config.RestartOnly) or next start (config.StartOnly)
 	Meaning string // first sentence of the doc comment
 	GoName  string // Type.Field, for messages
 }
@@ -128,7 +128,7 @@ func (w *walker) walk(typeName, prefix string) {
 		if sh, ok := w.pkg.shorthand[elem]; ok {
 			meaning += " Shorthand: " + strings.TrimPrefix(firstSentence(oneLine(sh)), "UnmarshalYAML ")
 		}
-		w.fields = append(w.fields, field{Path: path, Type: typ, Default: defaultOf(doc), Restart: restartOnly(path), Meaning: meaning, GoName: goName})
+		w.fields = append(w.fields, field{Path: path, Type: typ, Default: defaultOf(doc), Reload: reloadOf(path), Meaning: meaning, GoName: goName})
 		if elem != "" {
 			w.walk(elem, childPrefix)
 		}
@@ -206,16 +206,26 @@ func yamlTag(f *ast.Field) string {
 	return tag
 }
 
-// restartOnly reports whether the field at path is, or is under, a
-// config.RestartOnly setting.
-func restartOnly(path string) bool {
+// reloadOf says how a change to the field at path takes effect: "restart"
+// when it is, or is under, a config.RestartOnly setting, "next start"
+// under a config.StartOnly one, else "live".
+func reloadOf(path string) string {
 	plain := strings.ReplaceAll(path, "[]", "")
-	for _, s := range config.RestartOnly {
-		if plain == s.Path || strings.HasPrefix(plain, s.Path+".") {
-			return true
+	under := func(list []config.RestartSetting) bool {
+		for _, s := range list {
+			if plain == s.Path || strings.HasPrefix(plain, s.Path+".") {
+				return true
+			}
 		}
+		return false
 	}
-	return false
+	switch {
+	case under(config.RestartOnly):
+		return "restart"
+	case under(config.StartOnly):
+		return "next start"
+	}
+	return "live"
 }
 
 var defaultRE = regexp.MustCompile(`(\S*)\s*\(default\b([^)]*)\)`)
@@ -297,11 +307,18 @@ how the parts fit together.
 - **default** is what an absent or zero field becomes; empty means none (or see
   the meaning).
 - **reload**: *live* fields take effect when the watched file changes (or on
-  SIGHUP); a change to a *restart* field makes the reload fail whole — the
+  SIGHUP). A change to a *restart* field makes the reload fail whole — the
   running config stays and the log says which field — until the process
-  restarts. Restart-only settings:
+  restarts (` + "`config.RestartOnly`" + `):
 `)
 	for _, s := range config.RestartOnly {
+		fmt.Fprintf(&b, "  `%s` (%s);\n", s.Path, s.Why)
+	}
+	b.WriteString(`  a change to a *next start* field is accepted with the rest of the reload
+  but the running process keeps the value it started with
+  (` + "`config.StartOnly`" + `):
+`)
+	for _, s := range config.StartOnly {
 		fmt.Fprintf(&b, "  `%s` (%s);\n", s.Path, s.Why)
 	}
 	b.WriteString("  everything else reloads live.\n")
@@ -317,11 +334,7 @@ how the parts fit together.
 		if f.Default != "" {
 			def = "`" + f.Default + "`"
 		}
-		reload := "live"
-		if f.Restart {
-			reload = "restart"
-		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", f.Path, f.Type, def, reload, cell(f.Meaning))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", f.Path, f.Type, def, f.Reload, cell(f.Meaning))
 	}
 	return b.Bytes(), nil
 }

@@ -120,9 +120,9 @@ func TestRestartOnlySettingsNameConfigFields(t *testing.T) {
 	for _, f := range fields {
 		paths[f.Path] = true
 	}
-	for _, s := range config.RestartOnly {
+	for _, s := range append(append([]config.RestartSetting(nil), config.RestartOnly...), config.StartOnly...) {
 		if !paths[s.Path] {
-			t.Errorf("config.RestartOnly names %q, which is no config field", s.Path)
+			t.Errorf("config.RestartOnly or StartOnly names %q, which is no config field", s.Path)
 		}
 	}
 }
