@@ -156,7 +156,8 @@ type Envoy struct {
 type Backend struct {
 	// Name is unique and becomes the Envoy cluster name.
 	Name string `yaml:"name"`
-	// Protocol is the backend's API, e.g. "openai".
+	// Protocol is the backend's API: openai, anthropic, ollama, kserve-v2
+	// or kserve-v2-grpc.
 	Protocol Protocol `yaml:"protocol"`
 	// Endpoints are the servers: "host:port" or {address, weight}.
 	Endpoints []Endpoint `yaml:"endpoints"`
