@@ -70,3 +70,53 @@ func TestTestNamesInDocsExist(t *testing.T) {
 		t.Error("the docs cite no test names; the search is broken")
 	}
 }
+
+var (
+	cliCommandRE = regexp.MustCompile(`case "([a-z][a-z-]*)"`)
+	cliFlagRE    = regexp.MustCompile(`fs\.(?:Bool|String|Int|Duration)\("([a-z][a-z-]*)"`)
+)
+
+// TestCommandsTableNamesEveryCommandAndFlag reads the CLI's commands and
+// flags from cmd/streamgate/cli and checks README.md's commands table
+// names each.
+func TestCommandsTableNamesEveryCommandAndFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(readme), "## Commands")
+	table, _, _ = strings.Cut(table, "\n## ")
+	files, err := filepath.Glob(filepath.Join(root, "cmd", "streamgate", "cli", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range cliCommandRE.FindAllStringSubmatch(string(src), -1) {
+			found++
+			if m[1] != "help" && !strings.Contains(table, "`streamgate "+m[1]) {
+				t.Errorf("README.md's commands table does not name the command %q (%s)", m[1], f)
+			}
+		}
+		for _, m := range cliFlagRE.FindAllStringSubmatch(string(src), -1) {
+			found++
+			flag := "--" + m[1]
+			if len(m[1]) == 1 {
+				flag = "-" + m[1]
+			}
+			if !strings.Contains(table, flag) {
+				t.Errorf("README.md's commands table does not name the flag %s (%s)", flag, f)
+			}
+		}
+	}
+	if found < 5 {
+		t.Errorf("found only %d commands and flags; the search is broken", found)
+	}
+}
