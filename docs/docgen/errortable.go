@@ -181,10 +181,19 @@ API the client called: an OpenAI JSON error (` + "`{\"error\": {\"message\", \"t
 on the OpenAI paths, an Anthropic JSON error (` + "`{\"type\": \"error\", \"error\": {\"type\", \"message\"}}`" + `)
 on ` + "`/v1/messages`" + `, and a gRPC status on gRPC. The message is written for the client
 and names what to change; it never echoes secrets or prompt text. The code is also
-the ` + "`reason`" + ` label of ` + "`streamgate_refusals_total`" + ` and, prefixed with ` + "`streamgate_`" + `, the
-response code details in Envoy's access log. Errors a backend returns pass
+the ` + "`error_type`" + ` label of ` + "`gen_ai_server_request_duration_seconds`" + `, the span's
+` + "`error.type`" + ` and, prefixed with ` + "`streamgate_`" + `, the response code details
+(` + "`details`" + `) in Envoy's access log. Errors a backend returns pass
 through unchanged. *Retry-After* rows carry a ` + "`Retry-After`" + ` header on HTTP and
 ` + "`google.rpc.RetryInfo`" + ` on gRPC.
+
+Replies Envoy makes itself are not in this table: the listener's local reply
+mappers (` + "`localReplies` in xds/listener.go" + `) give them the OpenAI error shape —
+a body over ` + "`gateway.max_request_body_bytes`" + ` before ext_proc sees it (413
+` + "`request_too_large`" + `), a request that does not arrive in time (408
+` + "`request_timeout`" + `), an upstream failure (502/503/504 with Envoy's response code
+details as the code, e.g. ` + "`no_healthy_upstream`" + `), an ext_proc timeout (504
+` + "`gateway_timeout`" + `) or a broken ext_proc stream (500 ` + "`internal_error`" + `).
 
 | code | HTTP | OpenAI type | Anthropic type | gRPC | Retry-After | when |
 |---|---|---|---|---|---|---|
