@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,18 +40,21 @@ func docFiles(t *testing.T) []string {
 
 func yamlSnippets(t *testing.T, file string) []docSnippet {
 	t.Helper()
-	f, err := os.Open(file)
+	src, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	rel, _ := filepath.Rel(root, file)
+	return parseSnippets(rel, string(src))
+}
+
+// parseSnippets returns the ```yaml fences of a markdown text with the
+// marker before each (blank lines aside).
+func parseSnippets(name, src string) []docSnippet {
 	var out []docSnippet
 	var cur *docSnippet
 	var marker []string
-	rel, _ := filepath.Rel(root, file)
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
+	for n, line := range strings.Split(src, "\n") {
 		switch {
 		case cur != nil && strings.HasPrefix(line, "```"):
 			out = append(out, *cur)
@@ -60,7 +62,7 @@ func yamlSnippets(t *testing.T, file string) []docSnippet {
 		case cur != nil:
 			cur.text += line + "\n"
 		case line == "```yaml" || line == "```yml":
-			cur = &docSnippet{where: rel + ":" + strconv.Itoa(n)}
+			cur = &docSnippet{where: name + ":" + strconv.Itoa(n+1)}
 			if marker != nil {
 				cur.kind, cur.args = marker[1], marker[2]
 			}
@@ -69,10 +71,44 @@ func yamlSnippets(t *testing.T, file string) []docSnippet {
 			marker = markerRE.FindStringSubmatch(strings.TrimSpace(line))
 		}
 	}
-	if err := sc.Err(); err != nil {
+	return out
+}
+
+func TestParseSnippetsTakesTheMarkerRightBeforeAFence(t *testing.T) {
+	md := "text\n<!-- snippet: fragment models=a,b -->\n\n```yaml\nlimits: {}\n```\n" +
+		"<!-- snippet: not-config kubernetes -->\n```yaml\nkind: Pod\n```\n" +
+		"<!-- snippet: fragment -->\nprose in between\n```yaml\nbackends: []\n```\n" +
+		"```sh\nmake\n```\n"
+	got := parseSnippets("x.md", md)
+	want := []docSnippet{
+		{where: "x.md:4", kind: "fragment", args: "models=a,b", text: "limits: {}\n"},
+		{where: "x.md:8", kind: "not-config", args: "kubernetes", text: "kind: Pod\n"},
+		{where: "x.md:13", text: "backends: []\n"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d snippets %+v, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("snippet %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestCompleteFragmentAddsOnlyWhatIsMissing(t *testing.T) {
+	text := completeFragment(t, docSnippet{where: "x.md:1", args: "models=gpt-4o backends=vllm",
+		text: "limits:\n  tokenizers: [{model: gpt-4o, encoding: heuristic}]\n  backends: [{name: vllm, max_in_flight: 1}]\n"})
+	if _, err := config.Parse("x.md", []byte(text)); err != nil {
+		t.Fatalf("the completed fragment is not valid: %v\n%s", err, text)
+	}
+	own := completeFragment(t, docSnippet{where: "x.md:1", text: "backends: [{name: mine, protocol: ollama, endpoints: [\"127.0.0.1:1\"]}]\n"})
+	c, err := config.Parse("x.md", []byte(own))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	if len(c.Backends) != 1 || c.Backends[0].Name != "mine" || c.Models[0].Versions[0].Backend != "mine" {
+		t.Errorf("the fragment's own backends were replaced or not used: %+v", c.Backends)
+	}
 }
 
 func TestEveryDocYAMLSnippetIsAValidConfig(t *testing.T) {
