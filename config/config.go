@@ -112,9 +112,9 @@ type ExtProc struct {
 	// Listen is host:port or unix:/path (default 127.0.0.1:50051).
 	Listen string `yaml:"listen"`
 	// Address is where Envoy reaches the ext_proc server when that is not
-	// Listen, e.g. when Streamgate listens on 0.0.0.0 in a container and
+	// listen, e.g. when Streamgate listens on 0.0.0.0 in a container and
 	// Envoy runs in another: host:port (a DNS name such as a Kubernetes
-	// Service works) or unix:/path. Empty means Listen.
+	// Service works) or unix:/path. Empty means listen.
 	Address string `yaml:"address"`
 	// MessageTimeout bounds each ext_proc exchange as Envoy sees it (default 2s).
 	MessageTimeout time.Duration `yaml:"message_timeout"`
@@ -213,8 +213,8 @@ type TLS struct {
 type Model struct {
 	// Name is what clients put in the request's "model" field.
 	Name string `yaml:"name"`
-	// Backend and UpstreamModel are the short form of a single version
-	// named "default"; use Versions instead for several.
+	// Backend (with upstream_model) is the short form of a single version
+	// named "default"; use versions instead for several.
 	Backend string `yaml:"backend"`
 	// UpstreamModel is the model name the backend expects (default: Name).
 	UpstreamModel string `yaml:"upstream_model"`

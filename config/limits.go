@@ -129,7 +129,7 @@ type Redis struct {
 	PasswordEnv string `yaml:"password_env"`
 	// DB is the Redis database number (default 0; a cluster has only 0).
 	DB int `yaml:"db"`
-	// Cluster says Address is a seed node of a Redis Cluster.
+	// Cluster says address is a seed node of a Redis Cluster.
 	Cluster bool `yaml:"cluster"`
 	// FailOpen admits requests while Redis is unreachable; otherwise they get 503.
 	FailOpen bool `yaml:"fail_open"`

@@ -51,7 +51,7 @@ type NATS struct {
 	// Subject events are published on (default streamgate.usage).
 	Subject string `yaml:"subject"`
 	// JetStream publishes with acknowledgement to a stream that must
-	// capture Subject; off, events are plain NATS messages.
+	// capture subject; off, events are plain NATS messages.
 	JetStream bool `yaml:"jetstream"`
 	// Buffer bounds events waiting to be sent; when full, new events are
 	// dropped and counted, never waited for (default 4096).

@@ -265,8 +265,10 @@ func meaningOf(doc, goName, yamlName string) string {
 			return strings.ToUpper(rest[:1]) + rest[1:]
 		}
 	}
-	if rest, ok := strings.CutPrefix(s, goName+" "); ok {
-		return "`" + yamlName + "` " + rest
+	for _, sep := range []string{" ", ","} {
+		if rest, ok := strings.CutPrefix(s, goName+sep); ok {
+			return "`" + yamlName + "`" + sep + rest
+		}
 	}
 	return s
 }
