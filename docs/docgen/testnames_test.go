@@ -107,10 +107,7 @@ func TestCommandsTableNamesEveryCommandAndFlag(t *testing.T) {
 		}
 		for _, m := range cliFlagRE.FindAllStringSubmatch(string(src), -1) {
 			found++
-			flag := "--" + m[1]
-			if len(m[1]) == 1 {
-				flag = "-" + m[1]
-			}
+			flag := "-" + m[1] // Go's flag package takes -name and --name alike
 			if !strings.Contains(table, flag) {
 				t.Errorf("README.md's commands table does not name the flag %s (%s)", flag, f)
 			}
