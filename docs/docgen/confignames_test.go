@@ -80,5 +80,7 @@ func notConfigPath(p string) bool {
 			return true
 		}
 	}
-	return false
+	// The envoy section's fields are one level deep; deeper envoy.* names
+	// are Envoy's own (envoy.load_balancing_policies.override_host).
+	return strings.HasPrefix(p, "envoy.") && strings.Count(p, ".") > 1
 }
