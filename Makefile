@@ -8,7 +8,7 @@ ENVOY_VERSION ?= 1.40.0
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
-.PHONY: help build envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking microbench fuzz clean proto
+.PHONY: help build docs envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ build: ## Build bin/streamgate, bin/fakellm and bin/fakekserve
 	$(GO) build -o $(BIN)/streamgate ./cmd/streamgate
 	$(GO) build -o $(BIN)/fakellm ./examples/fakellm/cmd/fakellm
 	$(GO) build -o $(BIN)/fakekserve ./examples/fakekserve/cmd/fakekserve
+
+docs: ## Regenerate docs/config.md and docs/errors.md from the config structs and the refusal table
+	$(GO) run ./docs/docgen
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)

@@ -94,7 +94,7 @@ type Issuer struct {
 	JWKSURL string `yaml:"jwks_url"`
 	// Audiences: the token's "aud" must contain one of them. Required.
 	Audiences []string `yaml:"audiences"`
-	// Algorithms allowed (default RS256, ES256, EdDSA); HMAC and none are refused.
+	// Algorithms allowed (default [RS256, ES256, EdDSA]); HMAC and none are refused.
 	Algorithms []string `yaml:"algorithms"`
 	// ClockSkew is the leeway for exp/nbf/iat (default 30s).
 	ClockSkew time.Duration `yaml:"clock_skew"`
@@ -115,7 +115,8 @@ type Issuer struct {
 }
 
 // Credential is the secret the gateway sends to a backend, read from an
-// environment variable or a file when the config is loaded.
+// environment variable or a file when the ext_proc server starts or applies
+// a reload (not by Load, so `validate` does not check it).
 type Credential struct {
 	// Header is "authorization" (sent as "Bearer SECRET") or "x-api-key".
 	Header string `yaml:"header"`

@@ -55,10 +55,14 @@ type OutlierDetection struct {
 // CircuitBreaker limits in-flight work toward a backend; zero fields keep
 // Envoy's defaults (1024 each).
 type CircuitBreaker struct {
-	MaxConnections     uint32 `yaml:"max_connections"`
+	// MaxConnections caps the connections to all endpoints.
+	MaxConnections uint32 `yaml:"max_connections"`
+	// MaxPendingRequests caps requests waiting for a connection.
 	MaxPendingRequests uint32 `yaml:"max_pending_requests"`
-	MaxRequests        uint32 `yaml:"max_requests"`
-	MaxRetries         uint32 `yaml:"max_retries"`
+	// MaxRequests caps requests in flight.
+	MaxRequests uint32 `yaml:"max_requests"`
+	// MaxRetries caps retries in flight.
+	MaxRetries uint32 `yaml:"max_retries"`
 }
 
 // ConnectionPool tunes upstream connections.

@@ -39,13 +39,20 @@ const (
 // Config is one decoded and validated streamgate.yaml. It is immutable once
 // returned by Load or Parse and safe to share between goroutines.
 type Config struct {
-	Gateway  Gateway   `yaml:"gateway"`
-	ExtProc  ExtProc   `yaml:"extproc"`
-	XDS      XDS       `yaml:"xds"`
-	Metrics  Metrics   `yaml:"metrics"`
-	Envoy    Envoy     `yaml:"envoy"`
+	// Gateway is the client-facing Envoy listener and its bounds.
+	Gateway Gateway `yaml:"gateway"`
+	// ExtProc is the ext_proc gRPC server Envoy calls for every request.
+	ExtProc ExtProc `yaml:"extproc"`
+	// XDS is the server Envoy takes its listeners and clusters from.
+	XDS XDS `yaml:"xds"`
+	// Metrics is the HTTP server for /metrics, /healthz and /readyz.
+	Metrics Metrics `yaml:"metrics"`
+	// Envoy is the Envoy that `streamgate run` starts and the xDS node.
+	Envoy Envoy `yaml:"envoy"`
+	// Backends are the model servers (at least one).
 	Backends []Backend `yaml:"backends"`
-	Models   []Model   `yaml:"models"`
+	// Models map the public model names clients use to backends.
+	Models []Model `yaml:"models"`
 	// Auth, when set, requires credentials on every request (see auth.go).
 	Auth *Auth `yaml:"auth"`
 	// Limits throttles tenants and backends; nil means no limits.
@@ -79,7 +86,8 @@ type Gateway struct {
 	// at least 10 retries may always run concurrently.
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
 	// AccessLog is where Envoy writes one JSON line per request: a file
-	// path, /dev/stdout (default) or "off".
+	// path, /dev/stdout (default) or "off". Under `streamgate run` Envoy's
+	// stdout is Streamgate's stderr, so /dev/stdout lines arrive there.
 	AccessLog string `yaml:"access_log"`
 	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
 	// 503 at once, open streams get this long to finish (default 30s).
@@ -104,9 +112,9 @@ type ExtProc struct {
 	// Listen is host:port or unix:/path (default 127.0.0.1:50051).
 	Listen string `yaml:"listen"`
 	// Address is where Envoy reaches the ext_proc server when that is not
-	// Listen, e.g. when Streamgate listens on 0.0.0.0 in a container and
+	// listen, e.g. when Streamgate listens on 0.0.0.0 in a container and
 	// Envoy runs in another: host:port (a DNS name such as a Kubernetes
-	// Service works) or unix:/path. Empty means Listen.
+	// Service works) or unix:/path. Empty means listen.
 	Address string `yaml:"address"`
 	// MessageTimeout bounds each ext_proc exchange as Envoy sees it (default 2s).
 	MessageTimeout time.Duration `yaml:"message_timeout"`
@@ -149,7 +157,8 @@ type Envoy struct {
 type Backend struct {
 	// Name is unique and becomes the Envoy cluster name.
 	Name string `yaml:"name"`
-	// Protocol is the backend's API, e.g. "openai".
+	// Protocol is the backend's API: openai, anthropic, ollama, kserve-v2
+	// or kserve-v2-grpc.
 	Protocol Protocol `yaml:"protocol"`
 	// Endpoints are the servers: "host:port" or {address, weight}.
 	Endpoints []Endpoint `yaml:"endpoints"`
@@ -204,8 +213,8 @@ type TLS struct {
 type Model struct {
 	// Name is what clients put in the request's "model" field.
 	Name string `yaml:"name"`
-	// Backend and UpstreamModel are the short form of a single version
-	// named "default"; use Versions instead for several.
+	// Backend (with upstream_model) is the short form of a single version
+	// named "default"; use versions instead for several.
 	Backend string `yaml:"backend"`
 	// UpstreamModel is the model name the backend expects (default: Name).
 	UpstreamModel string `yaml:"upstream_model"`
@@ -237,8 +246,9 @@ type Version struct {
 	Backend string `yaml:"backend"`
 	// UpstreamModel is the model name the backend expects (default: the model's name).
 	UpstreamModel string `yaml:"upstream_model"`
-	// Weight is this version's share of unpinned traffic; 0 means pinned
-	// requests only. Weights are relative (default 1 with one version).
+	// Weight is this version's share of unpinned traffic; 0 (the default)
+	// means pinned requests only. Weights are relative; the short form
+	// (a model's backend) has weight 1.
 	Weight uint32 `yaml:"weight"`
 }
 

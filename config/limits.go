@@ -24,8 +24,9 @@ const (
 // Limits is the limits section: who may send how much. Absent means no
 // limits and no x-ratelimit headers.
 type Limits struct {
-	// TenantHeader is the request header naming the tenant until
-	// authentication provides one (default x-tenant).
+	// TenantHeader is the request header naming the tenant on an open
+	// gateway (default x-tenant); with auth on, the verified tenant is
+	// limited and this header is ignored.
 	TenantHeader string `yaml:"tenant_header"`
 	// DefaultTenant is the tenant of requests without that header (default anonymous).
 	DefaultTenant string `yaml:"default_tenant"`
@@ -64,6 +65,7 @@ const (
 
 // Tokenizer says how to count one public model's tokens.
 type Tokenizer struct {
+	// Model is the public model name.
 	Model string `yaml:"model"`
 	// Encoding is o200k_base, cl100k_base or heuristic.
 	Encoding string `yaml:"encoding"`
@@ -73,28 +75,37 @@ type Tokenizer struct {
 
 // Rates are the limits of a tenant or a tenant×model pair. Zero means unlimited.
 type Rates struct {
-	RequestsPerMinute     int64 `yaml:"requests_per_minute"`
-	InputTokensPerMinute  int64 `yaml:"input_tokens_per_minute"`
+	// RequestsPerMinute caps requests admitted per minute.
+	RequestsPerMinute int64 `yaml:"requests_per_minute"`
+	// InputTokensPerMinute caps prompt tokens per minute (counted before admission).
+	InputTokensPerMinute int64 `yaml:"input_tokens_per_minute"`
+	// OutputTokensPerMinute caps output tokens per minute (reserved at admission, settled on usage).
 	OutputTokensPerMinute int64 `yaml:"output_tokens_per_minute"`
-	TotalTokensPerMinute  int64 `yaml:"total_tokens_per_minute"`
-	ConcurrentStreams     int   `yaml:"concurrent_streams"`
+	// TotalTokensPerMinute caps input plus output tokens per minute.
+	TotalTokensPerMinute int64 `yaml:"total_tokens_per_minute"`
+	// ConcurrentStreams caps streams open at once; excess requests wait in the queue.
+	ConcurrentStreams int `yaml:"concurrent_streams"`
 }
 
 // TenantLimits are one tenant's limits, overall and per model.
 type TenantLimits struct {
-	Name   string `yaml:"name"`
-	Rates  `yaml:",inline"`
+	// Name is the tenant, or "*" for every tenant not listed.
+	Name  string `yaml:"name"`
+	Rates `yaml:",inline"`
+	// Models are the tenant's limits per public model, on top of its overall ones.
 	Models []ModelLimits `yaml:"models"`
 }
 
 // ModelLimits are a tenant's limits on one public model.
 type ModelLimits struct {
+	// Name is the public model name.
 	Name  string `yaml:"name"`
 	Rates `yaml:",inline"`
 }
 
 // BackendLimits caps one backend.
 type BackendLimits struct {
+	// Name is the backend.
 	Name string `yaml:"name"`
 	// MaxInFlight is how many streams the backend serves at once (0: unlimited).
 	MaxInFlight int `yaml:"max_in_flight"`
@@ -118,7 +129,7 @@ type Redis struct {
 	PasswordEnv string `yaml:"password_env"`
 	// DB is the Redis database number (default 0; a cluster has only 0).
 	DB int `yaml:"db"`
-	// Cluster says Address is a seed node of a Redis Cluster.
+	// Cluster says address is a seed node of a Redis Cluster.
 	Cluster bool `yaml:"cluster"`
 	// FailOpen admits requests while Redis is unreachable; otherwise they get 503.
 	FailOpen bool `yaml:"fail_open"`

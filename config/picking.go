@@ -49,19 +49,28 @@ type Picking struct {
 // MetricNames are Prometheus metric names read from an endpoint; empty
 // fields keep the dialect's names.
 type MetricNames struct {
+	// Waiting is the gauge of requests queued on the server.
 	Waiting string `yaml:"waiting"`
+	// Running is the gauge of requests being served.
 	Running string `yaml:"running"`
+	// KVCache is the gauge of KV-cache use (0-1).
 	KVCache string `yaml:"kv_cache"`
-	LoRA    string `yaml:"lora"`
+	// LoRA is the metric naming the loaded LoRA adapters.
+	LoRA string `yaml:"lora"`
 }
 
 // PickWeights weighs the scorers.
 type PickWeights struct {
-	Queue    float64 `yaml:"queue"`
-	KVCache  float64 `yaml:"kv_cache"`
+	// Queue favours endpoints with fewer waiting requests.
+	Queue float64 `yaml:"queue"`
+	// KVCache favours endpoints with free KV cache.
+	KVCache float64 `yaml:"kv_cache"`
+	// InFlight favours endpoints with fewer requests in flight from this gateway.
 	InFlight float64 `yaml:"in_flight"`
-	Prefix   float64 `yaml:"prefix"`
-	LoRA     float64 `yaml:"lora"`
+	// Prefix favours the endpoint that recently served the same prompt prefix.
+	Prefix float64 `yaml:"prefix"`
+	// LoRA favours endpoints with the requested adapter loaded.
+	LoRA float64 `yaml:"lora"`
 }
 
 // PickSaturation are the thresholds past which an endpoint is full.

@@ -14,9 +14,10 @@ type Shaping struct {
 	Defaults map[string]any `yaml:"defaults"`
 	// MaxTokens lowers a larger max_tokens / max_completion_tokens to it.
 	MaxTokens int `yaml:"max_tokens"`
-	// Temperature and TopP clamp the client's value into a range.
+	// Temperature clamps the client's temperature into a range.
 	Temperature *Range `yaml:"temperature"`
-	TopP        *Range `yaml:"top_p"`
+	// TopP clamps the client's top_p into a range.
+	TopP *Range `yaml:"top_p"`
 	// Drop removes these fields silently.
 	Drop []string `yaml:"drop"`
 	// Forbid refuses requests carrying these fields with a 400.
@@ -27,7 +28,9 @@ type Shaping struct {
 
 // Range is an inclusive [Min, Max] interval.
 type Range struct {
+	// Min is the lowest value let through.
 	Min float64 `yaml:"min"`
+	// Max is the highest value let through.
 	Max float64 `yaml:"max"`
 }
 

@@ -38,7 +38,9 @@ type Telemetry struct {
 
 // Price is what one model's tokens cost.
 type Price struct {
-	InputPerMillion  float64 `yaml:"input_per_million"`
+	// InputPerMillion is the USD price of a million input tokens.
+	InputPerMillion float64 `yaml:"input_per_million"`
+	// OutputPerMillion is the USD price of a million output tokens.
 	OutputPerMillion float64 `yaml:"output_per_million"`
 }
 
@@ -49,7 +51,7 @@ type NATS struct {
 	// Subject events are published on (default streamgate.usage).
 	Subject string `yaml:"subject"`
 	// JetStream publishes with acknowledgement to a stream that must
-	// capture Subject; off, events are plain NATS messages.
+	// capture subject; off, events are plain NATS messages.
 	JetStream bool `yaml:"jetstream"`
 	// Buffer bounds events waiting to be sent; when full, new events are
 	// dropped and counted, never waited for (default 4096).

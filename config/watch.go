@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"os"
-	"reflect"
 	"time"
 )
 
@@ -88,33 +86,10 @@ func fileDigest(path string) []byte {
 	return sum[:]
 }
 
-// reloadable refuses changes a running process cannot apply.
+// reloadable refuses changes a running process cannot apply (RestartOnly).
 func reloadable(old, next *Config) error {
-	fixed := []struct{ name, a, b string }{
-		{"extproc.listen", old.ExtProc.Listen, next.ExtProc.Listen},
-		{"xds.listen", old.XDS.Listen, next.XDS.Listen},
-		{"metrics.listen", old.Metrics.Listen, next.Metrics.Listen},
-		{"envoy.admin", old.Envoy.Admin, next.Envoy.Admin},
-		{"envoy.node_id", old.Envoy.NodeID, next.Envoy.NodeID},
-	}
-	if old.Gateway.MaxRequestBodyBytes != next.Gateway.MaxRequestBodyBytes {
-		fixed = append(fixed, struct{ name, a, b string }{"gateway.max_request_body_bytes",
-			fmt.Sprint(old.Gateway.MaxRequestBodyBytes), fmt.Sprint(next.Gateway.MaxRequestBodyBytes)})
-	}
-	if old.Envoy.MaxHeapBytes != next.Envoy.MaxHeapBytes {
-		// It is in the bootstrap Envoy was started with.
-		fixed = append(fixed, struct{ name, a, b string }{"envoy.max_heap_bytes",
-			fmt.Sprint(old.Envoy.MaxHeapBytes), fmt.Sprint(next.Envoy.MaxHeapBytes)})
-	}
-	if !reflect.DeepEqual(old.Limits, next.Limits) {
-		// Limiter state (buckets, slots, queue) lives in the running
-		// process; a new limits section would start it afresh.
-		return &Problem{File: next.Source, Msg: "the limits section changed; that takes a restart, so the running config stays"}
-	}
-	for _, f := range fixed {
-		if f.a != f.b {
-			return &Problem{File: next.Source, Msg: fmt.Sprintf("%s changed from %q to %q; that takes a restart, so the running config stays", f.name, f.a, f.b)}
-		}
+	if msg := restartChange(old, next); msg != "" {
+		return &Problem{File: next.Source, Msg: msg + ", so the running config stays"}
 	}
 	return nil
 }

@@ -20,3 +20,13 @@ const (
 	// SubsetKey holds that candidate list in SubsetNamespace.
 	SubsetKey = "x-gateway-destination-endpoint-subset"
 )
+
+// Keys under MetadataNamespace that name a backend with picking's choice,
+// read by the access log (the endpoint Envoy finally used is its
+// upstream_host).
+const (
+	// MetaPickedEndpoint is the endpoint picked first, "IP:port".
+	MetaPickedEndpoint = "picked_endpoint"
+	// MetaPickReason is what decided the pick (picking.Reason*).
+	MetaPickReason = "pick_reason"
+)

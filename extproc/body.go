@@ -27,6 +27,15 @@ const (
 	numTypedFields
 )
 
+// The prompt fields follow the typed ones in policyFields; the scan keeps
+// where each lies in the body, for endpoint picking (picking.go).
+const (
+	fieldMessages = numTypedFields + iota
+	fieldPrompt
+	fieldInput
+	numKeptFields
+)
+
 // policyFields are the top-level fields routing, the token cap, shaping
 // and the estimate read. Shaping rules of the config add their own.
 var policyFields = []string{

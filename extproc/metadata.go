@@ -36,6 +36,7 @@ func (p *processor) requestMetadata() *structpb.Struct {
 	md := &structpb.Struct{Fields: map[string]*structpb.Value{
 		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}
+	p.pickMetadata(md, f)
 	if p.tapKey != "" {
 		md.Fields[contract.TapNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			contract.TapMetadataKey: structpb.NewStringValue(p.tapKey),

@@ -91,6 +91,8 @@ type processor struct {
 
 	// obs is what telemetry measures (telemetry.go).
 	obs obsState
+	// pick is the endpoint picked for a backend with picking (picking.go).
+	pick pickState
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -203,7 +205,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 
 // done reports whether the exchange is over after resp: the request was
 // refused, or its body answered and the plan reads nothing more here
-// (endsAtRequestBody). The server then ends the ext_proc stream at once,
+// (endsAtRequestBody) and it holds no pick. The server then ends the ext_proc stream at once,
 // so a pass-through stream holds no goroutine or gRPC stream while tokens
 // flow.
 func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
@@ -211,7 +213,10 @@ func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 	case *extprocsvcv3.ProcessingResponse_ImmediateResponse:
 		return true
 	case *extprocsvcv3.ProcessingResponse_RequestBody:
-		return p.plan.endsAtRequestBody()
+		// A picked request keeps its stream until Envoy closes it at the
+		// response's end, so the endpoint counts it in flight until then;
+		// that costs no message, only the parked stream.
+		return p.plan.endsAtRequestBody() && len(p.pick.res.Endpoints) == 0
 	}
 	return false
 }
@@ -253,6 +258,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if refused := p.admit(out); refused != nil {
 		return refused
 	}
+	p.pickEndpoint(body)
 	out, added := p.askUsage(out)
 	set := []*corev3.HeaderValueOption{header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version)}
 	set = p.traceHeaders(set)
@@ -330,6 +336,7 @@ func (p *processor) immediate(status int, body []byte, details string, extra ...
 func (p *processor) finish() {
 	p.hold.Release()
 	p.releaseLimits()
+	p.pickDone()
 	p.observe()
 	p.metrics.observeGRPC(p)
 }

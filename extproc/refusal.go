@@ -39,24 +39,42 @@ type refusalRow struct {
 }
 
 // refusals is the refusal table: one row per kind of refusal, matched with
-// errors.Is in order. Read-only.
+// errors.Is in order. Read-only. The "// when:" comment above each row says
+// when a client gets it; docs/errors.md is generated from this table
+// (make docs).
 var refusals = []refusalRow{
+	// when: no API key or token, or one that is unknown, expired, disabled or fails verification (auth set).
 	{[]error{auth.ErrUnauthenticated}, refusal{http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "authentication_error", codes.Unauthenticated, false}},
+	// when: valid credentials, but the tenant may not use this model or endpoint.
 	{[]error{auth.ErrForbidden}, refusal{http.StatusForbidden, "permission_error", "permission_denied", "permission_error", codes.PermissionDenied, false}},
+	// when: a malformed body: not JSON, no model, no or truncated body, malformed token fields, or max_tokens above the tenant's cap.
 	{[]error{auth.ErrTokenCap, auth.ErrBadRequest, ErrBadJSON, ErrMissingModel, ErrNoBody, ErrBodyTruncated},
 		refusal{http.StatusBadRequest, "invalid_request_error", "invalid_request", "invalid_request_error", codes.InvalidArgument, false}},
+	// when: the model is not a configured public model name.
 	{[]error{ErrUnknownModel}, refusal{http.StatusNotFound, "invalid_request_error", "model_not_found", "not_found_error", codes.NotFound, false}},
+	// when: the body carries a field the model's shaping.forbid lists.
 	{[]error{ErrForbiddenField}, refusal{http.StatusBadRequest, "invalid_request_error", "field_not_allowed", "invalid_request_error", codes.InvalidArgument, false}},
+	// when: x-streamgate-model-version names a version the model does not have.
 	{[]error{ErrVersionNotFound}, refusal{http.StatusNotFound, "invalid_request_error", "model_version_not_found", "not_found_error", codes.NotFound, false}},
+	// when: a known gRPC method the model's backends do not enable (grpc_methods).
 	{[]error{ErrGRPCMethodDenied}, refusal{http.StatusForbidden, "permission_error", "grpc_method_not_enabled", "permission_error", codes.PermissionDenied, false}},
+	// when: x-streamgate-model-version is set but the model has no allow_pin, or the tenant no pin_versions.
 	{[]error{ErrPinNotAllowed}, refusal{http.StatusForbidden, "permission_error", "model_version_pin_not_allowed", "permission_error", codes.PermissionDenied, false}},
+	// when: a path the gateway does not serve (or an unknown gRPC service or method).
 	{[]error{ErrUnknownPath}, refusal{http.StatusNotFound, "invalid_request_error", "unknown_url", "not_found_error", codes.Unimplemented, false}},
+	// when: a path served with another HTTP method (e.g. GET /v1/chat/completions).
 	{[]error{ErrMethod}, refusal{http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "invalid_request_error", codes.Unimplemented, false}},
+	// when: the body is larger than gateway.max_request_body_bytes.
 	{[]error{ErrBodyTooLarge}, refusal{http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "request_too_large", codes.InvalidArgument, false}},
+	// when: the request uses a field or value the backend's protocol cannot express (e.g. temperature above 1 toward Anthropic), or its API cannot reach the model's backend.
 	{[]error{ErrUnsupported}, refusal{http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend", "invalid_request_error", codes.InvalidArgument, false}},
+	// when: a tenant's request or token rate is spent, or its concurrent streams stayed full past limits.queue.max_wait.
 	{[]error{ratelimit.ErrRateLimited, ratelimit.ErrTenantBusy}, refusal{http.StatusTooManyRequests, "requests", "rate_limit_exceeded", "rate_limit_error", codes.ResourceExhausted, true}},
+	// when: the backend's max_in_flight stayed full, or the Redis store is unreachable without fail_open.
 	{[]error{ratelimit.ErrBackendBusy, ratelimit.ErrStoreUnavailable}, refusal{http.StatusServiceUnavailable, "server_error", "overloaded", "overloaded_error", codes.Unavailable, true}},
+	// when: the tenant header (limits.tenant_header) is not a valid tenant name.
 	{[]error{ErrBadTenant}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_tenant", "invalid_request_error", codes.InvalidArgument, false}},
+	// when: the gateway is shutting down (SIGTERM); open streams finish, new requests are refused.
 	{[]error{ErrDraining}, refusal{http.StatusServiceUnavailable, "server_error", "service_unavailable", "overloaded_error", codes.Unavailable, false}},
 }
 

@@ -20,6 +20,8 @@ type requestInfo struct {
 	// Tokens is the output the client asked for: max_tokens and
 	// max_completion_tokens (-1 when absent or null) and n (1 when absent).
 	Tokens auth.TokenRequest
+	// prompts are where the prompt fields lie in the body (picking.go).
+	prompts [numKeptFields - numTypedFields]span
 }
 
 // parseRequest checks body against bp (nil: the defaults) and reads what
@@ -46,11 +48,13 @@ func parseRequest(body []byte, bp *bodyPolicy) (requestInfo, error) {
 	if !root.IsObject() {
 		return requestInfo{}, reject(ErrBadJSON, "The request body must be a JSON object.")
 	}
-	var typed [numTypedFields]gjson.Result
+	var typed [numKeptFields]gjson.Result
 	if err := bp.scan(root, &typed); err != nil {
 		return requestInfo{}, err
 	}
-	return readFields(&typed)
+	info, err := readFields(&typed)
+	info.keepPrompts(&typed, len(body))
+	return info, err
 }
 
 // scan makes one pass over the top-level keys of root: a key that folds
@@ -58,7 +62,7 @@ func parseRequest(body []byte, bp *bodyPolicy) (requestInfo, error) {
 // escapes, and appear once, since a backend may match keys loosely or
 // honour the last copy while policy read the first. The values of the
 // typed fields land in typed.
-func (bp *bodyPolicy) scan(root gjson.Result, typed *[numTypedFields]gjson.Result) error {
+func (bp *bodyPolicy) scan(root gjson.Result, typed *[numKeptFields]gjson.Result) error {
 	var seenBuf [64]bool
 	seen := seenBuf[:]
 	if len(bp.names) > len(seenBuf) {
@@ -77,7 +81,7 @@ func (bp *bodyPolicy) scan(root gjson.Result, typed *[numTypedFields]gjson.Resul
 			err = reject(ErrBadJSON, "The request body repeats the %q field; send it once.", name)
 		default:
 			seen[i] = true
-			if i < numTypedFields {
+			if i < numKeptFields {
 				typed[i] = v
 			}
 			return true
@@ -88,7 +92,7 @@ func (bp *bodyPolicy) scan(root gjson.Result, typed *[numTypedFields]gjson.Resul
 }
 
 // readFields checks the type of each typed field and reads it.
-func readFields(typed *[numTypedFields]gjson.Result) (requestInfo, error) {
+func readFields(typed *[numKeptFields]gjson.Result) (requestInfo, error) {
 	model := typed[fieldModel]
 	if model.Type != gjson.String || model.Str == "" {
 		return requestInfo{}, reject(ErrMissingModel, "You must provide a model parameter.")

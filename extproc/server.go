@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/picking"
 	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
@@ -49,6 +50,10 @@ type Server struct {
 	// counts open ext_proc streams.
 	draining atomic.Bool
 	active   atomic.Int64
+
+	// picks picks endpoints for backends with picking (picking.go); nil
+	// when the server does not pick.
+	picks *picking.Pool
 }
 
 var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
@@ -82,6 +87,7 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	}
 	p := s.gen.Load().processor(stream.Context(), s.log, s.metrics)
 	p.taps = s.taps
+	p.pick.pool = s.picks
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	p.obs.start = p.now()

@@ -44,6 +44,8 @@ var accessLogFields = map[string]any{
 	"queue_wait_ms":    meta(contract.MetaQueueWaitMS),
 	"limit_decision":   meta(contract.MetaLimitDecision),
 	"trace_id":         meta(contract.MetaTraceID),
+	"picked_endpoint":  meta(contract.MetaPickedEndpoint),
+	"pick_reason":      meta(contract.MetaPickReason),
 }
 
 // meta is the access log operator for a key of contract.MetadataNamespace.

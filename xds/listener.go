@@ -129,9 +129,11 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		// also when a request skips the response headers phase.
 		ResponseAttributes: []string{contract.ResponseCodeAttribute},
 		// Per-request facts Streamgate returns (tenant, model, backend,
-		// version, error) land here for the access log.
+		// version, error) land here for the access log; the picked
+		// endpoints of a backend with picking in envoy.lb, where the
+		// override-host policy reads them.
 		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-			Untyped: []string{contract.MetadataNamespace, contract.TapNamespace},
+			Untyped: []string{contract.MetadataNamespace, contract.TapNamespace, contract.LBNamespace},
 		}},
 	}
 }
@@ -189,12 +191,20 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 	for _, b := range sortedBackends(cfg) {
 		r := backendRoute(cfg, b.Name)
 		r.TypedPerFilterConfig = tap
+		if err := applyPickingRoute(r, &b); err != nil {
+			return nil, err
+		}
 		routes = append(routes, r)
 	}
 	for _, chain := range failoverChains(cfg) {
 		r, err := failoverRoute(cfg, chain)
 		if err != nil {
 			return nil, err
+		}
+		if b := cfg.Backend(chain[0]); b != nil && b.Picking != nil {
+			// The chain's own retries move down the chain; only the
+			// header goes.
+			r.RequestHeadersToRemove = append(r.RequestHeadersToRemove, contract.DestinationEndpointKey)
 		}
 		r.TypedPerFilterConfig = tap
 		routes = append(routes, r)

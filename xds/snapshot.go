@@ -41,6 +41,9 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := applyPicking(c, b, cfg.Gateway.RetryBudgetPercent); err != nil {
+			return nil, err
+		}
 		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], c)
 		if usesEDS(b) {
 			res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], backendEndpoints(b))

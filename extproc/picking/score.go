@@ -40,6 +40,10 @@ import (
 // for its queue and KV-cache scores while some endpoint is fresh.
 const staleLoadShare = 0.5
 
+// staleRankPenalty puts a stale endpoint behind every fresh one while any
+// endpoint is fresh; scores are 0-1.
+const staleRankPenalty = 2
+
 // maxWaiting caps a scraped queue length, so garbage (+Inf, 1e300) keeps
 // the queue scores finite and ordered.
 const maxWaiting = 1e9
@@ -142,6 +146,13 @@ func (b *Backend) Pick(r Request, now time.Time) Result {
 		c.key = c.score
 		if g.allFull {
 			c.key = c.load
+		}
+		if g.anyFresh && !c.fresh {
+			// Its scraper cannot reach it while others answer: most
+			// likely down. Envoy's override-host policy does not consult
+			// health, so the picker keeps it behind every fresh endpoint
+			// (keys are 0-1), as a last fallback only.
+			c.key -= staleRankPenalty
 		}
 	}
 	k := min(len(s.cands), 1+max(b.cfg.Fallbacks, 0))

@@ -143,10 +143,15 @@ func TestPick(t *testing.T) {
 			want:   addrs(1, 0),
 			reason: ReasonScore,
 		},
-		"stale endpoint is not known saturated and beats a full one": {
+		"stale endpoint is not known saturated, yet ranks after a full fresh one": {
 			cfg:    func(c *config.Picking) { c.Saturation = config.PickSaturation{Queue: 5} },
 			eps:    []epSpec{{m: waiting(9, 0.5)}, {m: waiting(9, 0.5), age: stale}},
-			want:   addrs(1, 0),
+			want:   addrs(0, 1),
+			reason: ReasonScore,
+		},
+		"stale endpoint holding the prefix ranks after loaded fresh ones": {
+			eps:    []epSpec{{m: waiting(0, 0), age: stale, holds: true}, {m: waiting(6, 0.7)}, {m: waiting(3, 0.5)}},
+			want:   addrs(2, 1, 0),
 			reason: ReasonScore,
 		},
 		"zero thresholds never saturate": {

@@ -24,6 +24,7 @@ import (
 	"github.com/streamgate/streamgate/envoy"
 	"github.com/streamgate/streamgate/extproc"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/picking"
 	"github.com/streamgate/streamgate/extproc/telemetry"
 	"github.com/streamgate/streamgate/xds"
 )
@@ -158,9 +159,16 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 			}
 			srv.SetLimits(lim)
 		}
+		// Endpoint picking for backends with picking: the pool follows
+		// every applied config, before the routes that lead to it.
+		picks := picking.NewPool(reg, log)
+		defer picks.Close()
+		picks.Update(cfg)
+		srv.SetPicking(picks)
 		d.extProc = srv
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
-		reloaders = append(reloaders, extProcReloader(ctx, srv, log, authCancel))
+		reloaders = append(reloaders, func(c *config.Config) (func(), error) { return func() { picks.Update(c) }, nil },
+			extProcReloader(ctx, srv, log, authCancel))
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
 	if p.xds {
