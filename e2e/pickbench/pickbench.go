@@ -52,7 +52,7 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.EnvoyBin, "envoy", "", "Envoy `binary` (default: $ENVOY_BIN, .venv, PATH)")
 	fs.IntVar(&o.Sims.Servers, "servers", 4, "simulated servers")
 	fs.Float64Var(&o.Sims.SlowFactor, "slow", 1.5, "-sim-slow of the last server")
-	fs.IntVar(&o.Sims.KVBlocks, "kv-blocks", 1024, "-sim-kv-blocks of every server (16 tokens a block)")
+	fs.IntVar(&o.Sims.KVBlocks, "kv-blocks", 512, "-sim-kv-blocks of every server (16 tokens a block)")
 	fs.IntVar(&o.Sims.MaxNumSeqs, "max-num-seqs", 8, "-sim-max-num-seqs of every server")
 	fs.Float64Var(&o.Sims.Speed, "speed", 4, "-sim-speed: simulated time runs this many times faster than real time")
 	o.Shared = Workload{Name: "shared-prefix"}
@@ -61,7 +61,7 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.Shared.Users, "users", 96, "shared-prefix: conversations open at a time")
 	fs.IntVar(&o.Shared.Turns, "turns", 4, "shared-prefix: turns per conversation")
 	fs.IntVar(&o.Shared.UserBytes, "user-bytes", 384, "bytes of each user message")
-	fs.Float64Var(&o.Shared.Rate, "rate-shared", 16, "shared-prefix arrivals per simulated second")
+	fs.Float64Var(&o.Shared.Rate, "rate-shared", 13, "shared-prefix arrivals per simulated second")
 	o.Uniform = Workload{Name: "uniform"}
 	fs.IntVar(&o.Uniform.SystemBytes, "uniform-bytes", 7<<10, "uniform: bytes of each (unique) system prompt")
 	fs.Float64Var(&o.Uniform.Rate, "rate-uniform", 12, "uniform arrivals per simulated second")
