@@ -20,8 +20,8 @@ type Arm struct {
 
 // gateway is a running `streamgate run` (Envoy is its child).
 type gateway struct {
-	url string
-	p   *proc
+	url, metricsURL string
+	p               *proc
 }
 
 // gatewayConfig renders the Streamgate config of one arm: one OpenAI
@@ -69,7 +69,7 @@ func startGateway(ctx context.Context, sgBin, envoyBin, dir, tag string, endpoin
 	if err != nil {
 		return nil, err
 	}
-	g := &gateway{url: "http://" + ports[0], p: p}
+	g := &gateway{url: "http://" + ports[0], metricsURL: "http://" + ports[4] + "/metrics", p: p}
 	if err := p.waitHTTP(ctx, g.url+"/v1/models", http.Header{"Authorization": {"Bearer " + apiKey}}, 60*time.Second); err != nil {
 		g.stop()
 		return nil, err

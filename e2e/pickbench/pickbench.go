@@ -198,6 +198,10 @@ func runOne(ctx context.Context, o Options, w Workload, arm Arm, seed uint64, di
 	load := runPhase(ctx, phaseSpec{url: g.url, gen: newGenerator(w, seed), rate: w.Rate * o.Sims.Speed, seed: seed,
 		warmup: o.Warmup, duration: o.Duration, drain: o.Drain, atWindow: scrape})
 	ph := summarize(w.Name, arm.Name, load, before, after)
+	if fams, err := scrapeFamilies(ctx, g.metricsURL); err == nil {
+		ph.PickReasons = byLabel(fams["streamgate_picking_picks_total"], "reason")
+		ph.ScrapeErrors = byLabel(fams["streamgate_picking_scrape_errors_total"], "reason")
+	}
 	if scrapeErr != nil {
 		ph.HitRate = -1
 		ph.ErrorSamples = append(ph.ErrorSamples, scrapeErr.Error())

@@ -177,20 +177,30 @@ const (
 )
 
 func scrapePrefix(ctx context.Context, url string) (cacheCounters, error) {
+	fams, err := scrapeFamilies(ctx, url)
+	if err != nil {
+		return cacheCounters{}, err
+	}
+	return prefixOf(fams)
+}
+
+// scrapeFamilies reads the Prometheus text at url.
+func scrapeFamilies(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return cacheCounters{}, fmt.Errorf("cannot scrape %s: %w", url, err)
+		return nil, fmt.Errorf("cannot scrape %s: %w", url, err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return cacheCounters{}, fmt.Errorf("cannot scrape %s: %w", url, err)
+		return nil, fmt.Errorf("cannot scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	c, err := parsePrefix(resp.Body)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return cacheCounters{}, fmt.Errorf("cannot scrape %s: %w", url, err)
+		return nil, fmt.Errorf("cannot parse the metrics of %s: %w", url, err)
 	}
-	return c, nil
+	return fams, nil
 }
 
 // parsePrefix reads the prefix-cache counters from Prometheus text,
@@ -201,6 +211,26 @@ func parsePrefix(r io.Reader) (cacheCounters, error) {
 	if err != nil {
 		return cacheCounters{}, fmt.Errorf("cannot parse metrics: %w", err)
 	}
+	return prefixOf(fams)
+}
+
+// byLabel sums a counter family's series by the value of label.
+func byLabel(f *dto.MetricFamily, label string) map[string]float64 {
+	if f == nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				out[l.GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func prefixOf(fams map[string]*dto.MetricFamily) (cacheCounters, error) {
 	q, okQ := sumCounter(fams[metricQueries])
 	h, okH := sumCounter(fams[metricHits])
 	if !okQ || !okH {

@@ -54,11 +54,15 @@ type PhaseResult struct {
 	TokensPerS float64 `json:"tokens_per_second"`
 	// HitRate is prefix-cache hits / queries (prompt tokens) over the
 	// window, summed over the simulators; -1 when not computed.
-	HitRate      float64        `json:"prefix_hit_rate"`
-	Queries      float64        `json:"prefix_queries"`
-	Hits         float64        `json:"prefix_hits"`
-	Servers      map[string]int `json:"completed_per_server"`
-	ErrorSamples []string       `json:"error_samples,omitempty"`
+	HitRate float64        `json:"prefix_hit_rate"`
+	Queries float64        `json:"prefix_queries"`
+	Hits    float64        `json:"prefix_hits"`
+	Servers map[string]int `json:"completed_per_server"`
+	// PickReasons and ScrapeErrors are the gateway's picks by deciding
+	// reason and failed scrapes by reason over the whole phase (picking arm).
+	PickReasons  map[string]float64 `json:"pick_reasons,omitempty"`
+	ScrapeErrors map[string]float64 `json:"scrape_errors,omitempty"`
+	ErrorSamples []string           `json:"error_samples,omitempty"`
 }
 
 func summarize(workload, arm string, l *phaseLoad, before, after cacheCounters) PhaseResult {
@@ -194,6 +198,11 @@ func (r *Report) PrintText(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, c := range r.Checks {
 		fmt.Fprintf(w, "%s %s: %.2f (limit %.2f)\n", passText(c.Pass), c.What, c.Measured, c.Limit)
+	}
+	for _, p := range r.Phases {
+		if len(p.PickReasons) > 0 || len(p.ScrapeErrors) > 0 {
+			fmt.Fprintf(w, "%s/%s: picks by reason %v, scrape errors %v\n", p.Workload, p.Arm, p.PickReasons, p.ScrapeErrors)
+		}
 	}
 	for _, p := range r.Phases {
 		for _, s := range p.ErrorSamples {
