@@ -58,6 +58,8 @@ var refusals = []refusalRow{
 	{[]error{ratelimit.ErrBackendBusy, ratelimit.ErrStoreUnavailable}, refusal{http.StatusServiceUnavailable, "server_error", "overloaded", "overloaded_error", codes.Unavailable, true}},
 	{[]error{ErrBadTenant}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_tenant", "invalid_request_error", codes.InvalidArgument, false}},
 	{[]error{ErrDraining}, refusal{http.StatusServiceUnavailable, "server_error", "service_unavailable", "overloaded_error", codes.Unavailable, false}},
+	{[]error{ErrNoEndpoint}, refusal{http.StatusServiceUnavailable, "server_error", "no_endpoint", "overloaded_error", codes.Unavailable, false}},
+	{[]error{ErrSaturated}, refusal{http.StatusTooManyRequests, "requests", "saturated", "rate_limit_error", codes.ResourceExhausted, true}},
 }
 
 // internalRefusal is the row of any error the table does not name: the

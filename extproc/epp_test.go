@@ -1,0 +1,412 @@
+package extproc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/extproctest"
+	"github.com/streamgate/streamgate/extproc/picking"
+)
+
+const (
+	eppA = "127.0.0.1:8001"
+	eppB = "127.0.0.1:8002"
+	eppC = "127.0.0.1:8003"
+)
+
+const eppConfig = `backends:
+  - name: pool
+    protocol: openai
+    endpoints: [127.0.0.1:8001, 127.0.0.1:8002, 127.0.0.1:8003]
+    picking: {metrics: none}
+models:
+  - {name: m, backend: pool}
+`
+
+// eppFixture is an EPP over the three endpoints of eppConfig.
+type eppFixture struct {
+	epp     *EPP
+	pool    *picking.Pool
+	metrics *EPPMetrics
+}
+
+func newEPPFixture(t testing.TB) *eppFixture {
+	t.Helper()
+	cfg, err := config.Parse("epp.yaml", []byte(eppConfig))
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	pool := picking.NewPool(reg, log)
+	pool.Update(cfg)
+	t.Cleanup(pool.Close)
+	m := NewEPPMetrics(reg)
+	return &eppFixture{epp: NewEPP(pool, "pool", 1<<20, log, m), pool: pool, metrics: m}
+}
+
+// inFlight is each endpoint's in-flight count, by address.
+func (f *eppFixture) inFlight() map[string]int64 {
+	out := map[string]int64{}
+	for _, ep := range f.pool.Backend("pool").Endpoints() {
+		out[ep.Addr] = ep.InFlight()
+	}
+	return out
+}
+
+// run plays reqs on one stream and returns the answers.
+func (f *eppFixture) run(t *testing.T, reqs ...*extprocsvcv3.ProcessingRequest) []*extprocsvcv3.ProcessingResponse {
+	t.Helper()
+	s := extproctest.NewStream(context.Background(), reqs...)
+	require.NoError(t, f.epp.Process(s))
+	return s.Sent
+}
+
+func eppHeaders(mode extprocv3.ProcessingMode_BodySendMode, endOfStream bool, md *corev3.Metadata) *extprocsvcv3.ProcessingRequest {
+	return &extprocsvcv3.ProcessingRequest{
+		Request: &extprocsvcv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvcv3.HttpHeaders{
+			Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				{Key: ":path", RawValue: []byte("/v1/chat/completions")},
+				{Key: contract.RequestIDHeader, RawValue: []byte("req-1")},
+			}},
+			EndOfStream: endOfStream,
+		}},
+		ProtocolConfig:  &extprocsvcv3.ProtocolConfiguration{RequestBodyMode: mode},
+		MetadataContext: md,
+	}
+}
+
+func eppBody(body string, md *corev3.Metadata) *extprocsvcv3.ProcessingRequest {
+	return &extprocsvcv3.ProcessingRequest{
+		Request:         &extprocsvcv3.ProcessingRequest_RequestBody{RequestBody: &extprocsvcv3.HttpBody{Body: []byte(body), EndOfStream: true}},
+		MetadataContext: md,
+	}
+}
+
+func eppResponseHeaders(served string) *extprocsvcv3.ProcessingRequest {
+	req := &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HttpHeaders{
+		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":status", RawValue: []byte("200")}}},
+	}}}
+	if served != "" {
+		req.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			contract.LBNamespace: {Fields: map[string]*structpb.Value{contract.DestinationServedKey: structpb.NewStringValue(served)}},
+		}}
+	}
+	return req
+}
+
+// subsetHint is the filter metadata a data plane sends to restrict the pick.
+func subsetHint(v *structpb.Value) *corev3.Metadata {
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		contract.SubsetNamespace: {Fields: map[string]*structpb.Value{contract.SubsetKey: v}},
+	}}
+}
+
+func subsetList(addrs ...string) *structpb.Value {
+	vs := make([]*structpb.Value, len(addrs))
+	for i, a := range addrs {
+		vs[i] = structpb.NewStringValue(a)
+	}
+	return structpb.NewListValue(&structpb.ListValue{Values: vs})
+}
+
+// destination returns what a pick answer tells Envoy: the header value and
+// the envoy.lb metadata value.
+func destination(t *testing.T, resp *extprocsvcv3.ProcessingResponse) (hdr, meta string) {
+	t.Helper()
+	var common *extprocsvcv3.CommonResponse
+	switch r := resp.Response.(type) {
+	case *extprocsvcv3.ProcessingResponse_RequestBody:
+		common = r.RequestBody.GetResponse()
+	case *extprocsvcv3.ProcessingResponse_RequestHeaders:
+		common = r.RequestHeaders.GetResponse()
+	default:
+		t.Fatalf("answer %T carries no pick", resp.Response)
+	}
+	hdr = setHeaders(common.GetHeaderMutation())[contract.DestinationEndpointKey]
+	meta = resp.GetDynamicMetadata().GetFields()[contract.LBNamespace].GetStructValue().GetFields()[contract.DestinationEndpointKey].GetStringValue()
+	return hdr, meta
+}
+
+func TestEPPAnswersBufferedBodyWithDestinationHeaderAndMetadata(t *testing.T) {
+	f := newEPPFixture(t)
+	sent := f.run(t,
+		eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil),
+		eppBody(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`, nil),
+		eppResponseHeaders(eppA),
+	)
+	require.Len(t, sent, 3)
+	assert.Nil(t, sent[0].GetRequestHeaders().GetResponse(), "headers pass unchanged; the pick waits for the body")
+	hdr, meta := destination(t, sent[1])
+	assert.Equal(t, eppA+","+eppB+","+eppC, hdr, "picked endpoint, then picking.fallbacks (2) next-best")
+	assert.Equal(t, hdr, meta, "header and envoy.lb metadata carry the same value")
+	assert.NotNil(t, sent[2].GetResponseHeaders())
+	assert.InDelta(t, 1, testutil.ToFloat64(f.metrics.picks.WithLabelValues("pool", eppA, picking.ReasonInFlight)), 0)
+	assert.InDelta(t, 1, testutil.ToFloat64(f.metrics.serves.WithLabelValues("pool", eppA, "false")), 0)
+	assert.Equal(t, map[string]int64{eppA: 0, eppB: 0, eppC: 0}, f.inFlight(), "the pick ends with the stream")
+}
+
+func TestEPPPicksAtHeadersWhenNoBufferedBodyFollows(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mode        extprocv3.ProcessingMode_BodySendMode
+		endOfStream bool
+	}{
+		"buffered, no body":   {extprocv3.ProcessingMode_BUFFERED, true},
+		"body not sent":       {extprocv3.ProcessingMode_NONE, false},
+		"streamed body":       {extprocv3.ProcessingMode_STREAMED, false},
+		"full duplex":         {extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED, false},
+		"no protocol_config?": {extprocv3.ProcessingMode_NONE, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newEPPFixture(t)
+			sent := f.run(t, eppHeaders(tc.mode, tc.endOfStream, nil))
+			require.Len(t, sent, 1)
+			hdr, meta := destination(t, sent[0])
+			assert.Equal(t, eppA+","+eppB+","+eppC, hdr)
+			assert.Equal(t, hdr, meta)
+		})
+	}
+}
+
+func TestEPPSubsetHintRestrictsThePick(t *testing.T) {
+	for name, tc := range map[string]struct {
+		hint *structpb.Value
+		want string // "" means 503
+	}{
+		"one endpoint":              {subsetList(eppB), eppB},
+		"two endpoints":             {subsetList(eppC, eppB), eppB + "," + eppC},
+		"foreign entries ignored":   {subsetList("10.9.9.9:80", eppC), eppC},
+		"comma-separated string":    {structpb.NewStringValue(eppC + ", " + eppB), eppB + "," + eppC},
+		"every endpoint":            {subsetList(eppA, eppB, eppC), eppA + "," + eppB + "," + eppC},
+		"empty list":                {subsetList(), ""},
+		"no eligible endpoint":      {subsetList("10.9.9.9:80", "127.0.0.1:9999"), ""},
+		"not a list":                {structpb.NewNumberValue(3), ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newEPPFixture(t)
+			sent := f.run(t,
+				eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, subsetHint(tc.hint)),
+				eppBody(`{"model":"m","prompt":"x"}`, subsetHint(tc.hint)),
+			)
+			require.Len(t, sent, 2)
+			if tc.want == "" {
+				ir := sent[1].GetImmediateResponse()
+				require.NotNil(t, ir, "no eligible endpoint is refused")
+				assert.EqualValues(t, http.StatusServiceUnavailable, ir.GetStatus().GetCode())
+				assert.Equal(t, "streamgate_epp_no_endpoint", ir.GetDetails())
+				var body map[string]map[string]any
+				require.NoError(t, json.Unmarshal(ir.GetBody(), &body))
+				assert.Equal(t, "no_endpoint", body["error"]["code"])
+				assert.InDelta(t, 1, testutil.ToFloat64(f.metrics.refusals.WithLabelValues("pool", "no_endpoint")), 0)
+				return
+			}
+			hdr, meta := destination(t, sent[1])
+			assert.Equal(t, tc.want, hdr)
+			assert.Equal(t, hdr, meta)
+		})
+	}
+}
+
+// TestEPPSubsetHintFromHeadersOnly: a hint sent with the request headers
+// only still restricts the pick made at the body.
+func TestEPPSubsetHintFromHeadersOnly(t *testing.T) {
+	f := newEPPFixture(t)
+	sent := f.run(t,
+		eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, subsetHint(subsetList(eppC))),
+		eppBody(`{"model":"m","prompt":"x"}`, nil),
+	)
+	hdr, _ := destination(t, sent[1])
+	assert.Equal(t, eppC, hdr)
+}
+
+func TestEPPPicksBodyThatIsNotJSON(t *testing.T) {
+	f := newEPPFixture(t)
+	sent := f.run(t, eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody("not json {", nil))
+	hdr, _ := destination(t, sent[1])
+	assert.Equal(t, eppA+","+eppB+","+eppC, hdr)
+}
+
+func TestEPPShedsSaturatedRequestWith429AndRetryAfter(t *testing.T) {
+	f := newEPPFixture(t)
+	f.epp.pick = func(b *picking.Backend, r picking.Request, now time.Time) picking.Result {
+		return picking.Result{Endpoints: []string{eppA}, Reason: picking.ReasonSaturated, Saturated: true}
+	}
+	sent := f.run(t, eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody(`{"model":"m"}`, nil))
+	ir := sent[1].GetImmediateResponse()
+	require.NotNil(t, ir)
+	assert.EqualValues(t, http.StatusTooManyRequests, ir.GetStatus().GetCode())
+	h := setHeaders(ir.GetHeaders())
+	assert.Equal(t, "1", h["retry-after"])
+	assert.Equal(t, "application/json", h["content-type"])
+	var body map[string]map[string]any
+	require.NoError(t, json.Unmarshal(ir.GetBody(), &body))
+	assert.Equal(t, "saturated", body["error"]["code"])
+	assert.Equal(t, "Every model server is at capacity; retry later.", body["error"]["message"])
+}
+
+func TestEPPRefusesWhenBackendDoesNotPick(t *testing.T) {
+	f := newEPPFixture(t)
+	f.epp.backend = "gone"
+	sent := f.run(t, eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody(`{"model":"m"}`, nil))
+	assert.EqualValues(t, http.StatusServiceUnavailable, sent[1].GetImmediateResponse().GetStatus().GetCode())
+}
+
+// TestEPPServedFallbackMovesInFlightCount: when Envoy reports that a
+// fallback served the request, the request counts on that endpoint until
+// the stream ends.
+func TestEPPServedFallbackMovesInFlightCount(t *testing.T) {
+	f := newEPPFixture(t)
+	s := extproctest.NewStream(context.Background(),
+		eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil),
+		eppBody(`{"model":"m"}`, nil),
+	)
+	st := eppStream{epp: f.epp}
+	for _, r := range s.Reqs {
+		st.handle(r)
+	}
+	assert.Equal(t, map[string]int64{eppA: 1, eppB: 0, eppC: 0}, f.inFlight(), "counted on the pick")
+	st.handle(eppResponseHeaders(eppB))
+	assert.Equal(t, map[string]int64{eppA: 0, eppB: 1, eppC: 0}, f.inFlight(), "moved to the endpoint that served")
+	assert.InDelta(t, 1, testutil.ToFloat64(f.metrics.serves.WithLabelValues("pool", eppB, "true")), 0)
+	st.finish()
+	assert.Equal(t, map[string]int64{eppA: 0, eppB: 0, eppC: 0}, f.inFlight())
+}
+
+func TestEPPServedUnknownEndpointIsLabelledOther(t *testing.T) {
+	f := newEPPFixture(t)
+	f.run(t, eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody(`{}`, nil), eppResponseHeaders("10.1.1.1:80"))
+	assert.InDelta(t, 1, testutil.ToFloat64(f.metrics.serves.WithLabelValues("pool", "other", "true")), 0)
+	assert.Equal(t, map[string]int64{eppA: 0, eppB: 0, eppC: 0}, f.inFlight())
+}
+
+// failingStream ends with err after its requests, or fails every Send.
+type failingStream struct {
+	*extproctest.Stream
+	recvErr, sendErr error
+}
+
+func (s *failingStream) Recv() (*extprocsvcv3.ProcessingRequest, error) {
+	if len(s.Reqs) == 0 {
+		return nil, s.recvErr
+	}
+	return s.Stream.Recv()
+}
+
+func (s *failingStream) Send(r *extprocsvcv3.ProcessingResponse) error {
+	if s.sendErr != nil {
+		return s.sendErr
+	}
+	return s.Stream.Send(r)
+}
+
+// TestEPPReleasesPickWhateverEndsTheStream: the count the pick took ends
+// when the stream does: normally, by Envoy resetting it, or by a failed
+// send.
+func TestEPPReleasesPickWhateverEndsTheStream(t *testing.T) {
+	for name, tc := range map[string]struct {
+		reqs             []*extprocsvcv3.ProcessingRequest
+		recvErr, sendErr error
+		wantErr          bool
+	}{
+		"eof after body":       {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody(`{}`, nil)}, recvErr: io.EOF},
+		"reset after body":     {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody(`{}`, nil)}, recvErr: errors.New("connection reset"), wantErr: true},
+		"eof after response":   {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody(`{}`, nil), eppResponseHeaders(eppC)}, recvErr: io.EOF},
+		"send fails at pick":   {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_NONE, false, nil)}, sendErr: errors.New("broken"), wantErr: true},
+		"eof after headers":    {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil)}, recvErr: io.EOF},
+		"refused by empty set": {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_NONE, false, subsetHint(subsetList()))}, recvErr: io.EOF},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newEPPFixture(t)
+			s := &failingStream{Stream: extproctest.NewStream(context.Background(), tc.reqs...), recvErr: tc.recvErr, sendErr: tc.sendErr}
+			err := f.epp.Process(s)
+			if tc.wantErr {
+				assert.Error(t, err)
+			} else {
+				assert.NoError(t, err)
+			}
+			assert.Equal(t, map[string]int64{eppA: 0, eppB: 0, eppC: 0}, f.inFlight())
+		})
+	}
+}
+
+// TestEPPOverGRPC runs the EPP as a gRPC server and picks over a real
+// ext_proc stream.
+func TestEPPOverGRPC(t *testing.T) {
+	f := newEPPFixture(t)
+	client := extproctest.Serve(t, f.epp)
+	stream, err := client.Process(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, stream.Send(eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil)))
+	_, err = stream.Recv()
+	require.NoError(t, err)
+	require.NoError(t, stream.Send(eppBody(`{"model":"m","prompt":"hello"}`, nil)))
+	resp, err := stream.Recv()
+	require.NoError(t, err)
+	hdr, meta := destination(t, resp)
+	assert.Equal(t, eppA+","+eppB+","+eppC, hdr)
+	assert.Equal(t, hdr, meta)
+	assert.Equal(t, int64(1), f.inFlight()[eppA])
+	require.NoError(t, stream.CloseSend())
+	_, err = stream.Recv()
+	assert.ErrorIs(t, err, io.EOF)
+	assert.Eventually(t, func() bool { return f.inFlight()[eppA] == 0 }, 2*time.Second, 10*time.Millisecond)
+}
+
+func TestEPPRequestReadsPromptAndModel(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body, prompt, lora string
+	}{
+		"chat":               {`{"model":"m","messages":[{"role":"system","content":"s"}],"stream":true}`, `[{"role":"system","content":"s"}]`, "m"},
+		"completions":        {`{"prompt":"once upon","model":"adapter-1"}`, `"once upon"`, "adapter-1"},
+		"token prompt":       {`{"model":"m","prompt":[1,2,3]}`, `[1,2,3]`, "m"},
+		"first of repeats":   {`{"model":"a","model":"b","prompt":"p","prompt":"q"}`, `"p"`, "a"},
+		"prompt not text":    {`{"model":"m","prompt":{"x":1}}`, ``, "m"},
+		"model not a string": {`{"model":7,"messages":[]}`, `[]`, ""},
+		"not an object":      {`["model","m"]`, ``, ""},
+		"not json":           {`hello`, ``, ""},
+		"empty":              {``, ``, ""},
+		"truncated":          {`{"model":"m","messages":[{"role":"us`, ``, "m"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := eppRequest([]byte(tc.body))
+			assert.Equal(t, tc.prompt, string(r.Prompt))
+			assert.Equal(t, tc.lora, r.LoRA)
+		})
+	}
+}
+
+func BenchmarkEPPRequest(b *testing.B) {
+	body := benchChatBody(32 << 10)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if r := eppRequest(body); r.Prompt == nil {
+			b.Fatal("no prompt")
+		}
+	}
+}
+
+// benchChatBody is a chat request of about n bytes.
+func benchChatBody(n int) []byte {
+	content := make([]byte, n)
+	for i := range content {
+		content[i] = 'a' + byte(i%26)
+	}
+	b, _ := json.Marshal(map[string]any{"model": "m", "stream": true, "messages": []map[string]string{{"role": "user", "content": string(content)}}, "max_tokens": 100})
+	return b
+}
