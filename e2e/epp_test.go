@@ -89,6 +89,15 @@ static_resources:
               grpc_service:
                 envoy_grpc: {cluster_name: epp}
               failure_mode_allow: false
+{{- if .Duplex}}
+              processing_mode:
+                request_header_mode: SEND
+                request_body_mode: FULL_DUPLEX_STREAMED
+                request_trailer_mode: SEND
+                response_header_mode: SEND
+                response_body_mode: FULL_DUPLEX_STREAMED
+                response_trailer_mode: SEND
+{{- else}}
               message_timeout: 2s
               processing_mode:
                 request_header_mode: SEND
@@ -97,6 +106,7 @@ static_resources:
                 response_body_mode: NONE
                 request_trailer_mode: SKIP
                 response_trailer_mode: SKIP
+{{- end}}
               metadata_options:
                 forwarding_namespaces:
                   untyped: [envoy.lb, envoy.lb.subset_hint]
@@ -153,6 +163,11 @@ type eppListener struct {
 	// Subset, when not nil, is the subset hint the listener passes (may
 	// be an empty list).
 	Subset []string
+	// Duplex: ext_proc gets both bodies FULL_DUPLEX_STREAMED, as Istio,
+	// kgateway and Envoy Gateway configure it for an InferencePool;
+	// otherwise the request body BUFFERED and no response body, as the
+	// protocol's minimal setup.
+	Duplex bool
 }
 
 // HasSubset says the listener passes a subset hint.
@@ -274,15 +289,25 @@ func (p *eppPool) counter(t *testing.T, name string, labels map[string]string) f
 
 // TestEPPSteersRequestsToThePickedEndpoint: Envoy sends each request to the
 // endpoint `streamgate epp` picked. Two streams held open on two endpoints
-// count there, so every new request goes to the third.
+// count there, so every new request goes to the third. Both body modes: a
+// buffered request body, and full-duplex bodies both ways.
 func TestEPPSteersRequestsToThePickedEndpoint(t *testing.T) {
-	p := startEPPPool(t, eppListener{Name: "plain"})
+	for name, duplex := range map[string]bool{"buffered": false, "full duplex": true} {
+		t.Run(name, func(t *testing.T) {
+			p := startEPPPool(t, eppListener{Name: "gw", Duplex: duplex})
+			steersAwayFromHeldStreams(t, p)
+		})
+	}
+}
+
+func steersAwayFromHeldStreams(t *testing.T, p *eppPool) {
+	t.Helper()
 	// Two long streams (40 tokens, 100 ms apart), each picked onto its own
 	// endpoint: the first is counted before the second is picked.
 	held := map[string]bool{}
 	var bodies []io.ReadCloser
 	for i := range 2 {
-		resp, err := p.try("plain", fmt.Sprintf("hold %d", i), map[string]string{fakellm.HeaderITL: "100", fakellm.HeaderTokens: "40"})
+		resp, err := p.try("gw", fmt.Sprintf("hold %d", i), map[string]string{fakellm.HeaderITL: "100", fakellm.HeaderTokens: "40"})
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		held[resp.Header.Get(fakellm.HeaderBackend)] = true
@@ -300,10 +325,13 @@ func TestEPPSteersRequestsToThePickedEndpoint(t *testing.T) {
 			free = a
 		}
 	}
+	// A long prompt arrives in many chunks; the server gets it whole.
+	long := strings.Repeat("a long shared system prompt ", 8<<10)
 	for i := range 6 {
-		code, server, body := p.served(t, "plain", fmt.Sprintf("new request %d", i))
+		code, server, body := p.served(t, "gw", fmt.Sprintf("new request %d %s", i, long))
 		require.Equal(t, http.StatusOK, code, "%s", body)
 		assert.Equal(t, free, server, "request %d goes to the only endpoint without a held stream", i)
+		assert.Contains(t, string(body), "data: [DONE]", "the stream arrived whole")
 	}
 	assert.InDelta(t, 6, p.counter(t, "streamgate_epp_picks_total", map[string]string{"endpoint": free}), 0)
 	assert.InDelta(t, 6, p.counter(t, "streamgate_epp_served_total", map[string]string{"endpoint": free, "fallback": "false"}), 0,
@@ -361,14 +389,22 @@ func startEPPPoolWithSubsets(t *testing.T) *eppPool {
 // Envoy retries down the picked list; the request is served by a fallback,
 // and Envoy reports that endpoint back to the EPP.
 func TestEPPFallbackWhenPickedEndpointIsDown(t *testing.T) {
-	p := startEPPPool(t, eppListener{Name: "plain"})
+	for name, duplex := range map[string]bool{"buffered": false, "full duplex": true} {
+		t.Run(name, func(t *testing.T) {
+			fallsBackFromDeadEndpoint(t, startEPPPool(t, eppListener{Name: "gw", Duplex: duplex}))
+		})
+	}
+}
+
+func fallsBackFromDeadEndpoint(t *testing.T, p *eppPool) {
+	t.Helper()
 	dead := p.addrs[0]
 	// The readiness probe of startEPPPool was picked and served already.
 	basePicked := p.counter(t, "streamgate_epp_picks_total", map[string]string{"endpoint": dead})
 	baseServed := p.counter(t, "streamgate_epp_served_total", map[string]string{"endpoint": dead})
 	require.NoError(t, p.servers[0].srv.Close())
 	for i := range 8 {
-		code, server, body := p.served(t, "plain", fmt.Sprintf("fallback %d", i))
+		code, server, body := p.served(t, "gw", fmt.Sprintf("fallback %d", i))
 		require.Equal(t, http.StatusOK, code, "%s", body)
 		assert.NotEqual(t, dead, server)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
@@ -125,101 +124,20 @@ func (e *EPP) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// Process handles one request's ext_proc stream. The request counted on an
-// endpoint by the pick is ended when the stream ends, whatever ends it.
-func (e *EPP) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
-	s := eppStream{epp: e}
-	defer s.finish()
-	for {
-		req, err := stream.Recv()
-		if end, err := streamEnd(err); end {
-			return err
-		}
-		resp := s.handle(req)
-		if err := stream.Send(resp); err != nil {
-			return fmt.Errorf("cannot send to envoy: %w", err)
-		}
-		if _, refused := resp.Response.(*extprocsvcv3.ProcessingResponse_ImmediateResponse); refused {
-			return nil
-		}
-	}
-}
-
-// eppStream is one request's state; used by its stream's goroutine only.
-type eppStream struct {
-	epp       *EPP
-	requestID string
-	// subset is the subset hint's value when the data plane sent one.
-	subset *structpb.Value
-	// pickAtHeaders: no buffered body will come (none, or a body mode
-	// that forwards it before Envoy could apply the pick).
-	pickAtHeaders bool
-	picked        bool
-	res           picking.Result
-	// served is the endpoint the request was moved to when Envoy reported
-	// a fallback; it is ended instead of res.
-	served *picking.Endpoint
-}
-
-// handle answers one message from Envoy.
-func (s *eppStream) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.ProcessingResponse {
-	s.noteSubset(req.GetMetadataContext())
-	switch r := req.Request.(type) {
-	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
-		return s.onRequestHeaders(req, r.RequestHeaders)
-	case *extprocsvcv3.ProcessingRequest_RequestBody:
-		if s.picked {
-			return bodyContinue(false)
-		}
-		return s.pick(eppRequest(r.RequestBody.GetBody()), false)
-	case *extprocsvcv3.ProcessingRequest_RequestTrailers:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocsvcv3.TrailersResponse{}}}
-	case *extprocsvcv3.ProcessingRequest_ResponseHeaders:
-		s.onServed(req.GetMetadataContext())
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HeadersResponse{}}}
-	case *extprocsvcv3.ProcessingRequest_ResponseBody:
-		return bodyContinue(true)
-	case *extprocsvcv3.ProcessingRequest_ResponseTrailers:
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocsvcv3.TrailersResponse{}}}
-	}
-	return s.fail(errors.New("unexpected ext_proc message"))
-}
-
-// onRequestHeaders notes the request id and picks now when no buffered
-// body will follow; otherwise the pick waits for the body.
-func (s *eppStream) onRequestHeaders(req *extprocsvcv3.ProcessingRequest, h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
-	for _, hv := range h.GetHeaders().GetHeaders() {
-		if hv.GetKey() == contract.RequestIDHeader {
-			s.requestID = headerValue(hv)
-			break
-		}
-	}
-	switch req.GetProtocolConfig().GetRequestBodyMode() {
-	case extprocv3.ProcessingMode_BUFFERED, extprocv3.ProcessingMode_BUFFERED_PARTIAL:
-		s.pickAtHeaders = h.GetEndOfStream()
-	default:
-		// No body message, or one sent after the headers went upstream.
-		s.pickAtHeaders = true
-	}
-	if s.pickAtHeaders {
-		return s.pick(picking.Request{}, true)
-	}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocsvcv3.HeadersResponse{}}}
-}
-
-// pick chooses the endpoints for r and answers the phase it came in
-// (request headers or body) with them, or refuses the request.
-func (s *eppStream) pick(r picking.Request, atHeaders bool) *extprocsvcv3.ProcessingResponse {
+// pick chooses the endpoints for r. It returns what tells Envoy the pick
+// (the header mutation and the envoy.lb dynamic metadata, the same list in
+// both), or the refusal to send instead.
+func (s *eppStream) pick(r picking.Request) (*extprocsvcv3.CommonResponse, *structpb.Struct, *extprocsvcv3.ProcessingResponse) {
 	e := s.epp
 	ix := e.current()
 	if ix == nil {
-		return s.fail(reject(ErrNoEndpoint, "No model server is ready to serve the request; retry later."))
+		return nil, nil, s.fail(reject(ErrNoEndpoint, "No model server is ready to serve the request; retry later."))
 	}
 	b := ix.b
 	if s.subset != nil {
 		eligible := ix.subset(s.subset)
 		if len(eligible) == 0 {
-			return s.fail(reject(ErrNoEndpoint, "No model server the gateway allows is ready to serve the request; retry later."))
+			return nil, nil, s.fail(reject(ErrNoEndpoint, "No model server the gateway allows is ready to serve the request; retry later."))
 		}
 		if len(eligible) < len(b.Endpoints()) {
 			b = picking.NewBackend(b.Name(), *b.Config(), eligible)
@@ -228,11 +146,11 @@ func (s *eppStream) pick(r picking.Request, atHeaders bool) *extprocsvcv3.Proces
 	res := e.pick(b, r, e.now())
 	if len(res.Endpoints) == 0 {
 		res.Done()
-		return s.fail(reject(ErrNoEndpoint, "No model server is ready to serve the request; retry later."))
+		return nil, nil, s.fail(reject(ErrNoEndpoint, "No model server is ready to serve the request; retry later."))
 	}
 	if res.Saturated {
 		res.Done()
-		return s.fail(&clientError{kind: &ratelimit.DeniedError{Kind: ErrSaturated, RetryAfter: eppRetryAfter}, msg: "Every model server is at capacity; retry later."})
+		return nil, nil, s.fail(&clientError{kind: &ratelimit.DeniedError{Kind: ErrSaturated, RetryAfter: eppRetryAfter}, msg: "Every model server is at capacity; retry later."})
 	}
 	s.res, s.picked = res, true
 	e.metrics.picked(e.backend, res.Endpoints[0], res.Reason)
@@ -240,17 +158,12 @@ func (s *eppStream) pick(r picking.Request, atHeaders bool) *extprocsvcv3.Proces
 	common := &extprocsvcv3.CommonResponse{HeaderMutation: &extprocsvcv3.HeaderMutation{
 		SetHeaders: []*corev3.HeaderValueOption{header(contract.DestinationEndpointKey, dest)},
 	}}
-	out := &extprocsvcv3.ProcessingResponse{DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
 		contract.LBNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			contract.DestinationEndpointKey: structpb.NewStringValue(dest),
 		}}),
-	}}}
-	if atHeaders {
-		out.Response = &extprocsvcv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocsvcv3.HeadersResponse{Response: common}}
-	} else {
-		out.Response = &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{Response: common}}
-	}
-	return out
+	}}
+	return common, md, nil
 }
 
 // onServed reads the endpoint Envoy reports as having served the request.
@@ -312,14 +225,6 @@ func (s *eppStream) fail(err error) *extprocsvcv3.ProcessingResponse {
 			Details: "streamgate_epp_" + r.code,
 		},
 	}}
-}
-
-// bodyContinue lets a request or response body chunk through unchanged.
-func bodyContinue(response bool) *extprocsvcv3.ProcessingResponse {
-	if response {
-		return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocsvcv3.BodyResponse{}}}
-	}
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_RequestBody{RequestBody: &extprocsvcv3.BodyResponse{}}}
 }
 
 // noteSubset keeps the subset hint of the first message that carries one.

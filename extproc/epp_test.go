@@ -100,6 +100,34 @@ func eppBody(body string, md *corev3.Metadata) *extprocsvcv3.ProcessingRequest {
 	}
 }
 
+// eppChunk is one request or response body chunk.
+func eppChunk(response bool, body string, eos bool) *extprocsvcv3.ProcessingRequest {
+	b := &extprocsvcv3.HttpBody{Body: []byte(body), EndOfStream: eos}
+	if response {
+		return &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_ResponseBody{ResponseBody: b}}
+	}
+	return &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestBody{RequestBody: b}}
+}
+
+// duplexHeaders are request headers announcing full-duplex bodies both ways.
+func duplexHeaders(md *corev3.Metadata) *extprocsvcv3.ProcessingRequest {
+	req := eppHeaders(extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED, false, md)
+	req.ProtocolConfig.ResponseBodyMode = extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED
+	return req
+}
+
+// streamed returns the body a full-duplex answer carries on.
+func streamed(t *testing.T, resp *extprocsvcv3.ProcessingResponse) (string, bool) {
+	t.Helper()
+	br := resp.GetRequestBody()
+	if br == nil {
+		br = resp.GetResponseBody()
+	}
+	sr := br.GetResponse().GetBodyMutation().GetStreamedResponse()
+	require.NotNil(t, sr, "a full-duplex body answer must be a streamed response")
+	return string(sr.GetBody()), sr.GetEndOfStream()
+}
+
 func eppResponseHeaders(served string) *extprocsvcv3.ProcessingRequest {
 	req := &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocsvcv3.HttpHeaders{
 		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":status", RawValue: []byte("200")}}},
@@ -178,11 +206,11 @@ func TestEPPPicksAtHeadersWhenNoBufferedBodyFollows(t *testing.T) {
 		mode        extprocv3.ProcessingMode_BodySendMode
 		endOfStream bool
 	}{
-		"buffered, no body":   {extprocv3.ProcessingMode_BUFFERED, true},
-		"body not sent":       {extprocv3.ProcessingMode_NONE, false},
-		"streamed body":       {extprocv3.ProcessingMode_STREAMED, false},
-		"full duplex":         {extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED, false},
-		"no protocol_config?": {extprocv3.ProcessingMode_NONE, true},
+		"buffered, no body":    {extprocv3.ProcessingMode_BUFFERED, true},
+		"body not sent":        {extprocv3.ProcessingMode_NONE, false},
+		"streamed body":        {extprocv3.ProcessingMode_STREAMED, false},
+		"full duplex, no body": {extprocv3.ProcessingMode_FULL_DUPLEX_STREAMED, true},
+		"no protocol_config?":  {extprocv3.ProcessingMode_NONE, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newEPPFixture(t)
@@ -285,7 +313,7 @@ func TestEPPServedFallbackMovesInFlightCount(t *testing.T) {
 	f := newEPPFixture(t)
 	st := eppStream{epp: f.epp}
 	st.handle(eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil))
-	hdr, _ := destination(t, st.handle(eppBody(`{"model":"m"}`, nil)))
+	hdr, _ := destination(t, st.handle(eppBody(`{"model":"m"}`, nil))[0])
 	dest := strings.Split(hdr, ",")
 	picked, fallback := dest[0], dest[1]
 	want := map[string]int64{eppA: 0, eppB: 0, eppC: 0}
@@ -340,6 +368,8 @@ func TestEPPReleasesPickWhateverEndsTheStream(t *testing.T) {
 		"eof after response":   {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil), eppBody(`{}`, nil), eppResponseHeaders(eppC)}, recvErr: io.EOF},
 		"send fails at pick":   {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_NONE, false, nil)}, sendErr: errors.New("broken"), wantErr: true},
 		"eof after headers":    {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil)}, recvErr: io.EOF},
+		"eof while holding":    {reqs: []*extprocsvcv3.ProcessingRequest{duplexHeaders(nil), eppChunk(false, `{"mo`, false)}, recvErr: io.EOF},
+		"reset after duplex":   {reqs: []*extprocsvcv3.ProcessingRequest{duplexHeaders(nil), eppChunk(false, `{}`, true)}, recvErr: errors.New("reset"), wantErr: true},
 		"refused by empty set": {reqs: []*extprocsvcv3.ProcessingRequest{eppHeaders(extprocv3.ProcessingMode_NONE, false, subsetHint(subsetList()))}, recvErr: io.EOF},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -421,4 +451,81 @@ func benchChatBody(n int) []byte {
 	}
 	b, _ := json.Marshal(map[string]any{"model": "m", "stream": true, "messages": []map[string]string{{"role": "user", "content": string(content)}}, "max_tokens": 100})
 	return b
+}
+
+// TestEPPFullDuplexPicksOnceBodyArrived: in FULL_DUPLEX_STREAMED mode (what
+// Istio and Envoy Gateway configure) the headers answer waits for the
+// whole body, carries the pick, and the body goes on as streamed answers.
+func TestEPPFullDuplexPicksOnceBodyArrived(t *testing.T) {
+	f := newEPPFixture(t)
+	var seen picking.Request
+	f.epp.pick = func(b *picking.Backend, r picking.Request, now time.Time) picking.Result {
+		seen = picking.Request{Prompt: append([]byte(nil), r.Prompt...), LoRA: r.LoRA}
+		return b.Pick(r, now)
+	}
+	st := eppStream{epp: f.epp}
+	defer st.finish()
+	assert.Empty(t, st.handle(duplexHeaders(nil)), "the headers answer is held")
+	assert.Empty(t, st.handle(eppChunk(false, `{"model":"m","prompt":"once `, false)))
+	out := st.handle(eppChunk(false, `upon"}`, true))
+	require.Len(t, out, 2)
+	hdr, meta := destination(t, out[0])
+	assertPick(t, hdr, eppA, eppB, eppC)
+	assert.Equal(t, hdr, meta)
+	body, eos := streamed(t, out[1])
+	assert.Equal(t, `{"model":"m","prompt":"once upon"}`, body)
+	assert.True(t, eos)
+	assert.Equal(t, picking.Request{Prompt: []byte(`"once upon"`), LoRA: "m"}, seen, "the pick saw the whole body")
+
+	out = st.handle(eppResponseHeaders(strings.Split(hdr, ",")[0]))
+	require.Len(t, out, 1)
+	assert.NotNil(t, out[0].GetResponseHeaders())
+	out = st.handle(eppChunk(true, "data: x\n\n", false))
+	body, eos = streamed(t, out[0])
+	assert.Equal(t, "data: x\n\n", body)
+	assert.False(t, eos)
+}
+
+func TestEPPFullDuplexReleasedByTrailers(t *testing.T) {
+	f := newEPPFixture(t)
+	st := eppStream{epp: f.epp}
+	defer st.finish()
+	st.handle(duplexHeaders(nil))
+	st.handle(eppChunk(false, `{"prompt":"p"}`, false))
+	out := st.handle(&extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestTrailers{RequestTrailers: &extprocsvcv3.HttpTrailers{}}})
+	require.Len(t, out, 3)
+	destination(t, out[0])
+	body, eos := streamed(t, out[1])
+	assert.Equal(t, `{"prompt":"p"}`, body)
+	assert.False(t, eos, "the trailers end the request")
+	assert.NotNil(t, out[2].GetRequestTrailers())
+}
+
+// TestEPPFullDuplexBodyOverLimitPicksEarly: a body past maxBody is not
+// held further: the pick goes out with what arrived and the rest streams.
+func TestEPPFullDuplexBodyOverLimitPicksEarly(t *testing.T) {
+	f := newEPPFixture(t)
+	f.epp.maxBody = 8
+	st := eppStream{epp: f.epp}
+	defer st.finish()
+	st.handle(duplexHeaders(nil))
+	out := st.handle(eppChunk(false, `{"prompt":"long`, false))
+	require.Len(t, out, 2)
+	destination(t, out[0])
+	body, eos := streamed(t, out[1])
+	assert.Equal(t, `{"prompt":"long`, body)
+	assert.False(t, eos)
+	out = st.handle(eppChunk(false, `er"}`, true))
+	require.Len(t, out, 1)
+	body, eos = streamed(t, out[0])
+	assert.Equal(t, `er"}`, body)
+	assert.True(t, eos)
+}
+
+func TestEPPFullDuplexRefusalEndsRequest(t *testing.T) {
+	f := newEPPFixture(t)
+	sent := f.run(t, duplexHeaders(subsetHint(subsetList())), eppChunk(false, `{}`, true), eppResponseHeaders(eppA))
+	require.Len(t, sent, 1, "nothing after the refusal")
+	assert.EqualValues(t, http.StatusServiceUnavailable, sent[0].GetImmediateResponse().GetStatus().GetCode())
+	assert.Equal(t, map[string]int64{eppA: 0, eppB: 0, eppC: 0}, f.inFlight())
 }
