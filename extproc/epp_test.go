@@ -529,3 +529,21 @@ func TestEPPFullDuplexRefusalEndsRequest(t *testing.T) {
 	assert.EqualValues(t, http.StatusServiceUnavailable, sent[0].GetImmediateResponse().GetStatus().GetCode())
 	assert.Equal(t, map[string]int64{eppA: 0, eppB: 0, eppC: 0}, f.inFlight())
 }
+
+// BenchmarkEPPRequestStream is one buffered request through the EPP: its
+// headers, a 32 KiB chat body picked on, the response headers with the
+// served endpoint, and the stream's end.
+func BenchmarkEPPRequestStream(b *testing.B) {
+	f := newEPPFixture(b)
+	headers := eppHeaders(extprocv3.ProcessingMode_BUFFERED, false, nil)
+	body := &extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestBody{RequestBody: &extprocsvcv3.HttpBody{Body: benchChatBody(32 << 10), EndOfStream: true}}}
+	served := eppResponseHeaders(eppA)
+	b.ReportAllocs()
+	for b.Loop() {
+		st := eppStream{epp: f.epp}
+		st.handle(headers)
+		st.handle(body)
+		st.handle(served)
+		st.finish()
+	}
+}
