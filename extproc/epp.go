@@ -41,8 +41,9 @@ const eppRetryAfter = time.Second
 // EPP serves the Gateway API Inference Extension's endpoint-picker protocol
 // (v1.0.0) for one backend with picking: Envoy's ext_proc filter in front of
 // an InferencePool asks it, per request, which model server to use. It
-// reads the request headers and buffered body (model and prompt, for
-// affinity), and the optional subset hint in the filter metadata
+// reads the request headers and body (model and prompt, for affinity; the
+// body BUFFERED or FULL_DUPLEX_STREAMED, see eppStream), and the optional
+// subset hint in the filter metadata
 // envoy.lb.subset_hint; it answers with the picked endpoint and its
 // fallbacks, "IP:port,IP:port,...", both as the request header
 // x-gateway-destination-endpoint and as the dynamic metadata
@@ -168,8 +169,9 @@ func (s *eppStream) pick(r picking.Request) (*extprocsvcv3.CommonResponse, *stru
 
 // onServed reads the endpoint Envoy reports as having served the request.
 // When it is not the picked one (a fallback after a failed attempt), the
-// request's in-flight count moves there; the prefix index keeps what the
-// pick recorded on the first endpoint (the picking API cannot move it).
+// request's in-flight count moves there; anything else the pick recorded on
+// the first endpoint (prefix-index entries) stays there, as the picking API
+// cannot move it.
 func (s *eppStream) onServed(md *corev3.Metadata) {
 	v := md.GetFilterMetadata()[contract.LBNamespace].GetFields()[contract.DestinationServedKey]
 	if v == nil || !s.picked {
@@ -177,7 +179,8 @@ func (s *eppStream) onServed(md *corev3.Metadata) {
 	}
 	served := v.GetStringValue()
 	e := s.epp
-	fallback := served != s.res.Endpoints[0]
+	picked := s.res.Endpoints[0]
+	fallback := served != picked && canonicalAddr(served) != canonicalAddr(picked)
 	label := served
 	var ep *picking.Endpoint
 	if ix := e.current(); ix != nil {
@@ -190,7 +193,7 @@ func (s *eppStream) onServed(md *corev3.Metadata) {
 	if !fallback {
 		return
 	}
-	e.log.Info("request served by a fallback endpoint", "request_id", s.requestID, "backend", e.backend, "picked", s.res.Endpoints[0], "served", served)
+	e.log.Info("request served by a fallback endpoint", "request_id", s.requestID, "backend", e.backend, "picked", picked, "served", served)
 	if ep != nil && s.served == nil {
 		s.res.Done()
 		ep.Start()
