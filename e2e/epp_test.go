@@ -343,13 +343,15 @@ func steersAwayFromHeldStreams(t *testing.T, p *eppPool) {
 // refused with 503.
 func TestEPPSubsetHint(t *testing.T) {
 	p := startEPPPoolWithSubsets(t)
-	t.Run("one endpoint", func(t *testing.T) {
-		for i := range 4 {
-			code, server, body := p.served(t, "only-second", fmt.Sprintf("subset %d", i))
-			require.Equal(t, http.StatusOK, code, "%s", body)
-			assert.Equal(t, p.addrs[1], server)
-		}
-	})
+	for _, gw := range []string{"only-second", "only-second-duplex"} {
+		t.Run(gw, func(t *testing.T) {
+			for i := range 4 {
+				code, server, body := p.served(t, gw, fmt.Sprintf("subset %d", i))
+				require.Equal(t, http.StatusOK, code, "%s", body)
+				assert.Equal(t, p.addrs[1], server)
+			}
+		})
+	}
 	t.Run("client header replaced", func(t *testing.T) {
 		resp, err := p.try("only-second", "x", map[string]string{contract.DestinationEndpointKey: p.addrs[2]})
 		require.NoError(t, err)
@@ -357,9 +359,9 @@ func TestEPPSubsetHint(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		assert.Equal(t, p.addrs[1], resp.Header.Get(fakellm.HeaderBackend), "the pick, not the client, names the endpoint")
 	})
-	for _, name := range []string{"empty", "foreign"} {
-		t.Run(name, func(t *testing.T) {
-			code, _, body := p.served(t, name, "x")
+	for _, gw := range []string{"empty", "foreign", "empty-duplex"} {
+		t.Run(gw, func(t *testing.T) {
+			code, _, body := p.served(t, gw, "x")
 			assert.Equal(t, http.StatusServiceUnavailable, code)
 			var e struct {
 				Error struct{ Code string } `json:"error"`
@@ -368,12 +370,12 @@ func TestEPPSubsetHint(t *testing.T) {
 			assert.Equal(t, "no_endpoint", e.Error.Code)
 		})
 	}
-	assert.InDelta(t, 2, p.counter(t, "streamgate_epp_refusals_total", map[string]string{"code": "no_endpoint"}), 0)
+	assert.InDelta(t, 3, p.counter(t, "streamgate_epp_refusals_total", map[string]string{"code": "no_endpoint"}), 0)
 }
 
 // startEPPPoolWithSubsets starts a pool whose listeners pass a subset hint
 // naming the second server, an empty one and one naming no server of the
-// pool.
+// pool, with buffered and full-duplex bodies.
 func startEPPPoolWithSubsets(t *testing.T) *eppPool {
 	t.Helper()
 	return startEPPPoolWith(t, func(addrs []string) []eppListener {
@@ -381,6 +383,8 @@ func startEPPPoolWithSubsets(t *testing.T) *eppPool {
 			{Name: "only-second", Subset: []string{addrs[1]}},
 			{Name: "empty", Subset: []string{}},
 			{Name: "foreign", Subset: []string{"127.0.0.1:1"}},
+			{Name: "only-second-duplex", Subset: []string{addrs[1]}, Duplex: true},
+			{Name: "empty-duplex", Subset: []string{}, Duplex: true},
 		}
 	})
 }
