@@ -12,6 +12,7 @@ import (
 // *EPPMetrics records nothing.
 type EPPMetrics struct {
 	picks, refusals, serves *prometheus.CounterVec
+	open                    prometheus.Gauge
 }
 
 // NewEPPMetrics registers the endpoint picker's metrics with reg.
@@ -29,8 +30,12 @@ func NewEPPMetrics(reg prometheus.Registerer) *EPPMetrics {
 			Name: "streamgate_epp_served_total",
 			Help: "Responses whose serving endpoint Envoy reported (envoy.lb x-gateway-destination-endpoint-served), by backend, endpoint and whether it was a fallback rather than the picked one.",
 		}, []string{"backend", "endpoint", "fallback"}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamgate_epp_streams_open",
+			Help: "Open ext_proc streams: requests between their headers and the end of their response (or their refusal).",
+		}),
 	}
-	reg.MustRegister(m.picks, m.refusals, m.serves)
+	reg.MustRegister(m.picks, m.refusals, m.serves, m.open)
 	return m
 }
 
@@ -49,5 +54,18 @@ func (m *EPPMetrics) refused(backend, code string) {
 func (m *EPPMetrics) served(backend, endpoint string, fallback bool) {
 	if m != nil {
 		m.serves.WithLabelValues(backend, endpoint, strconv.FormatBool(fallback)).Inc()
+	}
+}
+
+// streamOpened counts an ext_proc stream until streamClosed.
+func (m *EPPMetrics) streamOpened() {
+	if m != nil {
+		m.open.Inc()
+	}
+}
+
+func (m *EPPMetrics) streamClosed() {
+	if m != nil {
+		m.open.Dec()
 	}
 }
