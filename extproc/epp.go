@@ -67,6 +67,8 @@ type EPP struct {
 	index atomic.Pointer[eppIndex]
 	// now is the clock of picks; time.Now outside tests.
 	now func() time.Time
+	// active counts open ext_proc streams (Active).
+	active atomic.Int64
 	// pick is (*picking.Backend).Pick outside tests.
 	pick func(*picking.Backend, picking.Request, time.Time) picking.Result
 }
@@ -104,6 +106,10 @@ func (e *EPP) current() *eppIndex {
 	e.index.Store(ix)
 	return ix
 }
+
+// Active is the number of open ext_proc streams: requests picked (or being
+// picked) whose response has not ended. Safe for concurrent use.
+func (e *EPP) Active() int64 { return e.active.Load() }
 
 // Serve answers ext_proc and gRPC health on lis until ctx is done, then
 // lets open streams finish for up to drainTimeout.

@@ -16,6 +16,8 @@ import (
 // endpoint by the pick is ended when the stream ends, whatever ends it.
 func (e *EPP) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	s := eppStream{epp: e}
+	e.active.Add(1)
+	defer e.active.Add(-1)
 	e.metrics.streamOpened()
 	defer e.metrics.streamClosed()
 	defer s.finish()

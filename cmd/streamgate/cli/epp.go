@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -58,10 +59,11 @@ func eppCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pool.Update(onlyBackend(cfg, name))
 	epp := extproc.NewEPP(pool, name, cfg.Gateway.MaxRequestBodyBytes, log, extproc.NewEPPMetrics(reg))
 
-	// The servers run until stop (SIGTERM) or until one of them fails.
+	// The servers run until one of them fails, or until stop (SIGTERM) and
+	// the drain that follows it.
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	sctx, cancel := context.WithCancelCause(ctx)
+	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	var ready readiness
 	goServe := func(what string, f func() error) {
@@ -77,12 +79,39 @@ func eppCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ready.set(true)
 	log.Info("endpoint picker listening", "address", *addr, "backend", name, "metrics", cfg.Metrics.Listen)
 	fmt.Fprintf(stdout, "streamgate %s picking for backend %s (config %s)\n", Version, name, *path)
-	<-sctx.Done()
+	select {
+	case <-ctx.Done():
+		ready.set(false)
+		drainEPP(sctx, epp, cfg.Gateway.DrainTimeout, log)
+		cancel(nil)
+	case <-sctx.Done():
+	}
 	ready.set(false)
 	if err := context.Cause(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// drainEPP keeps picking, with /readyz failing so that the pod leaves its
+// Service, until no request is open or timeout passes: a rolling update of
+// the picker fails no request of a gateway that fails closed.
+func drainEPP(ctx context.Context, epp *extproc.EPP, timeout time.Duration, log *slog.Logger) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	log.Info("draining: still picking while /readyz fails", "open", epp.Active(), "timeout", timeout.String())
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	for epp.Active() > 0 {
+		select {
+		case <-ctx.Done():
+			log.Warn("drain timeout passed; closing open requests", "open", epp.Active())
+			return
+		case <-t.C:
+		}
+	}
+	log.Info("drained", "waited", time.Since(start).Round(time.Millisecond).String())
 }
 
 // eppBackend returns the backend `streamgate epp` picks for: name, which

@@ -166,3 +166,67 @@ models:
 		t.Fatal("streamgate epp did not stop")
 	}
 }
+
+// TestEPPCommandDrainsOnStop: on SIGTERM `streamgate epp` fails /readyz but
+// keeps its open requests until they end, then stops.
+func TestEPPCommandDrainsOnStop(t *testing.T) {
+	ports := make([]string, 2)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		ports[i] = l.Addr().String()
+		l.Close()
+	}
+	path := filepath.Join(t.TempDir(), "s.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`metrics: {listen: %s}
+gateway: {drain_timeout: 20s}
+backends:
+  - {name: pool, protocol: openai, endpoints: ["127.0.0.1:8001"], picking: {metrics: none}}
+models:
+  - {name: m, backend: pool}
+`, ports[1])), 0o600))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Main(ctx, []string{"epp", "-c", path, "-listen", ports[0]}, io.Discard, io.Discard) }()
+
+	conn, err := grpc.NewClient(ports[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	var stream extprocsvcv3.ExternalProcessor_ProcessClient
+	require.Eventually(t, func() bool {
+		stream, err = extprocsvcv3.NewExternalProcessorClient(conn).Process(t.Context())
+		if err != nil {
+			return false
+		}
+		if stream.Send(&extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvcv3.HttpHeaders{
+			Headers: &corev3.HeaderMap{}, EndOfStream: true,
+		}}}) != nil {
+			return false
+		}
+		_, err = stream.Recv()
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+
+	cancel() // SIGTERM with one request open
+	require.Eventually(t, func() bool {
+		r, err := http.Get("http://" + ports[1] + "/readyz")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusServiceUnavailable
+	}, 5*time.Second, 20*time.Millisecond, "/readyz fails while draining")
+	select {
+	case err := <-done:
+		t.Fatalf("stopped with a request open: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, stream.CloseSend())
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("streamgate epp did not stop once the request ended")
+	}
+}
