@@ -76,6 +76,10 @@ var refusals = []refusalRow{
 	{[]error{ErrBadTenant}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_tenant", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: the gateway is shutting down (SIGTERM); open streams finish, new requests are refused.
 	{[]error{ErrDraining}, refusal{http.StatusServiceUnavailable, "server_error", "service_unavailable", "overloaded_error", codes.Unavailable, false}},
+	// when: `streamgate epp` has no endpoint to pick, or the gateway's subset hint names none of the backend's endpoints.
+	{[]error{ErrNoEndpoint}, refusal{http.StatusServiceUnavailable, "server_error", "no_endpoint", "overloaded_error", codes.Unavailable, false}},
+	// when: `streamgate epp` finds every eligible endpoint past backends[].picking.saturation; the request is shed.
+	{[]error{ErrSaturated}, refusal{http.StatusTooManyRequests, "requests", "saturated", "rate_limit_error", codes.ResourceExhausted, true}},
 }
 
 // internalRefusal is the row of any error the table does not name: the
