@@ -29,7 +29,7 @@ func (r *Report) Markdown() []byte {
 			fmt.Fprintf(&w, "Picking arm: `picking: %s`.\n\n", a.Picking)
 		}
 	}
-	fmt.Fprintln(&w, "| workload | arm | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | tokens/s | prefix-cache hit rate | requests | shed (429/503) | errors | unfinished | completed per server |")
+	fmt.Fprintf(&w, "| workload | arm | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | tokens/s | prefix-cache hit rate | requests | shed (429/503) | errors | unfinished | completed per server (gpu-1 to gpu-%d, the last slow) |\n", s.Sims.Servers)
 	fmt.Fprintln(&w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, p := range r.Phases {
 		fmt.Fprintf(&w, "| %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %d | %d | %d | %d | %s |\n", p.Workload, p.Arm, p.TTFTp50, p.TTFTp90, p.TTFTp99,

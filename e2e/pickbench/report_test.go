@@ -175,3 +175,26 @@ func TestGeneratedConfigsLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestMarkdownShowsEveryPhaseAndCheck(t *testing.T) {
+	ps := phases(100, 60, 1000, 1000)
+	ps[0].Servers = map[string]int{"gpu-2": 5, "gpu-1": 7}
+	r := &Report{Phases: ps, Checks: targetChecks(ps, "shared-prefix", "uniform"), Settings: Settings{
+		Sims:      SimSpec{Servers: 4, SlowFactor: 1.5, KVBlocks: 512, MaxNumSeqs: 8, Speed: 4},
+		Workloads: []Workload{{Name: "shared-prefix", SystemPrompts: 8}, {Name: "uniform"}},
+		Arms:      []Arm{{Name: "least-request"}, {Name: "picking", Picking: DefaultPicking}},
+	}}
+	md := string(r.Markdown())
+	for _, want := range []string{
+		"| shared-prefix | least-request | 0 | 100 | 0 | 1000 | 40.0% |",
+		"| uniform | picking | 0 | 105 | 0 | 990 | 0.0% |",
+		"| 7/5 |",
+		"| shared-prefix: TTFT p90 reduction (picking vs least-request) | 0.40 | 0.30 | PASS |",
+		"`picking: " + DefaultPicking + "`",
+		"-sim-kv-blocks 512",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
