@@ -151,12 +151,14 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 			return err
 		}
 		srv.SetAuth(authn)
+		limits := &liveLimits{reg: reg}
 		if cfg.Limits != nil {
 			lim, err := newLimits(ctx, cfg, reg, log)
 			if err != nil {
 				authCancel()
 				return err
 			}
+			limits.base = lim
 			srv.SetLimits(lim)
 		}
 		// Endpoint picking for backends with picking: the pool follows
@@ -168,7 +170,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		d.extProc = srv
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		reloaders = append(reloaders, func(c *config.Config) (func(), error) { return func() { picks.Update(c) }, nil },
-			extProcReloader(ctx, srv, log, authCancel))
+			extProcReloader(ctx, srv, log, authCancel, limits))
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
 	if p.xds {
@@ -235,14 +237,19 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 // watchConfig applies every valid edit of the config file (or SIGHUP) to
 // the running servers; an invalid edit is logged and counted and changes
 // nothing.
-// extProcReloader prepares a config's routes and authenticator, and
-// applies them to srv as one generation (extproc.Server.Update). A config
-// whose authenticator cannot be built leaves srv untouched. Each
+// extProcReloader prepares a config's routes, authenticator and limits,
+// and applies them to srv as one generation (extproc.Server.Update). A
+// config whose authenticator or limits cannot be built leaves srv
+// untouched. Each
 // authenticator generation owns the JWKS refreshers started for it under a
 // context; applying a new one cancels the previous one's, starting with
 // authCancel.
-func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger, authCancel context.CancelFunc) reloader {
+func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger, authCancel context.CancelFunc, limits *liveLimits) reloader {
 	return func(c *config.Config) (func(), error) {
+		lim, err := limits.prepare(c)
+		if err != nil {
+			return nil, err
+		}
 		nctx, ncancel := context.WithCancel(ctx)
 		na, err := auth.New(nctx, c, auth.Options{Log: log})
 		if err != nil {
@@ -251,8 +258,8 @@ func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger,
 		}
 		routes := extproc.NewRoutes(c, time.Now().Unix())
 		return func() {
-			// Routes and auth change together: one generation.
-			srv.Update(c, routes, na)
+			// Routes, auth and limits change together: one generation.
+			srv.Update(c, routes, na, lim)
 			authCancel()
 			authCancel = ncancel
 		}, nil
