@@ -66,7 +66,6 @@ func redisField(f func(*Redis) any) func(*Config) any {
 // the next restart. docs/config.md marks every field under one "next
 // start". Read-only.
 var StartOnly = []RestartSetting{
-	{"gateway.drain_timeout", "the shutdown drainer is set up at start", func(c *Config) any { return c.Gateway.DrainTimeout }},
 	{"telemetry.nats", "the usage event sink is connected at start", func(c *Config) any { return c.Telemetry.NATS }},
 	{"telemetry.tracing", "the OTLP exporter is set up at start", func(c *Config) any { return c.Telemetry.Tracing }},
 }

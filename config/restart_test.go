@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -38,7 +39,6 @@ var restartEdits = map[string][2]string{
 	"limits.redis.cluster":           {`db: 0,`, `db: 0, cluster: true,`},
 	"limits.redis.timeout":           {`timeout: 50ms`, `timeout: 60ms`},
 	"limits.redis.key_prefix":        {`key_prefix: sg`, `key_prefix: sg2`},
-	"gateway.drain_timeout":          {`drain_timeout: 30s`, `drain_timeout: 40s`},
 	"telemetry.nats":                 {`nats://127.0.0.1:4222`, `nats://127.0.0.1:4223`},
 	"telemetry.tracing":              {`telemetry: {nats:`, `telemetry: {tracing: {endpoint: "127.0.0.1:4317"}, nats:`},
 }
@@ -74,6 +74,11 @@ func TestReloadRefusesEveryRestartOnlySettingAndNothingElse(t *testing.T) {
 			require.NoError(t, reloadable(old, loadText(t, text)), "a change to %s is read at start only, not refused", s.Path)
 		})
 	}
+	t.Run("gateway.drain_timeout reloads live", func(t *testing.T) {
+		next := loadText(t, strings.Replace(restartBase, "drain_timeout: 30s", "drain_timeout: 40s", 1))
+		require.NoError(t, reloadable(old, next))
+		assert.Empty(t, startOnlyChanges(old, next), "the next shutdown drains for the new timeout")
+	})
 	t.Run("gateway.listen reloads live", func(t *testing.T) {
 		next := loadText(t, strings.Replace(restartBase, "gateway: {", `gateway: {listen: "0.0.0.0:10001", `, 1))
 		require.NoError(t, reloadable(old, next))

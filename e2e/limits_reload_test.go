@@ -63,7 +63,7 @@ func TestLimitsReloadLive(t *testing.T) {
 	orig, err := os.ReadFile(e.configPath)
 	require.NoError(t, err)
 	edited := strings.Replace(string(orig), "requests_per_minute: 2", "requests_per_minute: 6000", 1)
-	edited = strings.Replace(edited, "gateway:\n", "gateway:\n  drain_timeout: 7s\n", 1)
+	edited += "telemetry: {tracing: {endpoint: \"127.0.0.1:4317\"}}\n"
 	require.NotEqual(t, string(orig), edited)
 	writeConfig(t, e, edited)
 	waitScrape(t, e, `streamgate_config_reloads_total{result="success"} 1`)
@@ -78,5 +78,5 @@ func TestLimitsReloadLive(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, code, "steady's limits did not change: its used burst is kept")
 	logs := e.logs.String()
 	assert.NotContains(t, logs, "takes a restart")
-	assert.Contains(t, logs, "gateway.drain_timeout changed but keeps its old value until a restart")
+	assert.Contains(t, logs, "telemetry.tracing changed but keeps its old value until a restart")
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,6 +97,9 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(stop))
 	defer cancel(nil)
 	d := drainer{log: log, timeout: cfg.Gateway.DrainTimeout}
+	// The drain timeout of the config last applied: a shutdown reads it.
+	var drainTimeout atomic.Int64
+	drainTimeout.Store(int64(cfg.Gateway.DrainTimeout))
 	goServe := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -194,6 +198,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		}}, reloaders...)
 		log.Info("xDS listening", "address", cfg.XDS.Listen)
 	}
+	reloaders = append(reloaders, drainReloader(&drainTimeout))
 	go watchConfig(ctx, path, cfg, reloaders, reg, log)
 	if p.envoy {
 		if (p.envoyLogLevel == "debug" || p.envoyLogLevel == "trace") && cfg.Auth != nil {
@@ -223,6 +228,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "streamgate %s serving (config %s)\n", Version, path)
 	select {
 	case <-stop.Done():
+		d.timeout = time.Duration(drainTimeout.Load())
 		d.drain(ctx)
 		cancel(nil)
 	case <-ctx.Done():
@@ -263,6 +269,14 @@ func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger,
 			authCancel()
 			authCancel = ncancel
 		}, nil
+	}
+}
+
+// drainReloader keeps timeout at the drain timeout of the config last
+// applied, for the shutdown to read.
+func drainReloader(timeout *atomic.Int64) reloader {
+	return func(c *config.Config) (func(), error) {
+		return func() { timeout.Store(int64(c.Gateway.DrainTimeout)) }, nil
 	}
 }
 
