@@ -322,7 +322,9 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 		}
 		log.Error("config reload rejected; the previous config keeps serving", "file", path, "problems", msgs)
 	}
-	startOnly := func(msg string) { log.Warn("config reload: a setting waits for a restart", "file", path, "detail", msg) }
+	startOnly := func(msg string) {
+		log.Warn("config reload: a setting waits for a restart", "file", path, "detail", msg)
+	}
 	w := &config.Watcher{Path: path, Trigger: trigger, OnError: failed, OnStartOnly: startOnly, OnLoad: func(c *config.Config) {
 		applies := make([]func(), 0, len(reloaders))
 		for _, r := range reloaders {
