@@ -220,3 +220,30 @@ func TestReloadedFailOpenWordsTheOutageLog(t *testing.T) {
 	assert.Equal(t, 1, logs.count("fail_open"))
 	assert.Equal(t, 0, logs.count("fail_closed"))
 }
+
+func TestReloadShrinkingCapReleasesHeldTenantSlots(t *testing.T) {
+	clk := newFakeClock()
+	m := NewMetrics(prometheus.NewRegistry())
+	old := New(reloadCfg(streams("a", 2)), NewMemoryStore(clk), clk, m)
+	ctx := context.Background()
+	h1, err := old.HoldTenant(ctx, "a")
+	require.NoError(t, err)
+	h2, err := old.HoldTenant(ctx, "a")
+	require.NoError(t, err)
+
+	next := reload(old, reloadCfg(streams("a", 1)))
+	h1.Release()
+	_, err = next.HoldTenant(ctx, "a")
+	require.ErrorIs(t, err, ErrTenantBusy, "one old hold left fills the new cap of 1")
+	// The other old hold goes on to admission under its own (old) limiter,
+	// as its request does, and ends there.
+	res, _, err := old.Admit(ctx, Request{Tenant: "a", Hold: h2})
+	require.NoError(t, err)
+	res.Finish(Usage{})
+	h3, err := next.HoldTenant(ctx, "a")
+	require.NoError(t, err, "both old slots freed: the new cap admits one")
+	h3.Release()
+	assert.Empty(t, next.gate.inUse)
+	assert.InDelta(t, 0, testutil.ToFloat64(m.holds), 0)
+	assert.InDelta(t, 0, testutil.ToFloat64(m.reservations), 0)
+}
