@@ -90,7 +90,8 @@ type Gateway struct {
 	// stdout is Streamgate's stderr, so /dev/stdout lines arrive there.
 	AccessLog string `yaml:"access_log"`
 	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
-	// 503 at once, open streams get this long to finish (default 30s).
+	// 503 at once, open streams get this long to finish (default 30s); a
+	// shutdown uses the value of the config last applied.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// MaxConcurrentStreams caps the HTTP/2 streams of one client
 	// connection (default 100); see edge.go for the other bounds.

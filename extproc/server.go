@@ -62,7 +62,7 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
 	s := &Server{log: log, metrics: metrics}
 	s.taps = newTaps(log, &s.active)
-	s.gen.Store((&generation{}).withConfig(cfg, routes, nil))
+	s.gen.Store((&generation{}).withConfig(cfg, routes, nil, nil))
 	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
 }
