@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/picking"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
@@ -72,6 +73,12 @@ var refusals = []refusalRow{
 	{[]error{ratelimit.ErrRateLimited, ratelimit.ErrTenantBusy}, refusal{http.StatusTooManyRequests, "requests", "rate_limit_exceeded", "rate_limit_error", codes.ResourceExhausted, true}},
 	// when: the backend's max_in_flight stayed full, or the Redis store is unreachable without fail_open.
 	{[]error{ratelimit.ErrBackendBusy, ratelimit.ErrStoreUnavailable}, refusal{http.StatusServiceUnavailable, "server_error", "overloaded", "overloaded_error", codes.Unavailable, true}},
+	// when: every endpoint of a picking backend is saturated (picking.saturation) and the request's priority is sheddable.
+	{[]error{picking.ErrShed}, refusal{http.StatusTooManyRequests, "requests", "request_shed", "rate_limit_error", codes.ResourceExhausted, true}},
+	// when: every endpoint of a picking backend stayed saturated for picking.saturation.max_wait, or saturation.max_waiting requests already wait.
+	{[]error{picking.ErrSaturated}, refusal{http.StatusServiceUnavailable, "server_error", "backend_saturated", "overloaded_error", codes.Unavailable, true}},
+	// when: x-streamgate-priority, from a tenant with priority_header (or on an open gateway with gateway.priority_header), is not critical, standard or sheddable.
+	{[]error{ErrBadPriority}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_priority", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: the tenant header (limits.tenant_header) is not a valid tenant name.
 	{[]error{ErrBadTenant}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_tenant", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: the gateway is shutting down (SIGTERM); open streams finish, new requests are refused.
