@@ -144,21 +144,30 @@ func (b *Backend) Wait(ctx context.Context, prio Priority, maxWait time.Duration
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-t.C:
+		err = ErrSaturated
 	}
+	return q.leave(w, prio, err)
+}
+
+// leave ends w's wait, which gave up with err (ctx's error, or
+// ErrSaturated at max wait), and returns what Wait returns: nil if w was
+// let go meanwhile and only its max wait passed, else err. A waiter let go
+// whose stream ended hands its turn to the next waiter.
+func (q *waitQueue) leave(w *waiter, prio Priority, err error) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if w.granted {
-		if err != nil {
-			q.grantLocked() // pass the turn on: the room is still there
-		}
+	switch {
+	case w.granted && errors.Is(err, ErrSaturated):
+		return nil
+	case w.granted:
+		q.grantLocked() // the room it was let go for is still there
 		return err
 	}
 	q.remove(prio, w)
-	if err != nil {
-		return err
+	if errors.Is(err, ErrSaturated) {
+		q.shed(shedMaxWait)
 	}
-	q.shed(shedMaxWait)
-	return ErrSaturated
+	return err
 }
 
 // Saturated reports whether every endpoint of b has fresh metrics past one
