@@ -146,6 +146,9 @@ func (a *Auth) Tenant(name string) *Tenant {
 
 func (a *Auth) applyDefaults() {
 	setString(&a.TenantHeader, DefaultTenantHeader)
+	for i := range a.Tenants {
+		setString(&a.Tenants[i].Priority, PriorityStandard)
+	}
 	for i := range a.JWT {
 		is := &a.JWT[i]
 		setString(&is.TenantClaim, DefaultTenantClaim)
