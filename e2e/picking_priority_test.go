@@ -110,7 +110,7 @@ func TestSaturatedBackendQueuesStandardAndShedsSheddable(t *testing.T) {
 		shed = satRequest(t, g, "sheddable")
 		return shed.status == http.StatusTooManyRequests
 	}, 10*time.Second, 50*time.Millisecond, "sheddable requests are shed once the scrapes show saturation")
-	assert.Equal(t, "request_shed", shed.code)
+	assert.Equal(t, "saturated", shed.code)
 	assert.Equal(t, "1", shed.retryAfter)
 	assert.Less(t, shed.took, 500*time.Millisecond, "shed without waiting")
 

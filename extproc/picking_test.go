@@ -188,8 +188,8 @@ func TestPickEndsOnceWhenTheRequestEnds(t *testing.T) {
 		// after the body answer; -1 when the stream ends at the answer.
 		open int64
 	}{
-		"pass-through ends at the body answer":     {model: "m", config: pickingConfig, open: -1},
-		"request with a response phase ends later": {model: "m", config: translatingConfig, open: 1},
+		"picked pass-through stays open to the end": {model: "m", config: pickingConfig, open: 1},
+		"request with a response phase ends later":  {model: "m", config: translatingConfig, open: 1},
 		"translated request ends with its response": {
 			model: "c", body: `[{"role":"user","content":"hi"}]`, config: translatingConfig, open: 1,
 		},

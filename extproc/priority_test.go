@@ -99,13 +99,13 @@ func TestSaturatedBackendHonoursPriority(t *testing.T) {
 		code   string
 	}{
 		"open gateway ignores the header":           {open, []string{contract.PriorityHeader, "sheddable"}, 503, "backend_saturated"},
-		"open gateway with priority_header sheds":   {openWithHeader, []string{contract.PriorityHeader, "sheddable"}, 429, "request_shed"},
+		"open gateway with priority_header sheds":   {openWithHeader, []string{contract.PriorityHeader, "sheddable"}, 429, "saturated"},
 		"open gateway: bad value from allowed":      {openWithHeader, []string{contract.PriorityHeader, "urgent"}, 400, "invalid_priority"},
 		"open gateway: bad value ignored otherwise": {open, []string{contract.PriorityHeader, "urgent"}, 503, "backend_saturated"},
-		"allowed tenant sheds by header":            {prioAuth(), []string{"x-api-key", prioAllowedKey, contract.PriorityHeader, "Sheddable "}, 429, "request_shed"},
+		"allowed tenant sheds by header":            {prioAuth(), []string{"x-api-key", prioAllowedKey, contract.PriorityHeader, "Sheddable "}, 429, "saturated"},
 		"tenant without priority_header ignored":    {prioAuth(), []string{"x-api-key", prioPlainKey, contract.PriorityHeader, "sheddable"}, 503, "backend_saturated"},
-		"sheddable tenant sheds without a header":   {prioAuth(), []string{"x-api-key", prioSheddableKey}, 429, "request_shed"},
-		"sheddable tenant cannot raise itself":      {prioAuth(), []string{"x-api-key", prioSheddableKey, contract.PriorityHeader, "critical"}, 429, "request_shed"},
+		"sheddable tenant sheds without a header":   {prioAuth(), []string{"x-api-key", prioSheddableKey}, 429, "saturated"},
+		"sheddable tenant cannot raise itself":      {prioAuth(), []string{"x-api-key", prioSheddableKey, contract.PriorityHeader, "critical"}, 429, "saturated"},
 		"critical tenant waits":                     {prioAuth(), []string{"x-api-key", prioCriticalKey}, 503, "backend_saturated"},
 	}
 	for name, tc := range tests {

@@ -84,6 +84,8 @@ func refusalCases() map[string]refusalCase {
 		"store unavailable":  {denied(ratelimit.ErrStoreUnavailable), 503, "server_error", "overloaded", "overloaded_error", codes.Unavailable, "2", "Retry later."},
 		"bad tenant":         {reject(ErrBadTenant, "Bad tenant."), 400, "invalid_request_error", "invalid_tenant", "invalid_request_error", codes.InvalidArgument, "", "Bad tenant."},
 		"draining":           {reject(ErrDraining, "Shutting down."), 503, "server_error", "service_unavailable", "overloaded_error", codes.Unavailable, "", "Shutting down."},
+		"no endpoint":        {reject(ErrNoEndpoint, "No server."), 503, "server_error", "no_endpoint", "overloaded_error", codes.Unavailable, "", "No server."},
+		"saturated":          {denied(ErrSaturated), 429, "requests", "saturated", "rate_limit_error", codes.ResourceExhausted, "2", "Retry later."},
 		"admission canceled": {fmt.Errorf("cannot admit: %w", context.Canceled), 500, "server_error", "internal_error", "api_error", codes.Internal, "", internalMessage},
 		"internal":           {errors.New("secret detail"), 500, "server_error", "internal_error", "api_error", codes.Internal, "", internalMessage},
 	}
@@ -157,7 +159,7 @@ func TestRefusalTableCoversEverySentinel(t *testing.T) {
 		auth.ErrUnauthenticated, auth.ErrForbidden, auth.ErrTokenCap, auth.ErrBadRequest,
 		ErrBadJSON, ErrMissingModel, ErrUnknownModel, ErrBodyTooLarge, ErrNoBody, ErrUnknownPath, ErrMethod,
 		ErrBodyTruncated, ErrPinNotAllowed, ErrForbiddenField, ErrVersionNotFound, ErrUnsupported, ErrDraining,
-		ErrGRPCMethodDenied, ErrBadTenant,
+		ErrGRPCMethodDenied, ErrBadTenant, ErrNoEndpoint, ErrSaturated,
 		ratelimit.ErrRateLimited, ratelimit.ErrTenantBusy, ratelimit.ErrBackendBusy, ratelimit.ErrStoreUnavailable,
 	} {
 		assert.NotEqual(t, internalRefusal, refusalOf(kind), "%v has no row", kind)

@@ -29,6 +29,7 @@ Usage:
   streamgate run      -c FILE   ext_proc + xDS in one process; starts Envoy when one is found
   streamgate extproc  -c FILE   only the ext_proc server (for an Envoy configured elsewhere)
   streamgate xds      -c FILE   only the xDS server (--drop-in: model clusters only)
+  streamgate epp      -c FILE   endpoint picker for a Gateway API InferencePool (-backend NAME)
   streamgate validate -c FILE   check a config file; prints OK or every problem
   streamgate hash-key           read an API key on stdin; print the hash to store in the config
   streamgate version            print the version
@@ -59,6 +60,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return extprocCmd(ctx, rest, stdout, stderr)
 	case "xds":
 		return xdsCmd(ctx, rest, stdout, stderr)
+	case "epp":
+		return eppCmd(ctx, rest, stdout, stderr)
 	case "validate":
 		return validateCmd(rest, stdout, stderr)
 	case "hash-key":
