@@ -175,6 +175,12 @@ func TestSaturatedRequestProceedsWhenARequestEndsWithRoom(t *testing.T) {
 
 func TestCanceledWaitingRequestLeavesNothing(t *testing.T) {
 	srv, pool := saturationServer(t, "")
+	// The tenant's one concurrent stream is held while it waits.
+	cfg, err := config.Parse("t.yaml", []byte(saturationConfig+"limits:\n  tenants:\n    - {name: default, concurrent_streams: 1, input_tokens_per_minute: 100000}\n"))
+	require.NoError(t, err)
+	lim, err := NewLimits(cfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	srv.SetLimits(lim)
 	load(pool, 9)
 	ctx, cancel := context.WithCancel(t.Context())
 	st := newStreamCtx(ctx)
@@ -192,6 +198,13 @@ func TestCanceledWaitingRequestLeavesNothing(t *testing.T) {
 		assert.Zero(t, n)
 	}
 	assert.Zero(t, srv.Active())
+	// The slot came back: the tenant's next request is admitted at once.
+	load(pool, 0)
+	began := time.Now()
+	sent := chat(t, srv)
+	require.Len(t, sent, 2)
+	assert.NotNil(t, sent[1].GetRequestBody(), "admitted and sent")
+	assert.Less(t, time.Since(began), 500*time.Millisecond, "no wait for a leaked slot")
 }
 
 // newStream is a chat request's ext_proc stream with the extra headers.
