@@ -106,6 +106,11 @@ type Gateway struct {
 	// false: Envoy generates a fresh id for every request). Set it only
 	// when every client is a proxy that sets the id itself.
 	TrustRequestID bool `yaml:"trust_request_id"`
+	// PriorityHeader lets clients of an open gateway (no auth) set a
+	// request's priority with the x-streamgate-priority header (default
+	// false: the header is stripped and ignored). With auth on, each
+	// tenant's priority_header decides instead.
+	PriorityHeader bool `yaml:"priority_header"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.

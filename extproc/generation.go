@@ -30,6 +30,8 @@ type generation struct {
 	tracer *telemetry.Tracer
 	// tapOn says whether the config installs the usage tap.
 	tapOn bool
+	// pickPolicy bounds waits for saturated backends (priority.go).
+	pickPolicy pickPolicy
 }
 
 // withConfig returns a copy of g serving cfg with routes, authenticator a
@@ -38,6 +40,7 @@ func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Auth
 	n := *g
 	n.routes, n.maxBody, n.auth, n.limits = routes, cfg.Gateway.MaxRequestBodyBytes, a, lim
 	n.tel, n.tapOn = NewTelemetry(cfg), cfg.UsageTapOn()
+	n.pickPolicy = pickPolicyOf(cfg)
 	return &n
 }
 
@@ -90,6 +93,7 @@ func (s *Server) SetTracer(t *telemetry.Tracer) { s.swap(func(g *generation) { g
 func (g *generation) processor(ctx context.Context, log *slog.Logger, m *Metrics) *processor {
 	p := newProcessor(g.routes, g.maxBody, log, m)
 	p.ctx, p.auth, p.limits, p.tapOn = ctx, g.auth, g.limits, g.tapOn
+	p.pick.policy = g.pickPolicy
 	p.obs.set, p.obs.sink, p.obs.tracer = g.tel, g.sink, g.tracer
 	return p
 }
