@@ -139,4 +139,12 @@ func TestSaturatedBackendQueuesStandardAndShedsSheddable(t *testing.T) {
 	assert.Contains(t, string(exported), `streamgate_picking_shed_total{backend="gpu",reason="sheddable"}`)
 	assert.Contains(t, string(exported), `streamgate_picking_shed_total{backend="gpu",reason="max_wait"} 1`)
 	assert.Contains(t, string(exported), `streamgate_picking_waiting{backend="gpu",priority="standard"} 0`)
+	// The dashboard's saturation panel reads what this gateway exports.
+	assert.Equal(t, 2, checkDashboard(t, string(exported), isSaturationMetric))
+}
+
+// isSaturationMetric names the picking metrics that have series only once
+// a backend has been saturated.
+func isSaturationMetric(m string) bool {
+	return m == "streamgate_picking_waiting" || m == "streamgate_picking_shed_total"
 }
