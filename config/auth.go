@@ -69,6 +69,14 @@ type Tenant struct {
 	// x-streamgate-model-version header, on models that allow pinning.
 	// Off by default: tenants get the weighted split.
 	PinVersions bool `yaml:"pin_versions"`
+	// Priority is the tenant's requests' priority while a backend with
+	// picking is saturated: critical, standard (default) or sheddable
+	// (docs/picking.md "Saturation and priority").
+	Priority string `yaml:"priority"`
+	// PriorityHeader lets the tenant set a request's priority with the
+	// x-streamgate-priority header (default false: the header is stripped
+	// and ignored).
+	PriorityHeader bool `yaml:"priority_header"`
 	// APIKeys are the tenant's keys, stored as hashes only.
 	APIKeys []APIKey `yaml:"api_keys"`
 }
@@ -138,6 +146,9 @@ func (a *Auth) Tenant(name string) *Tenant {
 
 func (a *Auth) applyDefaults() {
 	setString(&a.TenantHeader, DefaultTenantHeader)
+	for i := range a.Tenants {
+		setString(&a.Tenants[i].Priority, PriorityStandard)
+	}
 	for i := range a.JWT {
 		is := &a.JWT[i]
 		setString(&is.TenantClaim, DefaultTenantClaim)
@@ -200,6 +211,7 @@ func (v *validator) validateAuth(a *Auth) {
 		if t.MaxTokens < 0 {
 			v.at(p+".max_tokens", "tenant %q: max_tokens must be 0 (no cap) or positive", t.Name)
 		}
+		v.validatePriority(p, &a.Tenants[i])
 		for k, key := range t.APIKeys {
 			kp := fmt.Sprintf("%s.api_keys[%d]", p, k)
 			if !validKeyHash(key.Hash) {

@@ -90,7 +90,8 @@ type Gateway struct {
 	// stdout is Streamgate's stderr, so /dev/stdout lines arrive there.
 	AccessLog string `yaml:"access_log"`
 	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
-	// 503 at once, open streams get this long to finish (default 30s).
+	// 503 at once, open streams get this long to finish (default 30s); a
+	// shutdown uses the value of the config last applied.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// MaxConcurrentStreams caps the HTTP/2 streams of one client
 	// connection (default 100); see edge.go for the other bounds.
@@ -105,6 +106,11 @@ type Gateway struct {
 	// false: Envoy generates a fresh id for every request). Set it only
 	// when every client is a proxy that sets the id itself.
 	TrustRequestID bool `yaml:"trust_request_id"`
+	// PriorityHeader lets clients of an open gateway (no auth) set a
+	// request's priority with the x-streamgate-priority header (default
+	// false: the header is stripped and ignored). With auth on, each
+	// tenant's priority_header decides instead.
+	PriorityHeader bool `yaml:"priority_header"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.

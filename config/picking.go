@@ -40,9 +40,10 @@ type Picking struct {
 	// Fallbacks is how many next-best endpoints Envoy may retry after the
 	// picked one (default 2).
 	Fallbacks int `yaml:"fallbacks"`
-	// Saturation marks an endpoint full: a backend whose endpoints are
-	// all full holds requests in the fair queue. Zero fields never
-	// saturate.
+	// Saturation marks an endpoint full: while every endpoint of the
+	// backend is full, requests wait for room in the backend's priority
+	// queue and sheddable ones are refused (docs/picking.md "Saturation
+	// and priority"). Zero thresholds never saturate.
 	Saturation PickSaturation `yaml:"saturation"`
 }
 
@@ -79,7 +80,21 @@ type PickSaturation struct {
 	Queue float64 `yaml:"queue"`
 	// KVCache is the KV-cache use (0-1) at which an endpoint is full.
 	KVCache float64 `yaml:"kv_cache"`
+	// MaxWaiting is how many requests may wait at once for the saturated
+	// backend (default 256); more are refused with 503.
+	MaxWaiting int `yaml:"max_waiting"`
+	// MaxWait is the longest a request waits for room (default 1s); it
+	// must stay at least 500ms below extproc.message_timeout, which
+	// bounds the wait as Envoy sees it (a request that also waited in
+	// limits.queue waits here only for what is left of that bound).
+	MaxWait time.Duration `yaml:"max_wait"`
 }
+
+// Saturation wait defaults.
+const (
+	DefaultSaturationMaxWaiting = 256
+	DefaultSaturationMaxWait    = time.Second
+)
 
 // Metric dialects of Picking.Metrics.
 const (
@@ -107,6 +122,10 @@ func (p *Picking) applyDefaults() {
 	if p.Fallbacks == 0 {
 		p.Fallbacks = 2
 	}
+	if p.Saturation.MaxWaiting == 0 {
+		p.Saturation.MaxWaiting = DefaultSaturationMaxWaiting
+	}
+	setDuration(&p.Saturation.MaxWait, DefaultSaturationMaxWait)
 }
 
 // validatePicking checks backend b's picking block: a known dialect, sane
@@ -153,6 +172,7 @@ func (v *validator) validatePicking(p string, b *Backend) {
 	if s := pk.Saturation; s.Queue < 0 || s.KVCache < 0 || s.KVCache > 1 {
 		v.at(p+".saturation", "backend %q: picking.saturation.queue must be >= 0 and kv_cache 0-1", b.Name)
 	}
+	v.validateSaturationWait(p+".saturation", b.Name, pk.Saturation)
 	for i, e := range b.Endpoints {
 		if _, err := netip.ParseAddrPort(e.Address); err != nil {
 			v.at(fmt.Sprintf("%s.endpoints[%d]", p[:len(p)-len(".picking")], i), "backend %q: picking needs IP:port endpoints (Envoy matches the picked address), not %q", b.Name, e.Address)

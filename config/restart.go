@@ -28,9 +28,36 @@ var RestartOnly = []RestartSetting{
 	{"envoy.node_id", "the bootstrap Envoy was started with", func(c *Config) any { return c.Envoy.NodeID }},
 	{"gateway.max_request_body_bytes", "the running ext_proc server's body bound", func(c *Config) any { return c.Gateway.MaxRequestBodyBytes }},
 	{"envoy.max_heap_bytes", "the bootstrap Envoy was started with", func(c *Config) any { return c.Envoy.MaxHeapBytes }},
-	// Limiter state (buckets, slots, queue) lives in the running process;
-	// a new limits section would start it afresh.
-	{"limits", "the limiter's buckets, slots and queue", func(c *Config) any { return c.Limits }},
+	// The rest of limits reloads live on the running limiter's state; its
+	// store and Redis connection are built at start. No limits section
+	// counts as the memory store.
+	{"limits.store", "the rate limit store is built at start", func(c *Config) any { return limitStore(c) }},
+	{"limits.redis.address", "the Redis client is connected at start", redisField(func(r *Redis) any { return r.Address })},
+	{"limits.redis.password_env", "the Redis client is connected at start", redisField(func(r *Redis) any { return r.PasswordEnv })},
+	{"limits.redis.db", "the Redis client is connected at start", redisField(func(r *Redis) any { return r.DB })},
+	{"limits.redis.cluster", "the Redis client is connected at start", redisField(func(r *Redis) any { return r.Cluster })},
+	{"limits.redis.timeout", "the Redis client is connected at start", redisField(func(r *Redis) any { return r.Timeout })},
+	{"limits.redis.key_prefix", "the Redis store is built at start", redisField(func(r *Redis) any { return r.KeyPrefix })},
+}
+
+// limitStore is the store kind c's limits use; no limits count as memory,
+// which a reload can start from.
+func limitStore(c *Config) string {
+	if c.Limits == nil {
+		return LimitStoreMemory
+	}
+	return c.Limits.Store
+}
+
+// redisField reads a Redis setting of c, or nil when c does not use the
+// redis store (the section is then unused).
+func redisField(f func(*Redis) any) func(*Config) any {
+	return func(c *Config) any {
+		if limitStore(c) != LimitStoreRedis || c.Limits.Redis == nil {
+			return nil
+		}
+		return f(c.Limits.Redis)
+	}
 }
 
 // StartOnly are the settings the running process reads only when it
@@ -39,9 +66,20 @@ var RestartOnly = []RestartSetting{
 // the next restart. docs/config.md marks every field under one "next
 // start". Read-only.
 var StartOnly = []RestartSetting{
-	{Path: "gateway.drain_timeout", Why: "the shutdown drainer is set up at start"},
-	{Path: "telemetry.nats", Why: "the usage event sink is connected at start"},
-	{Path: "telemetry.tracing", Why: "the OTLP exporter is set up at start"},
+	{"telemetry.nats", "the usage event sink is connected at start", func(c *Config) any { return c.Telemetry.NATS }},
+	{"telemetry.tracing", "the OTLP exporter is set up at start", func(c *Config) any { return c.Telemetry.Tracing }},
+}
+
+// startOnlyChanges lists, as sentences, the StartOnly settings that differ
+// between old and next: an accepted reload leaves them as they were.
+func startOnlyChanges(old, next *Config) []string {
+	var msgs []string
+	for _, s := range StartOnly {
+		if !reflect.DeepEqual(s.value(old), s.value(next)) {
+			msgs = append(msgs, fmt.Sprintf("%s changed but keeps its old value until a restart: %s", s.Path, s.Why))
+		}
+	}
+	return msgs
 }
 
 // restartChange returns the first restart-only setting that differs

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -17,7 +18,7 @@ metrics: {listen: "127.0.0.1:9464"}
 envoy: {admin: "127.0.0.1:9901", node_id: a, max_heap_bytes: 1073741824}
 backends: [{name: b, protocol: openai, endpoints: ["127.0.0.1:8000"]}]
 models: [{name: m, backend: b}]
-limits: {tenants: [{name: t, requests_per_minute: 10}]}
+limits: {store: redis, redis: {address: "127.0.0.1:6379", password_env: SG_PW, db: 0, timeout: 50ms, key_prefix: sg}, tenants: [{name: t, requests_per_minute: 10}]}
 telemetry: {nats: {url: "nats://127.0.0.1:4222"}}
 `
 
@@ -31,8 +32,13 @@ var restartEdits = map[string][2]string{
 	"envoy.node_id":                  {`node_id: a`, `node_id: z`},
 	"gateway.max_request_body_bytes": {`max_request_body_bytes: 1000`, `max_request_body_bytes: 2000`},
 	"envoy.max_heap_bytes":           {`max_heap_bytes: 1073741824`, `max_heap_bytes: 2147483648`},
-	"limits":                         {`requests_per_minute: 10`, `requests_per_minute: 20`},
-	"gateway.drain_timeout":          {`drain_timeout: 30s`, `drain_timeout: 40s`},
+	"limits.store":                   {`store: redis, redis:`, `store: memory, redis:`},
+	"limits.redis.address":           {`127.0.0.1:6379`, `127.0.0.1:6380`},
+	"limits.redis.password_env":      {`password_env: SG_PW`, `password_env: SG_PW2`},
+	"limits.redis.db":                {`db: 0,`, `db: 2,`},
+	"limits.redis.cluster":           {`db: 0,`, `db: 0, cluster: true,`},
+	"limits.redis.timeout":           {`timeout: 50ms`, `timeout: 60ms`},
+	"limits.redis.key_prefix":        {`key_prefix: sg`, `key_prefix: sg2`},
 	"telemetry.nats":                 {`nats://127.0.0.1:4222`, `nats://127.0.0.1:4223`},
 	"telemetry.tracing":              {`telemetry: {nats:`, `telemetry: {tracing: {endpoint: "127.0.0.1:4317"}, nats:`},
 }
@@ -68,6 +74,11 @@ func TestReloadRefusesEveryRestartOnlySettingAndNothingElse(t *testing.T) {
 			require.NoError(t, reloadable(old, loadText(t, text)), "a change to %s is read at start only, not refused", s.Path)
 		})
 	}
+	t.Run("gateway.drain_timeout reloads live", func(t *testing.T) {
+		next := loadText(t, strings.Replace(restartBase, "drain_timeout: 30s", "drain_timeout: 40s", 1))
+		require.NoError(t, reloadable(old, next))
+		assert.Empty(t, startOnlyChanges(old, next), "the next shutdown drains for the new timeout")
+	})
 	t.Run("gateway.listen reloads live", func(t *testing.T) {
 		next := loadText(t, strings.Replace(restartBase, "gateway: {", `gateway: {listen: "0.0.0.0:10001", `, 1))
 		require.NoError(t, reloadable(old, next))

@@ -23,6 +23,10 @@ type Watcher struct {
 	OnLoad func(*Config)
 	// OnError receives a failed reload; the previous config stays in force.
 	OnError func(error)
+	// OnStartOnly, when set, receives each StartOnly setting an accepted
+	// reload changed, as a sentence naming it: the running process keeps
+	// its old value until a restart. Called before OnLoad.
+	OnStartOnly func(msg string)
 }
 
 // Run watches until ctx is done. current is the config already serving;
@@ -71,6 +75,11 @@ func (w *Watcher) Run(ctx context.Context, current *Config) {
 		if err != nil {
 			w.OnError(err)
 			continue
+		}
+		if w.OnStartOnly != nil {
+			for _, msg := range startOnlyChanges(current, next) {
+				w.OnStartOnly(msg)
+			}
 		}
 		current = next
 		w.OnLoad(next)

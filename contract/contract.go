@@ -32,6 +32,10 @@ const (
 	// request-headers time, before any message arrives, so the model comes
 	// from metadata, never from a message's model_name.
 	ModelHeader = HeaderPrefix + "model"
+	// PriorityHeader is a client's request priority (critical, standard,
+	// sheddable), read only from tenants allowed to set it (priority_header)
+	// and always removed before the request goes upstream.
+	PriorityHeader = HeaderPrefix + "priority"
 	// RequestIDHeader is the request id Envoy generates (and ext_proc
 	// reads for logs and traces).
 	RequestIDHeader = "x-request-id"

@@ -3,7 +3,6 @@ package extproc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -15,8 +14,6 @@ import (
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/contract"
@@ -116,19 +113,7 @@ func (e *EPP) Active() int64 { return e.active.Load() }
 func (e *EPP) Serve(ctx context.Context, lis net.Listener) error {
 	gs := grpc.NewServer(GRPCOptions(e.maxBody)...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, e)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	go func() {
-		<-ctx.Done()
-		hs.Shutdown()
-		t := time.AfterFunc(drainTimeout, gs.Stop)
-		gs.GracefulStop()
-		t.Stop()
-	}()
-	if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return fmt.Errorf("cannot serve ext_proc: %w", err)
-	}
-	return nil
+	return serveWithHealth(ctx, gs, lis)
 }
 
 // pick chooses the endpoints for r. It returns what tells Envoy the pick

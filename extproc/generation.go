@@ -21,8 +21,8 @@ type generation struct {
 	maxBody int64
 	// auth verifies credentials; nil leaves the gateway open.
 	auth *auth.Authenticator
-	// limits is nil when no limits are configured; it lives as long as
-	// the process (a reload that changes limits needs a restart).
+	// limits is nil when no limits are configured; each generation has
+	// its own, sharing the limiter's state (Limits.Reload).
 	limits *Limits
 	tel    *Telemetry
 	// sink and tracer are set at startup and carried to every generation.
@@ -30,14 +30,17 @@ type generation struct {
 	tracer *telemetry.Tracer
 	// tapOn says whether the config installs the usage tap.
 	tapOn bool
+	// pickPolicy bounds waits for saturated backends (priority.go).
+	pickPolicy pickPolicy
 }
 
-// withConfig returns a copy of g serving cfg with routes and authenticator
-// a; limits, sink and tracer carry over.
-func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator) *generation {
+// withConfig returns a copy of g serving cfg with routes, authenticator a
+// and limits lim; sink and tracer carry over.
+func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) *generation {
 	n := *g
-	n.routes, n.maxBody, n.auth = routes, cfg.Gateway.MaxRequestBodyBytes, a
+	n.routes, n.maxBody, n.auth, n.limits = routes, cfg.Gateway.MaxRequestBodyBytes, a, lim
 	n.tel, n.tapOn = NewTelemetry(cfg), cfg.UsageTapOn()
+	n.pickPolicy = pickPolicyOf(cfg)
 	return &n
 }
 
@@ -52,13 +55,20 @@ func (s *Server) swap(edit func(g *generation)) {
 }
 
 // Update swaps in a new config version whole: routes, body cap, telemetry,
-// usage tap and authenticator a (nil: an open gateway) change for every
-// stream that starts afterwards, at once; streams already running keep
-// the generation they started with. Safe for concurrent use.
-func (s *Server) Update(cfg *config.Config, routes *Routes, a *auth.Authenticator) {
+// usage tap, authenticator a (nil: an open gateway) and limits lim (nil:
+// none; else made by Limits.Reload, or NewLimits when there were none)
+// change for every stream that starts afterwards, at once; streams already
+// running keep the generation they started with. The new queue bounds and
+// concurrency caps also apply at once to requests waiting in the queue
+// (ratelimit.Limiter.Activate). Safe for concurrent use.
+func (s *Server) Update(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) {
 	s.genMu.Lock()
 	defer s.genMu.Unlock()
-	s.gen.Store(s.gen.Load().withConfig(cfg, routes, a))
+	prev := s.gen.Load()
+	s.gen.Store(prev.withConfig(cfg, routes, a, lim))
+	if lim != nil && lim != prev.limits {
+		lim.limiter.Activate()
+	}
 }
 
 // SetAuth sets the authenticator of streams that start afterwards; nil
@@ -83,6 +93,7 @@ func (s *Server) SetTracer(t *telemetry.Tracer) { s.swap(func(g *generation) { g
 func (g *generation) processor(ctx context.Context, log *slog.Logger, m *Metrics) *processor {
 	p := newProcessor(g.routes, g.maxBody, log, m)
 	p.ctx, p.auth, p.limits, p.tapOn = ctx, g.auth, g.limits, g.tapOn
+	p.pick.policy = g.pickPolicy
 	p.obs.set, p.obs.sink, p.obs.tracer = g.tel, g.sink, g.tracer
 	return p
 }

@@ -68,7 +68,7 @@ func TestReloadNeverMixesGenerations(t *testing.T) {
 		for ctx.Err() == nil {
 			for _, name := range []string{"b", "a"} {
 				g := gens[name]
-				srv.Update(g.cfg, g.routes, g.auth)
+				srv.Update(g.cfg, g.routes, g.auth, nil)
 			}
 		}
 	}()

@@ -22,8 +22,9 @@ import (
 var ErrBadTenant = errors.New("invalid tenant")
 
 // Limits is the throttling part of the ext_proc server: the limiter and
-// how to count each model's tokens. Immutable after NewLimits; safe for
-// concurrent use.
+// how to count each model's tokens, for one config generation (Reload
+// makes the next one, sharing the limiter's state). Immutable after
+// NewLimits; safe for concurrent use.
 type Limits struct {
 	cfg      *config.Limits
 	limiter  *ratelimit.Limiter
@@ -37,11 +38,38 @@ type Limits struct {
 // store for its rate buckets (nil: in memory), registering its metrics
 // with reg.
 func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registerer) (*Limits, error) {
-	lc := cfg.Limits
+	l, err := newCounters(cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if store == nil {
+		store = ratelimit.NewMemoryStore(ratelimit.SystemClock{})
+	}
+	l.limiter = ratelimit.New(cfg.Limits, store, ratelimit.SystemClock{}, ratelimit.NewMetrics(reg))
+	return l, nil
+}
+
+// Reload returns the Limits of cfg.Limits (which must be set): its
+// tenants, rates, concurrency caps, queue, tokenizers and the rest, on
+// the state of l's limiter (ratelimit.Limiter.Reconfigured): buckets and
+// held slots carry over. Nothing changes until Server.Update publishes the
+// result; requests already running keep the Limits they started with.
+func (l *Limits) Reload(cfg *config.Config) (*Limits, error) {
+	n, err := newCounters(cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	n.limiter = l.limiter.Reconfigured(cfg.Limits)
+	return n, nil
+}
+
+// newCounters returns Limits for lc with its token counters built and no
+// limiter yet.
+func newCounters(lc *config.Limits) (*Limits, error) {
 	l := &Limits{cfg: lc, counters: map[string]*tokens.Counter{}}
 	var err error
 	if l.fallback, err = tokens.NewCounter(tokens.EncodingHeuristic, 0); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cannot build the heuristic tokenizer: %w", err)
 	}
 	for _, tk := range lc.Tokenizers {
 		c, err := tokens.NewCounter(tk.Encoding, tk.CharsPerToken)
@@ -50,10 +78,6 @@ func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registe
 		}
 		l.counters[tk.Model] = c
 	}
-	if store == nil {
-		store = ratelimit.NewMemoryStore(ratelimit.SystemClock{})
-	}
-	l.limiter = ratelimit.New(lc, store, ratelimit.SystemClock{}, ratelimit.NewMetrics(reg))
 	return l, nil
 }
 

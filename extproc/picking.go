@@ -2,7 +2,9 @@ package extproc
 
 import (
 	"strings"
+	"time"
 
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -15,6 +17,15 @@ import (
 type pickState struct {
 	pool *picking.Pool
 	res  picking.Result
+	// policy is the generation's saturation-wait policy (priority.go).
+	policy pickPolicy
+	// header is the client's x-streamgate-priority, read before it is
+	// stripped; prio is the request's priority (readPriority).
+	header string
+	prio   picking.Priority
+	// bodyAt is when the request body's message arrived: a wait for room
+	// must end within the message budget counted from it.
+	bodyAt time.Time
 }
 
 // SetPicking makes the server pick endpoints from pool for backends with
@@ -29,18 +40,33 @@ func (s *Server) SetPicking(pool *picking.Pool) { s.picks = pool }
 // dynamic metadata to its clusters' load balancers (Envoy 1.40, e2e
 // TestFailoverChainWithPickingBackend), so the pick would be ignored and
 // its in-flight count wrong; LEAST_REQUEST balances the chain's backends.
+// When the pick finds the backend saturated, or other requests wait for
+// it, the request waits for room (waitForRoom) and picks again, or is
+// refused: the returned refusal, nil otherwise.
 // Called once the request is routed and admitted, with the body
-// parseRequest read; cost: the pick (parseRequest found the prompt).
-func (p *processor) pickEndpoint(body []byte) {
+// parseRequest read; cost: the pick (parseRequest found the prompt) and,
+// without saturation, one atomic load.
+func (p *processor) pickEndpoint(body []byte) *extprocsvcv3.ProcessingResponse {
 	if p.pick.pool == nil || p.route == nil || p.route.Cluster != p.route.Backend {
-		return
+		return nil
 	}
 	b := p.pick.pool.Backend(p.route.Backend)
 	if b == nil {
-		return
+		return nil
 	}
+	req := picking.Request{Prompt: promptOf(body, p.endpoint, &p.info), LoRA: p.route.UpstreamModel}
 	p.pick.res.Done() // a request picks once; never leak an earlier count
-	p.pick.res = b.Pick(picking.Request{Prompt: promptOf(body, p.endpoint, &p.info), LoRA: p.route.UpstreamModel}, p.now())
+	p.pick.res = b.Pick(req, p.now())
+	if !p.pick.res.Saturated && !b.Queued() {
+		return nil
+	}
+	p.pick.res.Done() // not sent while it waits: not in flight anywhere
+	p.pick.res = picking.Result{}
+	if refused := p.waitForRoom(b); refused != nil {
+		return refused
+	}
+	p.pick.res = b.Pick(req, p.now())
+	return nil
 }
 
 // pickDone ends the request's pick; finish calls it once the stream ends.

@@ -118,7 +118,7 @@ func TestResponsePlan(t *testing.T) {
 	for name, tc := range planCases() {
 		t.Run(name, func(t *testing.T) {
 			cfg := planConfig(t, tc)
-			g := (&generation{}).withConfig(cfg, NewRoutes(cfg, 1), nil)
+			g := (&generation{}).withConfig(cfg, NewRoutes(cfg, 1), nil, nil)
 			if tc.limits {
 				lim, err := NewLimits(cfg, nil, prometheus.NewRegistry())
 				require.NoError(t, err)
@@ -192,7 +192,7 @@ func TestLimitsAndTelemetryReadOneMeter(t *testing.T) {
 	cfg, err := config.Parse("t.yaml", []byte(strings.Replace(limitedYAML, "models:\n  - {name: m, backend: a}", "models:\n  - {name: public, backend: a, upstream_model: private}", 1)+"telemetry:\n  usage: true\n"))
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	g := (&generation{}).withConfig(cfg, NewRoutes(cfg, 1), nil)
+	g := (&generation{}).withConfig(cfg, NewRoutes(cfg, 1), nil, nil)
 	g.limits, err = NewLimits(cfg, nil, reg)
 	require.NoError(t, err)
 	p := g.processor(t.Context(), discardLog(), NewMetrics(reg))

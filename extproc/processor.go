@@ -143,6 +143,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		case k == contract.VersionHeader:
 			p.pin = headerValue(hv)
 			strip = append(strip, k)
+		case k == contract.PriorityHeader:
+			p.pick.header = headerValue(hv)
+			strip = append(strip, k)
 		case k == auth.HeaderAuthorization:
 			authz = append(authz, headerValue(hv))
 		case k == auth.HeaderAPIKey:
@@ -162,6 +165,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	}
 	p.endpoint = endpointFor(path)
 	if err := p.authenticate(authz, apiKey, path); err != nil {
+		return p.fail(err)
+	}
+	if err := p.readPriority(); err != nil {
 		return p.fail(err)
 	}
 	switch {
@@ -222,6 +228,7 @@ func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
+	p.pick.bodyAt = p.now()
 	body := b.GetBody()
 	if int64(len(body)) > p.maxBody {
 		return p.fail(reject(ErrBodyTooLarge, "Request body is larger than the gateway limit of %d bytes.", p.maxBody))
@@ -258,7 +265,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if refused := p.admit(out); refused != nil {
 		return refused
 	}
-	p.pickEndpoint(body)
+	if refused := p.pickEndpoint(body); refused != nil {
+		return refused
+	}
 	out, added := p.askUsage(out)
 	set := []*corev3.HeaderValueOption{header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version)}
 	set = p.traceHeaders(set)

@@ -50,8 +50,8 @@ models:
 				return
 			default:
 			}
-			srv.Update(bigCfg, bigRoutes, nil)
-			srv.Update(smallCfg, smallRoutes, nil)
+			srv.Update(bigCfg, bigRoutes, nil, nil)
+			srv.Update(smallCfg, smallRoutes, nil, nil)
 		}
 	})
 	body := `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("x", 2048) + `"}]}`

@@ -62,7 +62,7 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
 	s := &Server{log: log, metrics: metrics}
 	s.taps = newTaps(log, &s.active)
-	s.gen.Store((&generation{}).withConfig(cfg, routes, nil))
+	s.gen.Store((&generation{}).withConfig(cfg, routes, nil, nil))
 	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
 }
@@ -184,6 +184,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	gs := grpc.NewServer(GRPCOptions(s.gen.Load().maxBody)...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
 	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, func() *Routes { return s.gen.Load().routes }, s.log))
+	return serveWithHealth(ctx, gs, lis)
+}
+
+// serveWithHealth adds gRPC health to gs and serves lis until ctx ends,
+// then lets running exchanges finish for up to drainTimeout.
+func serveWithHealth(ctx context.Context, gs *grpc.Server, lis net.Listener) error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	go func() {

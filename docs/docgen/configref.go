@@ -317,13 +317,13 @@ how the parts fit together.
 		fmt.Fprintf(&b, "  `%s` (%s);\n", s.Path, s.Why)
 	}
 	b.WriteString(`  a change to a *next start* field is accepted with the rest of the reload
-  but the running process keeps the value it started with
-  (` + "`config.StartOnly`" + `):
+  but the running process keeps the value it started with, and the log warns
+  naming the field (` + "`config.StartOnly`" + `):
 `)
 	for _, s := range config.StartOnly {
 		fmt.Fprintf(&b, "  `%s` (%s);\n", s.Path, s.Why)
 	}
-	b.WriteString("  everything else reloads live.\n")
+	b.WriteString("  everything else reloads live (how limits carry over: docs/limits.md).\n")
 	section := ""
 	for _, f := range fields {
 		top, _, _ := strings.Cut(f.Path, ".")

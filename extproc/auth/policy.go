@@ -18,13 +18,18 @@ type Tenant struct {
 	MaxTokens int64
 	// PinVersions lets the tenant choose a model version by header.
 	PinVersions bool
+	// Priority is the tenant's default request priority (config.Priority*;
+	// "" is standard); PriorityHeader lets its requests override it with
+	// contract.PriorityHeader.
+	Priority       string
+	PriorityHeader bool
 
 	models    []string
 	endpoints []string
 }
 
 func newTenant(tc config.Tenant) *Tenant {
-	return &Tenant{Name: tc.Name, MaxTokens: tc.MaxTokens, PinVersions: tc.PinVersions, models: tc.Models, endpoints: tc.Endpoints}
+	return &Tenant{Name: tc.Name, MaxTokens: tc.MaxTokens, PinVersions: tc.PinVersions, Priority: tc.Priority, PriorityHeader: tc.PriorityHeader, models: tc.Models, endpoints: tc.Endpoints}
 }
 
 // AllowsModel reports whether the tenant may use the public model name.

@@ -10,12 +10,27 @@ type Backend struct {
 	name string
 	cfg  config.Picking
 	eps  []*Endpoint
+	// q holds the requests waiting for room (wait.go); shared with the
+	// Backends a reload builds for the same name.
+	q *waitQueue
 }
 
 // NewBackend returns backend name picking among eps with cfg (defaults
-// applied).
+// applied), with an empty wait queue of its own. eps must not belong to
+// another Backend's queue.
 func NewBackend(name string, cfg config.Picking, eps []*Endpoint) *Backend {
-	return &Backend{name: name, cfg: cfg, eps: eps}
+	return newBackend(name, cfg, eps, &waitQueue{})
+}
+
+// newBackend returns the Backend waiting in q, which then decides its
+// saturation from it; its endpoints wake q on scrapes and request ends.
+func newBackend(name string, cfg config.Picking, eps []*Endpoint, q *waitQueue) *Backend {
+	b := &Backend{name: name, cfg: cfg, eps: eps, q: q}
+	for _, e := range eps {
+		e.q.Store(q)
+	}
+	q.b.Store(b)
+	return b
 }
 
 // NewEndpoint returns the state of a fresh endpoint at addr for cfg.

@@ -17,6 +17,9 @@ type Endpoint struct {
 	// prefix is the endpoint's index of recently routed prompt blocks
 	// (prefix.go); nil when prefix affinity is off.
 	prefix *prefixIndex
+	// q is the wait queue of the endpoint's backend (wait.go), woken
+	// when a request here ends or a scrape lands; nil outside a Backend.
+	q atomic.Pointer[waitQueue]
 }
 
 // snapshot is one stored scrape.
@@ -55,5 +58,17 @@ func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
 // exactly one Done (the caller's stream end), so the count never leaks.
 func (e *Endpoint) Start() { e.inFlight.Add(1) }
 
-// Done ends a request Start counted.
-func (e *Endpoint) Done() { e.inFlight.Add(-1) }
+// Done ends a request Start counted, and lets a request waiting for room
+// on the backend go if there is room now. Cost without waiters: two atomic
+// loads.
+func (e *Endpoint) Done() {
+	e.inFlight.Add(-1)
+	e.wake()
+}
+
+// wake looks for room for a waiter of e's backend (wait.go).
+func (e *Endpoint) wake() {
+	if q := e.q.Load(); q != nil {
+		q.wake()
+	}
+}

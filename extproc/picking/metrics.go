@@ -41,6 +41,7 @@ func reasonIndex(r string) int {
 type poolMetrics struct {
 	errors *prometheus.CounterVec
 	picks  *prometheus.CounterVec
+	sheds  *prometheus.CounterVec
 }
 
 func newPoolMetrics(p *Pool, reg prometheus.Registerer) *poolMetrics {
@@ -53,9 +54,13 @@ func newPoolMetrics(p *Pool, reg prometheus.Registerer) *poolMetrics {
 			Name: "streamgate_picking_picks_total",
 			Help: "Requests the endpoint picker sent to an endpoint first, by backend, endpoint and the reason that decided (score, prefix, lora, in_flight: no fresh metrics, saturated, other).",
 		}, []string{"backend", "endpoint", "reason"}),
+		sheds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgate_picking_shed_total",
+			Help: "Requests refused because every endpoint of a picking backend was saturated, by backend and reason (sheddable: a sheddable request, 429; queue_full: saturation.max_waiting requests already waited, 503; max_wait: no room within saturation.max_wait, 503).",
+		}, []string{"backend", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.errors, m.picks, &endpointCollector{p: p})
+		reg.MustRegister(m.errors, m.picks, m.sheds, &endpointCollector{p: p})
 	}
 	return m
 }
@@ -66,6 +71,19 @@ func (m *poolMetrics) forget(backend, addr string) {
 	l := prometheus.Labels{"backend": backend, "endpoint": addr}
 	m.errors.DeletePartialMatch(l)
 	m.picks.DeletePartialMatch(l)
+}
+
+// forgetBackend drops the series of a backend no longer picking.
+func (m *poolMetrics) forgetBackend(backend string) {
+	m.sheds.DeletePartialMatch(prometheus.Labels{"backend": backend})
+}
+
+// shedCounters are the backend's shed counters by reason, created at 0.
+func (m *poolMetrics) shedCounters(backend string) (c [numShedReasons]prometheus.Counter) {
+	for i, r := range shedReasons {
+		c[i] = m.sheds.WithLabelValues(backend, r)
+	}
+	return c
 }
 
 // errorCounters are the endpoint's scrape error counters by reason.
@@ -97,6 +115,8 @@ var (
 		"The model server's KV-cache use (0-1), as last scraped.", endpointLabels, nil)
 	descInFlight = prometheus.NewDesc("streamgate_picking_endpoint_in_flight",
 		"Requests Streamgate picked the endpoint for that have not ended.", endpointLabels, nil)
+	descQueued = prometheus.NewDesc("streamgate_picking_waiting",
+		"Requests waiting for room on a saturated picking backend, by backend and priority (critical, standard, sheddable).", []string{"backend", "priority"}, nil)
 )
 
 // endpointCollector exports every picking endpoint's last scrape and
@@ -109,7 +129,7 @@ var _ prometheus.Collector = (*endpointCollector)(nil)
 
 // Describe implements prometheus.Collector.
 func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAge, descWaiting, descRunning, descKVCache, descInFlight} {
+	for _, d := range []*prometheus.Desc{descAge, descWaiting, descRunning, descKVCache, descInFlight, descQueued} {
 		ch <- d
 	}
 }
@@ -118,6 +138,9 @@ func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.p.now()
 	for name, pb := range *c.p.state.Load() {
+		for prio, n := range pb.b.Waiting() {
+			ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(n), name, Priority(prio).String())
+		}
 		for _, e := range pb.b.eps {
 			ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(e.InFlight()), name, e.Addr)
 			m, at, ok := e.Load()

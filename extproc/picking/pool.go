@@ -41,6 +41,14 @@ type poolBackend struct {
 	picks map[string]*pickCounters
 }
 
+// queue is the backend's wait queue, kept across reloads.
+func (pb *poolBackend) queue() *waitQueue {
+	if pb == nil {
+		return nil
+	}
+	return pb.b.q
+}
+
 // scrapeKey names one endpoint of one backend.
 type scrapeKey struct{ backend, addr string }
 
@@ -150,7 +158,11 @@ func (p *Pool) buildBackend(b *config.Backend, old *poolBackend) *poolBackend {
 			pb.picks[ep.Address] = p.metrics.pickCounters(b.Name, ep.Address)
 		}
 	}
-	pb.b = NewBackend(b.Name, *b.Picking, eps)
+	q := old.queue()
+	if q == nil {
+		q = &waitQueue{sheds: p.metrics.shedCounters(b.Name), now: p.now}
+	}
+	pb.b = newBackend(b.Name, *b.Picking, eps, q)
 	return pb
 }
 
@@ -159,6 +171,9 @@ func (p *Pool) buildBackend(b *config.Backend, old *poolBackend) *poolBackend {
 func (p *Pool) forgetDropped(old, next map[string]*poolBackend) {
 	for name, ob := range old {
 		nb := next[name]
+		if nb == nil {
+			p.metrics.forgetBackend(name)
+		}
 		for addr := range ob.picks {
 			if nb == nil || nb.picks[addr] == nil {
 				p.metrics.forget(name, addr)

@@ -192,7 +192,7 @@ func (b *Backend) gather(s *scratch, r Request, now time.Time, w weights) gather
 		if fresh {
 			c.fresh = true
 			c.waiting, c.kv = bounded(m.Waiting, maxWaiting), bounded(m.KVCache, 1)
-			c.full = (sat.Queue > 0 && c.waiting >= sat.Queue) || (sat.KVCache > 0 && c.kv >= sat.KVCache)
+			c.full = isFull(sat, c.waiting, c.kv)
 			if r.LoRA != "" && w.lora > 0 {
 				c.lora = loraScore(&m, r.LoRA)
 			}

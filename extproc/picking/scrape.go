@@ -120,6 +120,10 @@ func (s *scraper) run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		s.observe(ctx, s.scrape(ctx))
+		// A good scrape may show room, a failed one may leave the
+		// endpoint stale (no longer known to be full): either way a
+		// waiter may go.
+		s.ep.wake()
 		select {
 		case <-ctx.Done():
 			return

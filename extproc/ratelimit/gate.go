@@ -8,11 +8,15 @@ import (
 
 // Slot is one concurrency pool a request needs a place in.
 type Slot struct {
-	Key   string
+	Key string
+	// Limit is how many may hold the slot at once; 0 or less: no cap.
 	Limit int
 	// Backend marks backend capacity (503 when exhausted) rather than a
 	// tenant's own limit (429).
 	Backend bool
+	// owner is the tenant (or, for Backend, the backend) and model the
+	// tenant × model pool's model: what a reload re-reads Limit from.
+	owner, model string
 }
 
 // Gate holds concurrency slots and a bounded queue of requests waiting
@@ -54,6 +58,7 @@ func (g *Gate) Acquire(ctx context.Context, tenant string, slots []Slot) (func()
 		return func() {}, nil
 	}
 	g.mu.Lock()
+	maxWait := g.maxWait
 	if g.waiting == 0 && g.fits(slots) {
 		g.take(slots)
 		g.mu.Unlock()
@@ -79,7 +84,7 @@ func (g *Gate) Acquire(ctx context.Context, tenant string, slots []Slot) (func()
 		return g.releaser(slots), nil
 	case <-ctx.Done():
 		err = ctx.Err()
-	case <-g.clock.After(g.maxWait):
+	case <-g.clock.After(maxWait):
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -95,6 +100,26 @@ func (g *Gate) Acquire(ctx context.Context, tenant string, slots []Slot) (func()
 		return nil, err
 	}
 	return nil, g.denied(slots)
+}
+
+// Configure changes the queue's bounds and the caps of the requests
+// waiting in it (limit gives a slot's new Limit; 0: no cap), then admits
+// whoever now fits. Slots already held stay held and are freed by their
+// release as usual: a pool whose cap shrank below its holders admits no
+// one until enough of them are gone. A request already waiting keeps the
+// deadline it started with; size bounds only requests that join later.
+func (g *Gate) Configure(size int, maxWait time.Duration, limit func(Slot) int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.size, g.maxWait = size, maxWait
+	for _, q := range g.queues {
+		for _, w := range q {
+			for i := range w.slots {
+				w.slots[i].Limit = limit(w.slots[i])
+			}
+		}
+	}
+	g.dispatch()
 }
 
 // Waiting returns how many requests are queued.
@@ -117,7 +142,7 @@ func (g *Gate) releaser(slots []Slot) func() {
 
 func (g *Gate) fits(slots []Slot) bool {
 	for _, s := range slots {
-		if g.inUse[s.Key] >= s.Limit {
+		if s.Limit > 0 && g.inUse[s.Key] >= s.Limit {
 			return false
 		}
 	}
@@ -221,7 +246,7 @@ func (g *Gate) remove(tenant string, w *waiter) {
 func (g *Gate) denied(slots []Slot) error {
 	kind, what := ErrBackendBusy, "backend in-flight streams"
 	for _, s := range slots {
-		if !s.Backend && g.inUse[s.Key] >= s.Limit {
+		if !s.Backend && s.Limit > 0 && g.inUse[s.Key] >= s.Limit {
 			kind, what = ErrTenantBusy, "concurrent streams"
 			break
 		}

@@ -37,7 +37,7 @@ func NewStoreMetrics(reg prometheus.Registerer) *StoreMetrics {
 type storeHealth struct {
 	log      *slog.Logger
 	metrics  *StoreMetrics
-	failOpen bool
+	failOpen atomic.Bool // only worded in the log: the Limiter decides
 	down     atomic.Bool
 	failures atomic.Int64
 }
@@ -53,7 +53,7 @@ func (h *storeHealth) failed(err error) {
 	if h.metrics != nil {
 		h.metrics.outage.Set(1)
 	}
-	if h.failOpen {
+	if h.failOpen.Load() {
 		h.log.Error("rate limit store unreachable: admitting requests without rate limits until it is back (fail_open)", "error", err)
 		return
 	}

@@ -3,8 +3,6 @@ package ratelimit
 import (
 	"context"
 	"sync"
-
-	"github.com/streamgate/streamgate/config"
 )
 
 // Hold is a tenant's own concurrency slot (its concurrent_streams), taken
@@ -24,14 +22,11 @@ type Hold struct {
 // *DeniedError (ErrTenantBusy) or ctx's error. The caller must Release the
 // hold or pass it to Admit.
 func (l *Limiter) HoldTenant(ctx context.Context, tenant string) (*Hold, error) {
-	t := l.tenants[tenant]
-	if t == nil {
-		t = l.tenants[config.AnyTenant]
-	}
+	t := l.tenant(tenant)
 	if t == nil || t.ConcurrentStreams <= 0 {
 		return nil, nil
 	}
-	slot := Slot{Key: tenantSlotKey(tenant), Limit: t.ConcurrentStreams}
+	slot := Slot{Key: tenantSlotKey(tenant), Limit: t.ConcurrentStreams, owner: tenant}
 	release, err := l.gate.Acquire(ctx, tenant, []Slot{slot})
 	if err != nil {
 		if de, ok := err.(*DeniedError); ok {

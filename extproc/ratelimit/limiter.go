@@ -52,8 +52,10 @@ type Headers struct {
 	Tokens   *State
 }
 
-// Limiter admits requests against the limits of one config. Safe for
-// concurrent use.
+// Limiter admits requests against the limits of one config. Its state —
+// rate buckets (the store), held and queued concurrency slots (the gate)
+// and metrics — outlives the config: Reconfigured shares it with the
+// Limiter of the next config. Safe for concurrent use.
 type Limiter struct {
 	cfg      *config.Limits
 	tenants  map[string]*config.TenantLimits
@@ -68,8 +70,45 @@ func New(cfg *config.Limits, store Store, clock Clock, metrics *Metrics) *Limite
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
+	return newLimiter(cfg, store, NewGate(clock, cfg.Queue.Size, cfg.Queue.MaxWait), metrics)
+}
+
+// Reconfigured returns a Limiter for cfg that shares l's state: tenants
+// whose limits did not change keep their buckets and held slots, changed
+// ones are measured by the new rates from their next request (a bucket
+// keeps the share of its period it has used: GCRA stores when it is full
+// again, not a count). It changes nothing shared: requests admitted by l
+// still settle and release through l, and the new queue bounds and caps
+// apply to requests already waiting only once the result is Activated.
+func (l *Limiter) Reconfigured(cfg *config.Limits) *Limiter {
+	return newLimiter(cfg, l.store, l.gate, l.metrics)
+}
+
+// Activate puts l's queue bounds and concurrency caps in force on the
+// shared gate (waiting requests are measured against the new caps at
+// once) and lets the store drop the buckets of tenants l no longer limits
+// (Forgetter). Call it when l starts serving, after the previous Limiter.
+func (l *Limiter) Activate() {
+	l.gate.Configure(l.cfg.Queue.Size, l.cfg.Queue.MaxWait, l.slotLimit)
+	if f, ok := l.store.(Forgetter); ok {
+		f.Forget(func(tenant string) bool { return l.tenant(tenant) != nil })
+	}
+	if h, ok := l.store.(interface{ setFailOpen(bool) }); ok {
+		h.setFailOpen(l.failOpen())
+	}
+}
+
+// Forgetter is a Store that can drop buckets nobody needs any more.
+type Forgetter interface {
+	// Forget drops the buckets of every tenant for which limited reports
+	// false. A reservation still held against them settles as against a
+	// full bucket.
+	Forget(limited func(tenant string) bool)
+}
+
+func newLimiter(cfg *config.Limits, store Store, gate *Gate, metrics *Metrics) *Limiter {
 	l := &Limiter{cfg: cfg, tenants: map[string]*config.TenantLimits{}, backends: map[string]int{}, store: store,
-		gate: NewGate(clock, cfg.Queue.Size, cfg.Queue.MaxWait), metrics: metrics}
+		gate: gate, metrics: metrics}
 	for i := range cfg.Tenants {
 		l.tenants[cfg.Tenants[i].Name] = &cfg.Tenants[i]
 	}
@@ -227,18 +266,43 @@ func (l *Limiter) refund(charges []Charge) {
 
 func (l *Limiter) failOpen() bool { return l.cfg.Redis != nil && l.cfg.Redis.FailOpen }
 
+// tenant returns the limits that apply to tenant, or nil.
+func (l *Limiter) tenant(name string) *config.TenantLimits {
+	if t := l.tenants[name]; t != nil {
+		return t
+	}
+	return l.tenants[config.AnyTenant]
+}
+
+// slotLimit is s's cap under l's config (0: none).
+func (l *Limiter) slotLimit(s Slot) int {
+	if s.Backend {
+		return l.backends[s.owner]
+	}
+	t := l.tenant(s.owner)
+	if t == nil {
+		return 0
+	}
+	if s.model == "" {
+		return t.ConcurrentStreams
+	}
+	for _, m := range t.Models {
+		if m.Name == s.model {
+			return m.ConcurrentStreams
+		}
+	}
+	return 0
+}
+
 // plan lists the rate charges and slots req needs. Keys carry the tenant
 // in braces so that a Redis Cluster keeps one tenant's keys in one slot.
 func (l *Limiter) plan(req Request) ([]Charge, []kind, []Slot) {
 	var charges []Charge
 	var kinds []kind
 	var slots []Slot
-	t := l.tenants[req.Tenant]
-	if t == nil {
-		t = l.tenants[config.AnyTenant]
-	}
+	t := l.tenant(req.Tenant)
 	base := "{" + req.Tenant + "}"
-	add := func(prefix string, r config.Rates) {
+	add := func(prefix, model string, r config.Rates) {
 		for _, x := range []struct {
 			k     kind
 			name  string
@@ -256,19 +320,19 @@ func (l *Limiter) plan(req Request) ([]Charge, []kind, []Slot) {
 			}
 		}
 		if r.ConcurrentStreams > 0 {
-			slots = append(slots, Slot{Key: "c:" + prefix, Limit: r.ConcurrentStreams})
+			slots = append(slots, Slot{Key: "c:" + prefix, Limit: r.ConcurrentStreams, owner: req.Tenant, model: model})
 		}
 	}
 	if t != nil {
-		add(base, t.Rates)
+		add(base, "", t.Rates)
 		for _, m := range t.Models {
 			if m.Name == req.Model {
-				add(base+":m:"+m.Name, m.Rates)
+				add(base+":m:"+m.Name, m.Name, m.Rates)
 			}
 		}
 	}
 	if n := l.backends[req.Backend]; n > 0 {
-		slots = append(slots, Slot{Key: "b:" + req.Backend, Limit: n, Backend: true})
+		slots = append(slots, Slot{Key: "b:" + req.Backend, Limit: n, Backend: true, owner: req.Backend})
 	}
 	return charges, kinds, slots
 }

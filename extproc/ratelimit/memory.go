@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"strings"
 	"sync"
 )
 
@@ -73,6 +74,29 @@ func (s *MemoryStore) Adjust(_ context.Context, charges []Charge) error {
 		s.tats[c.Key] = g.adjust(s.tats[c.Key], now, c)
 	}
 	return nil
+}
+
+// Forget drops the buckets of every tenant limited reports false for
+// (keys start with the tenant in braces: Limiter.plan). One pass over the
+// store, under its lock; a reload calls it, never a request.
+func (s *MemoryStore) Forget(limited func(tenant string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.tats {
+		if tenant, ok := keyTenant(k); ok && !limited(tenant) {
+			delete(s.tats, k)
+		}
+	}
+}
+
+// keyTenant returns the tenant of a bucket key "{tenant}:...".
+func keyTenant(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "{")
+	if !ok {
+		return "", false
+	}
+	tenant, _, ok := strings.Cut(rest, "}")
+	return tenant, ok
 }
 
 // sweep drops buckets that are full again: they hold no information.

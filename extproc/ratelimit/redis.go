@@ -148,7 +148,8 @@ type RedisOptions struct {
 	KeyPrefix string
 	// Timeout bounds each call to Redis (default 50ms).
 	Timeout time.Duration
-	// FailOpen is only reported in the outage log line; the Limiter decides.
+	// FailOpen is only reported in the outage log line; the Limiter decides
+	// (and tells the store of a reloaded value when Activated).
 	FailOpen bool
 	// Log receives one line when an outage starts and one when it ends
 	// (default slog.Default()).
@@ -190,13 +191,18 @@ func NewRedisStore(client RedisClient, opts RedisOptions) *RedisStore {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &RedisStore{
+	s := &RedisStore{
 		client:  client,
 		prefix:  opts.KeyPrefix + ":",
 		timeout: opts.Timeout,
-		health:  &storeHealth{log: opts.Log, metrics: opts.Metrics, failOpen: opts.FailOpen},
+		health:  &storeHealth{log: opts.Log, metrics: opts.Metrics},
 	}
+	s.setFailOpen(opts.FailOpen)
+	return s
 }
+
+// setFailOpen words the outage log line for fail_open (Limiter.Activate).
+func (s *RedisStore) setFailOpen(open bool) { s.health.failOpen.Store(open) }
 
 // Ping checks that Redis answers, recording an outage like any other call.
 func (s *RedisStore) Ping(ctx context.Context) error {

@@ -54,3 +54,34 @@ type redisLogger struct{ log *slog.Logger }
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
 }
+
+// liveLimits builds each config's limits on the state of the first ones
+// built (extproc.Limits.Reload), so buckets, held slots and the queue
+// survive a reload. The store kind and Redis connection are restart-only
+// (config.RestartOnly): a reload never needs a new store.
+type liveLimits struct {
+	// base is the first Limits built (nil before any); its limiter state
+	// is shared by every later one.
+	base *extproc.Limits
+	reg  prometheus.Registerer
+}
+
+// prepare returns the Limits of c (nil when c has no limits) without
+// putting them in force: Server.Update does. A config that brings limits
+// to a process started without them gets a memory store.
+func (l *liveLimits) prepare(c *config.Config) (*extproc.Limits, error) {
+	if c.Limits == nil {
+		return nil, nil
+	}
+	if l.base == nil {
+		lim, err := extproc.NewLimits(c, nil, l.reg)
+		if err != nil {
+			return nil, err
+		}
+		// Kept even if this reload fails later: it holds nothing yet, and
+		// its metrics are registered once.
+		l.base = lim
+		return lim, nil
+	}
+	return l.base.Reload(c)
+}

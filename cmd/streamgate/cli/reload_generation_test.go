@@ -79,7 +79,7 @@ func TestFailedReloadKeepsGeneration(t *testing.T) {
 	require.NoError(t, err)
 	srv.SetAuth(a)
 	authCtx, authCancel := context.WithCancel(t.Context())
-	reload := extProcReloader(t.Context(), srv, log, authCancel)
+	reload := extProcReloader(t.Context(), srv, log, authCancel, &liveLimits{})
 
 	apply, err := reload(reloadConfig(t, "bad", "SG_RELOAD_UNSET_CREDENTIAL"))
 	require.Error(t, err)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,6 +97,9 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(stop))
 	defer cancel(nil)
 	d := drainer{log: log, timeout: cfg.Gateway.DrainTimeout}
+	// The drain timeout of the config last applied: a shutdown reads it.
+	var drainTimeout atomic.Int64
+	drainTimeout.Store(int64(cfg.Gateway.DrainTimeout))
 	goServe := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -151,12 +155,14 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 			return err
 		}
 		srv.SetAuth(authn)
+		limits := &liveLimits{reg: reg}
 		if cfg.Limits != nil {
 			lim, err := newLimits(ctx, cfg, reg, log)
 			if err != nil {
 				authCancel()
 				return err
 			}
+			limits.base = lim
 			srv.SetLimits(lim)
 		}
 		// Endpoint picking for backends with picking: the pool follows
@@ -168,7 +174,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		d.extProc = srv
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		reloaders = append(reloaders, func(c *config.Config) (func(), error) { return func() { picks.Update(c) }, nil },
-			extProcReloader(ctx, srv, log, authCancel))
+			extProcReloader(ctx, srv, log, authCancel, limits))
 		log.Info("ext_proc listening", "address", cfg.ExtProc.Listen)
 	}
 	if p.xds {
@@ -192,6 +198,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		}}, reloaders...)
 		log.Info("xDS listening", "address", cfg.XDS.Listen)
 	}
+	reloaders = append(reloaders, drainReloader(&drainTimeout))
 	go watchConfig(ctx, path, cfg, reloaders, reg, log)
 	if p.envoy {
 		if (p.envoyLogLevel == "debug" || p.envoyLogLevel == "trace") && cfg.Auth != nil {
@@ -221,6 +228,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "streamgate %s serving (config %s)\n", Version, path)
 	select {
 	case <-stop.Done():
+		d.timeout = time.Duration(drainTimeout.Load())
 		d.drain(ctx)
 		cancel(nil)
 	case <-ctx.Done():
@@ -235,14 +243,19 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 // watchConfig applies every valid edit of the config file (or SIGHUP) to
 // the running servers; an invalid edit is logged and counted and changes
 // nothing.
-// extProcReloader prepares a config's routes and authenticator, and
-// applies them to srv as one generation (extproc.Server.Update). A config
-// whose authenticator cannot be built leaves srv untouched. Each
+// extProcReloader prepares a config's routes, authenticator and limits,
+// and applies them to srv as one generation (extproc.Server.Update). A
+// config whose authenticator or limits cannot be built leaves srv
+// untouched. Each
 // authenticator generation owns the JWKS refreshers started for it under a
 // context; applying a new one cancels the previous one's, starting with
 // authCancel.
-func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger, authCancel context.CancelFunc) reloader {
+func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger, authCancel context.CancelFunc, limits *liveLimits) reloader {
 	return func(c *config.Config) (func(), error) {
+		lim, err := limits.prepare(c)
+		if err != nil {
+			return nil, err
+		}
 		nctx, ncancel := context.WithCancel(ctx)
 		na, err := auth.New(nctx, c, auth.Options{Log: log})
 		if err != nil {
@@ -251,11 +264,19 @@ func extProcReloader(ctx context.Context, srv *extproc.Server, log *slog.Logger,
 		}
 		routes := extproc.NewRoutes(c, time.Now().Unix())
 		return func() {
-			// Routes and auth change together: one generation.
-			srv.Update(c, routes, na)
+			// Routes, auth and limits change together: one generation.
+			srv.Update(c, routes, na, lim)
 			authCancel()
 			authCancel = ncancel
 		}, nil
+	}
+}
+
+// drainReloader keeps timeout at the drain timeout of the config last
+// applied, for the shutdown to read.
+func drainReloader(timeout *atomic.Int64) reloader {
+	return func(c *config.Config) (func(), error) {
+		return func() { timeout.Store(int64(c.Gateway.DrainTimeout)) }, nil
 	}
 }
 
@@ -301,7 +322,10 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 		}
 		log.Error("config reload rejected; the previous config keeps serving", "file", path, "problems", msgs)
 	}
-	w := &config.Watcher{Path: path, Trigger: trigger, OnError: failed, OnLoad: func(c *config.Config) {
+	startOnly := func(msg string) {
+		log.Warn("config reload: a setting waits for a restart", "file", path, "detail", msg)
+	}
+	w := &config.Watcher{Path: path, Trigger: trigger, OnError: failed, OnStartOnly: startOnly, OnLoad: func(c *config.Config) {
 		applies := make([]func(), 0, len(reloaders))
 		for _, r := range reloaders {
 			apply, err := r(c)
