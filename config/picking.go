@@ -28,8 +28,9 @@ type Picking struct {
 	// and its in-flight count used instead (default 10 intervals, at
 	// least 500ms).
 	StaleAfter time.Duration `yaml:"stale_after"`
-	// Weights of the scorers; zero turns one off. Defaults: queue 2,
-	// kv_cache 1, in_flight 1, prefix 3, lora 2.
+	// Weights of the scorers; zero turns one off. Defaults
+	// (DefaultPickWeights): queue 1, kv_cache 0, in_flight 2, prefix 3,
+	// lora 2 — make bench-picking's figures (docs/picking.md).
 	Weights *PickWeights `yaml:"weights"`
 	// PrefixBlockBytes is the prompt block hashed for prefix affinity
 	// (default 256 bytes, about 64 tokens).
@@ -59,6 +60,15 @@ type MetricNames struct {
 	// LoRA is the metric naming the loaded LoRA adapters.
 	LoRA string `yaml:"lora"`
 }
+
+// DefaultPickWeights are the scorer weights of a picking block without
+// weights. Streamgate's own in-flight count weighs twice the scraped queue
+// and the KV-cache scorer is off: a scrape is as old as its interval, and
+// with the queue weighing more, consecutive picks piled onto the endpoint
+// whose last scrape looked emptiest (make bench-picking, uniform workload).
+// The scraped signals matter more where several gateway replicas or other
+// clients share the servers.
+var DefaultPickWeights = PickWeights{Queue: 1, KVCache: 0, InFlight: 2, Prefix: 3, LoRA: 2}
 
 // PickWeights weighs the scorers.
 type PickWeights struct {
@@ -111,7 +121,8 @@ func (p *Picking) applyDefaults() {
 	setDuration(&p.Timeout, min(p.Interval, time.Second))
 	setDuration(&p.StaleAfter, max(10*p.Interval, 500*time.Millisecond))
 	if p.Weights == nil {
-		p.Weights = &PickWeights{Queue: 2, KVCache: 1, InFlight: 1, Prefix: 3, LoRA: 2}
+		w := DefaultPickWeights
+		p.Weights = &w
 	}
 	if p.PrefixBlockBytes == 0 {
 		p.PrefixBlockBytes = 256

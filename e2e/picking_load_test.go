@@ -161,6 +161,15 @@ func TestPickingFollowsPrefix(t *testing.T) {
 	// holder's, the prefix decided.
 	assert.Positive(t, reasons["prefix"], "reasons %v", reasons)
 
+	picks := 0.0
+	for _, e := range []*simServer{a, b} {
+		for _, r := range []string{"score", "prefix"} {
+			v, _ := scrapeSample(t, g, fmt.Sprintf(`streamgate_picking_picks_total{backend="gpu",endpoint=%q,reason=%q}`, e.addr, r))
+			picks += v
+		}
+	}
+	assert.Equal(t, 5.0, picks, "every pick counted by endpoint and reason")
+
 	// The dashboard's picking panels read what this gateway exports.
 	assert.Equal(t, 5, checkDashboard(t, scrape(t, g), func(m string) bool {
 		return strings.HasPrefix(m, pickingMetricPrefix) && !isSaturationMetric(m)
@@ -192,7 +201,9 @@ func TestPickingFollowsAdapter(t *testing.T) {
 		assert.Equal(t, "b", server, "request %d missed the server running the adapter", i)
 		reasons[accessLine(t, g, id)["pick_reason"].(string)]++
 	}
-	assert.Equal(t, 4, reasons["lora"], "reasons %v", reasons)
+	// Equal queues take turns: in the turns that were not b's, the
+	// adapter decided.
+	assert.Positive(t, reasons["lora"], "reasons %v", reasons)
 }
 
 // TestPickingWhenMetricsGoStaleOrServerDies: a server whose metrics stop

@@ -57,15 +57,15 @@ func (p *processor) pickEndpoint(body []byte) *extprocsvcv3.ProcessingResponse {
 	req := picking.Request{Prompt: promptOf(body, p.endpoint, &p.info), LoRA: p.route.UpstreamModel}
 	p.pick.res.Done() // a request picks once; never leak an earlier count
 	p.pick.res = b.Pick(req, p.now())
-	if !p.pick.res.Saturated && !b.Queued() {
-		return nil
+	if p.pick.res.Saturated || b.Queued() {
+		p.pick.res.Done() // not sent while it waits: not in flight anywhere
+		p.pick.res = picking.Result{}
+		if refused := p.waitForRoom(b); refused != nil {
+			return refused
+		}
+		p.pick.res = b.Pick(req, p.now())
 	}
-	p.pick.res.Done() // not sent while it waits: not in flight anywhere
-	p.pick.res = picking.Result{}
-	if refused := p.waitForRoom(b); refused != nil {
-		return refused
-	}
-	p.pick.res = b.Pick(req, p.now())
+	p.pick.pool.Observe(p.route.Backend, &p.pick.res)
 	return nil
 }
 

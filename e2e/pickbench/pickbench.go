@@ -41,7 +41,7 @@ type Options struct {
 }
 
 // DefaultPicking is the picking block of the load-aware arm.
-const DefaultPicking = "{metrics: vllm, interval: 50ms, weights: {queue: 1, kv_cache: 0, in_flight: 2, prefix: 3}}"
+const DefaultPicking = "{metrics: vllm, interval: 50ms}"
 
 func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs := flag.NewFlagSet("streamgate-pickbench", flag.ContinueOnError)

@@ -55,14 +55,11 @@ const maxWeight = 1e6
 // at most maxWeight.
 type weights struct{ queue, kv, inFlight, prefix, lora float64 }
 
-// defaultWeights are config's defaults, for a Backend built without them.
-var defaultWeights = config.PickWeights{Queue: 2, KVCache: 1, InFlight: 1, Prefix: 3, LoRA: 2}
-
 // weightsOf returns cfg's weights sanitized, config's defaults when unset.
 func weightsOf(cfg *config.Picking) weights {
 	w := cfg.Weights
 	if w == nil {
-		w = &defaultWeights
+		w = &config.DefaultPickWeights
 	}
 	return weights{bounded(w.Queue, maxWeight), bounded(w.KVCache, maxWeight), bounded(w.InFlight, maxWeight), bounded(w.Prefix, maxWeight), bounded(w.LoRA, maxWeight)}
 }
