@@ -28,13 +28,14 @@ const (
 // pickingRetryOn are the failures after which Envoy tries the next endpoint
 // of a pick, always before the first response byte: the endpoint could not
 // be reached or reset the stream, or it answered 503 or 429 (overloaded,
-// not ready, queue full), which another server may not be. Other 5xx are
-// left alone: a 500 from a model server is usually the request's own fault
-// and would fail again on every fallback, multiplying the load.
+// not ready, queue full) or 502 or 504 (a proxy in front of the server
+// lost it), which another server may not have done. 500 and 501 are left
+// alone: a model server's 500 is usually the request's own fault and would
+// fail again on every fallback, multiplying the load.
 const pickingRetryOn = "connect-failure,refused-stream,reset,retriable-status-codes"
 
 // pickingRetryCodes are the retriable-status-codes of pickingRetryOn.
-var pickingRetryCodes = []uint32{503, 429}
+var pickingRetryCodes = []uint32{502, 503, 504, 429}
 
 // pickingPolicy makes Envoy send each request of a backend with picking to
 // the endpoint ext_proc chose: the override-host policy reads the list

@@ -95,7 +95,7 @@ func TestPickingRouteRetriesTheFallbackEndpoints(t *testing.T) {
 	require.NotNil(t, rp)
 	assert.EqualValues(t, 2, rp.GetNumRetries().GetValue(), "one retry per fallback endpoint")
 	assert.Equal(t, "connect-failure,refused-stream,reset,retriable-status-codes", rp.GetRetryOn())
-	assert.Equal(t, []uint32{503, 429}, rp.GetRetriableStatusCodes())
+	assert.Equal(t, []uint32{502, 503, 504, 429}, rp.GetRetriableStatusCodes())
 	assert.Contains(t, gpu.GetRequestHeadersToRemove(), contract.DestinationEndpointKey)
 
 	assert.Nil(t, routeTo(t, snap, "cpu").GetRoute().GetRetryPolicy(), "no retries for a backend without picking")
