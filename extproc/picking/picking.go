@@ -10,7 +10,8 @@
 // Files: picking.go the types, endpoint.go the endpoint state, scrape.go
 // and dialect.go the metrics, pool.go the lifecycle and reload, score.go
 // the scorers and Pick, prefix.go the prefix-affinity index, lora.go the
-// adapter affinity.
+// adapter affinity, wait.go the saturated backend's wait queue and request
+// priorities, metrics.go the per-endpoint metrics.
 package picking
 
 // Request is what a pick reads from one request.
