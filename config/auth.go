@@ -124,7 +124,7 @@ type Issuer struct {
 
 // Credential is the secret the gateway sends to a backend, read from an
 // environment variable or a file when the ext_proc server starts or applies
-// a reload (not by Load, so `validate` does not check it).
+// a reload (not by Load; `validate` checks it with CheckSources).
 type Credential struct {
 	// Header is "authorization" (sent as "Bearer SECRET") or "x-api-key".
 	Header string `yaml:"header"`

@@ -87,7 +87,7 @@ type Gateway struct {
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
 	// AccessLog is where Envoy writes one JSON line per request: a file
 	// path, /dev/stdout (default) or "off". Under `streamgate run` Envoy's
-	// stdout is Streamgate's stderr, so /dev/stdout lines arrive there.
+	// stdout is Streamgate's stdout (its own log stays on stderr).
 	AccessLog string `yaml:"access_log"`
 	// DrainTimeout bounds a graceful shutdown (SIGTERM): new requests get
 	// 503 at once, open streams get this long to finish (default 30s); a

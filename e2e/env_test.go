@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +29,7 @@ type env struct {
 	backendA *backend
 	backendB *backend
 	logs     *syncBuffer
+	stderr   *syncBuffer // when set, streamgate run's stderr; else logs takes both
 	// configPath is the config file the gateway was started with.
 	configPath string
 	cancel     context.CancelFunc
@@ -176,8 +178,12 @@ func (e *env) start(configTemplate string) error {
 	e.configPath = path
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
+	var stderr io.Writer = e.logs
+	if e.stderr != nil {
+		stderr = e.stderr
+	}
 	go func() {
-		e.done <- cli.Main(ctx, []string{"run", "-c", path, "--envoy-log-level", "warning"}, e.logs, e.logs)
+		e.done <- cli.Main(ctx, []string{"run", "-c", path, "--envoy-log-level", "warning"}, e.logs, stderr)
 	}()
 	return e.waitReady(30 * time.Second)
 }

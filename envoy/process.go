@@ -53,6 +53,12 @@ type Process struct {
 // Start runs bin with the bootstrap at configPath, writing Envoy's output
 // to logs. When ctx ends Envoy gets SIGTERM, then SIGKILL after 10 s.
 func Start(ctx context.Context, bin, configPath, logLevel string, logs io.Writer) (*Process, error) {
+	return StartOutput(ctx, bin, configPath, logLevel, logs, logs)
+}
+
+// StartOutput is Start with Envoy's standard output (where an access log
+// at /dev/stdout goes) and its standard error (Envoy's own log) apart.
+func StartOutput(ctx context.Context, bin, configPath, logLevel string, stdout, stderr io.Writer) (*Process, error) {
 	if logLevel == "" {
 		logLevel = "warning"
 	}
@@ -64,8 +70,8 @@ func Start(ctx context.Context, bin, configPath, logLevel string, logs io.Writer
 		// Access log lines reach their file within a second (default 10 s).
 		"--file-flush-interval-msec", "1000",
 	)
-	cmd.Stdout = logs
-	cmd.Stderr = logs
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -30,7 +30,7 @@ Usage:
   streamgate extproc  -c FILE   only the ext_proc server (for an Envoy configured elsewhere)
   streamgate xds      -c FILE   only the xDS server (--drop-in: model clusters only)
   streamgate epp      -c FILE   endpoint picker for a Gateway API InferencePool (-backend NAME)
-  streamgate validate -c FILE   check a config file; prints OK or every problem
+  streamgate validate -c FILE   check a config file, its credential env vars and files; prints OK or every problem
   streamgate hash-key           read an API key on stdin; print the hash to store in the config
   streamgate version            print the version
 
@@ -119,6 +119,17 @@ func validateCmd(args []string, stdout, stderr io.Writer) error {
 	for _, w := range append(cfg.Warnings(), config.ExposureWarnings(cfg)...) {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 	}
+	if ps := config.Problems(cfg.CheckSources()); len(ps) > 0 {
+		for _, p := range ps {
+			fmt.Fprintln(stderr, p.Error())
+		}
+		fmt.Fprintf(stderr, "%d problem(s) found\n", len(ps))
+		return ErrReported
+	}
 	fmt.Fprintf(stdout, "OK: %s (%d backends, %d models)\n", *path, len(cfg.Backends), len(cfg.Models))
+	fmt.Fprintln(stdout, "not checked (only a start can):")
+	for _, c := range cfg.StartOnlyChecks() {
+		fmt.Fprintf(stdout, "  - %s\n", c)
+	}
 	return nil
 }

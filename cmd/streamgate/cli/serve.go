@@ -205,7 +205,7 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 			// Envoy prints every request header at these levels; Streamgate cannot redact them.
 			log.Warn("Envoy debug/trace logs include request headers: client keys, tokens and upstream credentials will appear in them")
 		}
-		proc, err := startEnvoy(ctx, cfg, p.envoyLogLevel, stderr, log)
+		proc, err := startEnvoy(ctx, cfg, p.envoyLogLevel, stdout, stderr, log)
 		switch {
 		case errors.Is(err, envoy.ErrNotFound):
 			log.Warn("not starting Envoy", "reason", err.Error())
@@ -347,8 +347,10 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 	w.Run(ctx, cfg)
 }
 
-// startEnvoy renders the bootstrap into a temporary file and starts Envoy.
-func startEnvoy(ctx context.Context, cfg *config.Config, level string, logs io.Writer, log *slog.Logger) (*envoy.Process, error) {
+// startEnvoy renders the bootstrap into a temporary file and starts Envoy
+// with its standard output on stdout (an access log at /dev/stdout lands
+// there) and its own log on stderr.
+func startEnvoy(ctx context.Context, cfg *config.Config, level string, stdout, stderr io.Writer, log *slog.Logger) (*envoy.Process, error) {
 	wd, _ := os.Getwd()
 	bin, err := envoy.Find(wd)
 	if err != nil {
@@ -368,7 +370,7 @@ func startEnvoy(ctx context.Context, cfg *config.Config, level string, logs io.W
 		return nil, fmt.Errorf("cannot write bootstrap: %w", err)
 	}
 	log.Info("starting envoy", "binary", bin, "bootstrap", bootPath)
-	return envoy.Start(ctx, bin, bootPath, level, logs)
+	return envoy.StartOutput(ctx, bin, bootPath, level, stdout, stderr)
 }
 
 // listen opens a TCP listener, or a unix socket for "unix:/path".
