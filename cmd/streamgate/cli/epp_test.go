@@ -156,7 +156,6 @@ models:
 	assert.Equal(t, http.StatusOK, code)
 	_, metrics := get("/metrics")
 	assert.Contains(t, metrics, `streamgate_epp_picks_total{backend="pool",endpoint="`+strings.Split(dest, ",")[0]+`"`)
-	assert.True(t, strings.HasPrefix(out.String(), "streamgate dev picking for backend pool"), out.String())
 
 	cancel()
 	select {
@@ -165,6 +164,8 @@ models:
 	case <-time.After(10 * time.Second):
 		t.Fatal("streamgate epp did not stop")
 	}
+	// Read only once Main returned: it writes out while serving.
+	assert.True(t, strings.HasPrefix(out.String(), "streamgate dev picking for backend pool"), out.String())
 }
 
 // TestEPPCommandDrainsOnStop: on SIGTERM `streamgate epp` fails /readyz but
