@@ -163,15 +163,22 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, c *completion,
 	s.stream(w, r, c, sc)
 }
 
-// stream writes c as server-sent events: the role chunk (chat only), one
-// chunk per token, the finish chunk, the usage chunk when requested and
-// "[DONE]". With the "midstream" failure it aborts the connection after half
-// of the tokens.
+// stream writes c as server-sent events after the scenario's TTFT, one
+// token per ITL (streamEvents).
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *completion, sc scenario) {
 	ctx := r.Context()
 	if !s.wait(ctx, sc.ttft) {
 		return
 	}
+	s.streamEvents(ctx, w, c, sc, func(int) time.Duration { return sc.itl })
+}
+
+// streamEvents writes c as server-sent events: the role chunk (chat only),
+// the first token at once and token i after step(i), the finish chunk, the
+// usage chunk when requested and "[DONE]". With the "midstream" failure it
+// aborts the connection after half of the tokens. A client gone marks the
+// request cancelled.
+func (s *Server) streamEvents(ctx context.Context, w http.ResponseWriter, c *completion, sc scenario, step func(i int) time.Duration) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -182,17 +189,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *completion, s
 		return
 	}
 	send := func(data []byte) bool {
-		if ctx.Err() != nil {
-			s.markCancelled()
-			return false
-		}
-		if err := writeEvent(w, rc, data); err != nil {
+		if ctx.Err() != nil || writeEvent(w, rc, data) != nil {
 			s.markCancelled()
 			return false
 		}
 		return true
 	}
-
 	if c.chat && !send(c.chunk(chatDelta{Role: "assistant", Content: ptr("")}, "", nil)) {
 		return
 	}
@@ -201,7 +203,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *completion, s
 		n /= 2
 	}
 	for i := range n {
-		if i > 0 && !s.wait(ctx, sc.itl) {
+		if i > 0 && !s.wait(ctx, step(i)) {
 			return
 		}
 		if !send(c.chunk(chatDelta{Content: ptr(tokenText(i))}, tokenText(i), nil)) {
@@ -211,19 +213,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *completion, s
 	if sc.fail == failMidstream {
 		panic(http.ErrAbortHandler)
 	}
-	if !c.streamToolCall(send) {
-		return
-	}
-	if !send(c.chunk(chatDelta{}, "", &c.finish)) {
+	if !c.streamToolCall(send) || !send(c.chunk(chatDelta{}, "", &c.finish)) {
 		return
 	}
 	if c.includeUsage && !send(c.usageChunk()) {
 		return
 	}
-	if !send([]byte("[DONE]")) {
-		return
+	if send([]byte("[DONE]")) {
+		s.markCompleted()
 	}
-	s.markCompleted()
 }
 
 // writeEvent writes one "data: …" server-sent event and flushes it.

@@ -217,49 +217,11 @@ func (s *Sim) generate(w http.ResponseWriter, r *http.Request, c *completion, sc
 	s.stream(ctx, w, c, sc, req)
 }
 
-// stream writes c as server-sent events, as Server.stream does, the first
+// stream writes c as server-sent events (Server.streamEvents), the first
 // token at once (the prefill produced it) and each further one after a
 // decode step.
 func (s *Sim) stream(ctx context.Context, w http.ResponseWriter, c *completion, sc scenario, req *simRequest) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	send := func(data []byte) bool {
-		if ctx.Err() != nil || writeEvent(w, rc, data) != nil {
-			s.base.markCancelled()
-			return false
-		}
-		return true
-	}
-	if c.chat && !send(c.chunk(chatDelta{Role: "assistant", Content: ptr("")}, "", nil)) {
-		return
-	}
-	n := c.tokens
-	if sc.fail == failMidstream {
-		n /= 2
-	}
-	for i := range n {
-		if i > 0 && !s.base.wait(ctx, s.nextStep(req, i)) {
-			return
-		}
-		if !send(c.chunk(chatDelta{Content: ptr(tokenText(i))}, tokenText(i), nil)) {
-			return
-		}
-	}
-	if sc.fail == failMidstream {
-		panic(http.ErrAbortHandler)
-	}
-	if !c.streamToolCall(send) || !send(c.chunk(chatDelta{}, "", &c.finish)) {
-		return
-	}
-	if c.includeUsage && !send(c.usageChunk()) {
-		return
-	}
-	if send([]byte("[DONE]")) {
-		s.base.markCompleted()
-	}
+	s.base.streamEvents(ctx, w, c, sc, func(i int) time.Duration { return s.nextStep(req, i) })
 }
 
 // chatPromptBytes renders messages as the simulator's prompt text.
