@@ -51,16 +51,18 @@ type Limits struct {
 	// Backends caps in-flight streams per backend.
 	Backends []BackendLimits `yaml:"backends"`
 	// ReadUsage is how a response that only needs reading has its usage
-	// read: tap (default; the usage tap filter, off the stream's path) or
-	// inline (the main filter, one round trip per chunk; per-request
-	// tokens then reach the access log). docs/limits.md.
+	// read: envoy (default; Envoy reads it off the stream's path and
+	// reports it when the stream ends; "tap" is its former name) or inline
+	// (the main filter, one round trip per chunk). docs/limits.md.
 	ReadUsage string `yaml:"read_usage"`
 }
 
 // Ways of reading usage (Limits.ReadUsage).
 const (
-	ReadUsageTap    = "tap"
+	ReadUsageEnvoy  = "envoy"
 	ReadUsageInline = "inline"
+	// readUsageTap is ReadUsageEnvoy's former name, still accepted.
+	readUsageTap = "tap"
 )
 
 // Tokenizer says how to count one public model's tokens.
@@ -153,7 +155,10 @@ func (l *Limits) applyDefaults() {
 	setString(&l.TenantHeader, DefaultLimitsTenantHeader)
 	setString(&l.DefaultTenant, DefaultTenant)
 	setString(&l.Store, LimitStoreMemory)
-	setString(&l.ReadUsage, ReadUsageTap)
+	setString(&l.ReadUsage, ReadUsageEnvoy)
+	if l.ReadUsage == readUsageTap {
+		l.ReadUsage = ReadUsageEnvoy
+	}
 	if l.DefaultOutputTokens == 0 {
 		l.DefaultOutputTokens = DefaultOutputTokens
 	}
@@ -192,8 +197,8 @@ func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
 		v.at("$.limits.queue.max_wait", "queue max_wait %s must be positive and at least %s below extproc.message_timeout (%s): Envoy fails a request whose ext_proc answer takes longer",
 			l.Queue.MaxWait, queueMessageTimeoutHeadroom, c.ExtProc.MessageTimeout)
 	}
-	if l.ReadUsage != ReadUsageTap && l.ReadUsage != ReadUsageInline {
-		v.at("$.limits.read_usage", "read_usage %q is not supported; use tap or inline", l.ReadUsage)
+	if l.ReadUsage != ReadUsageEnvoy && l.ReadUsage != ReadUsageInline {
+		v.at("$.limits.read_usage", "read_usage %q is not supported; use envoy or inline", l.ReadUsage)
 	}
 	switch l.Store {
 	case LimitStoreMemory:

@@ -28,8 +28,8 @@ type generation struct {
 	// sink and tracer are set at startup and carried to every generation.
 	sink   *telemetry.Sink
 	tracer *telemetry.Tracer
-	// tapOn says whether the config installs the usage tap.
-	tapOn bool
+	// envoyReads says whether Envoy reads usage (config.EnvoyReadsUsage).
+	envoyReads bool
 	// pickPolicy bounds waits for saturated backends (priority.go).
 	pickPolicy pickPolicy
 }
@@ -39,7 +39,7 @@ type generation struct {
 func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) *generation {
 	n := *g
 	n.routes, n.maxBody, n.auth, n.limits = routes, cfg.Gateway.MaxRequestBodyBytes, a, lim
-	n.tel, n.tapOn = NewTelemetry(cfg), cfg.UsageTapOn()
+	n.tel, n.envoyReads = NewTelemetry(cfg), cfg.EnvoyReadsUsage()
 	n.pickPolicy = pickPolicyOf(cfg)
 	return &n
 }
@@ -92,7 +92,7 @@ func (s *Server) SetTracer(t *telemetry.Tracer) { s.swap(func(g *generation) { g
 // reads of the config comes from g.
 func (g *generation) processor(ctx context.Context, log *slog.Logger, m *Metrics) *processor {
 	p := newProcessor(g.routes, g.maxBody, log, m)
-	p.ctx, p.auth, p.limits, p.tapOn = ctx, g.auth, g.limits, g.tapOn
+	p.ctx, p.auth, p.limits, p.envoyReads = ctx, g.auth, g.limits, g.envoyReads
 	p.pick.policy = g.pickPolicy
 	p.obs.set, p.obs.sink, p.obs.tracer = g.tel, g.sink, g.tracer
 	return p

@@ -57,12 +57,12 @@ type processor struct {
 	// meter, read by limits and telemetry (response.go).
 	plan  responsePlan
 	meter meter
-	// taps takes requests whose response is only read (tap.go); tapOn
-	// says whether the usage tap is installed; tapKey is set once this
-	// request is to be handed over (plan.tap).
-	taps   *taps
-	tapOn  bool
-	tapKey string
+	// reports takes requests whose usage Envoy reads (report.go);
+	// envoyReads says whether the config installs Envoy's reading;
+	// reportKey is set once this request is to be handed over (plan.report).
+	reports    *reports
+	envoyReads bool
+	reportKey  string
 
 	requestID string
 	path      string

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"maps"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -48,14 +49,42 @@ var accessLogFields = map[string]any{
 	"pick_reason":      meta(contract.MetaPickReason),
 }
 
+// envoyUsageFields replace the usage fields of accessLogFields where Envoy
+// reads usage (config.EnvoyReadsUsage): its AI protocol manager publishes
+// the usage (contract.EnvoyUsageNamespace), and the cost is priced with the
+// per-million prices ext_proc put in the request's metadata, by the same
+// formula as telemetry.Prices.Cost.
+func envoyUsageFields() map[string]any {
+	usage := func(field string) string {
+		return "metadata.typed_filter_metadata['" + contract.EnvoyUsageNamespace + "']." + field
+	}
+	price := func(key string) string {
+		return "metadata.filter_metadata['" + contract.MetadataNamespace + "']['" + key + "']"
+	}
+	return map[string]any{
+		"input_tokens":   "%CEL(" + usage("input_tokens") + ")%",
+		"output_tokens":  "%CEL(" + usage("output_tokens") + ")%",
+		"response_model": "%CEL(" + usage("model") + ")%",
+		"ttft_ms":        ttftFormat("ms"),
+		"cost_usd": "%CEL((double(" + usage("input_tokens") + ") * " + price(contract.MetaPriceInput) +
+			" + double(" + usage("output_tokens") + ") * " + price(contract.MetaPriceOutput) + ") / 1000000.0)%",
+	}
+}
+
 // meta is the access log operator for a key of contract.MetadataNamespace.
 func meta(key string) string {
 	return "%DYNAMIC_METADATA(" + contract.MetadataNamespace + ":" + key + ")%"
 }
 
-// accessLog writes accessLogFields as JSON lines to path.
-func accessLog(path string) (*accesslogv3.AccessLog, error) {
-	fields, err := structpb.NewStruct(accessLogFields)
+// accessLog writes accessLogFields as JSON lines to path, with the usage
+// fields Envoy's when envoyReads.
+func accessLog(path string, envoyReads bool) (*accesslogv3.AccessLog, error) {
+	all := accessLogFields
+	if envoyReads {
+		all = maps.Clone(accessLogFields)
+		maps.Copy(all, envoyUsageFields())
+	}
+	fields, err := structpb.NewStruct(all)
 	if err != nil {
 		return nil, fmt.Errorf("cannot build access log format: %w", err)
 	}
