@@ -150,7 +150,7 @@ func (p *processor) planRequestHeaders() {
 	translates := p.routes.translates[clientAPI(p.endpoint)]
 	p.plan.usage = p.readsUsage()
 	switch {
-	case p.envoyReads && !translates:
+	case p.envoyReads && !translates && envoyReadsUsageOf(p.endpoint):
 	case p.limits != nil && !translates && !p.plan.usage:
 		p.plan.read = readBody
 	case p.limits != nil || translates || p.plan.usage:
@@ -181,6 +181,13 @@ func (p *processor) askUsage(body []byte) ([]byte, bool) {
 	return out, true
 }
 
+// envoyReadsUsageOf reports whether Envoy's AI protocol manager reads the
+// usage of responses on e: chat completions and Anthropic messages. The
+// others (embeddings, legacy completions) are metered here, once per body.
+func envoyReadsUsageOf(e endpoint) bool {
+	return e == endpointChat || e == endpointMessages
+}
+
 // planResponse completes the plan once the request body is handled (after
 // admission, askUsage and the choice of translation): the meter's side,
 // whether limits settle from the response, and whether Envoy reads its
@@ -193,7 +200,7 @@ func (p *processor) planResponse() {
 	if pl.translate && p.endpoint == endpointMessages {
 		pl.side = meterBackend
 	}
-	pl.report = p.reports != nil && p.envoyReads && !pl.translate && (pl.settle || pl.usage)
+	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage)
 	if pl.report {
 		p.reportKey = p.reports.newKey()
 	}

@@ -50,24 +50,32 @@ var accessLogFields = map[string]any{
 }
 
 // envoyUsageFields replace the usage fields of accessLogFields where Envoy
-// reads usage (config.EnvoyReadsUsage): its AI protocol manager publishes
-// the usage (contract.EnvoyUsageNamespace), and the cost is priced with the
-// per-million prices ext_proc put in the request's metadata, by the same
-// formula as telemetry.Prices.Cost.
+// reads usage (config.EnvoyReadsUsage). A request metered by Streamgate
+// (translated, embeddings, legacy completions) still reports its figures
+// in its metadata, which win; for the others Envoy's AI protocol manager
+// published the usage (contract.EnvoyUsageNamespace), and the cost is
+// priced with the per-million prices ext_proc put in the request's
+// metadata, by the same formula as telemetry.Prices.Cost. The time to first
+// token is the backend's first body byte for every request.
 func envoyUsageFields() map[string]any {
-	usage := func(field string) string {
-		return "metadata.typed_filter_metadata['" + contract.EnvoyUsageNamespace + "']." + field
-	}
-	price := func(key string) string {
+	own := func(key string) string {
 		return "metadata.filter_metadata['" + contract.MetadataNamespace + "']['" + key + "']"
 	}
+	read := func(field string) string {
+		return "metadata.typed_filter_metadata['" + contract.EnvoyUsageNamespace + "']." + field
+	}
+	either := func(key, value string) string {
+		return "%TYPED_CEL('" + key + "' in metadata.filter_metadata['" + contract.MetadataNamespace + "'] ? " +
+			own(key) + " : " + value + ")%"
+	}
+	cost := "(double(" + read("input_tokens") + ") * " + own(contract.MetaPriceInput) +
+		" + double(" + read("output_tokens") + ") * " + own(contract.MetaPriceOutput) + ") / 1000000.0"
 	return map[string]any{
-		"input_tokens":   "%CEL(" + usage("input_tokens") + ")%",
-		"output_tokens":  "%CEL(" + usage("output_tokens") + ")%",
-		"response_model": "%CEL(" + usage("model") + ")%",
+		"input_tokens":   either(contract.MetaInputTokens, "double("+read("input_tokens")+")"),
+		"output_tokens":  either(contract.MetaOutputTokens, "double("+read("output_tokens")+")"),
+		"response_model": either(contract.MetaResponseModel, read("model")),
+		"cost_usd":       either(contract.MetaCostUSD, cost),
 		"ttft_ms":        ttftFormat("ms"),
-		"cost_usd": "%CEL((double(" + usage("input_tokens") + ") * " + price(contract.MetaPriceInput) +
-			" + double(" + usage("output_tokens") + ") * " + price(contract.MetaPriceOutput) + ") / 1000000.0)%",
 	}
 }
 
