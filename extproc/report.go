@@ -139,12 +139,15 @@ func (p *processor) applyReport(e *alsdatav3.HTTPAccessLogEntry, perToken *bytes
 	if rep.found && rep.succeeded {
 		perToken.learn(rep.key, rep.upstreamBytes, rep.usage.Output)
 	}
-	start := cp.GetStartTime().AsTime()
+	// Envoy's timings run from the request's first byte; the record's
+	// start is when ext_proc saw the request, which Envoy's clock and this
+	// one place a fraction of a millisecond later. The durations are
+	// Envoy's, so that metrics and the access log agree.
 	if us, err := strconv.ParseInt(cp.GetCustomTags()[contract.ReportTTFTTag], 10, 64); err == nil && us >= 0 {
-		p.obs.firstByte = start.Add(time.Duration(us) * time.Microsecond)
+		p.obs.firstByte = p.obs.start.Add(time.Duration(us) * time.Microsecond)
 	}
 	if d := cp.GetDuration(); d != nil {
-		p.obs.end = start.Add(d.AsDuration())
+		p.obs.end = p.obs.start.Add(d.AsDuration())
 	}
 }
 
