@@ -130,7 +130,8 @@ slow drift of the machine's load hits all of them alike:
   one stream's length so that c streams are open in steady state rather
   than arriving in bursts of c. Each stream carries `+fmt.Sprint(rep.Settings.Tokens)+` output tokens; the prompt is a
   single user message making the request body `+sizeName(rep.Settings.PromptBytes)+` (and `+sizeName(rep.Settings.LargePromptBytes)+` for the large-prompt row).
-- **Client side**: `+usageSentence(rep.Targets)+` TTFT is request start to the first content token; ITL is
+- **Usage**: `+usageSentence(rep.Targets)+`
+- **Client side**: TTFT is request start to the first content token; ITL is
   the gap between content tokens of one stream (in zero-delay mode tokens
   coalesce in TCP segments, so ITL there mostly measures batching).
   Streams/s and tokens/s count streams that completed inside the measured
@@ -153,9 +154,11 @@ slow drift of the machine's load hits all of them alike:
 	for _, t := range rep.Targets {
 		fmt.Fprintf(&w, "- **(%s) %s**", t.ID, t.Name)
 		if t.Note != "" {
-			fmt.Fprintf(&w, ": %s", t.Note)
+			fmt.Fprintf(&w, ": %s;", t.Note)
+		} else {
+			fmt.Fprint(&w, ":")
 		}
-		fmt.Fprintf(&w, "; %s", t.usageNote())
+		fmt.Fprintf(&w, " %s", t.usageNote())
 		if t.Config != "" {
 			fmt.Fprintf(&w, " (config `%s`)", t.Config)
 		}
@@ -202,7 +205,8 @@ func interleaving(ts []*target) string {
 	return strings.Join(ids, ", ") + ", " + strings.Join(ids[:min(2, len(ids))], ", ") + ", ..."
 }
 
-// usageSentence says which configurations' clients ask for usage.
+// usageSentence says which configurations' clients ask for usage, wrapped
+// like the page's other bullets.
 func usageSentence(ts []*target) string {
 	var ask, not []string
 	for _, t := range ts {
@@ -212,9 +216,29 @@ func usageSentence(ts []*target) string {
 			not = append(not, "("+t.ID+")")
 		}
 	}
-	s := "The clients of " + strings.Join(ask, ", ") + " ask for usage (`stream_options.include_usage`)"
+	s := "the clients of " + strings.Join(ask, ", ") + " ask for usage (`stream_options.include_usage`)"
 	if len(not) > 0 {
 		s += "; those of " + strings.Join(not, ", ") + " do not, as the official SDKs by default"
 	}
-	return s + "; every stream must carry a usage chunk exactly when its client asked."
+	return wrapBullet(s+"; every stream must carry a usage chunk exactly when its client asked.", len("- **Usage**: "))
+}
+
+// wrapBullet breaks text into lines of at most ~76 characters for a list
+// item whose first line already holds used characters; later lines are
+// indented by two spaces.
+func wrapBullet(text string, used int) string {
+	var b strings.Builder
+	n := used
+	for i, word := range strings.Fields(text) {
+		if i > 0 && n+1+len(word) > 76 {
+			b.WriteString("\n  ")
+			n = 2
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
 }

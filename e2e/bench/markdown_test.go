@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -29,17 +30,23 @@ func TestMarkdownDescribesEveryConfigurationAndTheBudget(t *testing.T) {
 	}
 	page := string(rep.Markdown())
 	for _, want := range []string{
-		"- **(a) backend directly**; clients ask for usage (stream_options.include_usage) — *skipped: not selected (-configs)*",
+		"- **(a) backend directly**: clients ask for usage (stream_options.include_usage) — *skipped: not selected (-configs)*",
 		"- **(d) Envoy + Streamgate, all features**: " + configLabel(fullConfig) + "; clients ask for usage (stream_options.include_usage) (config `e2e/bench/configs/full.yaml`)",
 		"- **(f) Envoy + Streamgate, all features, clients not asking for usage**: " + configLabel(fullConfig) + "; clients do not ask for usage (the official SDKs' default) (config `e2e/bench/configs/full.yaml`)",
 		"- **(g) Envoy + Streamgate, everything on**: " + configLabel(everythingConfig) + "; clients do not ask for usage (the official SDKs' default) (config `e2e/bench/configs/everything.yaml`) — *skipped: not selected (-configs)*",
-		"The clients of (a), (b), (c), (d), (e) ask for usage (`stream_options.include_usage`); those of (f), (g) do not",
 		"interleaved\n  b, c, d, f, b, c, ..., each time",
 		"| (d) added TTFT p50 | 0.800 ms | ≤ 0.7 ms | MISS |",
 		"| (f) streams/s ÷ (b)'s | 0.650 × | ≥ 0.6 × | pass |",
 		"| (g) streamgate RSS per open stream | – | ≤ 32 KiB | not measured |",
 	} {
 		assert.Contains(t, page, want)
+	}
+	flat := strings.Join(strings.Fields(page), " ")
+	assert.Contains(t, flat, "- **Usage**: the clients of (a), (b), (c), (d), (e) ask for usage (`stream_options.include_usage`); those of (f), (g) do not, as the official SDKs by default")
+	_, usage, _ := strings.Cut(page, "- **Usage**")
+	usage, _, _ = strings.Cut(usage, "\n- ")
+	for _, line := range strings.Split(usage, "\n") {
+		assert.LessOrEqual(t, len([]rune(line)), 80, "the usage bullet is wrapped: %q", line)
 	}
 	for _, id := range allConfigs {
 		assert.Contains(t, page, "- **("+id+") ", "configuration (%s) is listed", id)
