@@ -34,9 +34,9 @@ func (c Check) limitText() string {
 
 func (c Check) String() string {
 	if c.Status == statusNotMeasured {
-		return fmt.Sprintf("%-72s not measured (limit %s)", c.What, c.limitText())
+		return fmt.Sprintf("%-88s not measured (limit %s)", c.What, c.limitText())
 	}
-	return fmt.Sprintf("%-72s %9.3f %-5s (limit %s) %s", c.What, c.Measured, c.Unit, c.limitText(), c.Status)
+	return fmt.Sprintf("%-88s %9.3f %-5s (limit %s) %s", c.What, c.Measured, c.Unit, c.limitText(), c.Status)
 }
 
 // newCheck judges v (when ok) against limit.
@@ -105,7 +105,7 @@ func budget(results []*Result, idle []*IdleResult, promptBytes int) []Check {
 		if ok {
 			ratio = r.gatewayCPUPer1k() / c.gatewayCPUPer1k()
 		}
-		out = append(out, newCheck(fmt.Sprintf("(%s) gateway CPU per stream ÷ (c)'s, %s", id, at), ratio, ok, policyCPULimit, false, "×"))
+		out = append(out, newCheck(fmt.Sprintf("(%s) gateway CPU per stream (Envoy + streamgate) ÷ (c)'s, %s", id, at), ratio, ok, policyCPULimit, false, "×"))
 	}
 	for _, l := range latencyLimits {
 		r := find(l.id, realistic)
