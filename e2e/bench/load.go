@@ -334,9 +334,9 @@ func setHeaders(h http.Header, t *target, apiKey string, m Mode, tokens int) {
 }
 
 // chatBody is a streaming chat request whose user message makes the body
-// promptBytes long (give or take a few bytes). With askUsage it asks for
-// usage (stream_options.include_usage), as the official SDKs do not by
-// default.
+// promptBytes long (give or take a few bytes). With askUsage it sets
+// stream_options.include_usage; without, it is what the official SDKs send
+// by default, which does not ask for usage.
 func chatBody(promptBytes int, askUsage bool) []byte {
 	head := `{"model":"bench-model","stream":true,"max_tokens":4096,"messages":[{"role":"user","content":"`
 	if askUsage {
