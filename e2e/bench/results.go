@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"fmt"
 	"slices"
 	"time"
 )
@@ -150,88 +149,4 @@ func compareIdle(idle []*IdleResult, baseline string) {
 	for _, r := range idle {
 		r.RatioToB = r.GatewayPerStream / b.GatewayPerStream
 	}
-}
-
-// Check is one line of the performance budget.
-type Check struct {
-	What     string  `json:"what"`
-	Measured float64 `json:"measured"`
-	Limit    float64 `json:"limit"`
-	Unit     string  `json:"unit"`
-	// Status is "pass", "miss" or "not measured".
-	Status string `json:"status"`
-}
-
-func (c Check) String() string {
-	if c.Status == statusNotMeasured {
-		return fmt.Sprintf("%-72s not measured", c.What)
-	}
-	return fmt.Sprintf("%-72s %9.3f %-5s (limit %g) %s", c.What, c.Measured, c.Unit, c.Limit, c.Status)
-}
-
-const (
-	statusPass        = "pass"
-	statusMiss        = "MISS"
-	statusNotMeasured = "not measured"
-)
-
-// budget checks the issue's performance budget against the results.
-func budget(results []*Result, idle []*IdleResult, promptBytes, largePrompt int) []Check {
-	find := func(target string, p Point) *Result {
-		for _, r := range results {
-			if r.Target == target && r.Point == p && r.AddedMs != nil {
-				return r
-			}
-		}
-		return nil
-	}
-	atMost := func(what string, v float64, ok bool, limit float64, unit string) Check {
-		c := Check{What: what, Measured: v, Limit: limit, Unit: unit, Status: statusNotMeasured}
-		if ok {
-			c.Status = statusPass
-			if v > limit {
-				c.Status = statusMiss
-			}
-		}
-		return c
-	}
-	realistic64 := Point{Mode: Realistic, Concurrency: 64, PromptBytes: promptBytes}
-	large64 := Point{Mode: Realistic, Concurrency: 64, PromptBytes: largePrompt}
-	zero512 := Point{Mode: ZeroDelay, Concurrency: 512, PromptBytes: promptBytes}
-	var out []Check
-	d := find("d", realistic64)
-	out = append(out,
-		atMost("(d) added TTFT p50, 1 KiB prompt, c=64 realistic", added(d, "ttft_p50"), d != nil, 1, "ms"),
-		atMost("(d) added TTFT p99, 1 KiB prompt, c=64 realistic", added(d, "ttft_p99"), d != nil, 3, "ms"))
-	dl := find("d", large64)
-	out = append(out, atMost(fmt.Sprintf("(d) added TTFT p50, %s prompt, c=64 realistic", sizeName(largePrompt)), added(dl, "ttft_p50"), dl != nil, 5, "ms"))
-	for _, id := range []string{"c", "d"} {
-		r := find(id, realistic64)
-		out = append(out, atMost(fmt.Sprintf("(%s) added ITL p50, c=64 realistic", id), added(r, "itl_p50")*1000, r != nil, 50, "µs"))
-	}
-	dz := find("d", zero512)
-	c := Check{What: "(d) streams/s ÷ (b) streams/s, c=512 zero-delay", Limit: 0.8, Unit: "×", Status: statusNotMeasured}
-	if dz != nil {
-		c.Measured = dz.RatioToB["streams_per_sec"]
-		c.Status = statusPass
-		if c.Measured < 0.8 {
-			c.Status = statusMiss
-		}
-	}
-	c.What += " (at least)"
-	out = append(out, c)
-	for _, r := range idle {
-		if r.SGRSSBase == 0 || r.Error != "" {
-			continue
-		}
-		out = append(out, atMost(fmt.Sprintf("(%s) streamgate RSS per open stream (%d held)", r.Target, r.Streams), r.SGPerStream/1024, true, 32, "KiB"))
-	}
-	return out
-}
-
-func added(r *Result, k string) float64 {
-	if r == nil {
-		return 0
-	}
-	return r.AddedMs[k]
 }

@@ -40,6 +40,11 @@ type target struct {
 	Config string `json:"config,omitempty"`
 	// Binary is the streamgate binary it ran.
 	Binary string `json:"binary,omitempty"`
+	// AsksUsage says its clients send stream_options.include_usage.
+	AsksUsage bool `json:"asks_usage"`
+
+	kind     targetKind
+	template string // config template text; Config names it
 
 	url        string
 	headers    http.Header
