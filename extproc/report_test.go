@@ -78,7 +78,7 @@ func reportKeyOf(br *extprocsvcv3.ProcessingResponse) string {
 // usageReport is the entry Envoy's usage report log writes for key: status,
 // the bytes the backend sent, and the usage its AI protocol manager read
 // (nil: none).
-func usageReport(t *testing.T, key string, status uint32, upstreamBytes uint64, usage *aiv3.TokenUsage) *alsdatav3.HTTPAccessLogEntry {
+func usageReport(t testing.TB, key string, status uint32, upstreamBytes uint64, usage *aiv3.TokenUsage) *alsdatav3.HTTPAccessLogEntry {
 	t.Helper()
 	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.ReportNamespace: {Fields: map[string]*structpb.Value{
 		contract.ReportKey: structpb.NewStringValue(key),
