@@ -51,9 +51,11 @@ type Limits struct {
 	// Backends caps in-flight streams per backend.
 	Backends []BackendLimits `yaml:"backends"`
 	// ReadUsage is how a response that only needs reading has its usage
-	// read: envoy (default; Envoy reads it off the stream's path and
-	// reports it when the stream ends; "tap" is its former name) or inline
-	// (the main filter, one round trip per chunk). docs/limits.md.
+	// read: envoy (default; Envoy reads it as it passes and reports it
+	// when the stream ends) or inline (the main filter, one round trip per
+	// chunk); Envoy reads chat completions and messages only, and only
+	// where it reaches ext_proc at an IP or a unix socket ("tap", envoy's
+	// former name, is accepted). docs/limits.md.
 	ReadUsage string `yaml:"read_usage"`
 }
 

@@ -11,11 +11,11 @@ import (
 
 // generation is everything one config version gives a request: its routes
 // (with their shaping and the body policy), body cap, authenticator,
-// limits, telemetry and usage tap. A Server publishes one generation behind
-// one atomic pointer; a request reads it once, when its ext_proc stream
-// starts, and a reload swaps the whole value, so no request ever runs the
-// routes of one config with the auth of another. Never modified once
-// published: writers copy it (Server.swap).
+// limits, telemetry and whether Envoy reads usage. A Server publishes one
+// generation behind one atomic pointer; a request reads it once, when its
+// ext_proc stream starts, and a reload swaps the whole value, so no request
+// ever runs the routes of one config with the auth of another. Never
+// modified once published: writers copy it (Server.swap).
 type generation struct {
 	routes  *Routes
 	maxBody int64
@@ -55,12 +55,13 @@ func (s *Server) swap(edit func(g *generation)) {
 }
 
 // Update swaps in a new config version whole: routes, body cap, telemetry,
-// usage tap, authenticator a (nil: an open gateway) and limits lim (nil:
-// none; else made by Limits.Reload, or NewLimits when there were none)
-// change for every stream that starts afterwards, at once; streams already
-// running keep the generation they started with. The new queue bounds and
-// concurrency caps also apply at once to requests waiting in the queue
-// (ratelimit.Limiter.Activate). Safe for concurrent use.
+// whether Envoy reads usage, authenticator a (nil: an open gateway) and
+// limits lim (nil: none; else made by Limits.Reload, or NewLimits when
+// there were none) change for every stream that starts afterwards, at
+// once; streams already running keep the generation they started with.
+// The new queue bounds and concurrency caps also apply at once to requests
+// waiting in the queue (ratelimit.Limiter.Activate). Safe for concurrent
+// use.
 func (s *Server) Update(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) {
 	s.genMu.Lock()
 	defer s.genMu.Unlock()

@@ -36,8 +36,9 @@ const (
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
-// one goroutine at a time: the main stream's, then, once handed over
-// (tap.go), the tap stream's or the settling timer's. Defaults pass
+// one goroutine at a time: the stream's, then, once handed over to Envoy's
+// usage report (report.go), the access log stream's that delivers the
+// report or the timer's that settles it when none comes. Defaults pass
 // everything through.
 type processor struct {
 	routes  *Routes

@@ -75,8 +75,9 @@ func (s *Server) queueDepth() int {
 	return 0
 }
 
-// Process handles one HTTP request's ext_proc stream, or the usage tap
-// stream of a request handed over to it (tap.go).
+// Process handles one HTTP request's ext_proc stream. A request whose
+// usage Envoy reads is handed over at its body answer: the stream ends
+// there and the request waits, parked, for its usage report (report.go).
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	req, err := stream.Recv()
 	if end, err := streamEnd(err); end {
