@@ -28,8 +28,10 @@ type generation struct {
 	// sink and tracer are set at startup and carried to every generation.
 	sink   *telemetry.Sink
 	tracer *telemetry.Tracer
-	// envoyReads says whether Envoy reads usage (config.EnvoyReadsUsage).
-	envoyReads bool
+	// envoyReads says whether requests are handed to Envoy's usage
+	// report (config.HandsUsageToEnvoy); servesListener, whether this
+	// process publishes the listener Envoy runs (SetServesListener).
+	envoyReads, servesListener bool
 	// pickPolicy bounds waits for saturated backends (priority.go).
 	pickPolicy pickPolicy
 }
@@ -39,7 +41,7 @@ type generation struct {
 func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) *generation {
 	n := *g
 	n.routes, n.maxBody, n.auth, n.limits = routes, cfg.Gateway.MaxRequestBodyBytes, a, lim
-	n.tel, n.envoyReads = NewTelemetry(cfg), cfg.EnvoyReadsUsage()
+	n.tel, n.envoyReads = NewTelemetry(cfg), cfg.HandsUsageToEnvoy(g.servesListener)
 	n.pickPolicy = pickPolicyOf(cfg)
 	return &n
 }
@@ -97,4 +99,15 @@ func (g *generation) processor(ctx context.Context, log *slog.Logger, m *Metrics
 	p.pick.policy = g.pickPolicy
 	p.obs.set, p.obs.sink, p.obs.tracer = g.tel, g.sink, g.tracer
 	return p
+}
+
+// SetServesListener tells the server that this process also publishes the
+// listener Envoy runs (streamgate run), so that Envoy carries the filters
+// that read usage and the usage report log: where cfg lets Envoy read
+// usage (read_usage auto), requests are handed to it.
+func (s *Server) SetServesListener(cfg *config.Config) {
+	s.swap(func(g *generation) {
+		g.servesListener = true
+		g.envoyReads = cfg.HandsUsageToEnvoy(true)
+	})
 }

@@ -79,6 +79,8 @@ func (r *reports) park(p *processor) {
 			r.log.Warn("a request's usage report never came; it was settled with the estimate (are the "+contract.UsageFilter+" filter and the "+contract.UsageReportLog+" access log installed?)",
 				"request_id", p.requestID, "tenant", p.Tenant)
 		}
+		// Nothing is known of the response: charge the reservation.
+		p.meter.report = &reportedUsage{}
 		p.finish()
 	})
 	r.pending.Store(key, e)

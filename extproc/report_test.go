@@ -39,6 +39,7 @@ func reportServer(t *testing.T, yaml ...string) (*Server, extprocsvcv3.ExternalP
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	srv := NewServer(cfg, NewRoutes(cfg, 1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	srv.SetServesListener(cfg)
 	lim, err := NewLimits(cfg, nil, reg)
 	require.NoError(t, err)
 	srv.SetLimits(lim)
@@ -162,17 +163,42 @@ func TestUsageReportMarksStripping(t *testing.T) {
 	assert.NotContains(t, md, contract.MetaStrip, "a client that asked keeps its usage chunk")
 }
 
-// TestUsageReportNeverComingSettlesWithEstimate: a handed-over request whose
-// report never comes (the reading filters are not installed) is settled
-// after the wait instead of holding its reservation.
-func TestUsageReportNeverComingSettlesWithEstimate(t *testing.T) {
+// TestUsageReportNeverComingChargesTheReservation: a handed-over request
+// whose report never comes (the reading filters are not installed) is
+// settled after the wait instead of holding its reservation, charged its
+// reserved output (never less than it may have used).
+func TestUsageReportNeverComingChargesTheReservation(t *testing.T) {
 	srv, client, _, reg := reportServer(t)
 	srv.reports.wait = 50 * time.Millisecond
-	_, br := answeredBody(t, client, `{"model":"m","stream":false,"messages":[]}`)
+	_, br := answeredBody(t, client, `{"model":"m","stream":false,"max_tokens":40,"messages":[]}`)
 	require.NotEmpty(t, reportKeyOf(br))
 	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
 	waitGauge(t, reg, "streamgate_reservations_outstanding", 0, "the wait settles the reservation")
 	waitActive(t, srv, 0, "and ends the request")
+	assert.InDelta(t, 40, reconciled(t, reg, "output"), 0, "the reserved output is charged")
+}
+
+// TestUsageStaysInlineWhereTheListenerIsNotOurs: with read_usage auto, a
+// server that does not publish Envoy's listener (streamgate extproc in
+// front of a drop-in or Istio Envoy) reads usage itself; read_usage envoy
+// hands it over anyway.
+func TestUsageStaysInlineWhereTheListenerIsNotOurs(t *testing.T) {
+	for name, tc := range map[string]struct {
+		readUsage string
+		handed    bool
+	}{"auto": {"", false}, "envoy": {"  read_usage: envoy\n", true}} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := config.Parse("t.yaml", []byte(limitedYAML+tc.readUsage+"extproc:\n  listen: 127.0.0.1:50051\n"))
+			require.NoError(t, err)
+			srv := NewServer(cfg, NewRoutes(cfg, 1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			lim, err := NewLimits(cfg, nil, prometheus.NewRegistry())
+			require.NoError(t, err)
+			srv.SetLimits(lim)
+			main, br := answeredBody(t, extproctest.Serve(t, srv), `{"model":"m","stream":false,"messages":[]}`)
+			assert.Equal(t, tc.handed, reportKeyOf(br) != "")
+			require.NoError(t, main.CloseSend())
+		})
+	}
 }
 
 // TestUsageReportCutStreamChargedAnEstimate: a stream cut before its usage
