@@ -51,16 +51,25 @@ type Limits struct {
 	// Backends caps in-flight streams per backend.
 	Backends []BackendLimits `yaml:"backends"`
 	// ReadUsage is how a response that only needs reading has its usage
-	// read: tap (default; the usage tap filter, off the stream's path) or
-	// inline (the main filter, one round trip per chunk; per-request
-	// tokens then reach the access log). docs/limits.md.
+	// read: auto (default) has Envoy read it (as it passes, reported when
+	// the stream ends) wherever Streamgate publishes the listener itself
+	// (streamgate run), and the main filter read it elsewhere (a drop-in or
+	// Istio Envoy may lack the reading filters); envoy has Envoy read it
+	// anyway (a host Envoy with envoy/dropin/usage_filters.yaml and
+	// usage_report_log.yaml); inline has the main filter read it, one
+	// round trip per chunk. Envoy reads chat completions and messages only,
+	// and only where it reaches ext_proc at an IP or a unix socket ("tap",
+	// auto's former name, is accepted). docs/limits.md.
 	ReadUsage string `yaml:"read_usage"`
 }
 
 // Ways of reading usage (Limits.ReadUsage).
 const (
-	ReadUsageTap    = "tap"
+	ReadUsageAuto   = "auto"
+	ReadUsageEnvoy  = "envoy"
 	ReadUsageInline = "inline"
+	// readUsageTap is ReadUsageAuto's former name, still accepted.
+	readUsageTap = "tap"
 )
 
 // Tokenizer says how to count one public model's tokens.
@@ -153,7 +162,10 @@ func (l *Limits) applyDefaults() {
 	setString(&l.TenantHeader, DefaultLimitsTenantHeader)
 	setString(&l.DefaultTenant, DefaultTenant)
 	setString(&l.Store, LimitStoreMemory)
-	setString(&l.ReadUsage, ReadUsageTap)
+	setString(&l.ReadUsage, ReadUsageAuto)
+	if l.ReadUsage == readUsageTap {
+		l.ReadUsage = ReadUsageAuto
+	}
 	if l.DefaultOutputTokens == 0 {
 		l.DefaultOutputTokens = DefaultOutputTokens
 	}
@@ -192,8 +204,8 @@ func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
 		v.at("$.limits.queue.max_wait", "queue max_wait %s must be positive and at least %s below extproc.message_timeout (%s): Envoy fails a request whose ext_proc answer takes longer",
 			l.Queue.MaxWait, queueMessageTimeoutHeadroom, c.ExtProc.MessageTimeout)
 	}
-	if l.ReadUsage != ReadUsageTap && l.ReadUsage != ReadUsageInline {
-		v.at("$.limits.read_usage", "read_usage %q is not supported; use tap or inline", l.ReadUsage)
+	if l.ReadUsage != ReadUsageAuto && l.ReadUsage != ReadUsageEnvoy && l.ReadUsage != ReadUsageInline {
+		v.at("$.limits.read_usage", "read_usage %q is not supported; use auto, envoy or inline", l.ReadUsage)
 	}
 	switch l.Store {
 	case LimitStoreMemory:

@@ -66,10 +66,23 @@ const (
 	// MetadataNamespace holds what ext_proc reports per request (the
 	// Meta* keys and the x-ratelimit-* values).
 	MetadataNamespace = "streamgate"
-	// TapNamespace holds only TapMetadataKey, the key naming the request a
-	// usage tap stream belongs to; Envoy forwards it to the tap.
-	TapNamespace   = "streamgate.tap"
-	TapMetadataKey = "key"
+	// ReportNamespace holds only ReportKey, the key naming a request whose
+	// usage Envoy reads; the usage report (UsageReportLog) carries it back.
+	ReportNamespace = "streamgate.report"
+	ReportKey       = "key"
+	// EnvoyUsageNamespace is where Envoy's AI protocol manager publishes a
+	// response's token usage (typed: envoy.data.ai.v3.TokenUsage).
+	EnvoyUsageNamespace = "envoy.ai.token_usage"
+)
+
+// The usage report: the access log entry Envoy sends Streamgate's access
+// log service when a request whose usage Envoy reads ends.
+const (
+	// UsageReportLog is the report's log name.
+	UsageReportLog = "streamgate_usage"
+	// ReportTTFTTag is the report's custom tag holding the microseconds
+	// from the request's first byte to the backend's first body byte.
+	ReportTTFTTag = "ttft_us"
 )
 
 // Keys under MetadataNamespace, read by the access log.
@@ -89,6 +102,14 @@ const (
 	MetaCostUSD       = "cost_usd"
 	MetaTTFTMS        = "ttft_ms"
 	MetaResponseModel = "response_model"
+	// MetaPriceInput and MetaPriceOutput are the model's USD prices per
+	// million input and output tokens, for the access log's cost where
+	// Envoy reads usage.
+	MetaPriceInput  = "price_input_per_million"
+	MetaPriceOutput = "price_output_per_million"
+	// MetaStrip (true) asks StripUsageFilter to remove the usage the
+	// gateway asked for from the response.
+	MetaStrip = "strip_usage"
 )
 
 // Filter names. Envoy's own filters not in go-control-plane's wellknown
@@ -97,17 +118,13 @@ const (
 	// ExtProcFilter is Envoy's ext_proc filter; Envoy files the attributes
 	// it sends to ext_proc under this name too.
 	ExtProcFilter = "envoy.filters.http.ext_proc"
-	// UsageFilter names the second ext_proc filter, the usage tap: an
-	// observability-mode filter through which Streamgate reads a limited
-	// response's usage without holding the response. Envoy sends it the
-	// response as it passes and never waits for an answer, so reading
-	// usage adds no round trip to the first token or to any token after
-	// it. It is only in the chain when limits are configured, and does
-	// nothing (opens no stream) unless the route turns it on: the backend
-	// routes do, and Streamgate ends at once the tap stream of a request
-	// it did not hand over (one whose response it must change, such as a
-	// stripped usage chunk or a translation, stays on the main filter).
-	UsageFilter = "streamgate.usage"
+	// UsageFilter is Envoy's AI protocol manager, reading each response's
+	// token usage as it passes (EnvoyUsageNamespace).
+	UsageFilter = "envoy.filters.http.ai_protocol_manager"
+	// StripUsageFilter is the Lua filter that removes, on the response's
+	// way to the client, the usage chunk the gateway asked the backend for
+	// (MetaStrip).
+	StripUsageFilter = "streamgate.strip_usage"
 	// GRPCStatsFilterState is the filter state the grpc_stats filter
 	// writes and the gRPC access log sends to ext_proc's access log
 	// service (message counts per call).

@@ -54,11 +54,13 @@ func benchStreams(b *testing.B, targets []struct {
 	}
 }
 
-// BenchmarkLimitsStreamCost: what reading the response body on the main
-// filter (STREAMED, one ext_proc round trip per chunk; the client does not
-// ask for usage, so the gateway strips it) costs a 50-chunk stream with
-// 2 ms between chunks, against the shared gateway without limits. The
-// difference of the two ns/op divided by 50 is the cost per chunk.
+// BenchmarkLimitsStreamCost: what limits cost a 50-chunk stream with 2 ms
+// between chunks, against the shared gateway without limits. The limited
+// gateway runs the default read_usage (Envoy reads the usage; the client
+// does not ask for usage, so the Lua filter strips the chunk the gateway
+// asked for); with read_usage: inline it measures the main filter (STREAMED,
+// one ext_proc round trip per chunk). The difference of the two ns/op
+// divided by 50 is the cost per chunk.
 func BenchmarkLimitsStreamCost(b *testing.B) {
 	e, _ := limitsGateway(b)
 	benchStreams(b, []struct {
@@ -69,8 +71,9 @@ func BenchmarkLimitsStreamCost(b *testing.B) {
 }
 
 // BenchmarkTelemetryStreamCost: what reading every response
-// (telemetry.usage, on in the shared gateway) costs a 100-chunk stream with
-// 1 ms between chunks, against a gateway with it off.
+// (telemetry.usage, on in the shared gateway, where Envoy reads these chat
+// streams' usage) costs a 100-chunk stream with 1 ms between chunks,
+// against a gateway with it off.
 func BenchmarkTelemetryStreamCost(b *testing.B) {
 	off := startGateway(b, strings.Replace(defaultConfig, "  usage: true\n", "  usage: false\n", 1))
 	benchStreams(b, []struct {

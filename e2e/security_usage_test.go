@@ -12,10 +12,10 @@ import (
 
 // TestSecurityLargeResponseChargesItsTokens (issue 23, finding 4): a
 // non-streamed response far over 1 MiB is charged the output tokens its
-// usage reports, through the usage tap and inline (it was charged 0).
+// usage reports, read by Envoy and inline (it was charged 0).
 func TestSecurityLargeResponseChargesItsTokens(t *testing.T) {
 	for name, cfg := range map[string]string{
-		"tap":    limitsConfig,
+		"envoy":  limitsConfig,
 		"inline": strings.Replace(limitsConfig, "limits:\n", "limits:\n  read_usage: inline\n", 1),
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -41,6 +41,8 @@ type AccessLog struct {
 	// routes returns the current routing table, which bounds the labels.
 	routes func() *Routes
 	log    *slog.Logger
+	// reports takes the usage reports (nil: they are dropped).
+	reports *reports
 }
 
 var _ alsv3.AccessLogServiceServer = (*AccessLog)(nil)
@@ -83,6 +85,7 @@ func (a *AccessLog) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessL
 		a.log.Warn("access log stream refused: not a local peer", "peer", peerAddr(stream.Context()))
 		return status.Error(codes.PermissionDenied, "access log entries are accepted from a local Envoy only")
 	}
+	var logName string
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
@@ -91,7 +94,16 @@ func (a *AccessLog) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessL
 		if err != nil {
 			return fmt.Errorf("cannot receive access logs: %w", err)
 		}
+		if name := msg.GetIdentifier().GetLogName(); name != "" {
+			logName = name // Envoy names the log in a stream's first message
+		}
 		for _, e := range msg.GetHttpLogs().GetLogEntry() {
+			if logName == contract.UsageReportLog {
+				if a.reports != nil {
+					a.reports.settle(e)
+				}
+				continue
+			}
 			a.record(e)
 		}
 	}

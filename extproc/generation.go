@@ -11,11 +11,11 @@ import (
 
 // generation is everything one config version gives a request: its routes
 // (with their shaping and the body policy), body cap, authenticator,
-// limits, telemetry and usage tap. A Server publishes one generation behind
-// one atomic pointer; a request reads it once, when its ext_proc stream
-// starts, and a reload swaps the whole value, so no request ever runs the
-// routes of one config with the auth of another. Never modified once
-// published: writers copy it (Server.swap).
+// limits, telemetry and whether Envoy reads usage. A Server publishes one
+// generation behind one atomic pointer; a request reads it once, when its
+// ext_proc stream starts, and a reload swaps the whole value, so no request
+// ever runs the routes of one config with the auth of another. Never
+// modified once published: writers copy it (Server.swap).
 type generation struct {
 	routes  *Routes
 	maxBody int64
@@ -28,8 +28,10 @@ type generation struct {
 	// sink and tracer are set at startup and carried to every generation.
 	sink   *telemetry.Sink
 	tracer *telemetry.Tracer
-	// tapOn says whether the config installs the usage tap.
-	tapOn bool
+	// envoyReads says whether requests are handed to Envoy's usage
+	// report (config.HandsUsageToEnvoy); servesListener, whether this
+	// process publishes the listener Envoy runs (SetServesListener).
+	envoyReads, servesListener bool
 	// pickPolicy bounds waits for saturated backends (priority.go).
 	pickPolicy pickPolicy
 }
@@ -39,7 +41,7 @@ type generation struct {
 func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) *generation {
 	n := *g
 	n.routes, n.maxBody, n.auth, n.limits = routes, cfg.Gateway.MaxRequestBodyBytes, a, lim
-	n.tel, n.tapOn = NewTelemetry(cfg), cfg.UsageTapOn()
+	n.tel, n.envoyReads = NewTelemetry(cfg), cfg.HandsUsageToEnvoy(g.servesListener)
 	n.pickPolicy = pickPolicyOf(cfg)
 	return &n
 }
@@ -55,12 +57,13 @@ func (s *Server) swap(edit func(g *generation)) {
 }
 
 // Update swaps in a new config version whole: routes, body cap, telemetry,
-// usage tap, authenticator a (nil: an open gateway) and limits lim (nil:
-// none; else made by Limits.Reload, or NewLimits when there were none)
-// change for every stream that starts afterwards, at once; streams already
-// running keep the generation they started with. The new queue bounds and
-// concurrency caps also apply at once to requests waiting in the queue
-// (ratelimit.Limiter.Activate). Safe for concurrent use.
+// whether Envoy reads usage, authenticator a (nil: an open gateway) and
+// limits lim (nil: none; else made by Limits.Reload, or NewLimits when
+// there were none) change for every stream that starts afterwards, at
+// once; streams already running keep the generation they started with.
+// The new queue bounds and concurrency caps also apply at once to requests
+// waiting in the queue (ratelimit.Limiter.Activate). Safe for concurrent
+// use.
 func (s *Server) Update(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) {
 	s.genMu.Lock()
 	defer s.genMu.Unlock()
@@ -92,8 +95,19 @@ func (s *Server) SetTracer(t *telemetry.Tracer) { s.swap(func(g *generation) { g
 // reads of the config comes from g.
 func (g *generation) processor(ctx context.Context, log *slog.Logger, m *Metrics) *processor {
 	p := newProcessor(g.routes, g.maxBody, log, m)
-	p.ctx, p.auth, p.limits, p.tapOn = ctx, g.auth, g.limits, g.tapOn
+	p.ctx, p.auth, p.limits, p.envoyReads = ctx, g.auth, g.limits, g.envoyReads
 	p.pick.policy = g.pickPolicy
 	p.obs.set, p.obs.sink, p.obs.tracer = g.tel, g.sink, g.tracer
 	return p
+}
+
+// SetServesListener tells the server that this process also publishes the
+// listener Envoy runs (streamgate run), so that Envoy carries the filters
+// that read usage and the usage report log: where cfg lets Envoy read
+// usage (read_usage auto), requests are handed to it.
+func (s *Server) SetServesListener(cfg *config.Config) {
+	s.swap(func(g *generation) {
+		g.servesListener = true
+		g.envoyReads = cfg.HandsUsageToEnvoy(true)
+	})
 }

@@ -222,6 +222,17 @@ func (p *processor) releaseLimits() {
 			used.Output = p.lim.res.Reserved().Output
 			p.usageUnread(unreadReason(p.meter.body.Ended()))
 		}
+	case p.meter.report != nil:
+		r := p.meter.report
+		if u, ok = r.usage, r.found; !ok && p.responseSucceeded() {
+			var estimated bool
+			used.Output, estimated = r.output(p.lim.res.Reserved().Output)
+			reason := unreadMissing
+			if estimated {
+				reason = unreadEstimated
+			}
+			p.usageUnread(reason)
+		}
 	}
 	if ok {
 		used = ratelimit.Usage{Input: u.Input, Output: u.Output}

@@ -37,10 +37,19 @@ func (p *processor) requestMetadata() *structpb.Struct {
 		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}
 	p.pickMetadata(md, f)
-	if p.tapKey != "" {
-		md.Fields[contract.TapNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			contract.TapMetadataKey: structpb.NewStringValue(p.tapKey),
+	if p.reportKey != "" {
+		md.Fields[contract.ReportNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			contract.ReportKey: structpb.NewStringValue(p.reportKey),
 		}})
+		if p.plan.strip {
+			f[contract.MetaStrip] = structpb.NewBoolValue(true)
+		}
+		if set, r := p.obs.set, p.route; set != nil && r != nil {
+			if pr, ok := set.prices[r.Model]; ok {
+				f[contract.MetaPriceInput] = structpb.NewNumberValue(pr.InputPerMillion)
+				f[contract.MetaPriceOutput] = structpb.NewNumberValue(pr.OutputPerMillion)
+			}
+		}
 	}
 	return md
 }

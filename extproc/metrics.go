@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"model", "backend", "direction"})
 	m.unread = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamgate_usage_unread_total",
-		Help: "Limited responses whose usage could not be read and were charged (at least) their reserved output tokens, by reason (missing: a non-streamed body had no readable usage; incomplete: it stopped early; too_large: a streamed event outgrew the meter's 1 MiB bound).",
+		Help: "Limited responses whose usage could not be read, by reason (missing: the response had no readable usage; incomplete: it stopped early; too_large: a streamed event outgrew the meter's 1 MiB bound: these were charged (at least) their reserved output tokens; estimated: Envoy reported no usage for a cut stream, charged an estimate from the bytes the backend sent).",
 	}, []string{"reason"})
 	for _, r := range unreadReasons {
 		m.unread.WithLabelValues(r)

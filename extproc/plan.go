@@ -9,7 +9,7 @@ import (
 // responsePlan is what one request's response needs, decided once and
 // read by every response phase (response.go). The request headers decide
 // which response phases Envoy sends (read); once the request body is
-// handled the plan is completed (translate, side, settle, strip, tap);
+// handled the plan is completed (translate, side, settle, strip, report);
 // the response headers, when Envoy sends them, choose how the body comes
 // (body). Processing-mode overrides come from the plan alone (mode).
 type responsePlan struct {
@@ -26,11 +26,12 @@ type responsePlan struct {
 	// settle: the limits hold a reservation settled from the usage read.
 	settle bool
 	// strip: the gateway added stream_options.include_usage (askUsage),
-	// so the usage-only event is removed before the client sees it.
+	// so the usage-only event is removed before the client sees it: by
+	// the strip filter where Envoy reads the usage (report), else here.
 	strip bool
-	// tap: the response is only read; it is handed over to the usage tap
-	// (tap.go) when the body answer goes out.
-	tap bool
+	// report: Envoy reads the response's usage; the request is handed
+	// over to its usage report (report.go) when the body answer goes out.
+	report bool
 	// body is how the response body comes, chosen at the response headers
 	// (or, for read == readBody, by the first chunk).
 	body bodyRead
@@ -131,22 +132,25 @@ func (pl *responsePlan) mode(at planPhase) *extprocv3.ProcessingMode {
 
 // endsAtRequestBody reports whether the ext_proc stream ends with the
 // body answer: nothing of the response was asked for (the pass-through
-// path), it is handed over to the usage tap, or a limited request that
+// path), it is handed over to its usage report, or a limited request that
 // holds nothing has no use for the body it asked for.
 func (pl *responsePlan) endsAtRequestBody() bool {
-	return pl.read == readNone || pl.tap || pl.read == readBody && !pl.settle
+	return pl.read == readNone || pl.report || pl.read == readBody && !pl.settle
 }
 
 // planRequestHeaders decides what the request headers can: which response
 // phases Envoy sends. The backend is known only after the body, so this
 // reads the config: limits on, a model on this path translated, telemetry
-// reading usage. A limited request nothing else needs the response of
-// skips the response headers (readBody); any other that needs something
-// reads them; the rest pass through.
+// reading usage. Where Envoy reads usage and nothing on this path is
+// translated, the response is Envoy's alone (readNone). Otherwise a limited
+// request nothing else needs the response of skips the response headers
+// (readBody); any other that needs something reads them; the rest pass
+// through.
 func (p *processor) planRequestHeaders() {
 	translates := p.routes.translates[clientAPI(p.endpoint)]
 	p.plan.usage = p.readsUsage()
 	switch {
+	case p.envoyReads && !translates && envoyReadsUsageOf(p.endpoint):
 	case p.limits != nil && !translates && !p.plan.usage:
 		p.plan.read = readBody
 	case p.limits != nil || translates || p.plan.usage:
@@ -177,11 +181,18 @@ func (p *processor) askUsage(body []byte) ([]byte, bool) {
 	return out, true
 }
 
+// envoyReadsUsageOf reports whether Envoy's AI protocol manager reads the
+// usage of responses on e: chat completions and Anthropic messages. The
+// others (embeddings, legacy completions) are metered here, once per body.
+func envoyReadsUsageOf(e endpoint) bool {
+	return e == endpointChat || e == endpointMessages
+}
+
 // planResponse completes the plan once the request body is handled (after
 // admission, askUsage and the choice of translation): the meter's side,
-// whether limits settle from the response, and whether the response is
-// only read, which hands it over to the usage tap (Server.Process parks
-// it under tapKey just before the body answer goes out).
+// whether limits settle from the response, and whether Envoy reads its
+// usage, which hands it over to the usage report (Server.Process parks it
+// under reportKey just before the body answer goes out).
 func (p *processor) planResponse() {
 	pl := &p.plan
 	pl.settle = p.lim != nil && p.lim.res != nil
@@ -189,9 +200,9 @@ func (p *processor) planResponse() {
 	if pl.translate && p.endpoint == endpointMessages {
 		pl.side = meterBackend
 	}
-	pl.tap = p.taps != nil && p.tapOn && pl.read == readBody && !pl.translate && pl.settle && !pl.strip
-	if pl.tap {
-		p.tapKey = p.taps.newKey()
+	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage)
+	if pl.report {
+		p.reportKey = p.reports.newKey()
 	}
 }
 

@@ -17,13 +17,13 @@ import (
 // planCase is one request through the plan: what is configured, what the
 // client sends, what the backend answers, and the plan and modes expected.
 type planCase struct {
-	limits, usage, anthropic, tap bool
-	path, model                   string
-	stream                        bool
-	status, contentType           string
+	limits, usage, anthropic, envoy bool
+	path, model                     string
+	stream                          bool
+	status, contentType             string
 
 	read                               responseRead
-	translate, settle, strip, tapped   bool
+	translate, settle, strip, reported bool
 	side                               meterSide
 	endsAtBody                         bool
 	requestMode, responseMode          *extprocv3.ProcessingMode
@@ -60,17 +60,30 @@ func planCases() map[string]planCase {
 			limits: true, path: chat, model: "m", stream: true,
 			read: readBody, settle: true, strip: true, requestMode: modeBodyOnly, meterStream: true,
 		},
-		"limits with the tap hand a non-streamed response over": {
-			limits: true, tap: true, path: chat, model: "m",
-			read: readBody, settle: true, tapped: true, endsAtBody: true, requestMode: modeBodyOnly, meterBody: true,
+		"limits where Envoy reads usage hand a non-streamed response over": {
+			limits: true, envoy: true, path: chat, model: "m",
+			read: readNone, settle: true, reported: true, endsAtBody: true,
 		},
-		"limits without the tap keep a non-streamed response": {
+		"limits inline keep a non-streamed response": {
 			limits: true, path: chat, model: "m",
 			read: readBody, settle: true, requestMode: modeBodyOnly, meterBody: true,
 		},
-		"a stripped stream is never handed to the tap": {
-			limits: true, tap: true, path: chat, model: "m", stream: true,
-			read: readBody, settle: true, strip: true, requestMode: modeBodyOnly, meterStream: true,
+		"a stripped stream is handed over too: the strip filter strips": {
+			limits: true, envoy: true, path: chat, model: "m", stream: true,
+			read: readNone, settle: true, strip: true, reported: true, endsAtBody: true,
+		},
+		"telemetry usage where Envoy reads is handed over": {
+			usage: true, envoy: true, path: chat, model: "m", stream: true,
+			read: readNone, strip: true, reported: true, endsAtBody: true,
+		},
+		"where Envoy reads, a translated stream stays on the main filter": {
+			limits: true, envoy: true, anthropic: true, path: chat, model: "claude", stream: true, status: "200", contentType: "text/event-stream",
+			read: readHeaders, translate: true, settle: true, strip: true, requestMode: modeResponseHeaders, sendsRespH: true,
+			responseMode: modeStreamed, meterStream: true,
+		},
+		"where Envoy reads, a native model on a translated path is handed over": {
+			limits: true, envoy: true, anthropic: true, path: chat, model: "m",
+			read: readHeaders, settle: true, reported: true, endsAtBody: true, requestMode: modeResponseHeaders,
 		},
 		"telemetry usage reads the headers then streams a successful body": {
 			usage: true, path: chat, model: "m", stream: true, status: "200", contentType: "text/event-stream",
@@ -125,7 +138,7 @@ func TestResponsePlan(t *testing.T) {
 				g.limits = lim
 			}
 			p := g.processor(t.Context(), discardLog(), nil)
-			p.taps, p.tapOn = newTaps(discardLog(), new(atomic.Int64)), tc.tap
+			p.reports, p.envoyReads = newReports(discardLog(), new(atomic.Int64)), tc.envoy
 			defer p.finish()
 
 			hr := p.handle(reqHeaders("POST", tc.path, false))
@@ -140,8 +153,8 @@ func TestResponsePlan(t *testing.T) {
 			assert.Equal(t, tc.translate, p.plan.translate, "translate")
 			assert.Equal(t, tc.settle, p.plan.settle, "settle")
 			assert.Equal(t, tc.strip, p.plan.strip, "strip")
-			assert.Equal(t, tc.tapped, p.plan.tap, "tap")
-			assert.Equal(t, tc.tapped, p.tapKey != "", "tap key")
+			assert.Equal(t, tc.reported, p.plan.report, "report")
+			assert.Equal(t, tc.reported, p.reportKey != "", "report key")
 			assert.Equal(t, tc.side, p.plan.side, "meter side")
 			assert.Equal(t, tc.endsAtBody, p.done(br), "ends at the body answer")
 			if !tc.translate { // a translator writes its own stream options
@@ -150,6 +163,8 @@ func TestResponsePlan(t *testing.T) {
 			}
 
 			switch {
+			case tc.reported:
+				return // the rest is the report's (TestUsageReport*)
 			case tc.sendsRespH:
 				rh := p.handle(respHeaders(tc.status, tc.contentType))
 				assert.Same(t, tc.responseMode, rh.GetModeOverride(), "response headers mode")

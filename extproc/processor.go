@@ -36,8 +36,9 @@ const (
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
-// one goroutine at a time: the main stream's, then, once handed over
-// (tap.go), the tap stream's or the settling timer's. Defaults pass
+// one goroutine at a time: the stream's, then, once handed over to Envoy's
+// usage report (report.go), the access log stream's that delivers the
+// report or the timer's that settles it when none comes. Defaults pass
 // everything through.
 type processor struct {
 	routes  *Routes
@@ -57,12 +58,12 @@ type processor struct {
 	// meter, read by limits and telemetry (response.go).
 	plan  responsePlan
 	meter meter
-	// taps takes requests whose response is only read (tap.go); tapOn
-	// says whether the usage tap is installed; tapKey is set once this
-	// request is to be handed over (plan.tap).
-	taps   *taps
-	tapOn  bool
-	tapKey string
+	// reports takes requests whose usage Envoy reads (report.go);
+	// envoyReads says whether the config installs Envoy's reading;
+	// reportKey is set once this request is to be handed over (plan.report).
+	reports    *reports
+	envoyReads bool
+	reportKey  string
 
 	requestID string
 	path      string

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/contract"
 )
 
 // waitLimit bounds every wait for a condition in these tests: far above
@@ -47,13 +46,12 @@ func waitActive(t *testing.T, srv *Server, want int64, why string) {
 }
 
 // TestMainStreamClientGoneFreesReservation: a request whose response stays
-// on the main ext_proc stream (the gateway strips the usage chunk, so it is
-// not handed to the tap) and whose stream Envoy cancels because the client
+// on the main ext_proc stream (usage read inline) and whose stream Envoy cancels because the client
 // left releases its reservation, before or during the response.
 func TestMainStreamClientGoneFreesReservation(t *testing.T) {
 	for name, chunks := range map[string]int{"before the response": 0, "mid-response": 1} {
 		t.Run(name, func(t *testing.T) {
-			srv, client, reg := tapServer(t)
+			srv, client, _, reg := reportServer(t, limitedYAML+"  read_usage: inline\n")
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			main, err := client.Process(ctx)
@@ -67,7 +65,7 @@ func TestMainStreamClientGoneFreesReservation(t *testing.T) {
 			}
 			exchange(reqHeaders("POST", "/v1/chat/completions", false))
 			br := exchange(bodyMsg(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
-			require.NotContains(t, br.GetDynamicMetadata().GetFields(), contract.TapNamespace, "the response stays on the main stream")
+			require.Empty(t, reportKeyOf(br), "the response stays on the main stream")
 			for range chunks {
 				exchange(withStatus(respBody(`data: {"choices":[{"delta":{"content":"hi"}}]}`+"\n\n", false), 200))
 			}
@@ -77,31 +75,6 @@ func TestMainStreamClientGoneFreesReservation(t *testing.T) {
 			waitActive(t, srv, 0, "a cancelled main stream is no longer active")
 		})
 	}
-}
-
-// TestTapStreamClosedFreesReservation: a handed-over request whose tap
-// stream Envoy closes mid-response (the client left) releases its
-// reservation with what was counted.
-func TestTapStreamClosedFreesReservation(t *testing.T) {
-	srv, client, reg := tapServer(t)
-	_, br := answeredBody(t, client, `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
-	key := br.GetDynamicMetadata().GetFields()[contract.TapNamespace].GetStructValue().GetFields()[contract.TapMetadataKey].GetStringValue()
-	require.NotEmpty(t, key, "the request is handed over to its tap")
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	tap, err := client.Process(ctx)
-	require.NoError(t, err)
-	require.NoError(t, tap.Send(tapMsg(withStatus(respBody(`data: {"choices":[{"delta":{"content":"hi"}}]}`+"\n\n", false), 200), key)))
-	// The tap answers nothing, so the claim is seen in the parked table.
-	deadline := time.Now().Add(waitLimit)
-	for _, parked := srv.taps.pending.Load(key); parked; _, parked = srv.taps.pending.Load(key) {
-		require.True(t, time.Now().Before(deadline), "the tap stream did not claim its request within %v", waitLimit)
-		time.Sleep(5 * time.Millisecond)
-	}
-	assert.InDelta(t, 1, gauge(t, reg, "streamgate_reservations_outstanding"), 0)
-	cancel()
-	waitGauge(t, reg, "streamgate_reservations_outstanding", 0, "a closed tap stream frees its reservation")
-	waitActive(t, srv, 0, "a closed tap stream settles its request")
 }
 
 // TestReconcileChargesBackendUsage: at the response's end the reservation

@@ -11,12 +11,14 @@ import (
 	"github.com/streamgate/streamgate/extproc/tokens"
 )
 
-// meter is a request's one usage meter: an event stream's (StreamMeter)
-// or a whole body's (BodyMeter), or none. Limits settle from it
-// (releaseLimits) and telemetry records from it (record).
+// meter is a request's one usage meter: an event stream's (StreamMeter),
+// a whole body's (BodyMeter), Envoy's usage report (report.go), or none.
+// Limits settle from it (releaseLimits) and telemetry records from it
+// (record).
 type meter struct {
 	stream *tokens.StreamMeter
 	body   *tokens.BodyMeter
+	report *reportedUsage
 }
 
 // start picks the meter: strip removes the usage-only event the gateway
@@ -50,6 +52,8 @@ func (m *meter) usage() (tokens.Usage, bool, string) {
 	case m.body != nil:
 		u, ok := m.body.Usage()
 		return u, ok, m.body.Model()
+	case m.report != nil:
+		return m.report.usage, m.report.found, m.report.model
 	}
 	return tokens.Usage{}, false, ""
 }

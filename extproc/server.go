@@ -43,8 +43,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	// taps pairs handed-over requests with their usage tap streams.
-	taps *taps
+	// reports pairs handed-over requests with Envoy's usage reports.
+	reports *reports
 
 	// draining makes new requests fail with 503 (see Drain); active
 	// counts open ext_proc streams.
@@ -61,7 +61,7 @@ var _ extprocsvcv3.ExternalProcessorServer = (*Server)(nil)
 // NewServer returns a Server serving cfg. metrics may be nil.
 func NewServer(cfg *config.Config, routes *Routes, log *slog.Logger, metrics *Metrics) *Server {
 	s := &Server{log: log, metrics: metrics}
-	s.taps = newTaps(log, &s.active)
+	s.reports = newReports(log, &s.active)
 	s.gen.Store((&generation{}).withConfig(cfg, routes, nil, nil))
 	metrics.tel().SetQueueDepth(s.queueDepth)
 	return s
@@ -75,18 +75,16 @@ func (s *Server) queueDepth() int {
 	return 0
 }
 
-// Process handles one HTTP request's ext_proc stream, or the usage tap
-// stream of a request handed over to it (tap.go).
+// Process handles one HTTP request's ext_proc stream. A request whose
+// usage Envoy reads is handed over at its body answer: the stream ends
+// there and the request waits, parked, for its usage report (report.go).
 func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) error {
 	req, err := stream.Recv()
 	if end, err := streamEnd(err); end {
 		return err
 	}
-	if req.GetObservabilityMode() {
-		return s.tap(stream, req)
-	}
 	p := s.gen.Load().processor(stream.Context(), s.log, s.metrics)
-	p.taps = s.taps
+	p.reports = s.reports
 	p.pick.pool = s.picks
 	s.active.Add(1)
 	defer s.active.Add(-1)
@@ -109,21 +107,21 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 			resp = p.handle(req)
 		}
 		tm.Phase(phaseOf(req), p.now().Sub(began))
-		// Once parked, p belongs to the tap stream (which Envoy may open as
-		// soon as this answer arrives) or the settling timer: read nothing
-		// of p after park.
+		// Once parked, p belongs to its usage report (which Envoy may send
+		// as soon as this answer arrives and the response is over) or the
+		// settling timer: read nothing of p after park.
 		done := p.done(resp)
-		handedOver = p.tapKey != ""
-		key := p.tapKey
+		handedOver = p.reportKey != ""
+		key := p.reportKey
 		if handedOver {
-			s.taps.park(p)
+			s.reports.park(p)
 		}
 		if err := stream.Send(resp); err != nil {
 			if handedOver {
-				// Envoy never got the key: no tap stream will come.
-				if q := s.taps.claim(key); q != nil {
+				// Envoy never got the key: no report will come.
+				if q := s.reports.claim(key); q != nil {
 					q.finish()
-					s.taps.settled()
+					s.reports.settled()
 				}
 			}
 			return fmt.Errorf("cannot send to envoy: %w", err)
@@ -183,7 +181,9 @@ func GRPCOptions(maxBody int64) []grpc.ServerOption {
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	gs := grpc.NewServer(GRPCOptions(s.gen.Load().maxBody)...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
-	alsv3.RegisterAccessLogServiceServer(gs, NewAccessLog(s.metrics, func() *Routes { return s.gen.Load().routes }, s.log))
+	al := NewAccessLog(s.metrics, func() *Routes { return s.gen.Load().routes }, s.log)
+	al.reports = s.reports
+	alsv3.RegisterAccessLogServiceServer(gs, al)
 	return serveWithHealth(ctx, gs, lis)
 }
 

@@ -22,10 +22,14 @@ const (
 	unreadMissing    = "missing"    // the body ended without a readable usage
 	unreadIncomplete = "incomplete" // the response stopped early
 	unreadTooLarge   = "too_large"  // a streamed event outgrew the meter's bound
+	// unreadEstimated: Envoy reported no usage (the stream was cut, most
+	// often by the client leaving); the output was estimated from the bytes
+	// the backend sent (reportusage.go).
+	unreadEstimated = "estimated"
 )
 
 // unreadReasons lists every reason, for the metric's initial series.
-var unreadReasons = []string{unreadMissing, unreadIncomplete, unreadTooLarge}
+var unreadReasons = []string{unreadMissing, unreadIncomplete, unreadTooLarge, unreadEstimated}
 
 // unreadReason is the reason for a non-streamed body whose usage could not
 // be read: ended says whether the body ended or the response stopped early.
@@ -47,6 +51,6 @@ func (p *processor) usageUnread(reason string) {
 	if now-last < int64(unreadWarnEvery) || !p.limits.lastUnreadWarn.CompareAndSwap(last, now) {
 		return
 	}
-	p.log.Warn("a limited response's usage could not be read; it was charged its reserved output tokens (counted in streamgate_usage_unread_total)",
+	p.log.Warn("a limited response's usage could not be read; it was charged its reserved output tokens, or an estimate from the bytes sent where reason is estimated (counted in streamgate_usage_unread_total)",
 		"request_id", p.requestID, "tenant", p.Tenant, "reason", reason)
 }

@@ -22,14 +22,14 @@ mutant() { names+=("$1") files+=("$2") froms+=("$3") tos+=("$4") pkgs+=("$5") te
 mutant "main stream end does not release" extproc/server.go \
 	'			p.finish()' '			// mutant: no p.finish()' \
 	./extproc '^TestMainStreamClientGoneFreesReservation$'
-mutant "tap stream close does not release" extproc/tap.go \
-	'	defer p.finish()' '	// mutant: no defer p.finish()' \
-	./extproc '^TestTapStreamClosedFreesReservation$'
+mutant "usage report does not settle" extproc/report.go \
+	'	p.finish()' '	// mutant: no p.finish()' \
+	./extproc '^TestUsageReportSettlesHandedOverRequest$'
 mutant "backend usage ignored at reconciliation" extproc/limits.go \
 	'		used = ratelimit.Usage{Input: u.Input, Output: u.Output}' '		_ = u // mutant' \
 	./extproc '^TestReconcileChargesBackendUsage$'
-mutant "plan hands a stripped stream to the tap" extproc/plan.go \
-	'	pl.tap = p.taps != nil && p.tapOn && pl.read == readBody && !pl.translate && pl.settle && !pl.strip' '	pl.tap = p.taps != nil && p.tapOn && pl.read == readBody && !pl.translate && pl.settle // mutant' \
+mutant "plan hands a translated request to the report" extproc/plan.go \
+	'	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage)' '	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && (pl.settle || pl.usage) // mutant' \
 	./extproc '^TestResponsePlan$'
 mutant "settlement ignores the shared stream meter" extproc/limits.go \
 	'	case p.meter.stream != nil:' '	case false && p.meter.stream != nil: // mutant' \

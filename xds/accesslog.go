@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"maps"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -48,14 +49,50 @@ var accessLogFields = map[string]any{
 	"pick_reason":      meta(contract.MetaPickReason),
 }
 
+// envoyUsageFields replace the usage fields of accessLogFields where Envoy
+// reads usage (config.EnvoyReadsUsage). A request metered by Streamgate
+// (translated, embeddings, legacy completions) still reports its figures
+// in its metadata, which win; for the others Envoy's AI protocol manager
+// published the usage (contract.EnvoyUsageNamespace), and the cost is
+// priced with the per-million prices ext_proc put in the request's
+// metadata, by the same formula as telemetry.Prices.Cost. The time to first
+// token is the backend's first body byte for every request.
+func envoyUsageFields() map[string]any {
+	own := func(key string) string {
+		return "metadata.filter_metadata['" + contract.MetadataNamespace + "']['" + key + "']"
+	}
+	read := func(field string) string {
+		return "metadata.typed_filter_metadata['" + contract.EnvoyUsageNamespace + "']." + field
+	}
+	either := func(key, value string) string {
+		return "%TYPED_CEL('" + key + "' in metadata.filter_metadata['" + contract.MetadataNamespace + "'] ? " +
+			own(key) + " : " + value + ")%"
+	}
+	cost := "(double(" + read("input_tokens") + ") * " + own(contract.MetaPriceInput) +
+		" + double(" + read("output_tokens") + ") * " + own(contract.MetaPriceOutput) + ") / 1000000.0"
+	return map[string]any{
+		"input_tokens":   either(contract.MetaInputTokens, "double("+read("input_tokens")+")"),
+		"output_tokens":  either(contract.MetaOutputTokens, "double("+read("output_tokens")+")"),
+		"response_model": either(contract.MetaResponseModel, read("model")),
+		"cost_usd":       either(contract.MetaCostUSD, cost),
+		"ttft_ms":        ttftFormat("ms"),
+	}
+}
+
 // meta is the access log operator for a key of contract.MetadataNamespace.
 func meta(key string) string {
 	return "%DYNAMIC_METADATA(" + contract.MetadataNamespace + ":" + key + ")%"
 }
 
-// accessLog writes accessLogFields as JSON lines to path.
-func accessLog(path string) (*accesslogv3.AccessLog, error) {
-	fields, err := structpb.NewStruct(accessLogFields)
+// accessLog writes accessLogFields as JSON lines to path, with the usage
+// fields Envoy's when envoyReads.
+func accessLog(path string, envoyReads bool) (*accesslogv3.AccessLog, error) {
+	all := accessLogFields
+	if envoyReads {
+		all = maps.Clone(accessLogFields)
+		maps.Copy(all, envoyUsageFields())
+	}
+	fields, err := structpb.NewStruct(all)
 	if err != nil {
 		return nil, fmt.Errorf("cannot build access log format: %w", err)
 	}

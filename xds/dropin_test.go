@@ -1,9 +1,11 @@
 package xds
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/goccy/go-yaml"
@@ -35,19 +37,37 @@ func TestDropInFilterMatchesAllInOne(t *testing.T) {
 	}
 }
 
-// TestDropInUsageFilterMatchesAllInOne keeps envoy/dropin/usage_filter.yaml
-// equal to the usage tap of the all-in-one listener.
-func TestDropInUsageFilterMatchesAllInOne(t *testing.T) {
-	src, err := os.ReadFile("../envoy/dropin/usage_filter.yaml")
+// TestDropInUsageSnippetsMatchAllInOne keeps envoy/dropin/usage_filters.yaml
+// and usage_report_log.yaml equal to the reading filters and the usage
+// report log of the all-in-one listener.
+func TestDropInUsageSnippetsMatchAllInOne(t *testing.T) {
+	src, err := os.ReadFile("../envoy/dropin/usage_filters.yaml")
 	require.NoError(t, err)
 	js, err := yaml.YAMLToJSON(src)
 	require.NoError(t, err)
-	var got hcmv3.HttpFilter
-	require.NoError(t, protojson.Unmarshal(js, &got))
-	want, err := typed(contract.UsageFilter, usageFilter())
+	var raw []json.RawMessage
+	require.NoError(t, json.Unmarshal(js, &raw))
+	want, err := usageFilters()
 	require.NoError(t, err)
-	if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
-		t.Fatalf("envoy/dropin/usage_filter.yaml differs from the all-in-one usage tap (-want +got):\n%s", diff)
+	require.Len(t, raw, len(want))
+	for i, r := range raw {
+		var got hcmv3.HttpFilter
+		require.NoError(t, protojson.Unmarshal(r, &got))
+		if diff := cmp.Diff(want[i], &got, protocmp.Transform()); diff != "" {
+			t.Fatalf("envoy/dropin/usage_filters.yaml filter %d differs from the all-in-one one (-want +got):\n%s", i, diff)
+		}
+	}
+
+	src, err = os.ReadFile("../envoy/dropin/usage_report_log.yaml")
+	require.NoError(t, err)
+	js, err = yaml.YAMLToJSON(src)
+	require.NoError(t, err)
+	var got accesslogv3.AccessLog
+	require.NoError(t, protojson.Unmarshal(js, &got))
+	log, err := usageReportLog()
+	require.NoError(t, err)
+	if diff := cmp.Diff(log, &got, protocmp.Transform()); diff != "" {
+		t.Fatalf("envoy/dropin/usage_report_log.yaml differs from the all-in-one usage report log (-want +got):\n%s", diff)
 	}
 }
 
@@ -68,11 +88,7 @@ func TestDropInRouteSnippet(t *testing.T) {
 		t.Fatalf("route.yaml retry policy differs (-want +got):\n%s", diff)
 	}
 	cfg := &config.Config{Limits: &config.Limits{}, ExtProc: config.ExtProc{Listen: "127.0.0.1:50051"}}
-	tap, err := usageRouteConfig(cfg)
-	require.NoError(t, err)
-	if diff := cmp.Diff(tap, got.GetTypedPerFilterConfig(), protocmp.Transform()); diff != "" {
-		t.Fatalf("route.yaml does not turn the usage tap on as the all-in-one routes do (-want +got):\n%s", diff)
-	}
+	require.Empty(t, got.GetTypedPerFilterConfig(), "no route turns anything on for usage any more")
 	if diff := cmp.Diff(responseHeadersToAdd(cfg), got.GetResponseHeadersToAdd(), protocmp.Transform()); diff != "" {
 		t.Fatalf("route.yaml response headers differ from the all-in-one route with limits (-want +got):\n%s", diff)
 	}

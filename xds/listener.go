@@ -51,12 +51,18 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		return nil, err
 	}
 	filters := []*hcmv3.HttpFilter{extProc, grpcStats, router}
-	if cfg.UsageTapOn() {
-		tap, err := typed(contract.UsageFilter, usageFilter())
+	logs := []*accesslogv3.AccessLog{grpcLog}
+	if cfg.EnvoyReadsUsage() {
+		usage, err := usageFilters()
 		if err != nil {
 			return nil, err
 		}
-		filters = []*hcmv3.HttpFilter{extProc, tap, grpcStats, router}
+		report, err := usageReportLog()
+		if err != nil {
+			return nil, err
+		}
+		filters = append(append([]*hcmv3.HttpFilter{extProc}, usage...), grpcStats, router)
+		logs = append(logs, report)
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "streamgate",
@@ -68,7 +74,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		HttpFilters: filters,
 		// gRPC arrives on the same listener as HTTP/2 (h2c or TLS ALPN).
 		Http2ProtocolOptions: downstreamHTTP2Options(cfg.Gateway),
-		AccessLog:            []*accesslogv3.AccessLog{grpcLog},
+		AccessLog:            logs,
 		// Token streams may run for minutes: no overall stream timeout,
 		// only an idle timeout for streams that stop moving. The request
 		// itself must arrive in time: Envoy stops the request timer once
@@ -82,7 +88,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		EarlyHeaderMutationExtensions: early,
 	}
 	if cfg.Gateway.AccessLog != "off" {
-		al, err := accessLog(cfg.Gateway.AccessLog)
+		al, err := accessLog(cfg.Gateway.AccessLog, cfg.EnvoyReadsUsage())
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +139,7 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		// endpoints of a backend with picking in envoy.lb, where the
 		// override-host policy reads them.
 		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-			Untyped: []string{contract.MetadataNamespace, contract.TapNamespace, contract.LBNamespace},
+			Untyped: []string{contract.MetadataNamespace, contract.ReportNamespace, contract.LBNamespace},
 		}},
 	}
 }
@@ -183,14 +189,9 @@ func responseHeadersToAdd(cfg *config.Config) []*corev3.HeaderValueOption {
 // routeConfig routes on the backend header set by ext_proc: one route per
 // backend and one per failover chain.
 func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
-	tap, err := usageRouteConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("cannot encode the usage tap route config: %w", err)
-	}
 	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
 	for _, b := range sortedBackends(cfg) {
 		r := backendRoute(cfg, b.Name)
-		r.TypedPerFilterConfig = tap
 		if err := applyPickingRoute(r, &b); err != nil {
 			return nil, err
 		}
@@ -206,7 +207,6 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 			// header goes.
 			r.RequestHeadersToRemove = append(r.RequestHeadersToRemove, contract.DestinationEndpointKey)
 		}
-		r.TypedPerFilterConfig = tap
 		routes = append(routes, r)
 	}
 	// The catch-all must be a real route, not a direct response: Envoy

@@ -1,86 +1,104 @@
 package xds
 
 import (
+	_ "embed"
+	"fmt"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
+	aipmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ai_protocol_manager/v3"
+	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/types/known/anypb"
+	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
 )
 
-// usageTapDeferredClose is how long Envoy keeps a tap stream open after
-// its request ended without the response's end (a client gone mid-stream);
-// Streamgate settles the reservation when the tap stream closes.
-const usageTapDeferredClose = 200 * time.Millisecond
+// usageReportFlush is how long Envoy may batch usage reports before
+// sending them: a reservation is settled at most this long after its
+// stream ended.
+const usageReportFlush = 100 * time.Millisecond
 
-// usageFilter is the tap's filter config. It forwards the request's
-// Streamgate metadata (the tap key) with every message, and of the headers
-// only those the tap reads.
-func usageFilter() *extprocv3.ExternalProcessor {
-	exact := func(s string) *matcherv3.StringMatcher {
-		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
-	}
-	return &extprocv3.ExternalProcessor{
-		GrpcService: &corev3.GrpcService{
-			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
-				ClusterName: contract.ExtProcCluster,
-			}},
-		},
-		ObservabilityMode: true,
-		StatPrefix:        "usage", // its own ext_proc stats (streams_started, ...)
-		// The tap never changes the response: a tap failure must not fail it.
-		FailureModeAllow:     true,
-		ProcessingMode:       tapOff(),
-		DeferredCloseTimeout: durationpb.New(usageTapDeferredClose),
-		MetadataOptions: &extprocv3.MetadataOptions{ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
-			Untyped: []string{contract.TapNamespace},
-		}},
-		// The status rides on the first body chunk: no response headers
-		// message.
-		ResponseAttributes: []string{contract.ResponseCodeAttribute},
-		ForwardRules: &extprocv3.HeaderForwardingRules{AllowedHeaders: &matcherv3.ListStringMatcher{Patterns: []*matcherv3.StringMatcher{
-			exact(":status"), exact("content-type"),
-		}}},
-	}
-}
+// stripUsageLua removes the usage chunk the gateway asked for (MetaStrip).
+//
+//go:embed strip_usage.lua
+var stripUsageLua string
 
-// tapOff is the tap's mode where a route does not turn it on: nothing is
-// sent, so no stream is opened.
-func tapOff() *extprocv3.ProcessingMode {
-	return &extprocv3.ProcessingMode{
-		RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,
-		ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
-		RequestBodyMode:     extprocv3.ProcessingMode_NONE,
-		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
-		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
-	}
-}
-
-// usageRouteConfig turns the tap on for a backend route: the request
-// headers open the tap stream as soon as the main filter has routed the
-// request (so Streamgate pairs it with the request at once, and learns of
-// a client that leaves before the first byte), then every response body
-// chunk follows, the first with the status as an attribute. Envoy reads per-route ext_proc overrides
-// from the route chosen after the main filter's answer, unlike the
-// filter-chain enablement, which is fixed before any filter runs.
-func usageRouteConfig(cfg *config.Config) (map[string]*anypb.Any, error) {
-	if !cfg.UsageTapOn() {
-		return nil, nil
-	}
-	on := tapOff()
-	on.RequestHeaderMode = extprocv3.ProcessingMode_SEND
-	on.ResponseBodyMode = extprocv3.ProcessingMode_STREAMED
-	a, err := anypb.New(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{
-		Overrides: &extprocv3.ExtProcOverrides{ProcessingMode: on},
-	}})
+// usageFilters are the filters through which Envoy reads usage, placed
+// just before the router so that on the way back they see the backend's
+// bytes first: Envoy's AI protocol manager reads each response's token
+// usage as it passes (never holding or changing it) and publishes it when
+// the stream ends; the strip filter, after it, removes the usage chunk the
+// gateway asked for from responses whose metadata says so.
+func usageFilters() ([]*hcmv3.HttpFilter, error) {
+	read, err := typed(contract.UsageFilter, usageFilter())
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*anypb.Any{contract.UsageFilter: a}, nil
+	strip, err := typed(contract.StripUsageFilter, stripFilter())
+	if err != nil {
+		return nil, err
+	}
+	return []*hcmv3.HttpFilter{strip, read}, nil
+}
+
+// usageFilter reads the usage of every 2xx JSON or event-stream response;
+// the API is told from the response's shape.
+func usageFilter() *aipmv3.AiProtocolManager {
+	return &aipmv3.AiProtocolManager{ResponseHandling: &aipmv3.ResponseHandling{
+		TokenUsage: &aipmv3.TokenUsageExtraction{IncludeUnconfiguredRoutes: true},
+	}}
+}
+
+// stripFilter is the Lua filter running stripUsageLua.
+func stripFilter() *luav3.Lua {
+	return &luav3.Lua{DefaultSourceCode: &corev3.DataSource{
+		Specifier: &corev3.DataSource_InlineString{InlineString: stripUsageLua},
+	}}
+}
+
+// usageReportLog sends Envoy's usage report of every request Streamgate
+// handed over (the ones carrying a report key) to Streamgate's access log
+// service: the published usage rides in the entry's metadata, the time to
+// the backend's first body byte in a custom tag.
+func usageReportLog() (*accesslogv3.AccessLog, error) {
+	a, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
+		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
+			LogName: contract.UsageReportLog,
+			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: contract.ExtProcCluster},
+			}},
+			TransportApiVersion: corev3.ApiVersion_V3,
+			BufferFlushInterval: durationpb.New(usageReportFlush),
+			CustomTags: []*tracingv3.CustomTag{{
+				Tag:  contract.ReportTTFTTag,
+				Type: &tracingv3.CustomTag_Value{Value: ttftFormat("us")},
+			}},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode the usage report log config: %w", err)
+	}
+	return &accesslogv3.AccessLog{
+		Name: grpcAccessLogger,
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
+			MetadataFilter: &accesslogv3.MetadataFilter{Matcher: &matcherv3.MetadataMatcher{
+				Filter: contract.ReportNamespace,
+				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: contract.ReportKey}}},
+				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}},
+			}},
+		}},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: a},
+	}, nil
+}
+
+// ttftFormat is the time from the request's first byte to the backend's
+// first response body byte, in unit (ms or us): the time to first token
+// wherever Envoy reads usage.
+func ttftFormat(unit string) string {
+	return "%COMMON_DURATION(DS_RX_BEG:US_RX_BODY_BEG:" + unit + ")%"
 }

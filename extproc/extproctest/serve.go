@@ -20,6 +20,18 @@ type Server interface {
 // for Serve to return.
 func Serve(t testing.TB, srv Server) extprocsvcv3.ExternalProcessorClient {
 	t.Helper()
+	conn, err := grpc.NewClient(Listen(t, srv), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("cannot dial the ext_proc server: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return extprocsvcv3.NewExternalProcessorClient(conn)
+}
+
+// Listen runs srv on a free loopback port until the test ends and returns
+// its address.
+func Listen(t testing.TB, srv Server) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("cannot listen: %v", err)
@@ -28,10 +40,5 @@ func Serve(t testing.TB, srv Server) extprocsvcv3.ExternalProcessorClient {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, lis) }()
 	t.Cleanup(func() { cancel(); <-served })
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("cannot dial the ext_proc server: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return extprocsvcv3.NewExternalProcessorClient(conn)
+	return lis.Addr().String()
 }

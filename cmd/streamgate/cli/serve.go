@@ -130,6 +130,9 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		}
 		metrics := extproc.NewMetrics(reg)
 		srv := extproc.NewServer(cfg, extproc.NewRoutes(cfg, time.Now().Unix()), log, metrics)
+		if p.xds && p.mode == xds.AllInOne {
+			srv.SetServesListener(cfg)
+		}
 		if n := cfg.Telemetry.NATS; n != nil {
 			sink, err := telemetry.NewSink(n, metrics.Telemetry(), log)
 			if err != nil {
