@@ -233,3 +233,26 @@ func responseSpan(rng *rand.Rand, pieces []wirePiece, n int) []wirePiece {
 	at := rng.IntN(len(pieces) - n + 1)
 	return pieces[at : at+n]
 }
+
+// vllmBehindProxy is vllmChat through a load balancer that adds its own
+// headers (about 600 bytes more): the fixed bytes lean to the head.
+var vllmBehindProxy = func() wireShape {
+	s := vllmChat
+	s.name = "vllm-chat-proxied"
+	s.headers = "HTTP/1.1 200 OK\r\n" +
+		"date: Wed, 02 Dec 2026 07:07:53 GMT\r\n" +
+		"server: uvicorn\r\n" +
+		"content-type: text/event-stream; charset=utf-8\r\n" +
+		"x-request-id: 3f2c9a1e7b5d4c6f8a0b1c2d3e4f5a6b\r\n" +
+		"cache-control: no-cache, no-store, must-revalidate\r\n" +
+		"x-accel-buffering: no\r\n" +
+		"strict-transport-security: max-age=31536000; includeSubDomains\r\n" +
+		"x-content-type-options: nosniff\r\n" +
+		"via: 1.1 lb-eu-west-1c.internal (gateway/2.4)\r\n" +
+		"x-served-by: gpu-node-a100-17.cluster.local\r\n" +
+		"x-upstream-latency-ms: 12\r\n" +
+		"set-cookie: AWSALB=Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG9mcmVkcGx1Z2g4Y2hpcmFneG9y; Expires=Wed, 09 Dec 2026 07:07:53 GMT; Path=/\r\n" +
+		"set-cookie: AWSALBCORS=Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG9mcmVkcGx1Z2g4Y2hpcmFneG9y; Expires=Wed, 09 Dec 2026 07:07:53 GMT; Path=/; SameSite=None; Secure\r\n" +
+		"transfer-encoding: chunked\r\n\r\n"
+	return s
+}()
