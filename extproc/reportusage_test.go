@@ -3,7 +3,6 @@ package extproc
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"testing"
@@ -74,19 +73,16 @@ func (e cutError) String() string {
 	return fmt.Sprintf("%6d cuts  mean |err| %5.2f tok  bias %+6.2f%%  p95 %5.2f%%  max %6.2f%%", e.n, e.meanAbs, e.bias, e.p95, e.max)
 }
 
-// measureCutEstimate streams responses of 20-800 tokens of prose shaped as
-// shape: three in four complete (est learns them), every fourth (after the
-// first 40) cut after each of its tokens in turn and estimated from the
-// wire bytes received up to the cut. It returns the error per band of
-// cutBands.
-func measureCutEstimate(t *testing.T, pieces []wirePiece, shape wireShape, est outputEstimator) []cutError {
+// measureCutEstimate streams responses in turn: three in four complete
+// (est learns them), every fourth (after the first 40) cut after each of
+// its events in turn and estimated from the wire bytes received up to the
+// cut. It returns the error per band of cutBands.
+func measureCutEstimate(t *testing.T, name string, responses []wireStream, est outputEstimator) []cutError {
 	t.Helper()
-	const key, responses = "backend/model", 400
-	rng := rand.New(rand.NewPCG(16, 1))
+	const key = "backend/model"
 	type point struct{ truth, rel, abs float64 }
 	var points []point
-	for i := range responses {
-		w := shape.build(rng, "meta-llama/Llama-3.1-8B-Instruct", responseSpan(rng, pieces, 20+rng.IntN(781)))
+	for i, w := range responses {
 		if i < 40 || i%4 != 3 {
 			est.learn(key, w.total(), int64(w.output))
 			continue
@@ -96,7 +92,7 @@ func measureCutEstimate(t *testing.T, pieces []wirePiece, shape wireShape, est o
 			got, truth = got+e, truth+w.tokens[k]
 			n, ok := est.estimate(key, uint64(got))
 			if !ok {
-				t.Fatalf("%s: no estimate after %d learnt responses", shape.name, i)
+				t.Fatalf("%s: no estimate after %d learnt responses", name, i)
 			}
 			diff := float64(n - int64(truth))
 			points = append(points, point{float64(truth), diff / float64(truth), math.Abs(diff)})
@@ -116,7 +112,7 @@ func measureCutEstimate(t *testing.T, pieces []wirePiece, shape wireShape, est o
 			rels = append(rels, math.Abs(p.rel))
 		}
 		if e.n == 0 {
-			t.Fatalf("%s: no cut in band %s", shape.name, band.name)
+			t.Fatalf("%s: no cut in band %s", name, band.name)
 		}
 		sort.Float64s(rels)
 		e.meanAbs /= float64(e.n)
@@ -155,6 +151,10 @@ func TestCutStreamEstimateError(t *testing.T) {
 			meanAbs: [...]float64{2.5, 2.5, 2.5, 2.5},
 			p95:     [...]float64{200, 20, 3, 10},
 		}},
+		"vllm chat completions, four tokens an event": {vllmInterval4, bounds{
+			meanAbs: [...]float64{1.5, 1.5, 2.5, 2.5},
+			p95:     [...]float64{40, 12, 3, 6},
+		}},
 		"anthropic messages": {messages, bounds{
 			meanAbs: [...]float64{3, 3, 3, 3},
 			p95:     [...]float64{200, 20, 3, 10},
@@ -162,8 +162,9 @@ func TestCutStreamEstimateError(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := measureCutEstimate(t, pieces, tc.shape, new(bytesPerToken))
-			ratio := measureCutEstimate(t, pieces, tc.shape, new(ratioPerToken))
+			responses := tc.shape.responses(pieces, 400)
+			got := measureCutEstimate(t, tc.shape.name, responses, new(bytesPerToken))
+			ratio := measureCutEstimate(t, tc.shape.name, responses, new(ratioPerToken))
 			for b, band := range cutBands {
 				t.Logf("%-18s cut after %-7s tokens: fit   %v", tc.shape.name, band.name, got[b])
 				t.Logf("%-18s cut after %-7s tokens: ratio %v", tc.shape.name, band.name, ratio[b])

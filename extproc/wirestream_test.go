@@ -19,11 +19,12 @@ import (
 // send them, one event per token, to measure the cut-stream output estimate
 // (bytesPerToken) on realistic text: see TestCutStreamEstimateError.
 
-// wirePiece is one streamed event's text and the tokens it carries (more
-// than one when a token ends inside a UTF-8 sequence: backends hold such
-// bytes back until the character is whole).
+// wirePiece is one token's text as a JSON string's contents (escaped)
+// and the tokens it stands for (more than one when a token ends inside a
+// UTF-8 sequence: backends hold such bytes back until the character is
+// whole).
 type wirePiece struct {
-	text   string
+	json   string
 	tokens int
 }
 
@@ -54,7 +55,8 @@ func proseTokens(t testing.TB) []wirePiece {
 		for _, tok := range toks {
 			pending, n = pending+tok, n+1
 			if utf8.ValidString(pending) {
-				pieces = append(pieces, wirePiece{pending, n})
+				q := jsonString(pending)
+				pieces = append(pieces, wirePiece{q[1 : len(q)-1], n})
 				pending, n = "", 0
 			}
 		}
@@ -71,8 +73,10 @@ type wireShape struct {
 	name    string
 	headers string
 	opening func(r *wireResponse) []string
-	token   func(r *wireResponse, text string) string
+	token   func(r *wireResponse, quoted string) string
 	closing func(r *wireResponse, output int) []string
+	// perEvent is how many pieces one event carries (0: one).
+	perEvent int
 }
 
 // wireResponse is one response's identity, fixed for all its events.
@@ -95,9 +99,17 @@ func jsonString(s string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// httpChunk is one chunk of a chunked HTTP/1.1 body on the wire.
-func httpChunk(data string) int {
-	return len(fmt.Sprintf("%x\r\n", len(data))) + len(data) + len("\r\n")
+// httpChunk is the wire bytes of data as one chunk of a chunked HTTP/1.1
+// body: its size in hex, CRLF, data, CRLF.
+func httpChunk(data string) int { return httpChunkSize(len(data)) }
+
+// httpChunkSize is httpChunk of size bytes of data.
+func httpChunkSize(size int) int {
+	digits := 1
+	for n := size; n >= 16; n /= 16 {
+		digits++
+	}
+	return digits + len("\r\n") + size + len("\r\n")
 }
 
 const uvicornHeaders = "HTTP/1.1 200 OK\r\n" +
@@ -114,8 +126,8 @@ var vllmChat = wireShape{
 	opening: func(r *wireResponse) []string {
 		return []string{r.chunk(`{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`)}
 	},
-	token: func(r *wireResponse, text string) string {
-		return r.chunk(`{"content":` + jsonString(text) + `},"logprobs":null,"finish_reason":null}]}`)
+	token: func(r *wireResponse, quoted string) string {
+		return r.chunk(`{"content":` + quoted + `},"logprobs":null,"finish_reason":null}]}`)
 	},
 	closing: func(r *wireResponse, output int) []string {
 		return []string{
@@ -142,8 +154,8 @@ var sglangChat = wireShape{
 	opening: func(r *wireResponse) []string {
 		return []string{r.sglang(`{"role":"assistant","content":"","reasoning_content":null,"tool_calls":null}`, "null", "null")}
 	},
-	token: func(r *wireResponse, text string) string {
-		return r.sglang(`{"role":null,"content":`+jsonString(text)+`,"reasoning_content":null,"tool_calls":null}`, "null", "null")
+	token: func(r *wireResponse, quoted string) string {
+		return r.sglang(`{"role":null,"content":`+quoted+`,"reasoning_content":null,"tool_calls":null}`, "null", "null")
 	},
 	closing: func(r *wireResponse, output int) []string {
 		return []string{
@@ -173,8 +185,8 @@ var messages = wireShape{
 			"event: ping\ndata: {\"type\": \"ping\"}\n\n",
 		}
 	},
-	token: func(_ *wireResponse, text string) string {
-		return "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":" + jsonString(text) + "}}\n\n"
+	token: func(_ *wireResponse, quoted string) string {
+		return "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":" + quoted + "}}\n\n"
 	},
 	closing: func(r *wireResponse, output int) []string {
 		return []string{
@@ -206,10 +218,17 @@ func (s wireShape) build(rng *rand.Rand, model string, pieces []wirePiece) wireS
 	for _, ev := range s.opening(r) {
 		w.head += httpChunk(ev)
 	}
-	for _, p := range pieces {
-		w.events = append(w.events, httpChunk(s.token(r, p.text)))
-		w.tokens = append(w.tokens, p.tokens)
-		w.output += p.tokens
+	// A token event is the same bytes around its text each time.
+	framing := len(s.token(r, `""`))
+	step := max(s.perEvent, 1)
+	for i := 0; i < len(pieces); i += step {
+		size, n := framing, 0
+		for _, p := range pieces[i:min(i+step, len(pieces))] {
+			size, n = size+len(p.json), n+p.tokens
+		}
+		w.events = append(w.events, httpChunkSize(size))
+		w.tokens = append(w.tokens, n)
+		w.output += n
 	}
 	for _, ev := range s.closing(r, w.output) {
 		w.tail += httpChunk(ev)
@@ -225,6 +244,17 @@ func (w wireStream) total() uint64 {
 		n += e
 	}
 	return uint64(n)
+}
+
+// responses builds count responses of 20-800 pieces of prose, from random
+// places in pieces, as s streams them.
+func (s wireShape) responses(pieces []wirePiece, count int) []wireStream {
+	rng := rand.New(rand.NewPCG(16, 1))
+	out := make([]wireStream, count)
+	for i := range out {
+		out[i] = s.build(rng, "meta-llama/Llama-3.1-8B-Instruct", responseSpan(rng, pieces, 20+rng.IntN(781)))
+	}
+	return out
 }
 
 // responseSpan picks a response of n pieces from a random place in pieces.
@@ -254,5 +284,14 @@ var vllmBehindProxy = func() wireShape {
 		"set-cookie: AWSALB=Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG9mcmVkcGx1Z2g4Y2hpcmFneG9y; Expires=Wed, 09 Dec 2026 07:07:53 GMT; Path=/\r\n" +
 		"set-cookie: AWSALBCORS=Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG9mcmVkcGx1Z2g4Y2hpcmFneG9y; Expires=Wed, 09 Dec 2026 07:07:53 GMT; Path=/; SameSite=None; Secure\r\n" +
 		"transfer-encoding: chunked\r\n\r\n"
+	return s
+}()
+
+// vllmInterval4 is vllmChat served with --stream-interval 4: an event
+// carries four tokens' text, so a cut falls every fourth token.
+var vllmInterval4 = func() wireShape {
+	s := vllmChat
+	s.name = "vllm-chat-interval4"
+	s.perEvent = 4
 	return s
 }()
