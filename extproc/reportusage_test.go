@@ -21,7 +21,8 @@ var (
 
 // ratioPerToken is the estimate bytesPerToken replaced, kept to show what
 // the fit gains: one moving average (weight 1/8) of bytes over output
-// tokens, the fixed bytes spread over the tokens, rounded up.
+// tokens, the fixed bytes spread over the tokens, rounded up (it measures
+// what the integer implementation it mirrors measured, to the digit).
 type ratioPerToken struct {
 	per map[string]float64
 }
