@@ -21,8 +21,9 @@ var (
 
 // ratioPerToken is the estimate bytesPerToken replaced, kept to show what
 // the fit gains: one moving average (weight 1/8) of bytes over output
-// tokens, the fixed bytes spread over the tokens, rounded up (it measures
-// what the integer implementation it mirrors measured, to the digit).
+// tokens, the fixed bytes spread over the tokens, rounded up (on the vLLM,
+// SGLang and messages framings it measures what the integer implementation
+// it mirrors measured, to the digit).
 type ratioPerToken struct {
 	per map[string]float64
 }
