@@ -26,7 +26,11 @@ func TestDropInFilterMatchesAllInOne(t *testing.T) {
 	var got hcmv3.HttpFilter
 	require.NoError(t, protojson.Unmarshal(js, &got))
 
-	cfg, err := config.Parse("t.yaml", []byte("backends: [{name: a, protocol: openai, endpoints: [\"127.0.0.1:1\"]}]\n"))
+	// Limits with the default tenant header and tracing on: the file
+	// forwards every header Streamgate may read.
+	cfg, err := config.Parse("t.yaml", []byte("backends: [{name: a, protocol: openai, endpoints: [\"127.0.0.1:1\"]}]\n"+
+		"limits: {tenants: [{name: \"*\", requests_per_minute: 10}]}\n"+
+		"telemetry: {tracing: {endpoint: \"127.0.0.1:4317\", insecure: true}}\n"))
 	require.NoError(t, err)
 	want, err := typed("envoy.filters.http.ext_proc", extProcFilter(cfg))
 	require.NoError(t, err)
