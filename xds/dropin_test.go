@@ -26,13 +26,14 @@ func TestDropInFilterMatchesAllInOne(t *testing.T) {
 	var got hcmv3.HttpFilter
 	require.NoError(t, protojson.Unmarshal(js, &got))
 
-	// Limits with the default tenant header and tracing on: the file
-	// forwards every header Streamgate may read.
-	cfg, err := config.Parse("t.yaml", []byte("backends: [{name: a, protocol: openai, endpoints: [\"127.0.0.1:1\"]}]\n"+
-		"limits: {tenants: [{name: \"*\", requests_per_minute: 10}]}\n"+
-		"telemetry: {tracing: {endpoint: \"127.0.0.1:4317\", insecure: true}}\n"))
+	cfg, err := config.Parse("t.yaml", []byte("backends: [{name: a, protocol: openai, endpoints: [\"127.0.0.1:1\"]}]\n"))
 	require.NoError(t, err)
-	want, err := typed("envoy.filters.http.ext_proc", extProcFilter(cfg))
+	// The drop-in forwards every header: it cannot know the config's
+	// limits.tenant_header or tracing, and a missing header would silently
+	// change which tenant pays (forwardRules is all-in-one only).
+	ep := extProcFilter(cfg)
+	ep.ForwardRules = nil
+	want, err := typed("envoy.filters.http.ext_proc", ep)
 	require.NoError(t, err)
 	if diff := cmp.Diff(want, &got, protocmp.Transform()); diff != "" {
 		t.Fatalf("envoy/dropin/http_filter.yaml differs from the all-in-one ext_proc filter (-want +got):\n%s", diff)

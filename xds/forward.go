@@ -13,7 +13,8 @@ import (
 // contract.HeaderPrefix header, which ext_proc removes on sight). Envoy
 // then encodes and sends a handful of headers per message instead of all
 // of a client's; header mutations are not affected (ext_proc may set or
-// remove any header).
+// remove any header). The drop-in filter (envoy/dropin) forwards every
+// header instead: it is written once for any config.
 func forwardRules(cfg *config.Config) *extprocv3.HeaderForwardingRules {
 	tenant := ""
 	if cfg.Limits != nil {
