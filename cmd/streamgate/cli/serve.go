@@ -87,18 +87,11 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	for _, w := range cfg.Warnings() {
 		log.Warn("insecure configuration", "file", path, "warning", w)
 	}
-	var envoyBin string
-	if p.envoy {
-		wd, _ := os.Getwd()
-		envoyBin, err = envoy.Find(wd)
-		switch {
-		case errors.Is(err, envoy.ErrNotFound):
-			log.Warn("not starting Envoy", "reason", err.Error())
-			p.envoy = false
-		case err != nil:
-			return err
-		}
+	envoyBin, err := findEnvoy(p.envoy, log)
+	if err != nil {
+		return err
 	}
+	p.envoy = envoyBin != ""
 	load := config.Load
 	if p.envoy && p.extProc && p.xds {
 		var dir string

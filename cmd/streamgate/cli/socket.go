@@ -1,13 +1,31 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/envoy"
 )
+
+// findEnvoy returns the Envoy binary `streamgate run` starts, or "" when
+// want is false or none is found (logged: run then serves an Envoy started
+// elsewhere).
+func findEnvoy(want bool, log *slog.Logger) (string, error) {
+	if !want {
+		return "", nil
+	}
+	wd, _ := os.Getwd()
+	bin, err := envoy.Find(wd)
+	if errors.Is(err, envoy.ErrNotFound) {
+		log.Warn("not starting Envoy", "reason", err.Error())
+		return "", nil
+	}
+	return bin, err
+}
 
 // maxSocketPath bounds a unix socket's file name: sun_path holds 108 bytes
 // on Linux and 104 on macOS, the terminating NUL included.
