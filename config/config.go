@@ -115,7 +115,10 @@ type Gateway struct {
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.
 type ExtProc struct {
-	// Listen is host:port or unix:/path (default 127.0.0.1:50051).
+	// Listen is host:port or unix:/path (default 127.0.0.1:50051). When
+	// listen and address are both unset and `streamgate run` starts Envoy,
+	// ext_proc listens on a unix socket in a private directory instead
+	// (WithLocalExtProc).
 	Listen string `yaml:"listen"`
 	// Address is where Envoy reaches the ext_proc server when that is not
 	// listen, e.g. when Streamgate listens on 0.0.0.0 in a container and
@@ -124,6 +127,10 @@ type ExtProc struct {
 	Address string `yaml:"address"`
 	// MessageTimeout bounds each ext_proc exchange as Envoy sees it (default 2s).
 	MessageTimeout time.Duration `yaml:"message_timeout"`
+
+	// listenDefaulted is set when Listen was left empty and got
+	// DefaultExtProcListen (see WithLocalExtProc).
+	listenDefaulted bool
 }
 
 // XDS is the ADS server Envoy takes its listeners and clusters from.
@@ -270,6 +277,7 @@ func (c *Config) Backend(name string) *Backend {
 
 func (c *Config) applyDefaults() {
 	setString(&c.Gateway.Listen, DefaultGatewayListen)
+	c.ExtProc.listenDefaulted = c.ExtProc.Listen == ""
 	setString(&c.ExtProc.Listen, DefaultExtProcListen)
 	setString(&c.XDS.Listen, DefaultXDSListen)
 	setString(&c.Metrics.Listen, DefaultMetricsListen)

@@ -23,6 +23,10 @@ type Watcher struct {
 	OnLoad func(*Config)
 	// OnError receives a failed reload; the previous config stays in force.
 	OnError func(error)
+	// Load reads the config file (default Load). `streamgate run` wraps
+	// Load to keep the ext_proc socket it chose (WithLocalExtProc), so a
+	// reload compares like with like.
+	Load func(path string) (*Config, error)
 	// OnStartOnly, when set, receives each StartOnly setting an accepted
 	// reload changed, as a sentence naming it: the running process keeps
 	// its old value until a restart. Called before OnLoad.
@@ -64,7 +68,11 @@ func (w *Watcher) Run(ctx context.Context, current *Config) {
 			}
 		}
 		pending = nil
-		next, err := Load(w.Path)
+		load := w.Load
+		if load == nil {
+			load = Load
+		}
+		next, err := load(w.Path)
 		if next != nil {
 			d = next.digest
 		}

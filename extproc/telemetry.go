@@ -96,9 +96,9 @@ func (p *processor) obsRequestHeaders(h *extprocsvcv3.HttpHeaders) {
 		var parent, state string
 		for _, hv := range h.GetHeaders().GetHeaders() {
 			switch hv.GetKey() {
-			case "traceparent":
+			case contract.TraceParentHeader:
 				parent = headerValue(hv)
-			case "tracestate":
+			case contract.TraceStateHeader:
 				state = headerValue(hv)
 			}
 		}

@@ -131,6 +131,7 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		},
 		MessageTimeout:    durationpb.New(cfg.ExtProc.MessageTimeout),
 		AllowModeOverride: true,
+		ForwardRules:      forwardRules(cfg),
 		// The status rides on the first response message Streamgate gets,
 		// also when a request skips the response headers phase.
 		ResponseAttributes: []string{contract.ResponseCodeAttribute},

@@ -4,13 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+
+	"github.com/streamgate/streamgate/contract"
 )
 
 // Client credential headers. Both are removed before a request reaches a
 // backend when auth is configured.
 const (
-	HeaderAuthorization = "authorization"
-	HeaderAPIKey        = "x-api-key"
+	HeaderAuthorization = contract.AuthorizationHeader
+	HeaderAPIKey        = contract.APIKeyHeader
 )
 
 // MaxCredentialBytes bounds a presented credential; longer ones are refused

@@ -89,7 +89,8 @@ models: [{name: m, backend: b}]
 func TestValidateWarnsExposedControlPorts(t *testing.T) {
 	src, err := os.ReadFile("../../../examples/streamgate.yaml")
 	require.NoError(t, err)
-	exposed := strings.NewReplacer("listen: 127.0.0.1:50051", "listen: 0.0.0.0:50051", "listen: 127.0.0.1:18001", `listen: "[::]:18001"`,
+	// The demo leaves extproc.listen to `streamgate run` (a unix socket).
+	exposed := "extproc:\n  listen: 0.0.0.0:50051\n" + strings.NewReplacer("listen: 127.0.0.1:18001", `listen: "[::]:18001"`,
 		"listen: 127.0.0.1:9464", "listen: 192.168.1.20:9464", "admin: 127.0.0.1:9901", "admin: 10.0.0.2:9901").Replace(string(src))
 	for name, tc := range map[string]struct {
 		cfg  string

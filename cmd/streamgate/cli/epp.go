@@ -75,7 +75,7 @@ func eppCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	goServe("metrics", func() error { return serveMetrics(sctx, metricsLis, reg, &ready) })
 	goServe("epp", func() error { return epp.Serve(sctx, lis) })
-	go watchConfig(sctx, *path, cfg, []reloader{eppReloader(pool, name)}, reg, log)
+	go watchConfig(sctx, *path, cfg, config.Load, []reloader{eppReloader(pool, name)}, reg, log)
 	ready.set(true)
 	log.Info("endpoint picker listening", "address", *addr, "backend", name, "metrics", cfg.Metrics.Listen)
 	fmt.Fprintf(stdout, "streamgate %s picking for backend %s (config %s)\n", Version, name, *path)

@@ -54,7 +54,7 @@ func TestReloadFailingReloaderAppliesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
-		watchConfig(ctx, path, cfg, []reloader{first, second}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		watchConfig(ctx, path, cfg, config.Load, []reloader{first, second}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })

@@ -87,6 +87,19 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	for _, w := range cfg.Warnings() {
 		log.Warn("insecure configuration", "file", path, "warning", w)
 	}
+	envoyBin, err := findEnvoy(p.envoy, log)
+	if err != nil {
+		return err
+	}
+	p.envoy = envoyBin != ""
+	load := config.Load
+	if p.envoy && p.extProc && p.xds {
+		var dir string
+		cfg, load, dir = localExtProc(cfg, log)
+		if dir != "" {
+			defer os.RemoveAll(dir) // after the servers stopped (wg.Wait below)
+		}
+	}
 	for _, w := range config.ExposureWarnings(cfg) {
 		log.Warn("control listener exposed", "detail", w)
 	}
@@ -202,30 +215,26 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		log.Info("xDS listening", "address", cfg.XDS.Listen)
 	}
 	reloaders = append(reloaders, drainReloader(&drainTimeout))
-	go watchConfig(ctx, path, cfg, reloaders, reg, log)
+	go watchConfig(ctx, path, cfg, load, reloaders, reg, log)
 	if p.envoy {
 		if (p.envoyLogLevel == "debug" || p.envoyLogLevel == "trace") && cfg.Auth != nil {
 			// Envoy prints every request header at these levels; Streamgate cannot redact them.
 			log.Warn("Envoy debug/trace logs include request headers: client keys, tokens and upstream credentials will appear in them")
 		}
-		proc, err := startEnvoy(ctx, cfg, p.envoyLogLevel, stdout, stderr, log)
-		switch {
-		case errors.Is(err, envoy.ErrNotFound):
-			log.Warn("not starting Envoy", "reason", err.Error())
-		case err != nil:
+		proc, err := startEnvoy(ctx, cfg, envoyBin, p.envoyLogLevel, stdout, stderr, log)
+		if err != nil {
 			return err
-		default:
-			shareCPUs(log)
-			goServe("envoy", func() error {
-				<-proc.Done()
-				if ctx.Err() == nil {
-					return fmt.Errorf("envoy exited: %v", proc.Err())
-				}
-				return nil
-			})
-			d.envoyAdmin = cfg.Envoy.Admin
-			log.Info("envoy started", "pid", proc.Pid(), "gateway", cfg.Gateway.Listen, "admin", cfg.Envoy.Admin)
 		}
+		shareCPUs(log)
+		goServe("envoy", func() error {
+			<-proc.Done()
+			if ctx.Err() == nil {
+				return fmt.Errorf("envoy exited: %v", proc.Err())
+			}
+			return nil
+		})
+		d.envoyAdmin = cfg.Envoy.Admin
+		log.Info("envoy started", "pid", proc.Pid(), "gateway", cfg.Gateway.Listen, "admin", cfg.Envoy.Admin)
 	}
 	ready.set(true)
 	fmt.Fprintf(stdout, "streamgate %s serving (config %s)\n", Version, path)
@@ -287,7 +296,7 @@ func drainReloader(timeout *atomic.Int64) reloader {
 // it in force; the step cannot fail.
 type reloader func(*config.Config) (apply func(), err error)
 
-func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders []reloader, reg prometheus.Registerer, log *slog.Logger) {
+func watchConfig(ctx context.Context, path string, cfg *config.Config, load func(string) (*config.Config, error), reloaders []reloader, reg prometheus.Registerer, log *slog.Logger) {
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "streamgate_config_reloads_total",
 		Help: "Config reloads by result (success, failure).",
@@ -328,7 +337,7 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 	startOnly := func(msg string) {
 		log.Warn("config reload: a setting waits for a restart", "file", path, "detail", msg)
 	}
-	w := &config.Watcher{Path: path, Trigger: trigger, OnError: failed, OnStartOnly: startOnly, OnLoad: func(c *config.Config) {
+	w := &config.Watcher{Path: path, Load: load, Trigger: trigger, OnError: failed, OnStartOnly: startOnly, OnLoad: func(c *config.Config) {
 		applies := make([]func(), 0, len(reloaders))
 		for _, r := range reloaders {
 			apply, err := r(c)
@@ -350,15 +359,10 @@ func watchConfig(ctx context.Context, path string, cfg *config.Config, reloaders
 	w.Run(ctx, cfg)
 }
 
-// startEnvoy renders the bootstrap into a temporary file and starts Envoy
+// startEnvoy renders the bootstrap into a temporary file and starts Envoy (bin)
 // with its standard output on stdout (an access log at /dev/stdout lands
 // there) and its own log on stderr.
-func startEnvoy(ctx context.Context, cfg *config.Config, level string, stdout, stderr io.Writer, log *slog.Logger) (*envoy.Process, error) {
-	wd, _ := os.Getwd()
-	bin, err := envoy.Find(wd)
-	if err != nil {
-		return nil, err
-	}
+func startEnvoy(ctx context.Context, cfg *config.Config, bin, level string, stdout, stderr io.Writer, log *slog.Logger) (*envoy.Process, error) {
 	boot, err := envoy.Bootstrap(envoy.BootstrapOptions{NodeID: cfg.Envoy.NodeID, XDS: cfg.XDS.Listen, Admin: cfg.Envoy.Admin, MaxHeapBytes: cfg.Envoy.MaxHeapBytes})
 	if err != nil {
 		return nil, err
