@@ -1,0 +1,234 @@
+package extproc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/extproctest"
+)
+
+// The whole of one benchmark request as `make bench` sends it, on the
+// configurations it measures: (c) pass-through and (d) the policy path
+// (auth by API key, token limits with the exact o200k_base count, a
+// reservation settled by the usage tap, the model rewritten), with the
+// metrics registered as `streamgate run` does. Compare the two to see what
+// the policy costs on top of routing.
+
+const benchAPIKey = "sk-bench-0123456789"
+
+// benchPolicyConfigs are e2e/bench/configs/passthrough.yaml and full.yaml
+// without their listeners.
+var benchPolicyConfigs = []struct{ name, yaml string }{
+	{"passthrough", `backends:
+  - name: bench
+    protocol: openai
+    endpoints: [127.0.0.1:18080]
+models:
+  - name: bench-model
+    backend: bench
+`},
+	{"policy", `backends:
+  - name: bench
+    protocol: openai
+    endpoints: [127.0.0.1:18080]
+models:
+  - name: bench-model
+    backend: bench
+    upstream_model: fake-model
+auth:
+  tenants:
+    - name: bench
+      models: ["*"]
+      api_keys: [{hash: "` + auth.HashKey(benchAPIKey) + `"}]
+limits:
+  default_output_tokens: 256
+  tokenizers:
+    - {model: bench-model, encoding: o200k_base}
+  tenants:
+    - name: bench
+      requests_per_minute: 100000000
+      input_tokens_per_minute: 100000000000
+      output_tokens_per_minute: 100000000000
+`},
+}
+
+// benchServer is a Server for yaml wired as `streamgate run` wires it.
+func benchServer(b *testing.B, yaml string) *Server {
+	b.Helper()
+	cfg, err := config.Parse("bench.yaml", []byte(yaml))
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	srv := NewServer(cfg, NewRoutes(cfg, 1), log, NewMetrics(reg))
+	a, err := auth.New(b.Context(), cfg, auth.Options{Log: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.SetAuth(a)
+	if cfg.Limits != nil {
+		lim, err := NewLimits(cfg, nil, reg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv.SetLimits(lim)
+	}
+	return srv
+}
+
+// e2eBenchBody is e2e/bench's request body: a streamed chat request asking
+// for usage, its user message filled to about size bytes.
+func e2eBenchBody(size int) []byte {
+	const head = `{"model":"bench-model","stream":true,"stream_options":{"include_usage":true},"max_tokens":4096,"messages":[{"role":"user","content":"`
+	const tail = `"}]}`
+	words := strings.Repeat("the quick brown fox jumps over the lazy dog ", size/44+1)
+	return []byte(head + words[:max(size-len(head)-len(tail), 1)] + tail)
+}
+
+// benchRequestHeaders are the request headers Envoy forwards for one
+// e2e/bench request.
+func benchRequestHeaders(bodyLen int) *extprocsvcv3.ProcessingRequest {
+	r := benchHeaders(bodyLen)
+	for _, h := range r.GetRequestHeaders().GetHeaders().GetHeaders() {
+		if h.Key == "authorization" {
+			h.RawValue = []byte("Bearer " + benchAPIKey)
+		}
+	}
+	return r
+}
+
+// benchTap is the usage tap stream of a request handed over: its request
+// headers, then the whole 16-token response in one last chunk with the
+// status attribute. The key is set per request (forKey).
+type benchTap struct {
+	msgs []*extprocsvcv3.ProcessingRequest
+	key  *structpb.Value
+}
+
+func newBenchTap() *benchTap {
+	t := &benchTap{key: structpb.NewStringValue("")}
+	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.TapNamespace: {Fields: map[string]*structpb.Value{
+		contract.TapMetadataKey: t.key,
+	}}}}
+	var sb strings.Builder
+	for range 16 {
+		sb.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"fake-model","choices":[{"index":0,"delta":{"content":"tok "}}]}` + "\n\n")
+	}
+	sb.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"fake-model","choices":[],"usage":{"prompt_tokens":230,"completion_tokens":16,"total_tokens":246}}` + "\n\ndata: [DONE]\n\n")
+	headers := benchRequestHeaders(0)
+	body := &extprocsvcv3.ProcessingRequest{
+		Request: &extprocsvcv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocsvcv3.HttpBody{Body: []byte(sb.String()), EndOfStream: true}},
+		Attributes: map[string]*structpb.Struct{contract.ExtProcFilter: {Fields: map[string]*structpb.Value{
+			contract.ResponseCodeAttribute: structpb.NewNumberValue(200),
+		}}},
+	}
+	for _, m := range []*extprocsvcv3.ProcessingRequest{headers, body} {
+		m.ObservabilityMode, m.MetadataContext = true, md
+	}
+	t.msgs = []*extprocsvcv3.ProcessingRequest{headers, body}
+	return t
+}
+
+// forKey returns the tap stream's messages for the request handed over
+// under key (valid until the next call).
+func (t *benchTap) forKey(key string) []*extprocsvcv3.ProcessingRequest {
+	t.key.Kind = &structpb.Value_StringValue{StringValue: key}
+	return t.msgs
+}
+
+// tapKeyOf is the usage tap key a body answer hands its request over under,
+// or "".
+func tapKeyOf(r *extprocsvcv3.ProcessingResponse) string {
+	return r.GetDynamicMetadata().GetFields()[contract.TapNamespace].GetStructValue().GetFields()[contract.TapMetadataKey].GetStringValue()
+}
+
+// BenchmarkPolicyRequest is one e2e/bench request's whole ext_proc work
+// through Server.Process, without gRPC: the main stream (request headers,
+// buffered body) and, on the policy path, the usage tap stream that
+// settles its reservation.
+func BenchmarkPolicyRequest(b *testing.B) {
+	body := e2eBenchBody(1 << 10)
+	headers, bodyReq := benchRequestHeaders(len(body)), benchBodyRequest(body)
+	for _, c := range benchPolicyConfigs {
+		b.Run(c.name, func(b *testing.B) {
+			srv, tap := benchServer(b, c.yaml), newBenchTap()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				main := extproctest.NewStream(ctx, headers, bodyReq)
+				if err := srv.Process(main); err != nil || len(main.Sent) != 2 || main.Sent[1].GetRequestBody() == nil {
+					b.Fatalf("main stream: %v, answers %v", err, main.Sent)
+				}
+				if key := tapKeyOf(main.Sent[1]); key != "" {
+					if err := srv.Process(extproctest.NewStream(ctx, tap.forKey(key)...)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if n := srv.Active(); n != 0 {
+				b.Fatalf("%d requests still active", n)
+			}
+		})
+	}
+}
+
+// BenchmarkPolicyServerRequest is BenchmarkPolicyRequest through Serve's
+// gRPC server on a loopback TCP connection, as Envoy pays it: protobuf
+// encoding, HTTP/2 framing and the server's stream handling included (and
+// the client's side of them, which Envoy pays for real).
+func BenchmarkPolicyServerRequest(b *testing.B) {
+	body := e2eBenchBody(1 << 10)
+	headers, bodyReq := benchRequestHeaders(len(body)), benchBodyRequest(body)
+	for _, c := range benchPolicyConfigs {
+		b.Run(c.name, func(b *testing.B) {
+			srv, tap := benchServer(b, c.yaml), newBenchTap()
+			client := extproctest.Serve(b, srv)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				var last *extprocsvcv3.ProcessingResponse
+				benchExchange(b, client, ctx, []*extprocsvcv3.ProcessingRequest{headers, bodyReq}, func(r *extprocsvcv3.ProcessingResponse) { last = r })
+				if key := tapKeyOf(last); key != "" {
+					benchExchange(b, client, ctx, tap.forKey(key), nil)
+				}
+			}
+		})
+	}
+}
+
+// benchExchange opens one ext_proc stream, sends reqs (waiting for each
+// answer when answered is set; a tap stream gets none) and waits for the
+// server to end the stream.
+func benchExchange(b *testing.B, client extprocsvcv3.ExternalProcessorClient, ctx context.Context, reqs []*extprocsvcv3.ProcessingRequest, answered func(*extprocsvcv3.ProcessingResponse)) {
+	stream, err := client.Process(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, req := range reqs {
+		if err := stream.Send(req); err != nil {
+			b.Fatal(err)
+		}
+		if answered != nil {
+			r, err := stream.Recv()
+			if err != nil {
+				b.Fatal(err)
+			}
+			answered(r)
+		}
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		b.Fatalf("stream ended with %v", err)
+	}
+}
