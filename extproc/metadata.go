@@ -8,39 +8,82 @@ import (
 
 // requestMetadata is what Streamgate tells Envoy about a request: who sent
 // it, what it asked for and where it went, or why it was refused. Never a
-// credential or prompt text. Cost: one small Struct per request.
+// credential or prompt text. Cost: one small Struct per request, its
+// values allocated together (metaFields).
 func (p *processor) requestMetadata() *structpb.Struct {
-	f := map[string]*structpb.Value{
-		contract.MetaEndpoint: structpb.NewStringValue(pathOnly(p.path)),
-	}
+	m := newMetaFields(p.requestFields())
+	m.str(contract.MetaEndpoint, pathOnly(p.path))
 	if p.Tenant != "" {
-		f[contract.MetaTenant] = structpb.NewStringValue(p.Tenant)
+		m.str(contract.MetaTenant, p.Tenant)
 	}
 	if p.info.Model != "" {
-		f[contract.MetaModel] = structpb.NewStringValue(p.info.Model)
-		f[contract.MetaStream] = structpb.NewBoolValue(p.info.Stream)
+		m.str(contract.MetaModel, p.info.Model)
+		m.f[contract.MetaStream] = structpb.NewBoolValue(p.info.Stream)
 	}
 	if r := p.route; r != nil {
-		f[contract.MetaUpstreamModel] = structpb.NewStringValue(r.UpstreamModel)
-		f[contract.MetaBackend] = structpb.NewStringValue(r.Backend)
-		f[contract.MetaVersion] = structpb.NewStringValue(r.Version)
+		m.str(contract.MetaUpstreamModel, r.UpstreamModel)
+		m.str(contract.MetaBackend, r.Backend)
+		m.str(contract.MetaVersion, r.Version)
 	}
 	if id := p.obs.span.TraceID(); id != "" {
-		f[contract.MetaTraceID] = structpb.NewStringValue(id)
+		m.str(contract.MetaTraceID, id)
 	}
-	p.rateMetadata(f)
+	p.rateValues(m.str)
 	if p.obs.decision != "" {
-		f[contract.MetaLimitDecision] = structpb.NewStringValue(p.obs.decision)
-		f[contract.MetaQueueWaitMS] = structpb.NewNumberValue(float64(p.obs.queueWait.Microseconds()) / 1000)
+		m.str(contract.MetaLimitDecision, p.obs.decision)
+		m.f[contract.MetaQueueWaitMS] = structpb.NewNumberValue(float64(p.obs.queueWait.Microseconds()) / 1000)
 	}
-	md := &structpb.Struct{Fields: map[string]*structpb.Value{
-		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
-	}}
-	p.pickMetadata(md, f)
+	md := &structpb.Struct{Fields: make(map[string]*structpb.Value, 3)}
+	md.Fields[contract.MetadataNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: m.f})
+	p.pickMetadata(md, m.f)
 	if p.tapKey != "" {
 		md.Fields[contract.TapNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			contract.TapMetadataKey: structpb.NewStringValue(p.tapKey),
 		}})
 	}
 	return md
+}
+
+// requestFields is how many fields requestMetadata may set: endpoint,
+// tenant, model, stream, upstream model, backend, version and trace id;
+// six x-ratelimit-* values with limits; the limit decision and queue wait
+// once admitted; the picked endpoint and pick reason.
+func (p *processor) requestFields() int {
+	n := 8
+	if p.lim != nil {
+		n += 6
+	}
+	if p.obs.decision != "" {
+		n += 2
+	}
+	if len(p.pick.res.Endpoints) > 0 {
+		n += 2
+	}
+	return n
+}
+
+// metaFields builds the fields of a Struct with string values in three
+// allocations (the map, the values, their kinds) instead of two per value.
+type metaFields struct {
+	f    map[string]*structpb.Value
+	vals []structpb.Value
+	strs []structpb.Value_StringValue
+}
+
+// newMetaFields has room for n string fields; more are allocated one by one.
+func newMetaFields(n int) *metaFields {
+	return &metaFields{f: make(map[string]*structpb.Value, n), vals: make([]structpb.Value, 0, n), strs: make([]structpb.Value_StringValue, 0, n)}
+}
+
+// str sets field k to the string v.
+func (m *metaFields) str(k, v string) {
+	if len(m.vals) == cap(m.vals) {
+		m.f[k] = structpb.NewStringValue(v)
+		return
+	}
+	m.strs = append(m.strs, structpb.Value_StringValue{StringValue: v})
+	m.vals = m.vals[:len(m.vals)+1]
+	val := &m.vals[len(m.vals)-1]
+	val.Kind = &m.strs[len(m.strs)-1]
+	m.f[k] = val
 }
