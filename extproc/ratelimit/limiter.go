@@ -201,8 +201,8 @@ func (r *Reservation) Finish(used Usage) {
 	r.once.Do(func() {
 		r.release()
 		r.l.metrics.reservations.Dec()
-		r.l.metrics.reconciled.WithLabelValues("input").Add(float64(used.Input))
-		r.l.metrics.reconciled.WithLabelValues("output").Add(float64(used.Output))
+		r.l.metrics.reconciledIn.Add(float64(used.Input))
+		r.l.metrics.reconciledOut.Add(float64(used.Output))
 		if len(r.charges) == 0 {
 			return
 		}
@@ -380,6 +380,9 @@ type Metrics struct {
 	holds        prometheus.Gauge
 	deniedTotal  *prometheus.CounterVec
 	reconciled   *prometheus.CounterVec
+	// reconciledIn and reconciledOut are reconciled's two series, looked
+	// up once instead of by label on every Finish.
+	reconciledIn, reconciledOut prometheus.Counter
 }
 
 // NewMetrics registers the limiter's metrics with reg (nil: unregistered).
@@ -404,8 +407,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Both directions exist from the start: dashboards (and tests) see 0,
 	// not "no data".
-	m.reconciled.WithLabelValues("input")
-	m.reconciled.WithLabelValues("output")
+	m.reconciledIn = m.reconciled.WithLabelValues("input")
+	m.reconciledOut = m.reconciled.WithLabelValues("output")
 	if reg != nil {
 		reg.MustRegister(m.reservations, m.holds, m.deniedTotal, m.reconciled)
 	}
