@@ -117,6 +117,7 @@ last run are in `+"`bench-results.json`"+` (not committed).
 make bench          # ~6 minutes on 2 cores: builds, installs Envoy into .venv, runs, rewrites this page
 make bench-smoke    # a few seconds: every configuration briefly, fails on any error (part of make test)
 go run ./e2e/bench/cmd/streamgate-bench -h   # durations, concurrency, prompt sizes, config files
+go run ./e2e/bench/cmd/streamgate-bench -cpuprofile-dir prof   # also a CPU profile of each streamgate per window: go tool pprof bin/streamgate prof/d-realistic-c64-1KiB-r1.pprof
 `+"```"+`
 
 The harness starts one in-process fakellm backend and every configuration at
