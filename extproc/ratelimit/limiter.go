@@ -301,6 +301,10 @@ func (l *Limiter) plan(req Request) ([]Charge, []kind, []Slot) {
 	var kinds []kind
 	var slots []Slot
 	t := l.tenant(req.Tenant)
+	if t != nil {
+		// Room for the tenant's four rates, the common case, at once.
+		charges, kinds = make([]Charge, 0, 4), make([]kind, 0, 4)
+	}
 	base := "{" + req.Tenant + "}"
 	add := func(prefix, model string, r config.Rates) {
 		for _, x := range []struct {
