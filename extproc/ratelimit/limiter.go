@@ -226,9 +226,7 @@ func (r *Reservation) Finish(used Usage) {
 		if len(adj) == 0 {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), adjustTimeout)
-		defer cancel()
-		_ = r.l.store.Adjust(ctx, adj) // a store that fails logs and counts it itself
+		r.l.adjust(adj)
 	})
 }
 
@@ -259,9 +257,20 @@ func (l *Limiter) refund(charges []Charge) {
 		c.Cost = -c.Cost
 		back[i] = c
 	}
+	l.adjust(back)
+}
+
+// adjust applies charges to the store within adjustTimeout. The in-memory
+// store never blocks and ignores its context, so it gets no deadline: no
+// timer per finished request. A store that fails logs and counts it itself.
+func (l *Limiter) adjust(charges []Charge) {
+	if _, mem := l.store.(*MemoryStore); mem {
+		_ = l.store.Adjust(context.Background(), charges)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), adjustTimeout)
 	defer cancel()
-	_ = l.store.Adjust(ctx, back)
+	_ = l.store.Adjust(ctx, charges)
 }
 
 func (l *Limiter) failOpen() bool { return l.cfg.Redis != nil && l.cfg.Redis.FailOpen }
