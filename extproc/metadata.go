@@ -11,7 +11,14 @@ import (
 // credential or prompt text. Cost: one small Struct per request, its
 // values allocated together (metaFields).
 func (p *processor) requestMetadata() *structpb.Struct {
-	m := newMetaFields(p.requestFields())
+	traceID := p.obs.span.TraceID()
+	// Other fields: stream, queue wait and, when picked, pickMetadata's
+	// two. (A hint over 8 costs a map of groups instead of one group.)
+	other := 2
+	if len(p.pick.res.Endpoints) > 0 {
+		other += 2
+	}
+	m := newMetaFields(p.requestFields(traceID != ""), other)
 	m.str(contract.MetaEndpoint, pathOnly(p.path))
 	if p.Tenant != "" {
 		m.str(contract.MetaTenant, p.Tenant)
@@ -25,8 +32,8 @@ func (p *processor) requestMetadata() *structpb.Struct {
 		m.str(contract.MetaBackend, r.Backend)
 		m.str(contract.MetaVersion, r.Version)
 	}
-	if id := p.obs.span.TraceID(); id != "" {
-		m.str(contract.MetaTraceID, id)
+	if traceID != "" {
+		m.str(contract.MetaTraceID, traceID)
 	}
 	p.rateValues(m.str)
 	if p.obs.decision != "" {
@@ -44,20 +51,23 @@ func (p *processor) requestMetadata() *structpb.Struct {
 	return md
 }
 
-// requestFields is how many fields requestMetadata may set: endpoint,
-// tenant, model, stream, upstream model, backend, version and trace id;
-// six x-ratelimit-* values with limits; the limit decision and queue wait
-// once admitted; the picked endpoint and pick reason.
-func (p *processor) requestFields() int {
-	n := 8
+// requestFields is how many string fields requestMetadata sets: endpoint,
+// model, upstream model, backend and version; the tenant when known, the
+// trace id when traced; six x-ratelimit-* values with limits; the limit
+// decision once admitted.
+func (p *processor) requestFields(traced bool) int {
+	n := 5
+	if p.Tenant != "" {
+		n++
+	}
+	if traced {
+		n++
+	}
 	if p.lim != nil {
 		n += 6
 	}
 	if p.obs.decision != "" {
-		n += 2
-	}
-	if len(p.pick.res.Endpoints) > 0 {
-		n += 2
+		n++
 	}
 	return n
 }
@@ -70,9 +80,10 @@ type metaFields struct {
 	strs []structpb.Value_StringValue
 }
 
-// newMetaFields has room for n string fields; more are allocated one by one.
-func newMetaFields(n int) *metaFields {
-	return &metaFields{f: make(map[string]*structpb.Value, n), vals: make([]structpb.Value, 0, n), strs: make([]structpb.Value_StringValue, 0, n)}
+// newMetaFields has room for n string fields, more allocated one by one,
+// and for extra fields of other kinds in the map.
+func newMetaFields(n, extra int) *metaFields {
+	return &metaFields{f: make(map[string]*structpb.Value, n+extra), vals: make([]structpb.Value, 0, n), strs: make([]structpb.Value_StringValue, 0, n)}
 }
 
 // str sets field k to the string v.

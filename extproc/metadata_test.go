@@ -14,7 +14,7 @@ import (
 func TestMetaFieldsSetsEveryField(t *testing.T) {
 	for name, room := range map[string]int{"no room": 0, "room for two": 2, "room for all": 4} {
 		t.Run(name, func(t *testing.T) {
-			m := newMetaFields(room)
+			m := newMetaFields(room, 0)
 			want := map[string]string{"a": "1", "b": "2", "c": "3", "d": "4"}
 			for _, k := range []string{"a", "b", "c", "d"} {
 				m.str(k, want[k])
@@ -30,8 +30,8 @@ func TestMetaFieldsSetsEveryField(t *testing.T) {
 }
 
 // TestRequestMetadataFitsItsRoom: a limited request's metadata (every
-// field but the trace id and picking) takes no more fields than
-// requestFields makes room for.
+// field but the trace id and picking) takes no more string fields than
+// requestFields makes room for (plus stream and queue wait).
 func TestRequestMetadataFitsItsRoom(t *testing.T) {
 	p := limitedProcessor(t, limitedYAML)
 	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
@@ -39,5 +39,5 @@ func TestRequestMetadataFitsItsRoom(t *testing.T) {
 	require.NotNil(t, br.GetRequestBody())
 	fields := br.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
 	assert.Contains(t, fields, contract.MetaLimitDecision)
-	assert.LessOrEqual(t, len(fields), p.requestFields())
+	assert.LessOrEqual(t, len(fields), p.requestFields(false)+2)
 }
