@@ -16,7 +16,8 @@ import (
 // cpuProfiler collects a CPU profile of a streamgate process (started with
 // -pprof) over one measured window: start fetches
 // /debug/pprof/profile?seconds=N from the process's metrics listener, wait
-// writes it to dir, one file per target, point and round. The profiler's
+// writes it to dir, one file per target, point and round. pprof takes
+// whole seconds, so a profile covers the window rounded up. The profiler's
 // own cost (about 1% at pprof's 100 Hz) lands in the window's CPU figures,
 // so compare figures from runs that all profile or none.
 type cpuProfiler struct {
