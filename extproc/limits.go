@@ -10,7 +10,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
@@ -183,12 +182,6 @@ func (p *processor) rateHeaders() []*corev3.HeaderValueOption {
 	var hs []*corev3.HeaderValueOption
 	p.rateValues(func(k, v string) { hs = append(hs, header(k, v)) })
 	return hs
-}
-
-// rateMetadata records the x-ratelimit-* values for the route to copy
-// onto the response (contract.RateLimitHeaders).
-func (p *processor) rateMetadata(f map[string]*structpb.Value) {
-	p.rateValues(func(k, v string) { f[k] = structpb.NewStringValue(v) })
 }
 
 // releaseLimits reconciles and releases the reservation, once: with the

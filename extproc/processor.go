@@ -280,7 +280,13 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	// The token cap and admission return the body itself when unchanged.
 	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
 	if route.UpstreamModel != info.Model {
-		if out, err = rewriteModel(out, route.UpstreamModel); err != nil {
+		// Unchanged so far, the body is the one parseRequest read: the
+		// model lies where it found it; else it is searched for.
+		at := info.model
+		if changed {
+			at = span{}
+		}
+		if out, err = rewriteModelAt(out, at, route.UpstreamModel); err != nil {
 			return p.fail(err)
 		}
 		changed = true

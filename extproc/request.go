@@ -22,6 +22,8 @@ type requestInfo struct {
 	Tokens auth.TokenRequest
 	// prompts are where the prompt fields lie in the body (picking.go).
 	prompts [numKeptFields - numTypedFields]span
+	// model is where the model's JSON string lies in the body (rewriteModelAt).
+	model span
 }
 
 // parseRequest checks body against bp (nil: the defaults) and reads what
@@ -54,6 +56,9 @@ func parseRequest(body []byte, bp *bodyPolicy) (requestInfo, error) {
 	}
 	info, err := readFields(&typed)
 	info.keepPrompts(&typed, len(body))
+	if m := typed[fieldModel]; m.Index > 0 && m.Index+len(m.Raw) <= len(body) {
+		info.model = span{m.Index, len(m.Raw)}
+	}
 	return info, err
 }
 
@@ -182,6 +187,32 @@ func rewriteModel(body []byte, model string) ([]byte, error) {
 		return nil, reject(ErrBadJSON, "The model field could not be rewritten: %v", err)
 	}
 	return out, nil
+}
+
+// rewriteModelAt is rewriteModel for the body parseRequest read, whose
+// model string lies at at: it writes the same bytes without searching the
+// body again. A model name that needs escaping, or an unknown span, takes
+// rewriteModel.
+func rewriteModelAt(body []byte, at span, model string) ([]byte, error) {
+	if at.n < 2 || at.at+at.n > len(body) || body[at.at] != '"' || !plainJSONString(model) {
+		return rewriteModel(body, model)
+	}
+	out := make([]byte, 0, len(body)-at.n+len(model)+2)
+	out = append(out, body[:at.at]...)
+	out = append(append(append(out, '"'), model...), '"')
+	return append(out, body[at.at+at.n:]...), nil
+}
+
+// plainJSONString reports whether s goes into JSON as is between quotes,
+// as sjson writes it unescaped: no control byte, quote, backslash or
+// non-ASCII byte.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

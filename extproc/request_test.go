@@ -39,6 +39,8 @@ func TestParseRequest(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
+			assert.Equal(t, `"`+tc.want.Model+`"`, tc.body[got.model.at:got.model.at+got.model.n], "the model span holds the model's JSON string")
+			got.model = span{}
 			assert.Equal(t, tc.want, got)
 		})
 	}

@@ -61,6 +61,10 @@ type Options struct {
 	// Configs are the ids of the configurations to run, in run order; they
 	// always hold the baseline (b).
 	Configs []string
+	// ProfileDir, when set, runs every streamgate with -pprof and keeps a
+	// CPU profile of each measured window there (profile.go).
+	ProfileDir string
+	profiler   *cpuProfiler
 }
 
 // Main parses args, runs the benchmark and writes its outputs.
@@ -123,6 +127,7 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Note, "note", "", "a remark recorded with the run")
 	fs.BoolVar(&o.Smoke, "smoke", false, "a few-second run of every configuration that fails on any error (timings are not checked; writes no -markdown)")
 	fs.BoolVar(&o.FailOnErrors, "fail-on-errors", false, "exit non-zero when any stream failed")
+	fs.StringVar(&o.ProfileDir, "cpuprofile-dir", "", "run streamgate with -pprof and write a CPU profile of every measured window of every streamgate configuration to `dir`")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -195,6 +200,12 @@ func Run(ctx context.Context, o Options, log io.Writer) (*Report, error) {
 	defer b.close()
 
 	rep.Targets = configurations(o, full, fullName, b)
+	if o.ProfileDir != "" {
+		o.profiler = &cpuProfiler{dir: o.ProfileDir, log: log}
+		for _, t := range rep.Targets {
+			t.pprof = t.Binary != ""
+		}
+	}
 	defer func() {
 		for _, t := range rep.Targets {
 			if t.stop != nil {
@@ -331,14 +342,17 @@ func measure(ctx context.Context, t *target, p Point, o Options) *run {
 	spec := &loadSpec{target: t, point: p, tokens: o.Tokens, warmup: o.Warmup, duration: o.Duration, drain: o.Drain, apiKey: o.APIKey}
 	s := newSampler(t.pids())
 	var cpu0, cpu1 []procSample
+	profiled := func() {}
 	spec.atWindow = func(open bool) {
 		if open {
 			cpu0 = s.cpu()
+			profiled = o.profiler.start(ctx, t, p, o.Duration)
 		} else {
 			cpu1 = s.cpu()
 		}
 	}
 	lr := runLoad(ctx, spec)
+	profiled()
 	r := &run{load: lr, rss: s.finish(), cpu: make([]float64, len(t.pids()))}
 	for i := range r.cpu {
 		r.cpu[i] = cpu1[i].cpuSeconds - cpu0[i].cpuSeconds

@@ -118,6 +118,7 @@ make bench          # ~9 minutes on 2 cores: builds, installs Envoy into .venv, 
 make bench-smoke    # a few seconds: every configuration briefly, fails on any error (part of make test)
 go run ./e2e/bench/cmd/streamgate-bench -h   # durations, concurrency, prompt sizes, config files
 go run ./e2e/bench/cmd/streamgate-bench -configs b,c,d,f -json ''   # only some configurations ((b) always runs)
+go run ./e2e/bench/cmd/streamgate-bench -cpuprofile-dir prof   # also a CPU profile of each streamgate per window: go tool pprof bin/streamgate prof/d-realistic-c64-1KiB-r1.pprof
 `+"```"+`
 
 The harness starts one in-process fakellm backend and every configuration at

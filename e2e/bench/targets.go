@@ -53,6 +53,8 @@ type target struct {
 	metricsURL string
 	stop       func()
 	logPath    string
+	// pprof starts streamgate with -pprof (Options.ProfileDir).
+	pprof bool
 }
 
 // pids lists the target's processes: Envoy first, then streamgate.
@@ -201,7 +203,11 @@ func startStreamgate(ctx context.Context, t *target, configText, sgBin, envoyBin
 		return fmt.Errorf("cannot create log file: %w", err)
 	}
 	t.logPath = logs.Name()
-	cmd := exec.Command(sgBin, "run", "-c", cfgPath, "--envoy-log-level", "warning")
+	args := []string{"run", "-c", cfgPath, "--envoy-log-level", "warning"}
+	if t.pprof {
+		args = append(args, "-pprof")
+	}
+	cmd := exec.Command(sgBin, args...)
 	cmd.Env = append(os.Environ(), "ENVOY_BIN="+envoyBin)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

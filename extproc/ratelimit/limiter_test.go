@@ -103,3 +103,31 @@ func TestValidTenant(t *testing.T) {
 	assert.False(t, ValidTenant("a}b"))
 	assert.False(t, ValidTenant(string(make([]byte, 129))))
 }
+
+// deadlineStore is a MemoryStore behind another type (as a remote store
+// is) that records whether Adjust got a deadline.
+type deadlineStore struct {
+	*MemoryStore
+	deadlines chan bool
+}
+
+func (s deadlineStore) Adjust(ctx context.Context, charges []Charge) error {
+	_, ok := ctx.Deadline()
+	s.deadlines <- ok
+	return s.MemoryStore.Adjust(ctx, charges)
+}
+
+// TestFinishBoundsRemoteAdjust: reconciling with a store other than the
+// in-memory one still runs under adjustTimeout, so a hung store cannot
+// hold a finishing request.
+func TestFinishBoundsRemoteAdjust(t *testing.T) {
+	clk := newFakeClock()
+	store := deadlineStore{MemoryStore: NewMemoryStore(clk), deadlines: make(chan bool, 1)}
+	l := New(&config.Limits{Queue: config.Queue{Size: 10, MaxWait: time.Second}, Tenants: []config.TenantLimits{{
+		Name: "acme", Rates: config.Rates{TotalTokensPerMinute: 1000},
+	}}}, store, clk, NewMetrics(nil))
+	res, _, err := l.Admit(context.Background(), Request{Tenant: "acme", Input: 10, Output: 100})
+	require.NoError(t, err)
+	res.Finish(Usage{Input: 10, Output: 5})
+	assert.True(t, <-store.deadlines, "Adjust ran with a deadline")
+}

@@ -21,6 +21,9 @@ type encoding struct {
 	ranks *rankTable
 	// piece returns the end of the piece starting at s[i], or -1 to skip a rune.
 	piece func(s string, i int) int
+	// cache holds the counts of long strings that come back (cache.go),
+	// shared by every Counter of the encoding.
+	cache *countCache
 }
 
 var (
@@ -56,7 +59,7 @@ func loadEncoding(name string) (*encoding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot load encoding %s: %w", name, err)
 	}
-	e := &encoding{ranks: ranks, piece: piece}
+	e := &encoding{ranks: ranks, piece: piece, cache: newCountCache()}
 	encodings[name] = e
 	return e, nil
 }

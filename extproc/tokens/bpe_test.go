@@ -275,6 +275,12 @@ func FuzzCountMatchesLibrary(f *testing.F) {
 			if got := encs[i].count(s); got != want {
 				t.Fatalf("%s: count of %q = %d, library says %d", exactEncodings[i], s, got, want)
 			}
+			// Through the count cache: first sighting, cached, hit.
+			for round := range 3 {
+				if got := encs[i].cache.count(s, encs[i]); got != want {
+					t.Fatalf("%s: cached count of %q (round %d) = %d, library says %d", exactEncodings[i], s, round, got, want)
+				}
+			}
 		}
 	})
 }

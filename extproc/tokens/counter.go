@@ -55,10 +55,15 @@ func (b *Budget) take(n int) bool {
 // Budget lasts, and with the chars-per-token heuristic otherwise (or always,
 // when it has no encoding). Its exact counts equal the tokenizer library's
 // Codec.Count for every input, and counting allocates nothing for valid
-// UTF-8. It is immutable and safe for concurrent use.
+// UTF-8 but a copy of a string it caches. Exact counts of strings of 256
+// bytes and more that come back (a system prompt, the earlier turns of a
+// conversation) are remembered per encoding, up to 2 MiB of text
+// (cache.go). It is immutable and safe for concurrent use.
 type Counter struct {
 	enc           *encoding // nil: heuristic only
 	charsPerToken float64
+	// cache is enc's count cache; nil counts every string afresh.
+	cache *countCache
 }
 
 // NewCounter returns the Counter for an encoding name: o200k_base,
@@ -79,7 +84,7 @@ func NewCounter(encoding string, charsPerToken float64) (*Counter, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.enc = enc
+		c.enc, c.cache = enc, enc.cache
 		return c, nil
 	default:
 		return nil, fmt.Errorf("cannot count with %q: %w", encoding, ErrUnknownEncoding)
@@ -95,6 +100,9 @@ func (c *Counter) Count(s string, budget *Budget) int {
 		return 0
 	}
 	if c.enc != nil && budget.take(len(s)) {
+		if c.cache != nil {
+			return c.cache.count(s, c.enc)
+		}
 		return c.enc.count(s)
 	}
 	return c.heuristic(len(s))

@@ -1,9 +1,11 @@
 package tokens
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -115,10 +117,13 @@ func prompt(size int) []byte {
 	return b
 }
 
+// BenchmarkEstimate counts prompts seen for the first time: the count
+// cache is off (BenchmarkEstimateCache measures it).
 func BenchmarkEstimate(b *testing.B) {
 	for _, enc := range []string{EncodingO200k, EncodingHeuristic} {
 		c, err := NewCounter(enc, 0)
 		require.NoError(b, err)
+		c.cache = nil
 		for _, size := range []int{1 << 10, 32 << 10, 512 << 10} {
 			body := prompt(size)
 			for _, budget := range []int{DefaultMaxExactBytes, 1 << 30} {
@@ -135,6 +140,37 @@ func BenchmarkEstimate(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// BenchmarkEstimateCache is a 1 KiB o200k_base prompt through the count
+// cache: "repeated" sends the same prompt every time (a system prompt, the
+// e2e/bench body), "distinct" a new one every time (a hash and a lookup on
+// top of the count), "off" counts without the cache.
+func BenchmarkEstimateCache(b *testing.B) {
+	body := prompt(1 << 10)
+	// The digits right after the user message's opening quote change per
+	// request in "distinct".
+	at := bytes.LastIndex(body, []byte(`"content":"`)) + len(`"content":"`)
+	for _, mode := range []string{"off", "repeated", "distinct"} {
+		c, err := NewCounter(EncodingO200k, 0)
+		require.NoError(b, err)
+		if mode == "off" {
+			c.cache = nil
+		}
+		b.Run(mode, func(b *testing.B) {
+			body := bytes.Clone(body)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			i := 0
+			for b.Loop() {
+				if mode == "distinct" {
+					i++
+					strconv.AppendInt(body[:at], int64(100000000+i), 10)
+				}
+				EstimateRequest(body, c, NewBudget(DefaultMaxExactBytes))
+			}
+		})
 	}
 }
 

@@ -35,24 +35,28 @@ type parts struct {
 	extProc, xds, envoy bool
 	mode                xds.Mode
 	envoyLogLevel       string
+	// pprof mounts net/http/pprof on the metrics listener (pprof.go).
+	pprof bool
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("run", stderr)
 	noEnvoy := fs.Bool("no-envoy", false, "do not start Envoy even when one is found")
 	level := fs.String("envoy-log-level", "warning", "Envoy's log `level` (trace, debug, info, warning, error)")
+	pprof := pprofFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return serve(ctx, *path, parts{extProc: true, xds: true, envoy: !*noEnvoy, envoyLogLevel: *level}, stdout, stderr)
+	return serve(ctx, *path, parts{extProc: true, xds: true, envoy: !*noEnvoy, envoyLogLevel: *level, pprof: *pprof}, stdout, stderr)
 }
 
 func extprocCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, path := flags("extproc", stderr)
+	pprof := pprofFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return serve(ctx, *path, parts{extProc: true}, stdout, stderr)
+	return serve(ctx, *path, parts{extProc: true, pprof: *pprof}, stdout, stderr)
 }
 
 func xdsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -131,7 +135,10 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("cannot listen for metrics: %w", err)
 	}
-	goServe("metrics", func() error { return serveMetrics(ctx, metricsLis, reg, &ready) })
+	if p.pprof {
+		log.Warn("profiling endpoints on the metrics listener", "address", cfg.Metrics.Listen, "path", pprofPath)
+	}
+	goServe("metrics", func() error { return serveMetrics(ctx, metricsLis, reg, &ready, p.pprof) })
 
 	// A reload prepares every part first and applies them only if all
 	// could be built, so a bad credential never leaves half a config live.
@@ -406,8 +413,13 @@ type readiness struct {
 func (r *readiness) set(ok bool) { r.mu.Lock(); r.ok = ok; r.mu.Unlock() }
 func (r *readiness) get() bool   { r.mu.Lock(); defer r.mu.Unlock(); return r.ok }
 
-func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry, ready *readiness) error {
+// serveMetrics serves /metrics, /healthz and /readyz on lis, and the
+// profiling endpoints (mountPprof) when pprof is set, until ctx ends.
+func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry, ready *readiness, pprof bool) error {
 	mux := http.NewServeMux()
+	if pprof {
+		mountPprof(mux)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
