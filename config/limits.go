@@ -149,6 +149,28 @@ type Redis struct {
 	KeyPrefix string `yaml:"key_prefix"`
 }
 
+// CapsConcurrency reports whether l caps streams open at once anywhere:
+// a tenant's or tenant×model's concurrent_streams, or a backend's
+// max_in_flight.
+func (l *Limits) CapsConcurrency() bool {
+	for _, t := range l.Tenants {
+		if t.ConcurrentStreams > 0 {
+			return true
+		}
+		for _, m := range t.Models {
+			if m.ConcurrentStreams > 0 {
+				return true
+			}
+		}
+	}
+	for _, b := range l.Backends {
+		if b.MaxInFlight > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Any reports whether r limits anything.
 func (r Rates) Any() bool {
 	return r.RequestsPerMinute > 0 || r.InputTokensPerMinute > 0 || r.OutputTokensPerMinute > 0 ||

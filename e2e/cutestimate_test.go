@@ -21,7 +21,9 @@ import (
 func TestCutStreamChargedTheTokensItsBytesStandFor(t *testing.T) {
 	e, _ := limitsGateway(t)
 	stream := func(ctx context.Context, tokens, itlMs int) *http.Response {
-		b, _ := json.Marshal(map[string]any{"model": "model-a", "stream": true, "max_tokens": 2000,
+		// model-b: backend-b caps nothing, so Envoy reads the usage (a
+		// request holding a slot stays on the main stream).
+		b, _ := json.Marshal(map[string]any{"model": "model-b", "stream": true, "max_tokens": 2000,
 			"messages": []map[string]string{{"role": "user", "content": "write"}}})
 		resp, err := postTo(ctx, e, b, map[string]string{"x-fakellm-tokens": strconv.Itoa(tokens),
 			"x-fakellm-ttft-ms": "0", "x-fakellm-itl-ms": strconv.Itoa(itlMs)})

@@ -384,8 +384,9 @@ func lastUsage(t *testing.T, stream string) usageJSON {
 	return c.Usage
 }
 
-// TestUsageReportSeesStatus: a limited stream is handed over to Envoy's
-// usage report (its ext_proc stream ends with the body answer: two messages
+// TestUsageReportSeesStatus: a limited stream holding no slot (model-b's
+// backend caps nothing, the default tenant no streams) is handed over to
+// Envoy's usage report (its ext_proc stream ends with the body answer: two messages
 // from Envoy, none for the response): its status still reaches the metrics,
 // from the report, and the reservation is settled with the backend's usage.
 func TestUsageReportSeesStatus(t *testing.T) {
@@ -398,7 +399,7 @@ func TestUsageReportSeesStatus(t *testing.T) {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			line := sc.Text()
-			if strings.HasPrefix(line, "streamgate_requests_total{") && strings.Contains(line, `model="model-a"`) && strings.Contains(line, `status="`+status+`"`) {
+			if strings.HasPrefix(line, "streamgate_requests_total{") && strings.Contains(line, `model="model-b"`) && strings.Contains(line, `status="`+status+`"`) {
 				_, v, _ := strings.Cut(line, "} ")
 				f, err := strconv.ParseFloat(v, 64)
 				require.NoError(t, err)
@@ -410,7 +411,7 @@ func TestUsageReportSeesStatus(t *testing.T) {
 	before200, beforeRouted := count("200"), count("routed")
 	beforeOut := metric(t, e, `streamgate_tokens_reconciled_total{direction="output"}`)
 	beforeMsgs := envoyStat(t, e, "ext_proc.stream_msgs_sent")
-	b, _ := json.Marshal(map[string]any{"model": "model-a", "stream": true, "stream_options": map[string]bool{"include_usage": true},
+	b, _ := json.Marshal(map[string]any{"model": "model-b", "stream": true, "stream_options": map[string]bool{"include_usage": true},
 		"messages": []map[string]string{{"role": "user", "content": "tap me"}}})
 	resp, err := postTo(t.Context(), e, b, map[string]string{"x-fakellm-tokens": "9"})
 	require.NoError(t, err)

@@ -256,9 +256,11 @@ func TestObservability(t *testing.T) {
 	assert.InDelta(t, float64(len(reqs)), sumWhere(fams, "streamgate_ratelimit_decisions_total", "", map[string]string{"decision": "admitted"}), 0)
 	assert.InDelta(t, float64(len(reqs)), sumWhere(fams, "streamgate_queue_wait_seconds", "count", nil), 0)
 	assert.Positive(t, sumWhere(fams, "streamgate_queue_wait_seconds", "sum", nil), "solo's later streams waited for its one slot")
-	// Envoy read the chat responses' usage: ext_proc saw only the embeddings
-	// response (metered here, once per body), never a chat chunk.
-	assert.InDelta(t, 1, sumWhere(fams, "streamgate_extproc_phase_duration_seconds", "count", map[string]string{"phase": "response_body"}), 0)
+	// The responses ext_proc read itself: the embeddings one (Envoy reads
+	// chat and messages only) and solo's, which hold its one slot and so
+	// stay on the main stream (TestUsageReportSeesStatus pins the others'
+	// two messages).
+	assert.Positive(t, sumWhere(fams, "streamgate_extproc_phase_duration_seconds", "count", map[string]string{"phase": "response_body"}))
 	assert.InDelta(t, 0, sumWhere(fams, "streamgate_queue_depth", "", nil), 0)
 	assert.InDelta(t, 0, sumWhere(fams, "streamgate_reservations_outstanding", "", nil), 0)
 

@@ -141,8 +141,11 @@ func (pl *responsePlan) endsAtRequestBody() bool {
 // planRequestHeaders decides what the request headers can: which response
 // phases Envoy sends. The backend is known only after the body, so this
 // reads the config: limits on, a model on this path translated, telemetry
-// reading usage. Where Envoy reads usage and nothing on this path is
-// translated, the response is Envoy's alone (readNone). Otherwise a limited
+// reading usage. Where Envoy reads usage, nothing on this path is
+// translated and no concurrency cap may hold a slot, the response is
+// Envoy's alone (readNone): a slot must be freed when the response ends,
+// which only the main stream's end tells at once (Envoy's report comes up
+// to a flush interval later). Otherwise a limited
 // request nothing else needs the response of skips the response headers
 // (readBody); any other that needs something reads them; the rest pass
 // through.
@@ -150,7 +153,7 @@ func (p *processor) planRequestHeaders() {
 	translates := p.routes.translates[clientAPI(p.endpoint)]
 	p.plan.usage = p.readsUsage()
 	switch {
-	case p.envoyReads && !translates && envoyReadsUsageOf(p.endpoint):
+	case p.envoyReads && !translates && envoyReadsUsageOf(p.endpoint) && (p.limits == nil || !p.limits.cfg.CapsConcurrency()):
 	case p.limits != nil && !translates && !p.plan.usage:
 		p.plan.read = readBody
 	case p.limits != nil || translates || p.plan.usage:
@@ -192,7 +195,8 @@ func envoyReadsUsageOf(e endpoint) bool {
 // admission, askUsage and the choice of translation): the meter's side,
 // whether limits settle from the response, and whether Envoy reads its
 // usage, which hands it over to the usage report (Server.Process parks it
-// under reportKey just before the body answer goes out).
+// under reportKey just before the body answer goes out). A request holding
+// concurrency slots stays: the main stream's end frees them at once.
 func (p *processor) planResponse() {
 	pl := &p.plan
 	pl.settle = p.lim != nil && p.lim.res != nil
@@ -200,7 +204,8 @@ func (p *processor) planResponse() {
 	if pl.translate && p.endpoint == endpointMessages {
 		pl.side = meterBackend
 	}
-	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage)
+	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage) &&
+		!(p.lim != nil && p.lim.res != nil && p.lim.res.HoldsSlots())
 	if pl.report {
 		p.reportKey = p.reports.newKey()
 	}

@@ -18,6 +18,8 @@ import (
 // client sends, what the backend answers, and the plan and modes expected.
 type planCase struct {
 	limits, usage, anthropic, envoy bool
+	// slots caps the tenant's concurrent streams.
+	slots bool
 	path, model                     string
 	stream                          bool
 	status, contentType             string
@@ -42,7 +44,11 @@ func planConfig(t *testing.T, tc planCase) *config.Config {
 	}
 	y += models
 	if tc.limits {
-		y += "limits:\n  default_tenant: acme\n  tenants:\n    - {name: acme, requests_per_minute: 100, output_tokens_per_minute: 100000}\n"
+		slots := ""
+		if tc.slots {
+			slots = ", concurrent_streams: 2"
+		}
+		y += "limits:\n  default_tenant: acme\n  tenants:\n    - {name: acme, requests_per_minute: 100, output_tokens_per_minute: 100000" + slots + "}\n"
 	}
 	if tc.usage {
 		y += "telemetry:\n  usage: true\n"
@@ -63,6 +69,10 @@ func planCases() map[string]planCase {
 		"limits where Envoy reads usage hand a non-streamed response over": {
 			limits: true, envoy: true, path: chat, model: "m",
 			read: readNone, settle: true, reported: true, endsAtBody: true,
+		},
+		"a concurrency cap keeps a stream on the main filter: its end frees the slot": {
+			limits: true, envoy: true, slots: true, path: chat, model: "m", stream: true,
+			read: readBody, settle: true, strip: true, requestMode: modeBodyOnly, meterStream: true,
 		},
 		"limits inline keep a non-streamed response": {
 			limits: true, path: chat, model: "m",

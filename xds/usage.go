@@ -21,7 +21,7 @@ import (
 // usageReportFlush is how long Envoy may batch usage reports before
 // sending them: a reservation is settled at most this long after its
 // stream ended.
-const usageReportFlush = 100 * time.Millisecond
+const usageReportFlush = 20 * time.Millisecond
 
 // stripUsageLua removes the usage chunk the gateway asked for (MetaStrip).
 //

@@ -245,6 +245,9 @@ func (r *Reservation) NeedsUsage() bool {
 	return false
 }
 
+// HoldsSlots reports whether the reservation holds concurrency slots.
+func (r *Reservation) HoldsSlots() bool { return r.slots > 0 }
+
 // Reserved is what the reservation holds against the token buckets.
 func (r *Reservation) Reserved() Usage { return r.reserved }
 
