@@ -29,6 +29,7 @@ var pairs = map[string]struct {
 	"anthropic_openai": {ClientMessages, ProtocolOpenAI},
 	"openai_ollama":    {ClientChat, ProtocolOllama},
 	"openai_kserve":    {ClientCompletions, ProtocolKServe},
+	"responses_openai": {ClientResponses, ProtocolOpenAI},
 }
 
 // testOptions are the model settings every golden case runs with.

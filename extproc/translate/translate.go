@@ -29,6 +29,8 @@ const (
 	ClientEmbeddings
 	// ClientMessages is Anthropic Messages, POST /v1/messages.
 	ClientMessages
+	// ClientResponses is the OpenAI Responses API, POST /v1/responses.
+	ClientResponses
 )
 
 // String names the API for messages.
@@ -42,6 +44,8 @@ func (c Client) String() string {
 		return "OpenAI Embeddings"
 	case ClientMessages:
 		return "Anthropic Messages"
+	case ClientResponses:
+		return "OpenAI Responses"
 	}
 	return "unknown API"
 }
@@ -78,7 +82,7 @@ func Supported(c Client, p Protocol) bool {
 		return p == ProtocolAnthropic || p == ProtocolOllama
 	case ClientCompletions:
 		return p == ProtocolKServe
-	case ClientMessages:
+	case ClientMessages, ClientResponses:
 		return p == ProtocolOpenAI
 	}
 	return false
@@ -174,6 +178,8 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToMessages{opts: opts}, nil
 	case c == ClientMessages && p == ProtocolOpenAI:
 		return &messagesToChat{opts: opts}, nil
+	case c == ClientResponses && p == ProtocolOpenAI:
+		return &responsesToChat{opts: opts}, nil
 	case c == ClientChat && p == ProtocolOllama:
 		return &chatToOllama{opts: opts}, nil
 	case c == ClientCompletions && p == ProtocolKServe:
