@@ -32,7 +32,8 @@ const (
 	endpointEmbeddings
 	endpointModels
 	endpointMessages
-	endpointGRPC // a KServe v2 gRPC call (grpc.go)
+	endpointGRPC      // a KServe v2 gRPC call (grpc.go)
+	endpointResponses // the OpenAI Responses API (translate.ClientResponses)
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -363,6 +364,8 @@ func endpointFor(path string) endpoint {
 		return endpointModels
 	case "/v1/messages":
 		return endpointMessages
+	case "/v1/responses":
+		return endpointResponses
 	}
 	return endpointNone
 }

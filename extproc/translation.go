@@ -25,7 +25,7 @@ type translation struct {
 // noteTranslations records the client APIs a backend of protocol p serves
 // through a translation.
 func (r *Routes) noteTranslations(p translate.Protocol) {
-	for _, c := range []translate.Client{translate.ClientChat, translate.ClientCompletions, translate.ClientEmbeddings, translate.ClientMessages} {
+	for _, c := range []translate.Client{translate.ClientChat, translate.ClientCompletions, translate.ClientEmbeddings, translate.ClientMessages, translate.ClientResponses} {
 		if translate.Supported(c, p) {
 			r.translates[c] = true
 		}
@@ -43,6 +43,8 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientEmbeddings
 	case endpointMessages:
 		return translate.ClientMessages
+	case endpointResponses:
+		return translate.ClientResponses
 	}
 	return translate.ClientUnknown
 }
@@ -60,7 +62,11 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	if err != nil {
 		var re *translate.RequestError
 		if errors.As(err, &re) {
-			return p.fail(reject(ErrUnsupported, "%s", re.Msg))
+			kind := ErrUnsupported
+			if errors.Is(err, translate.ErrStateful) {
+				kind = ErrStateful
+			}
+			return p.fail(reject(kind, "%s", re.Msg))
 		}
 		return p.fail(err)
 	}

@@ -168,11 +168,11 @@ func refuseStateful(in *rsRequest) error {
 	const why = "; this model's backend serves the Responses API statelessly: send the whole conversation in input."
 	switch {
 	case in.PreviousResponseID != nil:
-		return unsupported("The field \"previous_response_id\" is not supported" + why)
+		return &RequestError{Kind: ErrStateful, Msg: "The field \"previous_response_id\" is not supported" + why}
 	case in.Store != nil && *in.Store:
-		return unsupported("The field \"store\" must be false or absent" + why)
+		return &RequestError{Kind: ErrStateful, Msg: "The field \"store\" must be false or absent" + why}
 	case in.Background != nil && *in.Background:
-		return unsupported("The field \"background\" must be false or absent" + why)
+		return &RequestError{Kind: ErrStateful, Msg: "The field \"background\" must be false or absent" + why}
 	case in.Truncation != nil && *in.Truncation != "disabled":
 		return unsupported("truncation: %q is not supported by this model's backend (OpenAI Chat Completions).", *in.Truncation)
 	}

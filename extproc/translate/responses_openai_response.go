@@ -54,10 +54,10 @@ type rsOutputDetails struct {
 }
 
 type rsMessageItem struct {
-	Type    string          `json:"type"`
-	ID      string          `json:"id"`
-	Status  string          `json:"status"`
-	Role    string          `json:"role"`
+	Type    string         `json:"type"`
+	ID      string         `json:"id"`
+	Status  string         `json:"status"`
+	Role    string         `json:"role"`
 	Content []rsOutputText `json:"content"`
 }
 

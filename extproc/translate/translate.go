@@ -145,6 +145,10 @@ var (
 	ErrUnsupported = errors.New("feature not supported by the backend protocol")
 	// ErrInvalid marks a request that is malformed for its own API.
 	ErrInvalid = errors.New("invalid request")
+	// ErrStateful marks a Responses request that needs server-side state
+	// (previous_response_id, store, background), which a translation to a
+	// stateless backend cannot keep. The client gets a 400 naming the field.
+	ErrStateful = errors.New("request needs server-side state")
 	// ErrNoTranslation is returned by New for a pair it cannot translate.
 	ErrNoTranslation = errors.New("no translation between these APIs")
 )
@@ -152,7 +156,7 @@ var (
 // RequestError is a request the translation refuses. Msg is written for the
 // client and holds no request content beyond field names.
 type RequestError struct {
-	Kind error // ErrUnsupported or ErrInvalid
+	Kind error // ErrUnsupported, ErrInvalid or ErrStateful
 	Msg  string
 }
 
