@@ -41,6 +41,7 @@ type chatToResponsesStream struct {
 	openTool int64 // chat tool call index of the open function call
 	tools    int64 // chat tool call indexes below this one have started
 	itemID   string
+	itemJSON []byte // itemID as a JSON string, for every event of the item
 	callID   string
 	name     string
 	text     []byte // the open item's text or arguments so far
@@ -48,6 +49,7 @@ type chatToResponsesStream struct {
 	finish   string
 	usage    *rsUsage
 	scratch  []byte
+	ev       []byte // the event being written
 }
 
 func (s *chatToResponsesStream) translate(dst, chunk []byte, end bool) []byte {
@@ -130,14 +132,15 @@ func (s *chatToResponsesStream) start(dst []byte, root gjson.Result) []byte {
 	s.started = true
 	s.id, s.model, s.created = root.Get("id").Str, root.Get("model").Str, root.Get("created").Int()
 	r := mustJSON(s.t.response(s.id, s.model, s.created, "in_progress"))
-	dst = s.emit(dst, "response.created", `"response":`, string(r))
-	return s.emit(dst, "response.in_progress", `"response":`, string(r))
+	dst = s.emit(dst, "response.created", `"response":`, r)
+	return s.emit(dst, "response.in_progress", `"response":`, r)
 }
 
 func (s *chatToResponsesStream) textDelta(dst []byte, c gjson.Result) []byte {
 	if s.open != blockText {
 		dst = s.closeItem(dst)
 		s.open, s.itemID, s.text = blockText, "msg_"+s.id, s.text[:0]
+		s.itemJSON = mustJSON(s.itemID)
 		dst = s.itemEvent(dst, "response.output_item.added", mustJSON(messageItem(s.itemID, "", "in_progress")))
 		dst = s.partEvent(dst, "response.content_part.added", `{"type":"output_text","text":"","annotations":[]}`)
 	}
@@ -146,7 +149,7 @@ func (s *chatToResponsesStream) textDelta(dst []byte, c gjson.Result) []byte {
 	s.scratch = append(s.scratch, `,"content_index":0,"delta":`...)
 	s.scratch = append(s.scratch, c.Raw...)
 	s.scratch = append(s.scratch, `,"logprobs":[]`...)
-	return s.emit(dst, "response.output_text.delta", "", string(s.scratch))
+	return s.emit(dst, "response.output_text.delta", "", s.scratch)
 }
 
 func (s *chatToResponsesStream) toolCall(dst []byte, tc gjson.Result) []byte {
@@ -159,6 +162,7 @@ func (s *chatToResponsesStream) toolCall(dst []byte, tc gjson.Result) []byte {
 		s.open, s.openTool, s.tools, s.text = blockTool, k, k+1, s.text[:0]
 		s.callID, s.name = tc.Get("id").Str, tc.Get("function.name").Str
 		s.itemID = "fc_" + s.callID
+		s.itemJSON = mustJSON(s.itemID)
 		dst = s.itemEvent(dst, "response.output_item.added", mustJSON(s.callItem("in_progress")))
 	}
 	if a := tc.Get("function.arguments"); a.Type == gjson.String && a.Str != "" {
@@ -166,7 +170,7 @@ func (s *chatToResponsesStream) toolCall(dst []byte, tc gjson.Result) []byte {
 		s.scratch = s.itemHead(s.scratch[:0])
 		s.scratch = append(s.scratch, `,"delta":`...)
 		s.scratch = append(s.scratch, a.Raw...)
-		dst = s.emit(dst, "response.function_call_arguments.delta", "", string(s.scratch))
+		dst = s.emit(dst, "response.function_call_arguments.delta", "", s.scratch)
 	}
 	return dst
 }
@@ -191,7 +195,7 @@ func (s *chatToResponsesStream) closeItem(dst []byte) []byte {
 		s.scratch = append(s.scratch, `,"content_index":0,"text":`...)
 		s.scratch = append(s.scratch, text...)
 		s.scratch = append(s.scratch, `,"logprobs":[]`...)
-		dst = s.emit(dst, "response.output_text.done", "", string(s.scratch))
+		dst = s.emit(dst, "response.output_text.done", "", s.scratch)
 		dst = s.partEvent(dst, "response.content_part.done", `{"type":"output_text","text":`+string(text)+`,"annotations":[]}`)
 		item = mustJSON(messageItem(s.itemID, string(s.text), "completed"))
 	case blockTool:
@@ -200,7 +204,7 @@ func (s *chatToResponsesStream) closeItem(dst []byte) []byte {
 		s.scratch = append(s.scratch, mustJSON(s.name)...)
 		s.scratch = append(s.scratch, `,"arguments":`...)
 		s.scratch = append(s.scratch, mustJSON(string(s.text))...)
-		dst = s.emit(dst, "response.function_call_arguments.done", "", string(s.scratch))
+		dst = s.emit(dst, "response.function_call_arguments.done", "", s.scratch)
 		item = mustJSON(s.callItem("completed"))
 	}
 	dst = s.itemEvent(dst, "response.output_item.done", item)
@@ -212,35 +216,36 @@ func (s *chatToResponsesStream) closeItem(dst []byte) []byte {
 // itemHead appends the item_id and output_index of the open item.
 func (s *chatToResponsesStream) itemHead(b []byte) []byte {
 	b = append(b, `"item_id":`...)
-	b = append(b, mustJSON(s.itemID)...)
+	b = append(b, s.itemJSON...)
 	b = append(b, `,"output_index":`...)
 	return strconv.AppendInt(b, int64(len(s.items)), 10)
 }
 
 func (s *chatToResponsesStream) itemEvent(dst []byte, typ string, item []byte) []byte {
 	head := `"output_index":` + strconv.Itoa(len(s.items)) + `,"item":`
-	return s.emit(dst, typ, head, string(item))
+	return s.emit(dst, typ, head, item)
 }
 
 func (s *chatToResponsesStream) partEvent(dst []byte, typ, part string) []byte {
 	s.scratch = s.itemHead(s.scratch[:0])
 	s.scratch = append(s.scratch, `,"content_index":0,"part":`...)
 	s.scratch = append(s.scratch, part...)
-	return s.emit(dst, typ, "", string(s.scratch))
+	return s.emit(dst, typ, "", s.scratch)
 }
 
 // emit appends one event: {"type":typ,"sequence_number":n,<a><b>}.
-func (s *chatToResponsesStream) emit(dst []byte, typ, a, b string) []byte {
-	buf := make([]byte, 0, 48+len(typ)+len(a)+len(b))
+func (s *chatToResponsesStream) emit(dst []byte, typ, a string, b []byte) []byte {
+	buf := s.ev[:0]
 	buf = append(buf, `{"type":"`...)
 	buf = append(buf, typ...)
 	buf = append(buf, `","sequence_number":`...)
 	buf = strconv.AppendInt(buf, s.seq, 10)
 	s.seq++
-	if a != "" || b != "" {
+	if a != "" || len(b) > 0 {
 		buf = append(append(append(buf, ','), a...), b...)
 	}
 	buf = append(buf, '}')
+	s.ev = buf
 	return sse.AppendEvent(dst, typ, buf)
 }
 
@@ -257,16 +262,16 @@ func (s *chatToResponsesStream) complete(dst []byte) []byte {
 	if r.Status == "incomplete" {
 		typ = "response.incomplete"
 	}
-	return s.emit(dst, typ, `"response":`, string(mustJSON(r)))
+	return s.emit(dst, typ, `"response":`, mustJSON(r))
 }
 
 // fail ends the stream with an error event and response.failed.
 func (s *chatToResponsesStream) fail(dst []byte, msg string) []byte {
 	s.done = true
 	m := string(mustJSON(msg))
-	dst = s.emit(dst, "error", `"code":"server_error","message":`+m, `,"param":null`)
+	dst = s.emit(dst, "error", `"code":"server_error","message":`+m, []byte(`,"param":null`))
 	r := s.t.response(s.id, s.model, s.created, "failed")
 	r.Output = append(r.Output, s.items...)
 	r.Error = &rsError{Code: "server_error", Message: msg}
-	return s.emit(dst, "response.failed", `"response":`, string(mustJSON(r)))
+	return s.emit(dst, "response.failed", `"response":`, mustJSON(r))
 }
