@@ -200,6 +200,7 @@ func (p *processor) planResponse() {
 	if pl.translate && (p.endpoint == endpointMessages || p.endpoint == endpointResponses) {
 		pl.side = meterBackend
 	}
+	p.meter.responses = p.endpoint == endpointResponses && !pl.translate
 	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage)
 	if pl.report {
 		p.reportKey = p.reports.newKey()

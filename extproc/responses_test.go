@@ -68,3 +68,42 @@ func TestResponsesRefusals(t *testing.T) {
 		})
 	}
 }
+
+const nativeResponsesConfig = `backends:
+  - name: vllm
+    protocol: openai
+    responses_api: true
+    endpoints: [127.0.0.1:8000]
+  - name: oai
+    protocol: openai
+    endpoints: [127.0.0.1:8001]
+models:
+  - name: native
+    backend: vllm
+    upstream_model: served
+  - name: native-with-chat-fallback
+    backend: vllm
+    fallbacks: [oai]
+`
+
+func TestResponsesPassThroughToNativeBackend(t *testing.T) {
+	p := newTranslationProcessor(t, nativeResponsesConfig)
+	p.handle(requestHeaders("/v1/responses"))
+	resp := p.handle(requestBody(`{"model":"native","input":"x","previous_response_id":"resp_1","store":true}`))
+	common := resp.GetRequestBody().GetResponse()
+	require.NotNil(t, common, "stateful fields pass to a backend that keeps state: %v", resp)
+	h := setHeaders(common.GetHeaderMutation())
+	assert.Empty(t, h[":path"], "the path stays /v1/responses")
+	assert.JSONEq(t, `{"model":"served","input":"x","previous_response_id":"resp_1","store":true}`, string(common.GetBodyMutation().GetBody()),
+		"only the model is rewritten")
+	assert.Nil(t, p.tx, "no translation")
+	assert.True(t, p.meter.responses, "the meter reads Responses usage")
+}
+
+func TestResponsesTranslatedWhenAFallbackLacksTheNativeAPI(t *testing.T) {
+	p := newTranslationProcessor(t, nativeResponsesConfig)
+	p.handle(requestHeaders("/v1/responses"))
+	ir := p.handle(requestBody(`{"model":"native-with-chat-fallback","input":"x","previous_response_id":"resp_1"}`)).GetImmediateResponse()
+	require.NotNil(t, ir, "a chain one of whose backends lacks responses_api is translated, so stateful requests are refused")
+	assert.Contains(t, string(ir.GetBody()), "stateful_request_not_supported")
+}

@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
 
@@ -47,6 +48,25 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientResponses
 	}
 	return translate.ClientUnknown
+}
+
+// native reports whether route's backend serves the client's API as is.
+func (p *processor) native(route *Route) bool {
+	if p.endpoint == endpointResponses && route.NativeResponses {
+		return true
+	}
+	return translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol))
+}
+
+// allServeResponses reports whether every backend of a failover chain
+// serves the Responses API natively (responses_api).
+func allServeResponses(cfg *config.Config, chain []string) bool {
+	for _, name := range chain {
+		if b := cfg.Backend(name); b == nil || !b.ResponsesAPI {
+			return false
+		}
+	}
+	return len(chain) > 0
 }
 
 // translateRequest rewrites the buffered request body for a backend that
