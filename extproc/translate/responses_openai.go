@@ -148,7 +148,7 @@ func (t *responsesToChat) Request(body []byte) (Request, error) {
 		if tl.Type != "function" {
 			return Request{}, unsupported("tools.%d: the tool type %q is not supported by this model's backend (OpenAI Chat Completions); only function tools are.", i, tl.Type)
 		}
-		out.Tools = append(out.Tools, oaTool{Type: "function", Function: oaFunction{Name: tl.Name, Description: tl.Description, Parameters: tl.Parameters}})
+		out.Tools = append(out.Tools, oaTool{Type: "function", Function: oaFunction{Name: tl.Name, Description: tl.Description, Parameters: tl.Parameters, Strict: tl.Strict}})
 	}
 	if out.ToolChoice, err = responsesToolChoice(in.ToolChoice); err != nil {
 		return Request{}, err
