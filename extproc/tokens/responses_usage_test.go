@@ -47,3 +47,28 @@ func TestBodyMeterReadsResponsesUsage(t *testing.T) {
 	_, ok = chat.Usage()
 	assert.False(t, ok, "a chat meter does not take Responses usage")
 }
+
+// FuzzStreamMeterResponses: a Responses-mode meter never changes the
+// stream and reads the same usage however the stream is cut.
+func FuzzStreamMeterResponses(f *testing.F) {
+	f.Add([]byte(responsesStream), 40)
+	f.Add([]byte("data: {\"response\":{\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}}\r\n\r\n"), 5)
+	f.Fuzz(func(t *testing.T, data []byte, cut int) {
+		if cut < 0 || cut > len(data) {
+			cut = len(data) / 2
+		}
+		whole := &StreamMeter{Responses: true, Counter: &Counter{charsPerToken: 4}}
+		whole.Feed(data, true)
+		m := &StreamMeter{Responses: true, Counter: &Counter{charsPerToken: 4}}
+		a, _ := m.Feed(data[:cut], false)
+		b, _ := m.Feed(data[cut:], true)
+		if string(a)+string(b) != string(data) {
+			t.Fatal("a Responses meter changed the stream")
+		}
+		u1, ok1 := whole.Usage()
+		u2, ok2 := m.Usage()
+		if u1 != u2 || ok1 != ok2 || whole.Counted() != m.Counted() {
+			t.Fatalf("cut at %d changed what was read: %v %v / %v %v", cut, u1, ok1, u2, ok2)
+		}
+	})
+}
