@@ -11,7 +11,9 @@ import (
 
 // Stream translates chat.completion.chunk events into the Responses event
 // sequence: response.created and response.in_progress, then per output
-// item response.output_item.added, its content (a message's
+// item response.output_item.added, its content (reasoning's
+// response.reasoning_summary_part.added, response.reasoning_summary_text.delta
+// ... and their .done events; a message's
 // response.content_part.added, response.output_text.delta ...,
 // response.output_text.done, response.content_part.done; a function call's
 // response.function_call_arguments.delta ... and .done) and
@@ -37,7 +39,7 @@ type chatToResponsesStream struct {
 	id       string // the backend's completion id
 	model    string
 	created  int64
-	open     int   // kind of the open item: blockNone, blockText or blockTool
+	open     int   // kind of the open item: blockNone, blockText, blockThinking or blockTool
 	openTool int64 // chat tool call index of the open function call
 	tools    int64 // chat tool call indexes below this one have started
 	itemID   string
@@ -112,6 +114,13 @@ func (s *chatToResponsesStream) event(dst, data []byte) []byte {
 		return dst
 	}
 	delta := choice.Get("delta")
+	r := delta.Get("reasoning_content")
+	if r.Type != gjson.String {
+		r = delta.Get("reasoning")
+	}
+	if r.Type == gjson.String && r.Str != "" {
+		dst = s.reasoningDelta(dst, r)
+	}
 	if c := delta.Get("content"); c.Type == gjson.String && c.Str != "" {
 		dst = s.textDelta(dst, c)
 	}
@@ -150,6 +159,30 @@ func (s *chatToResponsesStream) textDelta(dst []byte, c gjson.Result) []byte {
 	s.scratch = append(s.scratch, c.Raw...)
 	s.scratch = append(s.scratch, `,"logprobs":[]`...)
 	return s.emit(dst, "response.output_text.delta", "", s.scratch)
+}
+
+// reasoningDelta streams the backend's reasoning as a reasoning item's
+// summary text.
+func (s *chatToResponsesStream) reasoningDelta(dst []byte, r gjson.Result) []byte {
+	if s.open != blockThinking {
+		dst = s.closeItem(dst)
+		s.open, s.itemID, s.text = blockThinking, "rs_"+s.id, s.text[:0]
+		s.itemJSON = mustJSON(s.itemID)
+		dst = s.itemEvent(dst, "response.output_item.added", mustJSON(rsReasoningItem{Type: "reasoning", ID: s.itemID, Summary: []rsSummaryText{}}))
+		dst = s.summaryEvent(dst, "response.reasoning_summary_part.added", `,"part":`, []byte(`{"type":"summary_text","text":""}`))
+	}
+	s.text = append(s.text, r.Str...)
+	return s.summaryEvent(dst, "response.reasoning_summary_text.delta", `,"delta":`, []byte(r.Raw))
+}
+
+// summaryEvent appends an event of the open reasoning item's summary
+// part: its head, then key and value.
+func (s *chatToResponsesStream) summaryEvent(dst []byte, typ, key string, value []byte) []byte {
+	s.scratch = s.itemHead(s.scratch[:0])
+	s.scratch = append(s.scratch, `,"summary_index":0`...)
+	s.scratch = append(s.scratch, key...)
+	s.scratch = append(s.scratch, value...)
+	return s.emit(dst, typ, "", s.scratch)
 }
 
 func (s *chatToResponsesStream) toolCall(dst []byte, tc gjson.Result) []byte {
@@ -198,6 +231,11 @@ func (s *chatToResponsesStream) closeItem(dst []byte) []byte {
 		dst = s.emit(dst, "response.output_text.done", "", s.scratch)
 		dst = s.partEvent(dst, "response.content_part.done", `{"type":"output_text","text":`+string(text)+`,"annotations":[]}`)
 		item = mustJSON(messageItem(s.itemID, string(s.text), "completed"))
+	case blockThinking:
+		text := mustJSON(string(s.text))
+		dst = s.summaryEvent(dst, "response.reasoning_summary_text.done", `,"text":`, text)
+		dst = s.summaryEvent(dst, "response.reasoning_summary_part.done", `,"part":`, []byte(`{"type":"summary_text","text":`+string(text)+`}`))
+		item = mustJSON(rsReasoningItem{Type: "reasoning", ID: s.itemID, Summary: []rsSummaryText{{Type: "summary_text", Text: string(s.text)}}})
 	case blockTool:
 		s.scratch = s.itemHead(s.scratch[:0])
 		s.scratch = append(s.scratch, `,"name":`...)
