@@ -7,6 +7,8 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
 func TestResponsesStreamTranslatedToChatBackend(t *testing.T) {
@@ -106,4 +108,13 @@ func TestResponsesTranslatedWhenAFallbackLacksTheNativeAPI(t *testing.T) {
 	ir := p.handle(requestBody(`{"model":"native-with-chat-fallback","input":"x","previous_response_id":"resp_1"}`)).GetImmediateResponse()
 	require.NotNil(t, ir, "a chain one of whose backends lacks responses_api is translated, so stateful requests are refused")
 	assert.Contains(t, string(ir.GetBody()), "stateful_request_not_supported")
+}
+
+func TestResponsesCountedAsTheChatOperation(t *testing.T) {
+	p := newTranslationProcessor(t, translationConfig)
+	p.handle(requestHeaders("/v1/responses"))
+	p.handle(requestBody(`{"model":"gpt","input":"x"}`))
+	r := p.record()
+	assert.Equal(t, telemetry.OperationChat, r.Operation)
+	assert.Equal(t, "/v1/responses", r.Endpoint)
 }
