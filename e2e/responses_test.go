@@ -32,6 +32,7 @@ auth:
     - name: acme
       models: ["*"]
       endpoints: [/v1/responses]
+      max_tokens: 100000
       api_keys:
         - {hash: %s}
 limits:
@@ -144,6 +145,7 @@ func TestOpenAISDKResponsesAPIErrors(t *testing.T) {
 	var out struct {
 		PreviousResponseID *responsesError `json:"previous_response_id"`
 		Store              *responsesError
+		OverCap            *responsesError `json:"over_cap"`
 		UnknownModel       *responsesError `json:"unknown_model"`
 		BadKey             *responsesError `json:"bad_key"`
 		Midstream          struct {
@@ -158,10 +160,11 @@ func TestOpenAISDKResponsesAPIErrors(t *testing.T) {
 		code    string
 		message string
 	}{
-		"previous_response_id": {out.PreviousResponseID, 400, "stateful_request_not_supported", `"previous_response_id"`},
-		"store":                {out.Store, 400, "stateful_request_not_supported", `"store"`},
-		"unknown model":        {out.UnknownModel, 404, "model_not_found", "nope"},
-		"bad key":              {out.BadKey, 401, "invalid_api_key", ""},
+		"previous_response_id":  {out.PreviousResponseID, 400, "stateful_request_not_supported", `"previous_response_id"`},
+		"store":                 {out.Store, 400, "stateful_request_not_supported", `"store"`},
+		"unknown model":         {out.UnknownModel, 404, "model_not_found", "nope"},
+		"over the tenant's cap": {out.OverCap, 400, "invalid_request", "max_output_tokens is 200000; your limit is 100000"},
+		"bad key":               {out.BadKey, 401, "invalid_api_key", ""},
 	} {
 		require.NotNil(t, tc.got, name)
 		require.NotNil(t, tc.got.Status, name)

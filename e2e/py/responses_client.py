@@ -89,6 +89,7 @@ def errors():
     out["previous_response_id"] = error_of(lambda: client.responses.create(
         model=model, input="hi", previous_response_id="resp_123"))
     out["store"] = error_of(lambda: client.responses.create(model=model, input="hi", store=True))
+    out["over_cap"] = error_of(lambda: client.responses.create(model=model, input="hi", max_output_tokens=200000))
     out["unknown_model"] = error_of(lambda: client.responses.create(model="nope", input="hi"))
     out["bad_key"] = error_of(lambda: openai.OpenAI(base_url=base + "/v1", api_key="sk-wrong", max_retries=0)
                               .responses.create(model=model, input="hi"))
