@@ -126,6 +126,9 @@ func (v *validator) validateBackendKnobs(i int, b *Backend) {
 	}
 	v.validateGRPCMethods(p, b)
 	v.validateQueryParams(p, b)
+	if b.ResponsesAPI && b.Protocol != ProtocolOpenAI {
+		v.at(p+".responses_api", "backend %q: responses_api applies to the openai protocol only, not %s", b.Name, b.Protocol)
+	}
 	v.validatePicking(p, b)
 	if o := b.OutlierDetection; o != nil && o.MaxEjectionPercent > 100 {
 		v.at(p+".outlier_detection.max_ejection_percent", "backend %q: max_ejection_percent is a percentage (0-100)", b.Name)

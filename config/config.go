@@ -201,6 +201,12 @@ type Backend struct {
 	// is removed from the path before the request goes upstream; the
 	// default is none.
 	QueryParams []string `yaml:"query_params"`
+	// ResponsesAPI says the backend (protocol openai) serves the OpenAI
+	// Responses API itself, as vLLM does: /v1/responses requests then pass
+	// through untranslated, previous_response_id and store included. When
+	// false (the default) they are translated to Chat Completions,
+	// statelessly.
+	ResponsesAPI bool `yaml:"responses_api"`
 	// Picking, when set, has Streamgate pick the endpoint per request from
 	// the model servers' load, prefix cache and adapters (picking.go).
 	Picking *Picking `yaml:"picking"`

@@ -69,3 +69,25 @@ models:
 	require.Len(t, ps, 1)
 	assert.Contains(t, ps[0].Msg, "one protocol")
 }
+
+func TestResponsesAPIOnlyOnOpenAIBackends(t *testing.T) {
+	src := `backends:
+  - name: vllm
+    protocol: openai
+    responses_api: true
+    endpoints: [127.0.0.1:8000]
+  - name: claude
+    protocol: anthropic
+    responses_api: true
+    endpoints: [127.0.0.1:8001]
+models:
+  - name: v
+    backend: vllm
+`
+	_, err := Parse("responses.yaml", []byte(src))
+	require.Error(t, err)
+	ps := Problems(err)
+	require.Len(t, ps, 1, "the openai backend may set it")
+	assert.Equal(t, 8, ps[0].Line)
+	assert.Contains(t, ps[0].Msg, `backend "claude": responses_api applies to the openai protocol only`)
+}

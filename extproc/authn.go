@@ -80,10 +80,15 @@ func (p *processor) authorizePin() error {
 }
 
 // applyTokenCap enforces the tenant's max_tokens cap; completion endpoints
-// without a max_tokens get the cap set.
+// without a max_tokens get the cap set. On /v1/responses the cap applies
+// to max_output_tokens, set when absent.
 func (p *processor) applyTokenCap(body []byte) ([]byte, error) {
 	if p.tenant == nil {
 		return body, nil
+	}
+	if p.endpoint == endpointResponses {
+		req := auth.TokenRequest{MaxTokens: p.info.MaxOutputTokens, MaxCompletionTokens: -1, N: 1, Field: "max_output_tokens"}
+		return p.tenant.ApplyTokenCap(body, req, true)
 	}
 	return p.tenant.ApplyTokenCap(body, p.info.Tokens, p.endpoint == endpointChat || p.endpoint == endpointCompletions)
 }

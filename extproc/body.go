@@ -24,6 +24,7 @@ const (
 	fieldTemperature
 	fieldTopP
 	fieldStreamOptions
+	fieldMaxOutputTokens // the Responses API's output cap
 	numTypedFields
 )
 
@@ -41,7 +42,7 @@ const (
 var policyFields = []string{
 	fieldModel: "model", fieldStream: "stream", fieldMaxTokens: "max_tokens",
 	fieldMaxCompletionTokens: "max_completion_tokens", fieldN: "n",
-	fieldTemperature: "temperature", fieldTopP: "top_p", fieldStreamOptions: "stream_options",
+	fieldTemperature: "temperature", fieldTopP: "top_p", fieldStreamOptions: "stream_options", fieldMaxOutputTokens: "max_output_tokens",
 	numTypedFields: "messages", "prompt", "input", "tools", "functions",
 }
 

@@ -22,7 +22,11 @@ var (
 	// ErrUnsupported marks a request the model's backend protocol cannot
 	// express (see translation.go).
 	ErrUnsupported = errors.New("request not supported by the backend protocol")
-	ErrDraining    = errors.New("gateway is shutting down")
+	// ErrStateful marks a Responses API request that needs server-side state
+	// (previous_response_id, store, background) toward a backend that
+	// serves it only through translation, statelessly.
+	ErrStateful = errors.New("request needs server-side state")
+	ErrDraining = errors.New("gateway is shutting down")
 )
 
 // clientError is a request failure with the message the client sees.

@@ -170,7 +170,7 @@ func (p *processor) planRequestHeaders() {
 // edit, the stream's deltas are counted instead.
 func (p *processor) askUsage(body []byte) ([]byte, bool) {
 	needs := p.plan.usage || p.lim != nil && p.lim.res != nil && p.lim.res.NeedsUsage()
-	if !needs || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages {
+	if !needs || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages || p.endpoint == endpointResponses {
 		return body, false
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
@@ -201,9 +201,10 @@ func (p *processor) planResponse() {
 	pl := &p.plan
 	pl.settle = p.lim != nil && p.lim.res != nil
 	pl.translate = p.tx != nil
-	if pl.translate && p.endpoint == endpointMessages {
+	if pl.translate && (p.endpoint == endpointMessages || p.endpoint == endpointResponses) {
 		pl.side = meterBackend
 	}
+	p.meter.responses = p.endpoint == endpointResponses && !pl.translate
 	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage) &&
 		!(p.lim != nil && p.lim.res != nil && p.lim.res.HoldsSlots())
 	if pl.report {

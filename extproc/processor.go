@@ -16,7 +16,6 @@ import (
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
-	"github.com/streamgate/streamgate/extproc/translate"
 )
 
 // Header names Streamgate reads or writes.
@@ -32,7 +31,8 @@ const (
 	endpointEmbeddings
 	endpointModels
 	endpointMessages
-	endpointGRPC // a KServe v2 gRPC call (grpc.go)
+	endpointGRPC      // a KServe v2 gRPC call (grpc.go)
+	endpointResponses // the OpenAI Responses API (translate.ClientResponses)
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -272,7 +272,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	out, added := p.askUsage(out)
 	set := []*corev3.HeaderValueOption{header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version)}
 	set = p.traceHeaders(set)
-	if !translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol)) {
+	if !p.native(route) {
 		return p.translateRequest(out, route, set)
 	}
 	set = p.queryPath(set, route.QueryParams)
@@ -369,6 +369,8 @@ func endpointFor(path string) endpoint {
 		return endpointModels
 	case "/v1/messages":
 		return endpointMessages
+	case "/v1/responses":
+		return endpointResponses
 	}
 	return endpointNone
 }

@@ -69,6 +69,8 @@ var refusals = []refusalRow{
 	{[]error{ErrBodyTooLarge}, refusal{http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "request_too_large", codes.InvalidArgument, false}},
 	// when: the request uses a field or value the backend's protocol cannot express (e.g. temperature above 1 toward Anthropic), or its API cannot reach the model's backend.
 	{[]error{ErrUnsupported}, refusal{http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend", "invalid_request_error", codes.InvalidArgument, false}},
+	// when: a /v1/responses request needs server-side state (previous_response_id, store: true, background: true) and the model's backend serves the Responses API only through translation to Chat Completions.
+	{[]error{ErrStateful}, refusal{http.StatusBadRequest, "invalid_request_error", "stateful_request_not_supported", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: a tenant's request or token rate is spent, or its concurrent streams stayed full past limits.queue.max_wait.
 	{[]error{ratelimit.ErrRateLimited, ratelimit.ErrTenantBusy}, refusal{http.StatusTooManyRequests, "requests", "rate_limit_exceeded", "rate_limit_error", codes.ResourceExhausted, true}},
 	// when: the backend's max_in_flight stayed full, or the Redis store is unreachable without fail_open.

@@ -20,6 +20,9 @@ type requestInfo struct {
 	// Tokens is the output the client asked for: max_tokens and
 	// max_completion_tokens (-1 when absent or null) and n (1 when absent).
 	Tokens auth.TokenRequest
+	// MaxOutputTokens is the Responses API's max_output_tokens (-1 when
+	// absent or null).
+	MaxOutputTokens int64
 	// prompts are where the prompt fields lie in the body (picking.go).
 	prompts [numKeptFields - numTypedFields]span
 	// model is where the model's JSON string lies in the body (rewriteModelAt).
@@ -115,6 +118,9 @@ func readFields(typed *[numKeptFields]gjson.Result) (requestInfo, error) {
 		return requestInfo{}, err
 	}
 	if t.MaxCompletionTokens, err = readInt(typed[fieldMaxCompletionTokens], "max_completion_tokens", 0, math.MaxInt64); err != nil {
+		return requestInfo{}, err
+	}
+	if info.MaxOutputTokens, err = readInt(typed[fieldMaxOutputTokens], "max_output_tokens", 0, math.MaxInt64); err != nil {
 		return requestInfo{}, err
 	}
 	if t.N, err = readInt(typed[fieldN], "n", 1, MaxN); err != nil {

@@ -12,7 +12,7 @@ import (
 
 // info is what parseRequest reads from a body with no token fields.
 func info(model string, stream bool) requestInfo {
-	return requestInfo{Model: model, Stream: stream, Tokens: auth.TokenRequest{MaxTokens: -1, MaxCompletionTokens: -1, N: 1}}
+	return requestInfo{Model: model, Stream: stream, Tokens: auth.TokenRequest{MaxTokens: -1, MaxCompletionTokens: -1, N: 1}, MaxOutputTokens: -1}
 }
 
 func TestParseRequest(t *testing.T) {
@@ -21,16 +21,19 @@ func TestParseRequest(t *testing.T) {
 		want    requestInfo
 		wantErr error
 	}{
-		"chat":            {`{"model":"m","stream":true}`, info("m", true), nil},
-		"stream null":     {`{"model":"m","stream":null}`, info("m", false), nil},
-		"nested model":    {`{"x":{"model":"n"},"model":"m"}`, info("m", false), nil},
-		"whitespace":      {" \n{ \"model\" : \"m\" }\n", info("m", false), nil},
-		"empty model":     {`{"model":""}`, requestInfo{}, ErrMissingModel},
-		"duplicate model": {`{"model":"a","model":"b"}`, requestInfo{}, ErrBadJSON},
-		"duplicate strm":  {`{"model":"a","stream":false,"stream":true}`, requestInfo{}, ErrBadJSON},
-		"trailing junk":   {`{"model":"a"} x`, requestInfo{}, ErrBadJSON},
-		"array":           {`[]`, requestInfo{}, ErrBadJSON},
-		"empty":           {``, requestInfo{}, ErrBadJSON},
+		"chat":                             {`{"model":"m","stream":true}`, info("m", true), nil},
+		"stream null":                      {`{"model":"m","stream":null}`, info("m", false), nil},
+		"nested model":                     {`{"x":{"model":"n"},"model":"m"}`, info("m", false), nil},
+		"whitespace":                       {" \n{ \"model\" : \"m\" }\n", info("m", false), nil},
+		"empty model":                      {`{"model":""}`, requestInfo{}, ErrMissingModel},
+		"duplicate model":                  {`{"model":"a","model":"b"}`, requestInfo{}, ErrBadJSON},
+		"duplicate strm":                   {`{"model":"a","stream":false,"stream":true}`, requestInfo{}, ErrBadJSON},
+		"trailing junk":                    {`{"model":"a"} x`, requestInfo{}, ErrBadJSON},
+		"array":                            {`[]`, requestInfo{}, ErrBadJSON},
+		"empty":                            {``, requestInfo{}, ErrBadJSON},
+		"max_output_tokens":                {`{"model":"m","max_output_tokens":7}`, func() requestInfo { i := info("m", false); i.MaxOutputTokens = 7; return i }(), nil},
+		"max_output_tokens not an integer": {`{"model":"m","max_output_tokens":"7"}`, requestInfo{}, ErrBadJSON},
+		"max_output_tokens respelled":      {`{"model":"m","Max_Output_Tokens":7}`, requestInfo{}, ErrBadJSON},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := parseRequest([]byte(tc.body), nil)

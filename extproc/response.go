@@ -19,16 +19,19 @@ type meter struct {
 	stream *tokens.StreamMeter
 	body   *tokens.BodyMeter
 	report *reportedUsage
+	// responses: the body is a Responses API answer passed through
+	// untranslated (set by planResponse).
+	responses bool
 }
 
 // start picks the meter: strip removes the usage-only event the gateway
 // asked for; c counts output deltas (nil: not counted).
 func (m *meter) start(eventStream, strip bool, c *tokens.Counter) {
 	if eventStream {
-		m.stream = &tokens.StreamMeter{Strip: strip, Counter: c}
+		m.stream = &tokens.StreamMeter{Strip: strip, Counter: c, Responses: m.responses}
 		return
 	}
-	m.body = &tokens.BodyMeter{}
+	m.body = &tokens.BodyMeter{Responses: m.responses}
 }
 
 // feed reads one chunk; it returns the chunk to pass on and whether it

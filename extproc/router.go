@@ -29,6 +29,9 @@ type Route struct {
 	// QueryParams are the query parameters the backend may receive; the
 	// others are removed (see query.go).
 	QueryParams []string
+	// NativeResponses: every backend of the failover chain serves the
+	// Responses API itself (responses_api), so /v1/responses passes through.
+	NativeResponses bool
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -73,6 +76,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol, route.QueryParams = b.Protocol, b.QueryParams
 			}
+			route.NativeResponses = allServeResponses(cfg, chain)
 			r.noteClusters(route.Cluster, chain)
 			r.noteTranslations(translate.Protocol(route.Protocol))
 			mr.versions = append(mr.versions, route)

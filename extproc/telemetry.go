@@ -185,7 +185,7 @@ func (p *processor) record() *telemetry.Record {
 		r.TenantLabel = telemetry.Other
 	}
 	switch p.endpoint {
-	case endpointChat, endpointMessages:
+	case endpointChat, endpointMessages, endpointResponses:
 		r.Operation = telemetry.OperationChat
 	case endpointCompletions:
 		r.Operation = telemetry.OperationTextCompletion

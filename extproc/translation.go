@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
 
@@ -25,7 +26,7 @@ type translation struct {
 // noteTranslations records the client APIs a backend of protocol p serves
 // through a translation.
 func (r *Routes) noteTranslations(p translate.Protocol) {
-	for _, c := range []translate.Client{translate.ClientChat, translate.ClientCompletions, translate.ClientEmbeddings, translate.ClientMessages} {
+	for _, c := range []translate.Client{translate.ClientChat, translate.ClientCompletions, translate.ClientEmbeddings, translate.ClientMessages, translate.ClientResponses} {
 		if translate.Supported(c, p) {
 			r.translates[c] = true
 		}
@@ -43,8 +44,29 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientEmbeddings
 	case endpointMessages:
 		return translate.ClientMessages
+	case endpointResponses:
+		return translate.ClientResponses
 	}
 	return translate.ClientUnknown
+}
+
+// native reports whether route's backend serves the client's API as is.
+func (p *processor) native(route *Route) bool {
+	if p.endpoint == endpointResponses && route.NativeResponses {
+		return true
+	}
+	return translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol))
+}
+
+// allServeResponses reports whether every backend of a failover chain
+// serves the Responses API natively (responses_api).
+func allServeResponses(cfg *config.Config, chain []string) bool {
+	for _, name := range chain {
+		if b := cfg.Backend(name); b == nil || !b.ResponsesAPI {
+			return false
+		}
+	}
+	return len(chain) > 0
 }
 
 // translateRequest rewrites the buffered request body for a backend that
@@ -60,7 +82,11 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	if err != nil {
 		var re *translate.RequestError
 		if errors.As(err, &re) {
-			return p.fail(reject(ErrUnsupported, "%s", re.Msg))
+			kind := ErrUnsupported
+			if errors.Is(err, translate.ErrStateful) {
+				kind = ErrStateful
+			}
+			return p.fail(reject(kind, "%s", re.Msg))
 		}
 		return p.fail(err)
 	}

@@ -73,6 +73,10 @@ func Denied(t *Tenant, what, name string) error {
 // null; N, the number of choices, is at least 1.
 type TokenRequest struct {
 	MaxTokens, MaxCompletionTokens, N int64
+	// Field is the name MaxTokens was read from, which refusals name and
+	// a cap is injected as: "" means max_tokens; the Responses API's is
+	// max_output_tokens.
+	Field string
 }
 
 // ApplyTokenCap enforces the tenant's cap on the output a request may ask
@@ -90,10 +94,14 @@ func (t *Tenant) ApplyTokenCap(body []byte, req TokenRequest, inject bool) ([]by
 	// v > cap/n, which cannot overflow.
 	per := t.MaxTokens / n
 	found := false
+	field := req.Field
+	if field == "" {
+		field = "max_tokens"
+	}
 	for _, f := range [...]struct {
 		name string
 		v    int64
-	}{{"max_tokens", req.MaxTokens}, {"max_completion_tokens", req.MaxCompletionTokens}} {
+	}{{field, req.MaxTokens}, {"max_completion_tokens", req.MaxCompletionTokens}} {
 		if f.v < 0 {
 			continue
 		}
@@ -106,11 +114,11 @@ func (t *Tenant) ApplyTokenCap(body []byte, req TokenRequest, inject bool) ([]by
 		return body, nil
 	}
 	if per == 0 {
-		return nil, capError(t, "max_tokens", 1, n)
+		return nil, capError(t, field, 1, n)
 	}
-	out, err := sjson.SetBytes(body, "max_tokens", per)
+	out, err := sjson.SetBytes(body, field, per)
 	if err != nil {
-		return nil, fmt.Errorf("cannot set max_tokens: %w", err)
+		return nil, fmt.Errorf("cannot set %s: %w", field, err)
 	}
 	return out, nil
 }

@@ -53,6 +53,8 @@ func TestApplyTokenCap(t *testing.T) {
 		"missing gets cap":       {req: tokens(-1, -1, 1), inject: true, want: `{"max_tokens":100}`},
 		"missing without inject": {req: tokens(-1, -1, 1), want: `{}`},
 		"huge":                   {req: tokens(math.MaxInt64, -1, 1), wantErr: ErrTokenCap},
+		"named field over cap":   {req: TokenRequest{MaxTokens: 101, MaxCompletionTokens: -1, N: 1, Field: "max_output_tokens"}, wantErr: ErrTokenCap},
+		"named field missing":    {req: TokenRequest{MaxTokens: -1, MaxCompletionTokens: -1, N: 1, Field: "max_output_tokens"}, inject: true, want: `{"max_output_tokens":100}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := tn.ApplyTokenCap([]byte(`{}`), tc.req, tc.inject)

@@ -39,6 +39,10 @@ const (
 // value is ready. Cost per chunk: one pass, with strings skipped by
 // IndexByte; it allocates only the two members' bytes.
 type BodyMeter struct {
+	// Responses reads an OpenAI Responses API object: its usage is
+	// input_tokens and output_tokens (ParseResponsesUsage).
+	Responses bool
+
 	depth   int  // nesting depth: 0 outside the top-level object
 	inStr   bool // inside a string
 	esc     bool // inside a string, after an unescaped backslash
@@ -78,7 +82,11 @@ func (m *BodyMeter) Feed(chunk []byte, end bool) {
 	m.ended = true
 	m.capturing = memberNone
 	if m.complete[memberUsage] {
-		m.usage, m.found = ParseUsage(gjson.ParseBytes(m.values[memberUsage]))
+		parse := ParseUsage
+		if m.Responses {
+			parse = ParseResponsesUsage
+		}
+		m.usage, m.found = parse(gjson.ParseBytes(m.values[memberUsage]))
 	}
 	if v := m.values[memberModel]; m.complete[memberModel] {
 		if r := gjson.ParseBytes(v); r.Type == gjson.String {

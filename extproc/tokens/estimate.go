@@ -23,16 +23,18 @@ const (
 type Estimate struct {
 	// Input is the estimated prompt tokens: message contents (strings or
 	// text parts), names, tool calls and their arguments, tool and function
-	// definitions, and the prompt or input of legacy completions and embeddings.
+	// definitions, the prompt or input of legacy completions and embeddings,
+	// and the instructions and input (a string or items) of the Responses API.
 	Input int64
-	// MaxOutput is max_completion_tokens (or max_tokens) times n (n taken
+	// MaxOutput is max_completion_tokens (or max_tokens, or the Responses
+	// API's max_output_tokens) times n (n taken
 	// at most MaxChoices), saturating at math.MaxInt64; 0 when the request
 	// sets no limit, for the caller to apply its default.
 	MaxOutput int64
 }
 
-// EstimateRequest estimates an OpenAI request body (chat, completions or
-// embeddings) already validated as a JSON object. It walks only the fields
+// EstimateRequest estimates an OpenAI request body (chat, completions,
+// embeddings or responses) already validated as a JSON object. It walks only the fields
 // that hold text and allocates nothing per message beyond what c does.
 func EstimateRequest(body []byte, c *Counter, b *Budget) Estimate {
 	if len(body) == 0 {
@@ -51,7 +53,9 @@ func EstimateRequest(body []byte, c *Counter, b *Budget) Estimate {
 			e.Input += int64(c.Count(v.Raw, b))
 		case "prompt", "input":
 			e.Input += promptTokens(v, c, b)
-		case "max_tokens":
+		case "instructions": // Responses API: the system message
+			e.Input += tokensPerMessage + int64(c.countJSON(v, b))
+		case "max_tokens", "max_output_tokens": // max_output_tokens: Responses API
 			maxTokens = v
 		case "max_completion_tokens":
 			maxCompletion = v
@@ -154,6 +158,28 @@ func promptTokens(v gjson.Result, c *Counter, b *Budget) int64 {
 			return true
 		})
 		return total
+	case v.IsObject():
+		return itemTokens(v, c, b)
 	}
 	return 0
+}
+
+// itemTokens counts one Responses API input item: a message's content
+// (a string or parts), a function call's name and arguments, a function
+// call output's output; other items what their JSON spells.
+func itemTokens(item gjson.Result, c *Counter, b *Budget) int64 {
+	total := int64(tokensPerMessage)
+	item.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "content", "output":
+			total += contentTokens(v, c, b)
+		case "name", "arguments":
+			total += int64(c.countJSON(v, b))
+		case "type", "role", "call_id", "id", "status":
+		default:
+			total += int64(c.Count(v.Raw, b))
+		}
+		return true
+	})
+	return total
 }

@@ -54,6 +54,15 @@ func TestEstimateRequest(t *testing.T) {
 			`{"model":"m","input":"abcd"}`,
 			Estimate{Input: 4},
 		},
+		"responses instructions, string input and max_output_tokens": {
+			`{"model":"m","instructions":"be brief","input":"hello","max_output_tokens":12}`,
+			Estimate{Input: tokensPerMessage + 8 + 5, MaxOutput: 12},
+		},
+		"responses input items: message parts, function call and its output": {
+			`{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"abc"},{"type":"input_image","image_url":"x"}]},` +
+				`{"type":"function_call","call_id":"c","name":"fn","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"done"}]}`,
+			Estimate{Input: 3*tokensPerMessage + 3 + tokensPerImage + 2 + 2 + 4},
+		},
 		"messages not an array": {
 			`{"model":"m","messages":"x"}`,
 			Estimate{},

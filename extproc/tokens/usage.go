@@ -30,6 +30,19 @@ func ParseUsage(v gjson.Result) (Usage, bool) {
 	return Usage{Input: p.Int(), Output: c.Int()}, true
 }
 
+// ParseResponsesUsage reads an OpenAI Responses API usage object
+// (input_tokens, output_tokens). ok is false when v is not such an object.
+func ParseResponsesUsage(v gjson.Result) (Usage, bool) {
+	if !v.IsObject() {
+		return Usage{}, false
+	}
+	in, out := v.Get("input_tokens"), v.Get("output_tokens")
+	if in.Type != gjson.Number || out.Type != gjson.Number {
+		return Usage{}, false
+	}
+	return Usage{Input: in.Int(), Output: out.Int()}, true
+}
+
 // StreamMeter reads an OpenAI SSE response as it passes: the usage chunk
 // (if any) and, as a fallback, the output tokens of the content deltas.
 // With Strip it also removes the usage-only chunk from what is forwarded
@@ -41,6 +54,11 @@ type StreamMeter struct {
 	Strip bool
 	// Counter counts delta text for the fallback (heuristic: nil budget).
 	Counter *Counter
+	// Responses reads an OpenAI Responses API event stream instead: usage
+	// under response.usage (ParseResponsesUsage) of the response's last
+	// event, deltas of response.output_text.delta events. Nothing is
+	// stripped: the gateway never asks a Responses stream for usage.
+	Responses bool
 
 	pending []byte // start of an event not yet ended
 	lines   sse.LineScanner
@@ -204,6 +222,10 @@ func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []b
 	if len(payload) == 0 || payload[0] != '{' {
 		return false, nil
 	}
+	if m.Responses {
+		m.responsesEvent(payload)
+		return false, nil
+	}
 	if m.model == "" {
 		m.model = gjson.GetBytes(payload, "model").Str
 	}
@@ -236,6 +258,26 @@ func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []b
 	repl = make([]byte, 0, len(whole))
 	repl = append(append(append(repl, whole[:at]...), trimmed...), whole[at+len(payload):]...)
 	return false, repl
+}
+
+// responsesEvent reads one Responses API event: the usage and model of
+// the response object the final events carry, the text of output deltas.
+func (m *StreamMeter) responsesEvent(payload []byte) {
+	r := gjson.GetBytes(payload, "response")
+	if r.IsObject() {
+		if u, ok := ParseResponsesUsage(r.Get("usage")); ok {
+			m.usage, m.found = u, true
+		}
+		if m.model == "" {
+			m.model = r.Get("model").Str
+		}
+		return
+	}
+	if m.Counter != nil {
+		if d := gjson.GetBytes(payload, "delta"); d.Type == gjson.String {
+			m.counted += int64(m.Counter.Count(d.Str, nil))
+		}
+	}
 }
 
 // trimJSONSpace drops the JSON whitespace that may precede a payload.

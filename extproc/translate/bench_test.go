@@ -47,3 +47,9 @@ func BenchmarkKServeStream(b *testing.B) {
 	chunk := []byte(`data: {"model_name":"llama","model_version":"1","text_output":"tok "}` + "\n\n")
 	benchStream(b, ClientCompletions, ProtocolKServe, start, chunk)
 }
+
+func BenchmarkChatToResponsesStream(b *testing.B) {
+	start := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-x","choices":[{"index":0,"delta":{"role":"assistant","content":"a"},"finish_reason":null}]}` + "\n\n")
+	chunk := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-x","choices":[{"index":0,"delta":{"content":"tok "},"logprobs":null,"finish_reason":null}]}` + "\n\n")
+	benchStream(b, ClientResponses, ProtocolOpenAI, start, chunk)
+}

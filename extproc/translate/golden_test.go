@@ -29,6 +29,7 @@ var pairs = map[string]struct {
 	"anthropic_openai": {ClientMessages, ProtocolOpenAI},
 	"openai_ollama":    {ClientChat, ProtocolOllama},
 	"openai_kserve":    {ClientCompletions, ProtocolKServe},
+	"responses_openai": {ClientResponses, ProtocolOpenAI},
 }
 
 // testOptions are the model settings every golden case runs with.
@@ -69,8 +70,11 @@ func runGolden(t *testing.T, file string, c Client, p Protocol) {
 		var re *RequestError
 		require.True(t, errors.As(err, &re), "a refused request must fail with a RequestError, got %v", err)
 		kind := "invalid"
-		if errors.Is(err, ErrUnsupported) {
+		switch {
+		case errors.Is(err, ErrUnsupported):
 			kind = "unsupported"
+		case errors.Is(err, ErrStateful):
+			kind = "stateful"
 		}
 		got["error"] = kind + ": " + re.Msg + "\n"
 	} else {

@@ -29,6 +29,8 @@ const (
 	ClientEmbeddings
 	// ClientMessages is Anthropic Messages, POST /v1/messages.
 	ClientMessages
+	// ClientResponses is the OpenAI Responses API, POST /v1/responses.
+	ClientResponses
 )
 
 // String names the API for messages.
@@ -42,6 +44,8 @@ func (c Client) String() string {
 		return "OpenAI Embeddings"
 	case ClientMessages:
 		return "Anthropic Messages"
+	case ClientResponses:
+		return "OpenAI Responses"
 	}
 	return "unknown API"
 }
@@ -78,7 +82,7 @@ func Supported(c Client, p Protocol) bool {
 		return p == ProtocolAnthropic || p == ProtocolOllama
 	case ClientCompletions:
 		return p == ProtocolKServe
-	case ClientMessages:
+	case ClientMessages, ClientResponses:
 		return p == ProtocolOpenAI
 	}
 	return false
@@ -141,6 +145,10 @@ var (
 	ErrUnsupported = errors.New("feature not supported by the backend protocol")
 	// ErrInvalid marks a request that is malformed for its own API.
 	ErrInvalid = errors.New("invalid request")
+	// ErrStateful marks a Responses request that needs server-side state
+	// (previous_response_id, store, background), which a translation to a
+	// stateless backend cannot keep. The client gets a 400 naming the field.
+	ErrStateful = errors.New("request needs server-side state")
 	// ErrNoTranslation is returned by New for a pair it cannot translate.
 	ErrNoTranslation = errors.New("no translation between these APIs")
 )
@@ -148,7 +156,7 @@ var (
 // RequestError is a request the translation refuses. Msg is written for the
 // client and holds no request content beyond field names.
 type RequestError struct {
-	Kind error // ErrUnsupported or ErrInvalid
+	Kind error // ErrUnsupported, ErrInvalid or ErrStateful
 	Msg  string
 }
 
@@ -174,6 +182,8 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToMessages{opts: opts}, nil
 	case c == ClientMessages && p == ProtocolOpenAI:
 		return &messagesToChat{opts: opts}, nil
+	case c == ClientResponses && p == ProtocolOpenAI:
+		return &responsesToChat{opts: opts}, nil
 	case c == ClientChat && p == ProtocolOllama:
 		return &chatToOllama{opts: opts}, nil
 	case c == ClientCompletions && p == ProtocolKServe:

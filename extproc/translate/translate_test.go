@@ -91,6 +91,7 @@ var fuzzRequests = map[Client]string{
 	ClientChat:        `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}`,
 	ClientMessages:    `{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"x"}]}`,
 	ClientCompletions: `{"model":"m","stream":true,"prompt":"x"}`,
+	ClientResponses:   `{"model":"m","stream":true,"input":"x"}`,
 }
 
 // fuzzStream checks one translator against arbitrary backend bytes: no
@@ -216,4 +217,11 @@ func FuzzKServeStream(f *testing.F) {
 		f.Add(seed, uint16(len(seed)/3))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, cut uint16) { fuzzStream(t, ClientCompletions, ProtocolKServe, in, cut) })
+}
+
+func FuzzChatToResponsesStream(f *testing.F) {
+	for _, seed := range goldenStreams(f, "responses_openai") {
+		f.Add(seed, uint16(len(seed)/2))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint16) { fuzzStream(t, ClientResponses, ProtocolOpenAI, in, cut) })
 }
