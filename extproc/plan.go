@@ -56,6 +56,10 @@ const (
 	// readGRPCTrailers: a gRPC call holding a limits slot; its response
 	// trailers (the call's end) release it.
 	readGRPCTrailers
+	// readRealtime: an admitted Realtime WebSocket session; frames flow
+	// without ext_proc and the stream's end (the session's) releases its
+	// slot (realtime.go).
+	readRealtime
 )
 
 // bodyRead is how the response body comes to ext_proc.
@@ -126,6 +130,8 @@ func (pl *responsePlan) mode(at planPhase) *extprocv3.ProcessingMode {
 		return grpcStreamMode
 	case readGRPCTrailers:
 		return grpcHeldMode
+	case readRealtime:
+		return realtimeMode
 	}
 	return nil
 }

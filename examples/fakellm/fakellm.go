@@ -63,6 +63,9 @@ type Options struct {
 	TTFT   time.Duration // delay before first token / before the non-streaming response
 	ITL    time.Duration // delay between tokens
 	Tokens int           // default number of output tokens (default 16 when 0)
+	// APIKey, when set, is the key the Realtime endpoint requires
+	// (realtime.go); other endpoints do not check credentials.
+	APIKey string
 }
 
 // Stats is a snapshot of the server's request accounting.
@@ -82,6 +85,8 @@ type Server struct {
 	cancelled chan struct{}
 
 	healthy atomic.Bool
+
+	rt realtimeState
 
 	mu     sync.Mutex
 	stats  Stats
@@ -142,6 +147,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/v1/embeddings":
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveEmbeddings(w, r)
+		}
+	case RealtimePath:
+		if allowMethod(w, r, http.MethodGet) {
+			s.serveRealtime(w, r)
 		}
 	case "/v1/models":
 		if allowMethod(w, r, http.MethodGet) {
