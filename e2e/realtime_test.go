@@ -20,9 +20,9 @@ import (
 
 // Secrets of the realtime gateway. None may appear in a log line.
 const (
-	rtKeyAcme   = "sk-e2e-rt-acme-2c4e6a8b0d"
-	rtKeyGuest  = "sk-e2e-rt-guest-7d9f1b3c5e"
-	rtUpstream  = "rt-upstream-secret-6b8d0f2a4c"
+	rtKeyAcme  = "sk-e2e-rt-acme-2c4e6a8b0d"
+	rtKeyGuest = "sk-e2e-rt-guest-7d9f1b3c5e"
+	rtUpstream = "rt-upstream-secret-6b8d0f2a4c"
 )
 
 // realtimeConfig: one OpenAI backend (a fakellm requiring rtUpstream) for

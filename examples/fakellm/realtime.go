@@ -157,4 +157,3 @@ func offered(protocols []string) []string {
 	}
 	return nil
 }
-
