@@ -22,6 +22,7 @@ import (
 const (
 	rtKeyAcme  = "sk-e2e-rt-acme-2c4e6a8b0d"
 	rtKeyGuest = "sk-e2e-rt-guest-7d9f1b3c5e"
+	rtKeySmall = "sk-e2e-rt-small-1a3c5e7b9d"
 	rtUpstream = "rt-upstream-secret-6b8d0f2a4c"
 )
 
@@ -47,10 +48,15 @@ auth:
     - name: guest
       models: [model-b]
       api_keys: [{hash: %[3]s}]
+    - name: small
+      models: ["*"]
+      api_keys: [{hash: %[4]s}]
 limits:
   tenants:
     - name: acme
       concurrent_streams: 1
+    - name: small
+      total_tokens_per_minute: 40
     - name: "*"
       requests_per_minute: 1000
 `
@@ -69,7 +75,7 @@ func startRealtimeGateway(t *testing.T) *realtimeGateway {
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(func() { srv.Close() })
 	t.Setenv("SG_E2E_RT_UPSTREAM", rtUpstream)
-	cfg := fmt.Sprintf(realtimeConfig, lis.Addr().String(), auth.HashKey(rtKeyAcme), auth.HashKey(rtKeyGuest))
+	cfg := fmt.Sprintf(realtimeConfig, lis.Addr().String(), auth.HashKey(rtKeyAcme), auth.HashKey(rtKeyGuest), auth.HashKey(rtKeySmall))
 	return &realtimeGateway{env: startGateway(t, cfg), backend: b}
 }
 
@@ -228,7 +234,7 @@ func TestRealtime(t *testing.T) {
 
 	t.Run("no secret is ever logged", func(t *testing.T) {
 		logs := g.logs.String()
-		for _, s := range []string{rtKeyAcme, rtKeyGuest, rtUpstream} {
+		for _, s := range []string{rtKeyAcme, rtKeyGuest, rtKeySmall, rtUpstream} {
 			assert.NotContains(t, logs, s)
 		}
 	})

@@ -34,6 +34,7 @@ const (
 	endpointMessages
 	endpointGRPC     // a KServe v2 gRPC call (grpc.go)
 	endpointRealtime // a Realtime WebSocket session (realtime.go)
+	endpointRerank   // the Cohere/Jina rerank API (rerank.go)
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -372,6 +373,8 @@ func endpointFor(path string) endpoint {
 		return endpointModels
 	case "/v1/messages":
 		return endpointMessages
+	case "/v1/rerank":
+		return endpointRerank
 	}
 	return endpointNone
 }

@@ -58,7 +58,9 @@ func TestRealtimeRequestHeaders(t *testing.T) {
 				ir := resp.GetImmediateResponse()
 				require.NotNil(t, ir, "want a refusal, got %v", resp)
 				assert.EqualValues(t, tc.status, ir.GetStatus().GetCode())
-				var body struct{ Error struct{ Message, Type string } }
+				var body struct {
+					Error struct{ Message, Type string }
+				}
 				require.NoError(t, json.Unmarshal(ir.GetBody(), &body), "an OpenAI error body")
 				assert.NotEmpty(t, body.Error.Message)
 				assert.True(t, p.done(resp))

@@ -43,6 +43,8 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientEmbeddings
 	case endpointMessages:
 		return translate.ClientMessages
+	case endpointRerank:
+		return translate.ClientRerank
 	}
 	return translate.ClientUnknown
 }

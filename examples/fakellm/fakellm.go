@@ -148,6 +148,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveEmbeddings(w, r)
 		}
+	case "/v1/rerank":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveRerank(w, r)
+		}
 	case RealtimePath:
 		if allowMethod(w, r, http.MethodGet) {
 			s.serveRealtime(w, r)

@@ -49,8 +49,11 @@ func EstimateRequest(body []byte, c *Counter, b *Budget) Estimate {
 		case "tools", "functions":
 			// Definitions reach the model as text; their JSON is a fair proxy.
 			e.Input += int64(c.Count(v.Raw, b))
-		case "prompt", "input":
+		case "prompt", "input", "query":
 			e.Input += promptTokens(v, c, b)
+		case "documents":
+			// Rerank: strings, or objects whose JSON is a fair proxy.
+			e.Input += documentTokens(v, c, b)
 		case "max_tokens":
 			maxTokens = v
 		case "max_completion_tokens":
@@ -156,4 +159,26 @@ func promptTokens(v gjson.Result, c *Counter, b *Budget) int64 {
 		return total
 	}
 	return 0
+}
+
+// documentTokens estimates a rerank request's documents: strings, objects
+// with a text field (Cohere's shape) counted by that text, other objects
+// (multimodal documents) by their JSON.
+func documentTokens(v gjson.Result, c *Counter, b *Budget) int64 {
+	if !v.IsArray() {
+		return promptTokens(v, c, b)
+	}
+	var total int64
+	v.ForEach(func(_, d gjson.Result) bool {
+		switch t := d.Get("text"); {
+		case d.Type == gjson.String:
+			total += int64(c.countJSON(d, b))
+		case d.IsObject() && t.Type == gjson.String:
+			total += int64(c.countJSON(t, b))
+		case d.IsObject():
+			total += int64(c.Count(d.Raw, b))
+		}
+		return true
+	})
+	return total
 }

@@ -25,6 +25,10 @@ func ParseUsage(v gjson.Result) (Usage, bool) {
 	}
 	p, c := v.Get("prompt_tokens"), v.Get("completion_tokens")
 	if p.Type != gjson.Number {
+		// Rerank (vLLM, Jina) reports only total_tokens, all input.
+		if t := v.Get("total_tokens"); t.Type == gjson.Number {
+			return Usage{Input: t.Int()}, true
+		}
 		return Usage{}, false
 	}
 	return Usage{Input: p.Int(), Output: c.Int()}, true

@@ -29,6 +29,8 @@ const (
 	ClientEmbeddings
 	// ClientMessages is Anthropic Messages, POST /v1/messages.
 	ClientMessages
+	// ClientRerank is the Cohere/Jina rerank API vLLM serves, POST /v1/rerank.
+	ClientRerank
 )
 
 // String names the API for messages.
@@ -42,6 +44,8 @@ func (c Client) String() string {
 		return "OpenAI Embeddings"
 	case ClientMessages:
 		return "Anthropic Messages"
+	case ClientRerank:
+		return "Rerank"
 	}
 	return "unknown API"
 }
@@ -63,7 +67,7 @@ const (
 func Native(c Client, p Protocol) bool {
 	switch p {
 	case ProtocolOpenAI:
-		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings
+		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank
 	case ProtocolAnthropic:
 		return c == ClientMessages
 	}
