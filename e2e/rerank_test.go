@@ -87,6 +87,12 @@ func TestRerank(t *testing.T) {
 		}
 	})
 
+	t.Run("no output tokens are reserved: a small rerank fits a 40 tokens/minute tenant", func(t *testing.T) {
+		// A generating request would reserve default_output_tokens (1024).
+		resp, body := post(t, rtKeySmall, `{"model":"gpt-realtime","query":"red","documents":["red"]}`)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	})
+
 	t.Run("the backend's own 400 passes through", func(t *testing.T) {
 		resp, body := post(t, rtKeyAcme, `{"model":"gpt-realtime","query":"q","documents":[]}`)
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
