@@ -117,7 +117,8 @@ func New(opts Options) *Server {
 // SetHealthy sets what HealthPath answers: 200 when true, 503 when false.
 func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
 
-// ServeHTTP routes the OpenAI endpoints, GET /v1/models[/{id}] and
+// ServeHTTP routes the OpenAI endpoints (with rerank and the Realtime
+// WebSocket), GET /v1/models[/{id}] and
 // GET /_fakellm/stats. Every response carries the x-fakellm-backend header;
 // unknown paths get a 404 and wrong methods a 405, both with an OpenAI error
 // body.
