@@ -268,3 +268,26 @@ func waitOpen(t *testing.T, b *fakellm.Server, want int64) {
 	}
 	require.Equal(t, want, b.RealtimeStats().Open)
 }
+
+// TestRealtimeOnAnOpenGateway: without auth or limits a session is routed
+// by its model alone, frames echo, and the session's end is logged with
+// its duration and bytes.
+func TestRealtimeOnAnOpenGateway(t *testing.T) {
+	ctx := t.Context()
+	url := strings.Replace(gw.gateway, "http://", "ws://", 1) + "/v1/realtime?model=model-a"
+	c, resp, err := websocket.Dial(ctx, url, nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	assert.Equal(t, "backend-a", resp.Header.Get(fakellm.HeaderBackend))
+	created := readEvent(t, ctx, c)
+	assert.Equal(t, "upstream-a", created["session"].(map[string]any)["model"])
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(`{"type":"input_audio_buffer.commit"}`)))
+	assert.Equal(t, "input_audio_buffer.commit.echo", readEvent(t, ctx, c)["type"])
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	line := waitLogLine(t, gw, func(l map[string]any) bool { return l["endpoint"] == "/v1/realtime" && l["model"] == "model-a" })
+	assert.Equal(t, 101.0, line["status"])
+	assert.Equal(t, "/v1/realtime", line["endpoint"])
+	assert.Equal(t, "model-a", line["model"])
+	assert.Greater(t, line["bytes_received"].(float64), 0.0)
+	assert.Greater(t, line["bytes_sent"].(float64), 0.0)
+}
