@@ -107,6 +107,8 @@ func (p *processor) onRealtimeRequestHeaders(h *extprocsvcv3.HttpHeaders, method
 		return p.fail(reject(ErrUnsupported, "The model `%s` is not served over the Realtime API on this gateway.", model))
 	}
 	p.route, p.info.Model, p.info.Stream = route, model, true
+	// A session is admitted as a gRPC call is: one request, no tokens, a
+	// concurrency slot held until the ext_proc stream ends (finish).
 	if err := p.admitGRPC(tenant); err != nil {
 		return p.denied(err)
 	}
