@@ -104,6 +104,10 @@ func (a *AccessLog) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessL
 				}
 				continue
 			}
+			if logName == contract.RealtimeLog {
+				a.recordRealtime(e)
+				continue
+			}
 			a.record(e)
 		}
 	}

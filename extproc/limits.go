@@ -114,7 +114,7 @@ func (p *processor) admit(body []byte) *extprocsvcv3.ProcessingResponse {
 	}
 	est := tokens.EstimateRequest(body, counter, tokens.NewBudget(p.limits.cfg.MaxExactBytes))
 	out := est.MaxOutput
-	if out == 0 && p.endpoint != endpointEmbeddings {
+	if out == 0 && generates(p.endpoint) {
 		out = p.limits.cfg.DefaultOutputTokens
 	}
 	began := p.now()

@@ -17,6 +17,8 @@ type Metrics struct {
 	// unread counts limited responses charged their reservation because
 	// their usage could not be read (usageUnread).
 	unread *prometheus.CounterVec
+	// rt counts Realtime sessions (realtime_metrics.go).
+	rt *realtimeMetrics
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
@@ -42,6 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.unread.WithLabelValues(r)
 	}
 	reg.MustRegister(m.grpc, m.grpcMessages, m.grpcBytes, m.unread)
+	m.rt = newRealtimeMetrics(reg)
 	return m
 }
 

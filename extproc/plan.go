@@ -56,6 +56,10 @@ const (
 	// readGRPCTrailers: a gRPC call holding a limits slot; its response
 	// trailers (the call's end) release it.
 	readGRPCTrailers
+	// readRealtime: an admitted Realtime WebSocket session; frames flow
+	// without ext_proc and the stream's end (the session's) releases its
+	// slot (realtime.go).
+	readRealtime
 )
 
 // bodyRead is how the response body comes to ext_proc.
@@ -126,6 +130,8 @@ func (pl *responsePlan) mode(at planPhase) *extprocv3.ProcessingMode {
 		return grpcStreamMode
 	case readGRPCTrailers:
 		return grpcHeldMode
+	case readRealtime:
+		return realtimeMode
 	}
 	return nil
 }
@@ -170,7 +176,7 @@ func (p *processor) planRequestHeaders() {
 // edit, the stream's deltas are counted instead.
 func (p *processor) askUsage(body []byte) ([]byte, bool) {
 	needs := p.plan.usage || p.lim != nil && p.lim.res != nil && p.lim.res.NeedsUsage()
-	if !needs || !p.info.Stream || p.endpoint == endpointEmbeddings || p.endpoint == endpointMessages || p.endpoint == endpointResponses {
+	if !needs || !p.info.Stream || !generates(p.endpoint) || p.endpoint == endpointMessages || p.endpoint == endpointResponses {
 		return body, false
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {

@@ -33,6 +33,8 @@ const (
 	endpointMessages
 	endpointGRPC      // a KServe v2 gRPC call (grpc.go)
 	endpointResponses // the OpenAI Responses API (translate.ClientResponses)
+	endpointRealtime  // a Realtime WebSocket session (realtime.go)
+	endpointRerank    // the Cohere/Jina rerank API (rerank.go)
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -126,6 +128,7 @@ func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.Pr
 func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.ProcessingResponse {
 	var method, contentLength, tenant, contentType, model string
 	var strip, authz, apiKey []string
+	var up upgradeRequest
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		switch k := hv.GetKey(); {
 		case k == ":method":
@@ -151,6 +154,10 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 			authz = append(authz, headerValue(hv))
 		case k == auth.HeaderAPIKey:
 			apiKey = append(apiKey, headerValue(hv))
+		case k == headerUpgrade:
+			up.upgrade = headerValue(hv)
+		case k == headerWSProtocol:
+			up.protocols = append(up.protocols, headerValue(hv))
 		case p.limits != nil && k == p.limits.cfg.TenantHeader:
 			tenant = headerValue(hv)
 			if p.auth != nil { // unverified: the verified tenant goes upstream instead
@@ -163,6 +170,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	path, _, _ := strings.Cut(p.path, "?")
 	if isGRPC(contentType) {
 		return p.onGRPCRequestHeaders(method, path, model, tenant, strip, authz, apiKey)
+	}
+	if path == realtimePath || up.websocket() {
+		return p.onRealtimeRequestHeaders(h, method, path, up, tenant, strip, authz, apiKey)
 	}
 	p.endpoint = endpointFor(path)
 	if err := p.authenticate(authz, apiKey, path); err != nil {
@@ -371,6 +381,8 @@ func endpointFor(path string) endpoint {
 		return endpointMessages
 	case "/v1/responses":
 		return endpointResponses
+	case "/v1/rerank":
+		return endpointRerank
 	}
 	return endpointNone
 }

@@ -191,6 +191,8 @@ func (p *processor) record() *telemetry.Record {
 		r.Operation = telemetry.OperationTextCompletion
 	case endpointEmbeddings:
 		r.Operation = telemetry.OperationEmbeddings
+	case endpointRerank:
+		r.Operation = telemetry.OperationRerank
 	}
 	r.Status = p.status
 	if p.answered && r.End.IsZero() {

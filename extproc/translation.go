@@ -46,6 +46,8 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientMessages
 	case endpointResponses:
 		return translate.ClientResponses
+	case endpointRerank:
+		return translate.ClientRerank
 	}
 	return translate.ClientUnknown
 }

@@ -50,8 +50,12 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	rtLog, err := realtimeAccessLog()
+	if err != nil {
+		return nil, err
+	}
 	filters := []*hcmv3.HttpFilter{extProc, grpcStats, router}
-	logs := []*accesslogv3.AccessLog{grpcLog}
+	logs := []*accesslogv3.AccessLog{grpcLog, rtLog}
 	if cfg.EnvoyReadsUsage() {
 		usage, err := usageFilters()
 		if err != nil {
@@ -86,6 +90,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		// Clients get the id that names their request in the access log.
 		AlwaysSetRequestIdInResponse:  true,
 		EarlyHeaderMutationExtensions: early,
+		UpgradeConfigs:                websocketUpgrades(),
 	}
 	if cfg.Gateway.AccessLog != "off" {
 		al, err := accessLog(cfg.Gateway.AccessLog, cfg.EnvoyReadsUsage())

@@ -63,6 +63,9 @@ type Options struct {
 	TTFT   time.Duration // delay before first token / before the non-streaming response
 	ITL    time.Duration // delay between tokens
 	Tokens int           // default number of output tokens (default 16 when 0)
+	// APIKey, when set, is the key the Realtime endpoint requires
+	// (realtime.go); other endpoints do not check credentials.
+	APIKey string
 }
 
 // Stats is a snapshot of the server's request accounting.
@@ -82,6 +85,8 @@ type Server struct {
 	cancelled chan struct{}
 
 	healthy atomic.Bool
+
+	rt realtimeState
 
 	mu     sync.Mutex
 	stats  Stats
@@ -112,7 +117,8 @@ func New(opts Options) *Server {
 // SetHealthy sets what HealthPath answers: 200 when true, 503 when false.
 func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
 
-// ServeHTTP routes the OpenAI endpoints, GET /v1/models[/{id}] and
+// ServeHTTP routes the OpenAI endpoints (with rerank and the Realtime
+// WebSocket), GET /v1/models[/{id}] and
 // GET /_fakellm/stats. Every response carries the x-fakellm-backend header;
 // unknown paths get a 404 and wrong methods a 405, both with an OpenAI error
 // body.
@@ -142,6 +148,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/v1/embeddings":
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveEmbeddings(w, r)
+		}
+	case "/v1/rerank":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveRerank(w, r)
+		}
+	case RealtimePath:
+		if allowMethod(w, r, http.MethodGet) {
+			s.serveRealtime(w, r)
 		}
 	case "/v1/models":
 		if allowMethod(w, r, http.MethodGet) {

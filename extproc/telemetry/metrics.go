@@ -19,8 +19,10 @@ const (
 	OperationChat           = "chat"
 	OperationTextCompletion = "text_completion"
 	OperationEmbeddings     = "embeddings"
-	tokenInput              = "input"
-	tokenOutput             = "output"
+	// OperationRerank is not in the conventions (yet): named as vLLM's API.
+	OperationRerank = "rerank"
+	tokenInput      = "input"
+	tokenOutput     = "output"
 	// Other replaces a model name the config does not know, so clients
 	// cannot grow label cardinality.
 	Other = "other"
@@ -200,7 +202,7 @@ func (m *Metrics) Observe(r *Record) {
 	}
 	if r.UsageKnown {
 		m.tokens.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, tokenInput, r.Backend).Observe(float64(r.InputTokens))
-		if r.Operation != OperationEmbeddings {
+		if r.Generates() {
 			m.tokens.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, tokenOutput, r.Backend).Observe(float64(r.OutputTokens))
 		}
 		if r.CostUSD > 0 {

@@ -75,7 +75,7 @@ func (r *Record) Duration() time.Duration {
 
 // TTFT is the time to the first response body chunk.
 func (r *Record) TTFT() (time.Duration, bool) {
-	if r.FirstByte.IsZero() || r.ErrorType() != "" || r.Operation == OperationEmbeddings {
+	if r.FirstByte.IsZero() || r.ErrorType() != "" || !r.Generates() {
 		return 0, false
 	}
 	return r.FirstByte.Sub(r.Start), true
@@ -101,4 +101,10 @@ func (p Prices) Cost(model string, input, output int64) float64 {
 		return 0
 	}
 	return (float64(input)*pr.InputPerMillion + float64(output)*pr.OutputPerMillion) / 1e6
+}
+
+// Generates reports whether the operation generates output tokens:
+// embeddings and rerank read input only (no output tokens, no first token).
+func (r *Record) Generates() bool {
+	return r.Operation != OperationEmbeddings && r.Operation != OperationRerank
 }

@@ -51,10 +51,13 @@ func EstimateRequest(body []byte, c *Counter, b *Budget) Estimate {
 		case "tools", "functions":
 			// Definitions reach the model as text; their JSON is a fair proxy.
 			e.Input += int64(c.Count(v.Raw, b))
-		case "prompt", "input":
+		case "prompt", "input", "query":
 			e.Input += promptTokens(v, c, b)
 		case "instructions": // Responses API: the system message
 			e.Input += tokensPerMessage + int64(c.countJSON(v, b))
+		case "documents":
+			// Rerank: strings, or objects whose JSON is a fair proxy.
+			e.Input += documentTokens(v, c, b)
 		case "max_tokens", "max_output_tokens": // max_output_tokens: Responses API
 			maxTokens = v
 		case "max_completion_tokens":
@@ -178,6 +181,28 @@ func itemTokens(item gjson.Result, c *Counter, b *Budget) int64 {
 		case "type", "role", "call_id", "id", "status":
 		default:
 			total += int64(c.Count(v.Raw, b))
+		}
+		return true
+	})
+	return total
+}
+
+// documentTokens estimates a rerank request's documents: strings, objects
+// with a text field (Cohere's shape) counted by that text, other objects
+// (multimodal documents) by their JSON.
+func documentTokens(v gjson.Result, c *Counter, b *Budget) int64 {
+	if !v.IsArray() {
+		return promptTokens(v, c, b)
+	}
+	var total int64
+	v.ForEach(func(_, d gjson.Result) bool {
+		switch t := d.Get("text"); {
+		case d.Type == gjson.String:
+			total += int64(c.countJSON(d, b))
+		case d.IsObject() && t.Type == gjson.String:
+			total += int64(c.countJSON(t, b))
+		case d.IsObject():
+			total += int64(c.Count(d.Raw, b))
 		}
 		return true
 	})

@@ -25,6 +25,11 @@ func ParseUsage(v gjson.Result) (Usage, bool) {
 	}
 	p, c := v.Get("prompt_tokens"), v.Get("completion_tokens")
 	if p.Type != gjson.Number {
+		// Rerank (vLLM, Jina) reports only total_tokens, all input; a
+		// Responses API usage (input_tokens too) is ParseResponsesUsage's.
+		if t := v.Get("total_tokens"); t.Type == gjson.Number && !v.Get("input_tokens").Exists() {
+			return Usage{Input: t.Int()}, true
+		}
 		return Usage{}, false
 	}
 	return Usage{Input: p.Int(), Output: c.Int()}, true

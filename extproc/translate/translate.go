@@ -31,6 +31,8 @@ const (
 	ClientMessages
 	// ClientResponses is the OpenAI Responses API, POST /v1/responses.
 	ClientResponses
+	// ClientRerank is the Cohere/Jina rerank API vLLM serves, POST /v1/rerank.
+	ClientRerank
 )
 
 // String names the API for messages.
@@ -46,6 +48,8 @@ func (c Client) String() string {
 		return "Anthropic Messages"
 	case ClientResponses:
 		return "OpenAI Responses"
+	case ClientRerank:
+		return "Rerank"
 	}
 	return "unknown API"
 }
@@ -67,7 +71,7 @@ const (
 func Native(c Client, p Protocol) bool {
 	switch p {
 	case ProtocolOpenAI:
-		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings
+		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank
 	case ProtocolAnthropic:
 		return c == ClientMessages
 	}
