@@ -19,10 +19,10 @@ import (
 type planCase struct {
 	limits, usage, anthropic, envoy bool
 	// slots caps the tenant's concurrent streams.
-	slots bool
-	path, model                     string
-	stream                          bool
-	status, contentType             string
+	slots               bool
+	path, model         string
+	stream              bool
+	status, contentType string
 
 	read                               responseRead
 	translate, settle, strip, reported bool
