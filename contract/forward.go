@@ -13,6 +13,11 @@ const (
 	// context, read when tracing is on.
 	TraceParentHeader = "traceparent"
 	TraceStateHeader  = "tracestate"
+	// UpgradeHeader and WebSocketProtocolHeader are a WebSocket upgrade's
+	// (the Realtime endpoint): the upgrade asked for, and the subprotocols,
+	// one of which may carry the client's key.
+	UpgradeHeader           = "upgrade"
+	WebSocketProtocolHeader = "sec-websocket-protocol"
 )
 
 // ForwardedHeaders returns the exact names of every header the ext_proc
@@ -23,7 +28,7 @@ const (
 func ForwardedHeaders(tenantHeader string, tracing bool) []string {
 	out := []string{
 		":method", ":path", "content-length", "content-type", RequestIDHeader,
-		AuthorizationHeader, APIKeyHeader,
+		AuthorizationHeader, APIKeyHeader, UpgradeHeader, WebSocketProtocolHeader,
 		":status", // response headers: the backend's status
 	}
 	if tenantHeader != "" {

@@ -18,8 +18,8 @@ const realtimePath = contract.RealtimePath
 
 // Headers of a WebSocket upgrade request.
 const (
-	headerUpgrade     = "upgrade"
-	headerWSProtocol  = "sec-websocket-protocol"
+	headerUpgrade     = contract.UpgradeHeader
+	headerWSProtocol  = contract.WebSocketProtocolHeader
 	realtimeKeyPrefix = "openai-insecure-api-key."
 )
 

@@ -15,7 +15,7 @@ import (
 // header (ext_proc removes those on sight).
 func TestForwardRulesFollowTheConfig(t *testing.T) {
 	const backends = "backends: [{name: a, protocol: openai, endpoints: [\"127.0.0.1:1\"]}]\n"
-	always := []string{":method", ":path", "content-length", "content-type", "x-request-id", "authorization", "x-api-key", ":status"}
+	always := []string{":method", ":path", "content-length", "content-type", "x-request-id", "authorization", "x-api-key", "upgrade", "sec-websocket-protocol", ":status"}
 	tests := map[string]struct {
 		extra string
 		want  []string
