@@ -138,12 +138,9 @@ const (
 // chatToAnthropicStream is the per-stream state of an OpenAI → Anthropic
 // event translation.
 type chatToAnthropicStream struct {
-	dec      sse.Decoder
-	started  bool
-	done     bool
-	finished bool // a finish_reason arrived
-	next     int  // index of the next content block
-	open     int  // kind of the open block
+	chatStreamIn
+	next     int // index of the next content block
+	open     int // kind of the open block
 	openTool int64
 	tools    int64 // OpenAI tool call indexes below this one have started
 	stop     string
@@ -152,33 +149,7 @@ type chatToAnthropicStream struct {
 }
 
 func (s *chatToAnthropicStream) translate(dst, chunk []byte, end bool) []byte {
-	if s.done {
-		return dst
-	}
-	s.dec.Feed(chunk)
-	if end {
-		s.dec.Close()
-	}
-	for {
-		ev, ok, err := s.dec.Next()
-		if err != nil {
-			return s.fail(dst, "The model backend sent an event the gateway cannot frame.")
-		}
-		if !ok {
-			break
-		}
-		dst = s.event(dst, ev.Data)
-		if s.done {
-			return dst
-		}
-	}
-	if end && !s.done {
-		if s.started && s.finished {
-			return s.finish(dst)
-		}
-		dst = s.fail(dst, "The model backend ended the stream before the response was complete.")
-	}
-	return dst
+	return s.feed(s, dst, chunk, end)
 }
 
 func (s *chatToAnthropicStream) event(dst, data []byte) []byte {
@@ -186,7 +157,7 @@ func (s *chatToAnthropicStream) event(dst, data []byte) []byte {
 		if !s.started {
 			return s.fail(dst, "The model backend ended the stream without a response.")
 		}
-		return s.finish(dst)
+		return s.complete(dst)
 	}
 	if !gjson.ValidBytes(data) {
 		return s.fail(dst, "The model backend sent an event that is not JSON.")
@@ -306,7 +277,7 @@ func (s *chatToAnthropicStream) closeBlock(dst []byte) []byte {
 	return sse.AppendEvent(dst, "content_block_stop", s.scratch)
 }
 
-func (s *chatToAnthropicStream) finish(dst []byte) []byte {
+func (s *chatToAnthropicStream) complete(dst []byte) []byte {
 	dst = s.closeBlock(dst)
 	stop := s.stop
 	if stop == "" {

@@ -30,11 +30,8 @@ func (t *responsesToChat) Stream(dst, chunk []byte, end bool) []byte {
 // chatToResponsesStream is the per-stream state of a Chat → Responses
 // event translation.
 type chatToResponsesStream struct {
-	t        *responsesToChat
-	dec      sse.Decoder
-	started  bool
-	done     bool
-	finished bool // a finish_reason arrived
+	t *responsesToChat
+	chatStreamIn
 	seq      int64
 	id       string // the backend's completion id
 	model    string
@@ -55,33 +52,7 @@ type chatToResponsesStream struct {
 }
 
 func (s *chatToResponsesStream) translate(dst, chunk []byte, end bool) []byte {
-	if s.done {
-		return dst
-	}
-	s.dec.Feed(chunk)
-	if end {
-		s.dec.Close()
-	}
-	for {
-		ev, ok, err := s.dec.Next()
-		if err != nil {
-			return s.fail(dst, "The model backend sent an event the gateway cannot frame.")
-		}
-		if !ok {
-			break
-		}
-		dst = s.event(dst, ev.Data)
-		if s.done {
-			return dst
-		}
-	}
-	if end && !s.done {
-		if s.started && s.finished {
-			return s.complete(dst)
-		}
-		dst = s.fail(dst, "The model backend ended the stream before the response was complete.")
-	}
-	return dst
+	return s.feed(s, dst, chunk, end)
 }
 
 func (s *chatToResponsesStream) event(dst, data []byte) []byte {
