@@ -113,24 +113,34 @@ func (a *AccessLog) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessL
 	}
 }
 
+// routedLabels are the model and backend labels of an entry for a call or
+// session the gateway routed, bounded by the routing table (names it does
+// not know are "other"); ok is false for one it did not route. The model
+// header is the public name ext_proc verified and set; calls it refused
+// never reached a backend cluster and carry the client's.
+func (a *AccessLog) routedLabels(e *alsdatav3.HTTPAccessLogEntry) (model, backend string, ok bool) {
+	backend = e.GetCommonProperties().GetUpstreamCluster()
+	model = e.GetRequest().GetRequestHeaders()[contract.ModelHeader]
+	if model == "" || backend == "" || backend == contract.UnroutedCluster {
+		return "", "", false
+	}
+	var routes *Routes
+	if a.routes != nil {
+		routes = a.routes()
+	}
+	return routes.labelModel(model), routes.labelCluster(backend), true
+}
+
 // record counts one finished gRPC call that the gateway routed.
 func (a *AccessLog) record(e *alsdatav3.HTTPAccessLogEntry) {
 	if a.metrics == nil {
 		return
 	}
 	cp := e.GetCommonProperties()
-	backend := cp.GetUpstreamCluster()
-	// The model header is the public name ext_proc verified and set; calls
-	// it refused never reached a backend cluster and carry the client's.
-	model := e.GetRequest().GetRequestHeaders()[contract.ModelHeader]
-	if model == "" || backend == "" || backend == contract.UnroutedCluster {
+	model, backend, ok := a.routedLabels(e)
+	if !ok {
 		return
 	}
-	var routes *Routes
-	if a.routes != nil {
-		routes = a.routes()
-	}
-	model, backend = routes.labelModel(model), routes.labelCluster(backend)
 	var counts grpcstatsv3.FilterObject
 	if fs := cp.GetFilterStateObjects()[contract.GRPCStatsFilterState]; fs != nil {
 		if err := fs.UnmarshalTo(&counts); err != nil {

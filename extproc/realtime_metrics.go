@@ -5,8 +5,6 @@ import (
 
 	alsdatav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/streamgate/streamgate/contract"
 )
 
 // realtimeMetrics count Realtime WebSocket sessions, fed by AccessLog from
@@ -47,16 +45,10 @@ func (a *AccessLog) recordRealtime(e *alsdatav3.HTTPAccessLogEntry) {
 		return
 	}
 	cp := e.GetCommonProperties()
-	backend := cp.GetUpstreamCluster()
-	model := e.GetRequest().GetRequestHeaders()[contract.ModelHeader]
-	if model == "" || backend == "" || backend == contract.UnroutedCluster {
+	model, backend, ok := a.routedLabels(e)
+	if !ok {
 		return
 	}
-	var routes *Routes
-	if a.routes != nil {
-		routes = a.routes()
-	}
-	model, backend = routes.labelModel(model), routes.labelCluster(backend)
 	in, out := e.GetRequest().GetRequestBodyBytes(), e.GetResponse().GetResponseBodyBytes()
 	if in > maxCallBytes || out > maxCallBytes {
 		a.log.Warn("access log entry dropped: implausible counts", "backend", backend, "request_bytes", in, "response_bytes", out)
