@@ -4,7 +4,7 @@ package config
 // path (an absolute file name) when the file left both extproc.listen and
 // extproc.address unset; otherwise it returns c itself. `streamgate run`
 // uses it when it starts Envoy on the same host: Envoy then reaches ext_proc,
-// the usage tap and the gRPC access log service over the socket instead of
+// and its access log service (usage reports, gRPC calls) over the socket instead of
 // loopback TCP, and no other local user can connect to a port. c is not
 // changed; the copy shares everything but ExtProc.
 func (c *Config) WithLocalExtProc(path string) *Config {

@@ -29,6 +29,9 @@ type Limits struct {
 	limiter  *ratelimit.Limiter
 	counters map[string]*tokens.Counter
 	fallback *tokens.Counter
+	// capsConcurrency: some tenant or backend caps streams open at once
+	// (config.Limits.CapsConcurrency), read once per config.
+	capsConcurrency bool
 	// lastUnreadWarn is when usageUnread last logged (unix nanos).
 	lastUnreadWarn atomic.Int64
 }
@@ -65,7 +68,7 @@ func (l *Limits) Reload(cfg *config.Config) (*Limits, error) {
 // newCounters returns Limits for lc with its token counters built and no
 // limiter yet.
 func newCounters(lc *config.Limits) (*Limits, error) {
-	l := &Limits{cfg: lc, counters: map[string]*tokens.Counter{}}
+	l := &Limits{cfg: lc, counters: map[string]*tokens.Counter{}, capsConcurrency: lc.CapsConcurrency()}
 	var err error
 	if l.fallback, err = tokens.NewCounter(tokens.EncodingHeuristic, 0); err != nil {
 		return nil, fmt.Errorf("cannot build the heuristic tokenizer: %w", err)

@@ -159,7 +159,7 @@ func (p *processor) planRequestHeaders() {
 	translates := p.routes.translates[clientAPI(p.endpoint)]
 	p.plan.usage = p.readsUsage()
 	switch {
-	case p.envoyReads && !translates && envoyReadsUsageOf(p.endpoint) && (p.limits == nil || !p.limits.cfg.CapsConcurrency()):
+	case p.envoyReads && !translates && envoyReadsUsageOf(p.endpoint) && (p.limits == nil || !p.limits.capsConcurrency):
 	case p.limits != nil && !translates && !p.plan.usage:
 		p.plan.read = readBody
 	case p.limits != nil || translates || p.plan.usage:

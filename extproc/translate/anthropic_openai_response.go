@@ -153,15 +153,6 @@ func (s *chatToAnthropicStream) translate(dst, chunk []byte, end bool) []byte {
 }
 
 func (s *chatToAnthropicStream) event(dst, data []byte) []byte {
-	if string(data) == "[DONE]" {
-		if !s.started {
-			return s.fail(dst, "The model backend ended the stream without a response.")
-		}
-		return s.complete(dst)
-	}
-	if !gjson.ValidBytes(data) {
-		return s.fail(dst, "The model backend sent an event that is not JSON.")
-	}
 	if e := gjson.GetBytes(data, "error"); e.Exists() {
 		msg := e.Get("message").Str
 		if msg == "" {

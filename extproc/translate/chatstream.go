@@ -1,6 +1,10 @@
 package translate
 
-import "github.com/streamgate/streamgate/extproc/sse"
+import (
+	"github.com/tidwall/gjson"
+
+	"github.com/streamgate/streamgate/extproc/sse"
+)
 
 // chatStreamIn is the reading side every translator of an OpenAI chat
 // completion event stream shares: the framing and how far the stream got.
@@ -11,8 +15,8 @@ type chatStreamIn struct {
 	finished bool // a finish_reason arrived
 }
 
-// chatStreamOut is the writing side of such a translator: one event's
-// translation, the end of a complete stream, and a failure (each may set
+// chatStreamOut is the writing side of such a translator: one JSON
+// event's translation, the end of a complete stream, and a failure (each may set
 // done).
 type chatStreamOut interface {
 	event(dst, data []byte) []byte
@@ -39,7 +43,7 @@ func (in *chatStreamIn) feed(out chatStreamOut, dst, chunk []byte, end bool) []b
 		if !ok {
 			break
 		}
-		dst = out.event(dst, ev.Data)
+		dst = in.event(out, dst, ev.Data)
 		if in.done {
 			return dst
 		}
@@ -51,4 +55,19 @@ func (in *chatStreamIn) feed(out chatStreamOut, dst, chunk []byte, end bool) []b
 		dst = out.fail(dst, "The model backend ended the stream before the response was complete.")
 	}
 	return dst
+}
+
+// event reads one event's data: [DONE] ends a started stream; JSON goes to
+// out; anything else fails the stream.
+func (in *chatStreamIn) event(out chatStreamOut, dst, data []byte) []byte {
+	if string(data) == "[DONE]" {
+		if !in.started {
+			return out.fail(dst, "The model backend ended the stream without a response.")
+		}
+		return out.complete(dst)
+	}
+	if !gjson.ValidBytes(data) {
+		return out.fail(dst, "The model backend sent an event that is not JSON.")
+	}
+	return out.event(dst, data)
 }

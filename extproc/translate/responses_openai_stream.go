@@ -56,15 +56,6 @@ func (s *chatToResponsesStream) translate(dst, chunk []byte, end bool) []byte {
 }
 
 func (s *chatToResponsesStream) event(dst, data []byte) []byte {
-	if string(data) == "[DONE]" {
-		if !s.started {
-			return s.fail(dst, "The model backend ended the stream without a response.")
-		}
-		return s.complete(dst)
-	}
-	if !gjson.ValidBytes(data) {
-		return s.fail(dst, "The model backend sent an event that is not JSON.")
-	}
 	root := gjson.ParseBytes(data)
 	if e := root.Get("error"); e.Exists() {
 		msg := e.Get("message").Str
