@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/cmd/streamgate/cli"
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/envoy"
 )
 
@@ -40,7 +41,7 @@ func TestDropIn(t *testing.T) {
 	// The same config for both processes, apart from the metrics port.
 	write := func(name, metrics string) string {
 		var b bytes.Buffer
-		require.NoError(t, template.Must(template.New("c").Parse(defaultConfig)).Execute(&b, Ports{
+		require.NoError(t, template.Must(template.New("c").Parse(dropInConfig)).Execute(&b, Ports{
 			Gateway: edge, ExtProc: extProc, XDS: xdsAddr, Admin: admin, Metrics: metrics,
 			BackendA: hostPort(gw.backendA.url), BackendB: hostPort(gw.backendB.url),
 		}))
@@ -104,10 +105,42 @@ func TestDropIn(t *testing.T) {
 	require.NoError(t, err)
 	requireOpenAIError(t, resp, 404, "model_not_found")
 
-	// Drop-in publishes only the model clusters.
+	// A model with fallbacks routes to the failover cluster the drop-in
+	// xDS server publishes; route.yaml's retry policy moves a request its
+	// primary fails before the first byte down the chain.
+	for _, fail := range []string{"", "503", "429", "disconnect"} {
+		req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", bytes.NewReader(chatBody("model-fo", true, "hi")))
+		require.NoError(t, err)
+		want := "backend-a"
+		if fail != "" {
+			req.Header.Set("x-fakellm-fail", fail)
+			req.Header.Set("x-fakellm-fail-backend", "backend-a")
+			want = "backend-b"
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "primary answering %q", fail)
+		assert.Equal(t, want, resp.Header.Get("x-fakellm-backend"), "primary answering %q", fail)
+		assert.Equal(t, "upstream-fo", resp.Header.Get("x-fakellm-received-model"))
+		pieces, err := readStream(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, wantTokens(16), pieces)
+	}
+
+	// Drop-in publishes only the model clusters: one per backend and one
+	// per failover chain.
 	dyn := dynamicClusters(t, "http://"+admin)
-	assert.Equal(t, []string{"backend-a", "backend-b"}, dyn)
+	assert.Equal(t, []string{"backend-a", "backend-b", contract.FailoverCluster([]string{"backend-a", "backend-b"})}, dyn)
 }
+
+// dropInConfig is defaultConfig with a model whose primary backend-a fails
+// over to backend-b.
+var dropInConfig = strings.Replace(defaultConfig, "telemetry:", `  - name: model-fo
+    backend: backend-a
+    upstream_model: upstream-fo
+    fallbacks: [backend-b]
+telemetry:`, 1)
 
 // TestConfigDumpHasNothingStray: the all-in-one gateway's Envoy holds the
 // configured backends and Streamgate's own clusters, and one listener.

@@ -38,12 +38,19 @@ backends:
   - name: openai
     protocol: openai
     endpoints: [{{.BackendB}}]
+  - name: vllm-backup
+    protocol: openai
+    endpoints: [{{.BackendB}}]
 models:
   - name: model-a
     backend: vllm
     upstream_model: upstream-a
   - name: model-b
     backend: openai
+  - name: model-fo
+    backend: vllm
+    upstream_model: upstream-fo
+    fallbacks: [vllm-backup]
 `
 
 // TestIstioGateway runs real Envoy with what Istio would give its ingress
@@ -80,6 +87,7 @@ func TestIstioGateway(t *testing.T) {
 		"outbound|50051||streamgate-extproc.streamgate.svc.cluster.local": extProc,
 		"outbound|8000||vllm.models.svc.cluster.local":                    hostPort(gw.backendA.url),
 		"outbound|443||api.openai.com":                                    hostPort(gw.backendB.url),
+		"outbound|8000||vllm-backup.models.svc.cluster.local":             hostPort(gw.backendB.url),
 	})
 	bootPath := filepath.Join(dir, "envoy.json")
 	require.NoError(t, os.WriteFile(bootPath, boot, 0o600))
@@ -150,6 +158,27 @@ func TestIstioGateway(t *testing.T) {
 		assert.NotEmpty(t, content.String())
 	}
 
+	// A model with fallbacks: envoyfilter-failover.yaml's aggregate cluster
+	// and retry policy move a request its primary fails before the first
+	// byte to the fallback.
+	for _, fail := range []string{"", "503", "disconnect"} {
+		req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", bytes.NewReader(chatBody("model-fo", true, "istio")))
+		require.NoError(t, err)
+		req.Host = "llm.example.com"
+		want := "backend-a"
+		if fail != "" {
+			req.Header.Set("x-fakellm-fail", fail)
+			req.Header.Set("x-fakellm-fail-backend", "backend-a")
+			want = "backend-b"
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "primary answering %q: %s", fail, body)
+		assert.Equal(t, want, resp.Header.Get("x-fakellm-backend"), "primary answering %q", fail)
+	}
+
 	// Streamgate's errors come through: an unknown model is a 404 OpenAI error.
 	resp := send("llm.example.com", "no-such-model")
 	body, _ := io.ReadAll(resp.Body)
@@ -195,6 +224,20 @@ func istioGatewayConfig(t *testing.T, listen, admin string, clusters map[string]
 	}
 	require.NotNil(t, filter)
 	require.NotNil(t, vhostPatch)
+	// envoyfilter-failover.yaml: aggregate clusters added, routes merged by name.
+	var added []any
+	routePatches := map[string]map[string]any{}
+	for _, p := range read("envoyfilter-failover.yaml")[0]["spec"].(map[string]any)["configPatches"].([]any) {
+		p := p.(map[string]any)
+		value := p["patch"].(map[string]any)["value"].(map[string]any)
+		switch p["applyTo"] {
+		case "CLUSTER":
+			added = append(added, value)
+		case "HTTP_ROUTE":
+			rc := p["match"].(map[string]any)["routeConfiguration"].(map[string]any)
+			routePatches[rc["vhost"].(map[string]any)["route"].(map[string]any)["name"].(string)] = value
+		}
+	}
 
 	// The VirtualService's routes, as Istio translates them.
 	vs := read("virtualservice.yaml")[0]["spec"].(map[string]any)
@@ -213,11 +256,15 @@ func istioGatewayConfig(t *testing.T, listen, admin string, clusters map[string]
 		}
 		dest := r["route"].([]any)[0].(map[string]any)["destination"].(map[string]any)
 		port := dest["port"].(map[string]any)["number"].(float64)
-		routes = append(routes, map[string]any{
+		route := map[string]any{
 			"name":  r["name"],
 			"match": map[string]any{"prefix": m["uri"].(map[string]any)["prefix"], "headers": headers},
 			"route": map[string]any{"cluster": fmt.Sprintf("outbound|%d||%s", int(port), dest["host"]), "timeout": r["timeout"]},
-		})
+		}
+		if patch, ok := routePatches[r["name"].(string)]; ok {
+			mergeInto(route, patch)
+		}
+		routes = append(routes, route)
 	}
 	host := vs["hosts"].([]any)[0].(string)
 	modelHost := map[string]any{"name": host + ":80", "domains": []any{host, host + ":*"}, "routes": routes}
@@ -244,6 +291,7 @@ func istioGatewayConfig(t *testing.T, listen, admin string, clusters map[string]
 		}
 		cs = append(cs, c)
 	}
+	cs = append(cs, added...)
 	ah, ap, _ := strings.Cut(admin, ":")
 	lh, lp, _ := strings.Cut(listen, ":")
 	adminPort, _ := strconv.Atoi(ap)
@@ -271,4 +319,19 @@ func istioGatewayConfig(t *testing.T, listen, admin string, clusters map[string]
 	b, err := json.MarshalIndent(boot, "", "  ")
 	require.NoError(t, err)
 	return b
+}
+
+// mergeInto applies an EnvoyFilter MERGE patch as Istio does for the
+// fields used here: nested messages merge, scalars replace. (Istio appends
+// repeated fields; the emulated routes have none for a patch to extend.)
+func mergeInto(dst, src map[string]any) {
+	for k, v := range src {
+		if sv, ok := v.(map[string]any); ok {
+			if dv, ok := dst[k].(map[string]any); ok {
+				mergeInto(dv, sv)
+				continue
+			}
+		}
+		dst[k] = v
+	}
 }

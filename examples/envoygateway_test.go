@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	gwapiv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 const egDir = root + "/examples/envoy-gateway"
@@ -69,12 +71,64 @@ type httpRouteFilter struct {
 	} `json:"spec"`
 }
 
+type egBackend struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		Fallback  *bool `json:"fallback"`
+		Endpoints []struct {
+			FQDN *struct {
+				Hostname string `json:"hostname"`
+				Port     int    `json:"port"`
+			} `json:"fqdn"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+type backendTrafficPolicy struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Spec struct {
+		TargetRefs  []gwapiv1.LocalPolicyTargetReferenceWithSectionName `json:"targetRefs"`
+		HealthCheck *struct {
+			Passive *struct {
+				Consecutive5XxErrors           *int              `json:"consecutive5XxErrors"`
+				ConsecutiveLocalOriginFailures *int              `json:"consecutiveLocalOriginFailures"`
+				Interval                       *gwapiv1.Duration `json:"interval"`
+				BaseEjectionTime               *gwapiv1.Duration `json:"baseEjectionTime"`
+				MaxEjectionPercent             *int              `json:"maxEjectionPercent"`
+			} `json:"passive"`
+		} `json:"healthCheck"`
+		Retry *struct {
+			NumRetries *int `json:"numRetries"`
+			RetryOn    *struct {
+				Triggers []string `json:"triggers"`
+			} `json:"retryOn"`
+			PerRetry *struct {
+				BackOff *struct {
+					BaseInterval *gwapiv1.Duration `json:"baseInterval"`
+				} `json:"backOff"`
+			} `json:"perRetry"`
+		} `json:"retry"`
+	} `json:"spec"`
+}
+
 var egKinds = map[string]func() any{
 	"gateway.networking.k8s.io/v1/Gateway":                func() any { return &gwapiv1.Gateway{} },
 	"gateway.networking.k8s.io/v1/HTTPRoute":              func() any { return &gwapiv1.HTTPRoute{} },
 	"gateway.networking.k8s.io/v1beta1/ReferenceGrant":    func() any { return &gwapiv1beta1.ReferenceGrant{} },
 	"gateway.envoyproxy.io/v1alpha1/EnvoyExtensionPolicy": func() any { return &envoyExtensionPolicy{} },
 	"gateway.envoyproxy.io/v1alpha1/HTTPRouteFilter":      func() any { return &httpRouteFilter{} },
+	"gateway.envoyproxy.io/v1alpha1/Backend":              func() any { return &egBackend{} },
+	"gateway.envoyproxy.io/v1alpha1/BackendTrafficPolicy": func() any { return &backendTrafficPolicy{} },
 }
 
 func loadEnvoyGateway(t *testing.T) []object {
@@ -159,6 +213,9 @@ func TestEnvoyGatewayRouting(t *testing.T) {
 		}
 		h := r.Matches[0].Headers[0]
 		require.Equal(t, "x-streamgate-backend", string(h.Name))
+		if strings.HasPrefix(h.Value, contract.FailoverPrefix) {
+			continue // TestEnvoyGatewayFailover
+		}
 		b := cfg.Backend(h.Value)
 		require.NotNil(t, b, "rule matches backend %q, which streamgate.yaml does not define", h.Value)
 		routed[b.Name] = true
@@ -187,4 +244,66 @@ func TestEnvoyGatewayRouting(t *testing.T) {
 	for _, b := range cfg.Backends {
 		assert.True(t, routed[b.Name], "backend %s has no rule", b.Name)
 	}
+}
+
+// TestEnvoyGatewayFailover: every failover chain of the Kubernetes
+// streamgate.yaml has an HTTPRoute rule matching its name whose backendRefs
+// are Backends for the chain's backends in order (the fallbacks marked
+// fallback: true, the same host and port as in streamgate.yaml), and a
+// BackendTrafficPolicy on that rule ejects a failing primary and retries
+// once per fallback.
+func TestEnvoyGatewayFailover(t *testing.T) {
+	objs := loadEnvoyGateway(t)
+	_, k8s := loadKubernetes(t)
+	cm := find[*corev1.ConfigMap](t, k8s, "ConfigMap", "streamgate-config")
+	file := filepath.Join(t.TempDir(), "streamgate.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(cm.Data["streamgate.yaml"]), 0o600))
+	cfg, err := config.Load(file)
+	require.NoError(t, err)
+	route := find[*gwapiv1.HTTPRoute](t, objs, "HTTPRoute", "streamgate-models")
+
+	chains := 0
+	for _, m := range cfg.Models {
+		for _, v := range m.Versions {
+			chain := contract.FailoverChain(v.Backend, m.Fallbacks)
+			if len(chain) < 2 {
+				continue
+			}
+			chains++
+			name := contract.FailoverCluster(chain)
+			var rule *gwapiv1.HTTPRouteRule
+			for i, r := range route.Spec.Rules {
+				if len(r.Matches[0].Headers) > 0 && r.Matches[0].Headers[0].Value == name {
+					rule = &route.Spec.Rules[i]
+				}
+			}
+			require.NotNil(t, rule, "no rule for failover chain %s", name)
+			require.Len(t, rule.BackendRefs, len(chain))
+			for k, ref := range rule.BackendRefs {
+				require.Equal(t, "Backend", string(*ref.Kind))
+				be := find[*egBackend](t, objs, "Backend", string(ref.Name))
+				assert.Equal(t, k > 0, be.Spec.Fallback != nil && *be.Spec.Fallback, "only fallbacks are fallback: true")
+				require.Len(t, be.Spec.Endpoints, 1)
+				ep := be.Spec.Endpoints[0].FQDN
+				assert.Equal(t, cfg.Backend(chain[k]).Endpoints[0].Address, ep.Hostname+":"+strconv.Itoa(ep.Port))
+			}
+			require.NotNil(t, rule.Name)
+			var policy *backendTrafficPolicy
+			for _, o := range objs {
+				if p, ok := o.obj.(*backendTrafficPolicy); ok {
+					for _, ref := range p.Spec.TargetRefs {
+						if string(ref.Name) == route.Name && ref.SectionName != nil && *ref.SectionName == *rule.Name {
+							policy = p
+						}
+					}
+				}
+			}
+			require.NotNil(t, policy, "no BackendTrafficPolicy on rule %s", *rule.Name)
+			require.NotNil(t, policy.Spec.HealthCheck.Passive.Consecutive5XxErrors)
+			assert.Equal(t, 1, *policy.Spec.HealthCheck.Passive.Consecutive5XxErrors, "the first 5xx moves to the fallback")
+			assert.Equal(t, len(chain)-1, *policy.Spec.Retry.NumRetries)
+			assert.Contains(t, policy.Spec.Retry.RetryOn.Triggers, "5xx")
+		}
+	}
+	assert.Positive(t, chains, "the example shows a model with fallbacks")
 }

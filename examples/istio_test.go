@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/google/go-cmp/cmp"
@@ -26,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
 )
 
 const istioDir = root + "/examples/istio"
@@ -193,6 +196,9 @@ func TestIstioRouting(t *testing.T) {
 		}
 		require.Len(t, r.GetMatch(), 1, r.GetName())
 		name := r.GetMatch()[0].GetHeaders()["x-streamgate-backend"].GetExact()
+		if strings.HasPrefix(name, contract.FailoverPrefix) {
+			continue // TestIstioFailover
+		}
 		b := cfg.Backend(name)
 		require.NotNil(t, b, "route %s matches x-streamgate-backend %q, which is no backend", r.GetName(), name)
 		routed[name] = true
@@ -225,4 +231,76 @@ func TestIstioRouting(t *testing.T) {
 	require.NoError(t, protojson.Unmarshal(js, &merged))
 	assert.GreaterOrEqual(t, merged.GetRequestBodyBufferLimit().GetValue(), uint64(cfg.Gateway.MaxRequestBodyBytes))
 	assert.Contains(t, merged.GetTypedPerFilterConfig(), "envoy.filters.http.ext_proc")
+}
+
+// TestIstioFailover: every failover chain of the Istio streamgate.yaml has
+// a VirtualService route matching its name, and envoyfilter-failover.yaml
+// adds the chain's aggregate cluster over Istio's outbound clusters of its
+// backends, in order, and points that route at it with the retry policy
+// the all-in-one gateway uses (one retry per fallback, previous
+// priorities).
+func TestIstioFailover(t *testing.T) {
+	objs := loadIstio(t)
+	t.Setenv("OPENAI_API_KEY", "test-only")
+	cfg, err := config.Load(filepath.Join(istioDir, "streamgate.yaml"))
+	require.NoError(t, err)
+	chains := map[string][]string{}
+	for _, m := range cfg.Models {
+		for _, v := range m.Versions {
+			if chain := contract.FailoverChain(v.Backend, m.Fallbacks); len(chain) > 1 {
+				chains[contract.FailoverCluster(chain)] = chain
+			}
+		}
+	}
+	require.NotEmpty(t, chains, "the example shows a model with fallbacks")
+
+	vs := find[*istiov1.VirtualService](t, objs, "VirtualService", "streamgate-models")
+	routeOf := map[string]string{} // chain cluster -> route name
+	for _, r := range vs.Spec.GetHttp() {
+		for _, m := range r.GetMatch() {
+			if name := m.GetHeaders()["x-streamgate-backend"].GetExact(); strings.HasPrefix(name, contract.FailoverPrefix) {
+				require.Contains(t, chains, name, "route %s matches a chain no model has", r.GetName())
+				routeOf[name] = r.GetName()
+			}
+		}
+	}
+	ef := find[*istiov1alpha3.EnvoyFilter](t, objs, "EnvoyFilter", "streamgate-failover")
+	clusters, routes := map[string]*struct{ children []string }{}, map[string]*routev3.Route{}
+	for _, p := range ef.Spec.GetConfigPatches() {
+		js, err := protojson.Marshal(p.GetPatch().GetValue())
+		require.NoError(t, err)
+		switch p.GetApplyTo() {
+		case istioapiv1alpha3.EnvoyFilter_CLUSTER:
+			assert.Equal(t, istioapiv1alpha3.EnvoyFilter_Patch_ADD, p.GetPatch().GetOperation())
+			var c clusterv3.Cluster
+			require.NoError(t, protojson.Unmarshal(js, &c))
+			require.NoError(t, c.ValidateAll())
+			var agg aggregatev3.ClusterConfig
+			require.NoError(t, c.GetClusterType().GetTypedConfig().UnmarshalTo(&agg))
+			clusters[c.GetName()] = &struct{ children []string }{agg.GetClusters()}
+		case istioapiv1alpha3.EnvoyFilter_HTTP_ROUTE:
+			assert.Equal(t, istioapiv1alpha3.EnvoyFilter_Patch_MERGE, p.GetPatch().GetOperation())
+			var r routev3.Route
+			require.NoError(t, protojson.Unmarshal(js, &r))
+			routes[p.GetMatch().GetRouteConfiguration().GetVhost().GetRoute().GetName()] = &r
+		}
+	}
+	for name, chain := range chains {
+		require.Contains(t, routeOf, name, "no VirtualService route for failover chain %s", name)
+		require.Contains(t, clusters, name, "no aggregate cluster for failover chain %s", name)
+		var want []string
+		for _, b := range chain {
+			host, port, err := net.SplitHostPort(cfg.Backend(b).Endpoints[0].Address)
+			require.NoError(t, err)
+			want = append(want, "outbound|"+port+"||"+host)
+		}
+		assert.Equal(t, want, clusters[name].children, "the chain's backends in order")
+		r := routes[routeOf[name]]
+		require.NotNil(t, r, "no HTTP_ROUTE patch for route %s", routeOf[name])
+		assert.Equal(t, name, r.GetRoute().GetCluster())
+		rp := r.GetRoute().GetRetryPolicy()
+		assert.Equal(t, uint32(len(chain)-1), rp.GetNumRetries().GetValue())
+		assert.Equal(t, "envoy.retry_priorities.previous_priorities", rp.GetRetryPriority().GetName())
+		assert.Contains(t, rp.GetRetryOn(), "5xx")
+	}
 }
