@@ -232,6 +232,22 @@ func TestAuth(t *testing.T) {
 		}
 	})
 
+	// Issue 24: a refused request's access log line names the tenant and
+	// model known when it was refused (the metadata sent with Envoy's
+	// immediate response).
+	t.Run("refusals are logged with tenant and model", func(t *testing.T) {
+		resp := g.do(t, http.MethodPost, "/v1/chat/completions", chatBody("model-a", false, "hi"), bearer(e2eKeyGuest))
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		line := accessLine(t, g.env, resp.Header.Get("x-request-id"))
+		assert.Equal(t, "guest", line["tenant"])
+		assert.Equal(t, "model-a", line["model"])
+		assert.Equal(t, "/v1/chat/completions", line["endpoint"])
+		assert.Equal(t, "streamgate_permission_denied", line["details"])
+		assert.Nil(t, line["backend"], "refused before routing")
+	})
+
 	// Issue 14: the Anthropic API got "The gateway failed to process the
 	// request." for an authentication refusal; it carries the same public
 	// message as the OpenAI API, in the Anthropic error shape.

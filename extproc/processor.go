@@ -340,15 +340,19 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	if de, ok := r.retryAfterOf(err); ok {
 		extra = append(append(extra, p.rateHeaders()...), header("retry-after", strconv.FormatInt(de.RetryAfterSeconds(), 10)))
 	}
-	// Envoy drops dynamic metadata sent with an immediate response; the
-	// error class reaches the access log as the response code details.
+	// The error class reaches the access log as the response code
+	// details; the tenant, endpoint and model known so far in the metadata
+	// immediate sends with it.
 	p.obs.errorType = r.code
 	return p.immediate(r.status, body, "streamgate_"+r.code, extra...)
 }
 
+// immediate answers the request itself. Envoy applies the dynamic metadata
+// sent with it (1.40), so the access log line carries the tenant, endpoint
+// and model known by then.
 func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
 	p.status, p.answered = status, true
-	return &extprocsvcv3.ProcessingResponse{Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
+	return &extprocsvcv3.ProcessingResponse{DynamicMetadata: p.requestMetadata(), Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
 			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...)},
