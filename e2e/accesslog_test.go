@@ -61,7 +61,7 @@ func TestAccessLog(t *testing.T) {
 	line = accessLine(t, gw, bad.Header.Get("x-request-id"))
 	assert.EqualValues(t, 404, line["status"])
 	assert.Equal(t, "streamgate_model_not_found", line["details"])
-	assert.Equal(t, "nope", line["model"])
+	assert.Equal(t, "other", line["model"], "an unknown model is logged as other: client strings stay out of the log")
 
 	assert.NotContains(t, gw.logs.String(), prompt)
 }

@@ -66,7 +66,7 @@ func TestUploadsBoundedBeforeBody(t *testing.T) {
 		_, done := a.event(id)
 		assert.False(t, done, "stream %d is still uploading", id)
 	}
-	waitMetric(t, e, "streamgate_active_streams", 20)
+	waitMetric(t, e, "streamgate_extproc_streams_open", 20)
 
 	// A client opening more streams than the connection allows loses the
 	// connection (Envoy treats it as a protocol error, as nghttp2 does).
@@ -75,10 +75,10 @@ func TestUploadsBoundedBeforeBody(t *testing.T) {
 	for range 30 {
 		b.openUpload(t, "free", 7_000_000, chunk)
 	}
-	waitMetric(t, e, "streamgate_active_streams", 50)
+	waitMetric(t, e, "streamgate_extproc_streams_open", 50)
 	b.openUpload(t, "free", 7_000_000, 0)
 	b.waitClosed(t, 3*time.Second)
-	waitMetric(t, e, "streamgate_active_streams", 20)
+	waitMetric(t, e, "streamgate_extproc_streams_open", 20)
 
 	// The body timeout ends the stuck uploads with 408.
 	for _, id := range greedy {
@@ -87,7 +87,7 @@ func TestUploadsBoundedBeforeBody(t *testing.T) {
 	}
 	waitMetric(t, e, "streamgate_ratelimit_holds_outstanding", 0)
 	waitMetric(t, e, "streamgate_reservations_outstanding", 0)
-	waitMetric(t, e, "streamgate_active_streams", 0)
+	waitMetric(t, e, "streamgate_extproc_streams_open", 0)
 
 	// The tenant's slots are all back: a whole request goes through.
 	resp, err := postTo(t.Context(), e, []byte(`{"model":"model-a","messages":[{"role":"user","content":"hi"}]}`), map[string]string{"x-tenant": "greedy"})

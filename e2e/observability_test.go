@@ -230,7 +230,7 @@ func TestObservability(t *testing.T) {
 	require.Eventually(t, func() bool {
 		fams = scrapeFamilies(t, e)
 		return sumWhere(fams, "gen_ai_server_request_duration_seconds", "count", nil) == float64(len(reqs)+1) &&
-			sumWhere(fams, "streamgate_active_streams", "", nil) == 0
+			sumWhere(fams, "streamgate_extproc_streams_open", "", nil) == 0
 	}, 5*time.Second, 20*time.Millisecond, "every request is observed and no stream stays active")
 
 	in := map[string]string{"gen_ai_token_type": "input"}

@@ -27,7 +27,11 @@ func (p *processor) requestMetadata() *structpb.Struct {
 		m.str(contract.MetaTenant, p.Tenant)
 	}
 	if p.info.Model != "" {
-		m.str(contract.MetaModel, p.info.Model)
+		model := p.info.Model
+		if p.route == nil { // refused before routing: configured names only, as in metrics
+			model = p.routes.labelModel(model)
+		}
+		m.str(contract.MetaModel, model)
 		m.f[contract.MetaStream] = structpb.NewBoolValue(p.info.Stream)
 	}
 	if r := p.route; r != nil {

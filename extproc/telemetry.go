@@ -201,6 +201,8 @@ func (p *processor) record() *telemetry.Record {
 	if rt := p.route; rt != nil {
 		r.Model, r.UpstreamModel, r.Backend, r.Version = rt.Model, rt.UpstreamModel, rt.Backend, rt.Version
 		r.ResponseModel = rt.UpstreamModel
+	} else if p.info.Model != "" { // refused before routing: as the access log names it
+		r.Model = p.routes.labelModel(p.info.Model)
 	}
 	if set != nil {
 		r.Provider = set.providers[r.Backend]

@@ -115,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: waitBuckets,
 		}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "streamgate_active_streams", Help: "Requests whose ext_proc stream is open.",
+			Name: "streamgate_extproc_streams_open", Help: "ext_proc streams open: not requests in flight (a pass-through or handed-over request ends its stream after the request body). Requests in flight are Envoy's downstream_rq_active.",
 		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamgate_usage_events_total", Help: "Usage events by outcome: published, dropped (buffer full) or failed (sink down).",
