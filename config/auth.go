@@ -79,6 +79,11 @@ type Tenant struct {
 	PriorityHeader bool `yaml:"priority_header"`
 	// APIKeys are the tenant's keys, stored as hashes only.
 	APIKeys []APIKey `yaml:"api_keys"`
+	// ClientCertificates tie clients to the tenant by their verified TLS
+	// certificate (gateway.tls.client_ca_file): a request with no API key
+	// or JWT whose certificate matches an entry is the tenant's. A
+	// certificate must match one tenant only.
+	ClientCertificates []ClientCertificate `yaml:"client_certificates"`
 }
 
 // APIKey is one stored API key. The plain key is never in the config:
@@ -212,6 +217,7 @@ func (v *validator) validateAuth(a *Auth) {
 			v.at(p+".max_tokens", "tenant %q: max_tokens must be 0 (no cap) or positive", t.Name)
 		}
 		v.validatePriority(p, &a.Tenants[i])
+		v.clientCertificates(p, t)
 		for k, key := range t.APIKeys {
 			kp := fmt.Sprintf("%s.api_keys[%d]", p, k)
 			if !validKeyHash(key.Hash) {

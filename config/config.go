@@ -111,6 +111,10 @@ type Gateway struct {
 	// false: the header is stripped and ignored). With auth on, each
 	// tenant's priority_header decides instead.
 	PriorityHeader bool `yaml:"priority_header"`
+	// TLS, when set, terminates TLS (and optionally verifies client
+	// certificates) on the gateway listener; unset, the listener speaks
+	// plain HTTP/1.1 and h2c.
+	TLS *ListenerTLS `yaml:"tls"`
 }
 
 // ExtProc is the ext_proc gRPC server Envoy calls for every request.

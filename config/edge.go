@@ -86,6 +86,9 @@ func (c *Config) applyEdgeDefaults() {
 	if c.Envoy.MaxHeapBytes == 0 {
 		c.Envoy.MaxHeapBytes = DefaultMaxHeapBytes
 	}
+	if t := c.Gateway.TLS; t != nil && t.MinVersion == "" {
+		t.MinVersion = TLSVersion12
+	}
 }
 
 // validateEdge checks the client-facing bounds and every backend's TLS.

@@ -198,6 +198,7 @@ func (v *validator) validate(c *Config) {
 	if c.Gateway.DrainTimeout < 0 {
 		v.at("$.gateway.drain_timeout", "drain_timeout must be positive")
 	}
+	v.listenerTLS(c)
 	if len(c.Backends) == 0 {
 		v.at("$.backends", "no backends are defined; add at least one under backends")
 	}

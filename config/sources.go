@@ -37,6 +37,13 @@ func (c *Config) CheckSources() error {
 			v.readable(p+".tls.ca_file", fmt.Sprintf("backend %q: tls.ca_file", b.Name), b.TLS.CAFile, false)
 		}
 	}
+	if t := c.Gateway.TLS; t != nil {
+		for _, f := range []struct{ path, file string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}} {
+			if f.file != "" {
+				v.readable("$.gateway.tls."+f.path, "gateway.tls."+f.path, f.file, true)
+			}
+		}
+	}
 	if c.Limits != nil && c.Limits.Redis != nil && c.Limits.Redis.PasswordEnv != "" {
 		if env := c.Limits.Redis.PasswordEnv; os.Getenv(env) == "" {
 			v.at("$.limits.redis.password_env", "limits.redis.password_env: environment variable %s is empty or unset", env)

@@ -136,6 +136,14 @@ const (
 // response headers phase.
 const ResponseCodeAttribute = "response.code"
 
+// Envoy attributes of the verified client certificate, sent with the
+// request headers where clients may present one (gateway.tls.client_ca_file).
+const (
+	PeerURISANAttribute  = "connection.uri_san_peer_certificate"
+	PeerDNSSANAttribute  = "connection.dns_san_peer_certificate"
+	PeerSubjectAttribute = "connection.subject_peer_certificate"
+)
+
 // Cluster names.
 const (
 	// ExtProcCluster is the cluster Envoy reaches the ext_proc server by.

@@ -34,6 +34,9 @@ type env struct {
 	configPath string
 	cancel     context.CancelFunc
 	done       chan error
+	// client, when set, is how the harness reaches a TLS gateway
+	// (gateway is then https://).
+	client *http.Client
 }
 
 var gw *env
@@ -161,6 +164,9 @@ func (e *env) start(configTemplate string) error {
 	p := Ports{Gateway: ports[0], ExtProc: ports[1], XDS: ports[2], Admin: ports[3], Metrics: ports[4],
 		BackendA: hostPort(e.backendA.url), BackendB: hostPort(e.backendB.url)}
 	e.gateway = "http://" + p.Gateway
+	if e.client != nil {
+		e.gateway = "https://" + p.Gateway
+	}
 	e.admin = "http://" + p.Admin
 	e.metrics = "http://" + p.Metrics
 	var cfg bytes.Buffer
@@ -197,7 +203,11 @@ func (e *env) waitReady(limit time.Duration) error {
 			return fmt.Errorf("streamgate exited early: %v", err)
 		default:
 		}
-		resp, err := http.Get(e.gateway + "/v1/models")
+		client := e.client
+		if client == nil {
+			client = http.DefaultClient
+		}
+		resp, err := client.Get(e.gateway + "/v1/models")
 		if err == nil {
 			resp.Body.Close()
 			// 401: ext_proc answered a gateway that requires credentials.

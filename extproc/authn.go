@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
 )
 
@@ -19,15 +20,7 @@ func (p *processor) authenticate(authz, apiKey []string, path string) error {
 	if !p.auth.Required() {
 		return nil
 	}
-	cred, err := auth.ParseCredential(authz, apiKey)
-	if err != nil {
-		return err
-	}
-	ctx := p.ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	t, err := p.auth.Authenticate(ctx, cred)
+	t, err := p.authenticateCredential(authz, apiKey)
 	if err != nil {
 		return err
 	}
@@ -36,6 +29,38 @@ func (p *processor) authenticate(authz, apiKey []string, path string) error {
 		return auth.Denied(t, "endpoint", path)
 	}
 	return nil
+}
+
+// authenticateCredential finds the tenant of the API key or JWT the request
+// presents or, presenting none, of its verified client certificate.
+func (p *processor) authenticateCredential(authz, apiKey []string) (*auth.Tenant, error) {
+	cred, err := auth.ParseCredential(authz, apiKey)
+	if err != nil {
+		if auth.IsMissing(err) && p.peer != (auth.Peer{}) {
+			return p.auth.AuthenticatePeer(p.peer)
+		}
+		return nil, err
+	}
+	ctx := p.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return p.auth.Authenticate(ctx, cred)
+}
+
+// peerOf reads the verified client certificate's identity from the
+// attributes Envoy sends with the request headers (only where clients may
+// present certificates; xds requestAttributes).
+func peerOf(req *extprocsvcv3.ProcessingRequest) auth.Peer {
+	f := req.GetAttributes()[contract.ExtProcFilter].GetFields()
+	if len(f) == 0 {
+		return auth.Peer{}
+	}
+	return auth.Peer{
+		URISAN:  f[contract.PeerURISANAttribute].GetStringValue(),
+		DNSSAN:  f[contract.PeerDNSSANAttribute].GetStringValue(),
+		Subject: f[contract.PeerSubjectAttribute].GetStringValue(),
+	}
 }
 
 // requestHeaderMutation removes client-sent internal headers and, when auth

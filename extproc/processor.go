@@ -51,6 +51,8 @@ type processor struct {
 	ctx context.Context
 	// limits is nil when no limits are configured.
 	limits *Limits
+	// peer is the verified client certificate's identity, zero without one.
+	peer auth.Peer
 
 	lim *limitState
 	// hold is the tenant's concurrency slot taken at the request headers
@@ -109,6 +111,7 @@ func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *
 func (p *processor) handle(req *extprocsvcv3.ProcessingRequest) *extprocsvcv3.ProcessingResponse {
 	switch r := req.Request.(type) {
 	case *extprocsvcv3.ProcessingRequest_RequestHeaders:
+		p.peer = peerOf(req)
 		return p.onRequestHeaders(r.RequestHeaders)
 	case *extprocsvcv3.ProcessingRequest_RequestBody:
 		return p.onRequestBody(r.RequestBody)

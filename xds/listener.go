@@ -103,6 +103,10 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode HTTP connection manager: %w", err)
 	}
+	tls, err := downstreamTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return &listenerv3.Listener{
 		Name:    ListenerName,
 		Address: socketAddress(cfg.Gateway.Listen),
@@ -111,6 +115,7 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 				Name:       wellknown.HTTPConnectionManager,
 				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
 			}},
+			TransportSocket: tls,
 		}},
 	}, nil
 }
@@ -140,6 +145,9 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		// The status rides on the first response message Streamgate gets,
 		// also when a request skips the response headers phase.
 		ResponseAttributes: []string{contract.ResponseCodeAttribute},
+		// The verified client certificate's identity, only where clients
+		// may present one (a client CA is set): it can authenticate.
+		RequestAttributes: requestAttributes(cfg),
 		// Per-request facts Streamgate returns (tenant, model, backend,
 		// version, error) land here for the access log; the picked
 		// endpoints of a backend with picking in envoy.lb, where the
@@ -148,6 +156,15 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 			Untyped: []string{contract.MetadataNamespace, contract.ReportNamespace, contract.LBNamespace},
 		}},
 	}
+}
+
+// requestAttributes are the attributes sent with the request headers:
+// the client certificate's identity where clients may present one.
+func requestAttributes(cfg *config.Config) []string {
+	if !cfg.WantsClientCerts() {
+		return nil
+	}
+	return clientCertAttributes
 }
 
 // backendRoute sends requests whose backend header names cluster to it.

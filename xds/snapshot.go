@@ -72,6 +72,9 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 			return nil, err
 		}
 		res[resourcev3.RouteType] = []types.Resource{rc}
+		if secrets := listenerSecrets(cfg); len(secrets) > 0 {
+			res[resourcev3.SecretType] = secrets
+		}
 	}
 	snap, err := cachev3.NewSnapshot("", res)
 	if err != nil {

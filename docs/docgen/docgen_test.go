@@ -130,6 +130,8 @@ func TestRestartOnlySettingsNameConfigFields(t *testing.T) {
 // fullConfig sets every optional section, so that Load fills in every
 // default a doc comment states.
 const fullConfig = `
+gateway:
+  tls: {cert_file: /c, key_file: /k}
 backends:
   - name: b
     protocol: openai

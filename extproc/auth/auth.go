@@ -84,6 +84,7 @@ type Authenticator struct {
 	keys         map[[sha256.Size]byte]*apiKey
 	issuers      map[string]*issuer
 	upstream     map[string]UpstreamHeader
+	certs        []certRule
 	now          func() time.Time
 	verified     tokenCache
 }
@@ -133,6 +134,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Authenticator,
 			a.keys[k.hash] = k
 		}
 	}
+	a.certs = certRules(cfg.Auth, a.tenants)
 	a.issuers = make(map[string]*issuer, len(cfg.Auth.JWT))
 	for _, ic := range cfg.Auth.JWT {
 		is, err := newIssuer(ctx, ic, a, opts)
