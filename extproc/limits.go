@@ -213,7 +213,9 @@ func (p *processor) releaseLimits() {
 			p.usageUnread(unreadTooLarge)
 		}
 	case p.meter.body != nil:
-		if u, ok = p.meter.body.Usage(); !ok && p.responseSucceeded() {
+		// Images from models that report no usage (DALL·E, most servers)
+		// reserved no output: nothing is missing.
+		if u, ok = p.meter.body.Usage(); !ok && p.responseSucceeded() && !isImages(p.endpoint) {
 			// Tokens were generated but not reported: charge what was reserved.
 			used.Output = p.lim.res.Reserved().Output
 			p.usageUnread(unreadReason(p.meter.body.Ended()))

@@ -211,6 +211,7 @@ func (p *processor) planResponse() {
 		pl.side = meterBackend
 	}
 	p.meter.responses = p.endpoint == endpointResponses && !pl.translate
+	p.meter.images = isImages(p.endpoint)
 	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage) &&
 		!(p.lim != nil && p.lim.res != nil && p.lim.res.HoldsSlots())
 	if pl.report {

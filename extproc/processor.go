@@ -35,6 +35,9 @@ const (
 	endpointResponses // the OpenAI Responses API (translate.ClientResponses)
 	endpointRealtime  // a Realtime WebSocket session (realtime.go)
 	endpointRerank    // the Cohere/Jina rerank API (rerank.go)
+	// The OpenAI Images API (images.go).
+	endpointImageGenerations
+	endpointImageEdits
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -72,6 +75,7 @@ type processor struct {
 	pin       string // client's x-streamgate-model-version, read before it is stripped
 	endpoint  endpoint
 	info      requestInfo
+	img       imageRequest // an Images API request's size and quality (images.go)
 	route     *Route
 	// status is the response's HTTP status: Streamgate's own answer
 	// (answered is then set) or the backend's; 0 while unknown.
@@ -252,6 +256,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.info = info
+	if isImages(p.endpoint) {
+		p.img = readImageRequest(body)
+	}
 	if err := p.authorizeModel(info.Model); err != nil {
 		return p.fail(err)
 	}
@@ -383,6 +390,10 @@ func endpointFor(path string) endpoint {
 		return endpointResponses
 	case "/v1/rerank":
 		return endpointRerank
+	case "/v1/images/generations":
+		return endpointImageGenerations
+	case "/v1/images/edits":
+		return endpointImageEdits
 	}
 	return endpointNone
 }

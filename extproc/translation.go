@@ -48,6 +48,8 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientResponses
 	case endpointRerank:
 		return translate.ClientRerank
+	case endpointImageGenerations, endpointImageEdits:
+		return translate.ClientImages
 	}
 	return translate.ClientUnknown
 }

@@ -21,8 +21,13 @@ const (
 	OperationEmbeddings     = "embeddings"
 	// OperationRerank is not in the conventions (yet): named as vLLM's API.
 	OperationRerank = "rerank"
-	tokenInput      = "input"
-	tokenOutput     = "output"
+	// OperationGenerateContent is the conventions' multimodal content
+	// generation, which the Images API's generations and edits are (the
+	// conventions name no image operation; a listed value that applies
+	// must be used).
+	OperationGenerateContent = "generate_content"
+	tokenInput               = "input"
+	tokenOutput              = "output"
 	// Other replaces a model name the config does not know, so clients
 	// cannot grow label cardinality.
 	Other = "other"
@@ -202,12 +207,12 @@ func (m *Metrics) Observe(r *Record) {
 	}
 	if r.UsageKnown {
 		m.tokens.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, tokenInput, r.Backend).Observe(float64(r.InputTokens))
-		if r.Generates() {
+		if r.Generates() || r.OutputTokens > 0 {
 			m.tokens.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, tokenOutput, r.Backend).Observe(float64(r.OutputTokens))
 		}
-		if r.CostUSD > 0 {
-			m.cost.WithLabelValues(r.TenantLabel, r.Model).Add(r.CostUSD)
-		}
+	}
+	if r.CostUSD > 0 {
+		m.cost.WithLabelValues(r.TenantLabel, r.Model).Add(r.CostUSD)
 	}
 	if ttft, ok := r.TTFT(); ok {
 		m.ttft.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, r.Backend).Observe(ttft.Seconds())

@@ -64,7 +64,13 @@ type StreamMeter struct {
 	// event, deltas of response.output_text.delta events. Nothing is
 	// stripped: the gateway never asks a Responses stream for usage.
 	Responses bool
+	// Images reads an OpenAI Images API event stream instead: each
+	// image_generation.completed (or image_edit.completed) event is one
+	// image whose usage (input_tokens, output_tokens) adds up; partial
+	// images are passed, not read. Nothing is stripped.
+	Images bool
 
+	images  Images
 	pending []byte // start of an event not yet ended
 	lines   sse.LineScanner
 	join    []byte // the data of an event with several data lines
@@ -229,6 +235,10 @@ func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []b
 	}
 	if m.Responses {
 		m.responsesEvent(payload)
+		return false, nil
+	}
+	if m.Images {
+		m.imagesEvent(payload)
 		return false, nil
 	}
 	if m.model == "" {
