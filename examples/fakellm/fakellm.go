@@ -153,6 +153,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveRerank(w, r)
 		}
+	case ImagesGenerationsPath:
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveImageGenerations(w, r)
+		}
 	case RealtimePath:
 		if allowMethod(w, r, http.MethodGet) {
 			s.serveRealtime(w, r)
