@@ -110,7 +110,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests seen by the ext_proc server, by tenant, public model, backend and HTTP status (\"routed\" when forwarded and the response was not observed).",
 		}, []string{"tenant", "model", "backend", "status"}),
 		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgate_cost_usd_total", Help: "Cost of the tokens backends reported, priced by telemetry.prices, in USD.",
+			Name: "streamgate_cost_usd_total", Help: "Cost of the tokens backends reported and of the images they made, priced by telemetry.prices, in USD.",
 		}, []string{"tenant", "model"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamgate_ratelimit_decisions_total", Help: "Admission decisions of the limiter: admitted, or the reason for refusing.",
