@@ -193,6 +193,12 @@ func (p *processor) record() *telemetry.Record {
 		r.Operation = telemetry.OperationEmbeddings
 	case endpointRerank:
 		r.Operation = telemetry.OperationRerank
+	case endpointTranscriptions:
+		r.Operation = telemetry.OperationTranscription
+	case endpointTranslations:
+		r.Operation = telemetry.OperationTranslation
+	case endpointSpeech:
+		r.Operation = telemetry.OperationSpeech
 	}
 	r.Status = p.status
 	if p.answered && r.End.IsZero() {

@@ -48,6 +48,8 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientResponses
 	case endpointRerank:
 		return translate.ClientRerank
+	case endpointTranscriptions, endpointTranslations, endpointSpeech:
+		return translate.ClientAudio
 	}
 	return translate.ClientUnknown
 }

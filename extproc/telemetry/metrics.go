@@ -21,8 +21,15 @@ const (
 	OperationEmbeddings     = "embeddings"
 	// OperationRerank is not in the conventions (yet): named as vLLM's API.
 	OperationRerank = "rerank"
-	tokenInput      = "input"
-	tokenOutput     = "output"
+	// The audio operations are not in the conventions either (their
+	// well-known values are chat, embeddings, text_completion,
+	// generate_content and the agent ones): named after the OpenAI
+	// endpoints, in the conventions' singular.
+	OperationTranscription = "transcription"
+	OperationTranslation   = "translation"
+	OperationSpeech        = "speech"
+	tokenInput             = "input"
+	tokenOutput            = "output"
 	// Other replaces a model name the config does not know, so clients
 	// cannot grow label cardinality.
 	Other = "other"

@@ -104,7 +104,8 @@ func (p Prices) Cost(model string, input, output int64) float64 {
 }
 
 // Generates reports whether the operation generates output tokens:
-// embeddings and rerank read input only (no output tokens, no first token).
+// embeddings and rerank read input only (no output tokens, no first token);
+// speech outputs audio, whose bytes are no tokens.
 func (r *Record) Generates() bool {
-	return r.Operation != OperationEmbeddings && r.Operation != OperationRerank
+	return r.Operation != OperationEmbeddings && r.Operation != OperationRerank && r.Operation != OperationSpeech
 }

@@ -33,6 +33,9 @@ const (
 	ClientResponses
 	// ClientRerank is the Cohere/Jina rerank API vLLM serves, POST /v1/rerank.
 	ClientRerank
+	// ClientAudio is the OpenAI Audio API: POST /v1/audio/transcriptions,
+	// /v1/audio/translations (multipart uploads) and /v1/audio/speech.
+	ClientAudio
 )
 
 // String names the API for messages.
@@ -50,6 +53,8 @@ func (c Client) String() string {
 		return "OpenAI Responses"
 	case ClientRerank:
 		return "Rerank"
+	case ClientAudio:
+		return "OpenAI Audio"
 	}
 	return "unknown API"
 }
@@ -71,7 +76,7 @@ const (
 func Native(c Client, p Protocol) bool {
 	switch p {
 	case ProtocolOpenAI:
-		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank
+		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank || c == ClientAudio
 	case ProtocolAnthropic:
 		return c == ClientMessages
 	}
