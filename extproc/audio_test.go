@@ -122,4 +122,3 @@ func TestSpeechRoutesAndPassesTheAudio(t *testing.T) {
 	assert.JSONEq(t, `{"model":"private","input":"hi","voice":"alloy"}`, string(common.GetBodyMutation().GetBody()))
 	assert.True(t, p.done(br))
 }
-
