@@ -115,7 +115,7 @@ func (p *processor) admit(body []byte) *extprocsvcv3.ProcessingResponse {
 	if counter == nil {
 		counter = p.limits.fallback
 	}
-	est := tokens.EstimateRequest(body, counter, tokens.NewBudget(p.limits.cfg.MaxExactBytes))
+	est := p.estimate(body, counter, tokens.NewBudget(p.limits.cfg.MaxExactBytes))
 	out := est.MaxOutput
 	if out == 0 && generates(p.endpoint) {
 		out = p.limits.cfg.DefaultOutputTokens

@@ -209,6 +209,12 @@ func (p *processor) record() *telemetry.Record {
 		r.Operation = telemetry.OperationRerank
 	case endpointImageGenerations, endpointImageEdits:
 		r.Operation = telemetry.OperationGenerateContent
+	case endpointTranscriptions:
+		r.Operation = telemetry.OperationTranscription
+	case endpointTranslations:
+		r.Operation = telemetry.OperationTranslation
+	case endpointSpeech:
+		r.Operation = telemetry.OperationSpeech
 	}
 	r.Status = p.status
 	if p.answered && r.End.IsZero() {

@@ -50,6 +50,8 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientRerank
 	case endpointImageGenerations, endpointImageEdits:
 		return translate.ClientImages
+	case endpointTranscriptions, endpointTranslations, endpointSpeech:
+		return translate.ClientAudio
 	}
 	return translate.ClientUnknown
 }

@@ -26,8 +26,15 @@ const (
 	// conventions name no image operation; a listed value that applies
 	// must be used).
 	OperationGenerateContent = "generate_content"
-	tokenInput               = "input"
-	tokenOutput              = "output"
+	// The audio operations are not in the conventions either (their
+	// well-known values are chat, embeddings, text_completion,
+	// generate_content and the agent ones): named after the OpenAI
+	// endpoints, in the conventions' singular.
+	OperationTranscription = "transcription"
+	OperationTranslation   = "translation"
+	OperationSpeech        = "speech"
+	tokenInput             = "input"
+	tokenOutput            = "output"
 	// Other replaces a model name the config does not know, so clients
 	// cannot grow label cardinality.
 	Other = "other"

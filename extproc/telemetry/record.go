@@ -123,8 +123,10 @@ func (p Prices) ImageCost(model, size, quality string, count int64) float64 {
 }
 
 // Generates reports whether the operation generates output tokens as a
-// stream of text: embeddings and rerank read input only, images come whole
-// (no output-token stream, no first token).
+// stream of text: embeddings and rerank read input only (no output tokens,
+// no first token); speech outputs audio, whose bytes are no tokens; images
+// come whole (no output-token stream, no first token).
 func (r *Record) Generates() bool {
-	return r.Operation != OperationEmbeddings && r.Operation != OperationRerank && r.Operation != OperationGenerateContent
+	return r.Operation != OperationEmbeddings && r.Operation != OperationRerank && r.Operation != OperationSpeech &&
+		r.Operation != OperationGenerateContent
 }

@@ -24,6 +24,12 @@ func ParseUsage(v gjson.Result) (Usage, bool) {
 		return Usage{}, false
 	}
 	p, c := v.Get("prompt_tokens"), v.Get("completion_tokens")
+	if v.Get("type").Str == "tokens" {
+		// The OpenAI Audio API (gpt-4o-transcribe and later): {"type":
+		// "tokens", input_tokens, output_tokens, total_tokens}. Its other
+		// kind, {"type": "duration", "seconds"} (whisper-1), has no tokens.
+		return ParseResponsesUsage(v)
+	}
 	if p.Type != gjson.Number {
 		// Rerank (vLLM, Jina) reports only total_tokens, all input; a
 		// Responses API usage (input_tokens too) is ParseResponsesUsage's.

@@ -36,6 +36,9 @@ const (
 	// ClientImages is the OpenAI Images API: POST /v1/images/generations
 	// (JSON) and /v1/images/edits (multipart).
 	ClientImages
+	// ClientAudio is the OpenAI Audio API: POST /v1/audio/transcriptions,
+	// /v1/audio/translations (multipart uploads) and /v1/audio/speech.
+	ClientAudio
 )
 
 // String names the API for messages.
@@ -55,6 +58,8 @@ func (c Client) String() string {
 		return "Rerank"
 	case ClientImages:
 		return "OpenAI Images"
+	case ClientAudio:
+		return "OpenAI Audio"
 	}
 	return "unknown API"
 }
@@ -76,7 +81,7 @@ const (
 func Native(c Client, p Protocol) bool {
 	switch p {
 	case ProtocolOpenAI:
-		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank || c == ClientImages
+		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank || c == ClientAudio || c == ClientImages
 	case ProtocolAnthropic:
 		return c == ClientMessages
 	}
