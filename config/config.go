@@ -78,8 +78,8 @@ type Gateway struct {
 	// MaxRequestBodyBytes caps a request body; larger bodies get 413 (default 8 MiB).
 	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
 	// MaxUploadBytes caps the multipart/form-data bodies of the upload
-	// endpoints (POST /v1/audio/transcriptions and /v1/audio/translations),
-	// file included, instead of max_request_body_bytes, so files can be
+	// endpoints (POST /v1/audio/transcriptions, /v1/audio/translations and
+	// /v1/images/edits), files included, instead of max_request_body_bytes, so files can be
 	// larger than JSON bodies without raising the cap of every endpoint;
 	// larger uploads get 413 (default 26 MiB: OpenAI's 25 MiB file limit
 	// plus the form). Envoy buffers the whole body and the ext_proc reads

@@ -5,7 +5,7 @@ package contract
 // gateway.max_request_body_bytes: Envoy's routes (xds, the body buffer
 // limit and the 413 message) and the ext_proc (extproc, the same cap and
 // the multipart reader) both read this list. Read-only.
-var UploadPaths = []string{"/v1/audio/transcriptions", "/v1/audio/translations"}
+var UploadPaths = []string{"/v1/audio/transcriptions", "/v1/audio/translations", "/v1/images/edits"}
 
 // IsUploadPath reports whether path (without its query) is in UploadPaths.
 func IsUploadPath(path string) bool {

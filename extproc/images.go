@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -11,8 +12,10 @@ import (
 
 // The OpenAI Images API: POST /v1/images/generations ({model, prompt, n,
 // size, quality, response_format, stream, partial_images}, JSON) and
-// POST /v1/images/edits (the same fields and image files, multipart).
-// Both take the generic path of onRequestBody: routed by model,
+// POST /v1/images/edits (the same fields with image[] files and a mask,
+// multipart/form-data: an upload, read by extproc/form as the audio
+// uploads are, capped by gateway.max_upload_bytes, the files never copied
+// or logged). Both take the generic path of onRequestBody: routed by model,
 // authorized, limited on an input estimate of the prompt with no output
 // reserved (generates), passed to OpenAI-protocol backends as is and
 // refused on others. The response is metered in images mode
@@ -33,9 +36,14 @@ func isImages(e endpoint) bool {
 	return e == endpointImageGenerations || e == endpointImageEdits
 }
 
-// readImageRequest reads the size and quality of a JSON Images request
-// that parseRequest accepted. Cost: one scan of the top-level keys.
-func readImageRequest(body []byte) imageRequest {
+// readImageRequest reads the size and quality of an Images request: the
+// form fields of an edit (whose n it reads too: parseBody reads forms for
+// any upload), the JSON of a generation that parseRequest accepted. Cost:
+// one scan of the top-level keys, or of the form's text fields.
+func (p *processor) readImageRequest(body []byte) (imageRequest, error) {
+	if p.form != nil {
+		return p.readImageForm()
+	}
 	var r imageRequest
 	for i, v := range gjson.GetManyBytes(body, "size", "quality") {
 		if v.Type != gjson.String {
@@ -47,7 +55,23 @@ func readImageRequest(body []byte) imageRequest {
 			r.quality = strings.Clone(v.Str)
 		}
 	}
-	return r
+	return r, nil
+}
+
+// readImageForm reads an edit's size, quality and n form fields (the
+// OpenAI SDKs send n as its decimal text).
+func (p *processor) readImageForm() (imageRequest, error) {
+	var r imageRequest
+	r.size, _ = p.form.Value("size")
+	r.quality, _ = p.form.Value("quality")
+	if v, ok := p.form.Value("n"); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > MaxN {
+			return imageRequest{}, reject(ErrBadForm, "The n parameter must be an integer from 1 to %d.", MaxN)
+		}
+		p.info.Tokens.N = n
+	}
+	return r, nil
 }
 
 // imagesMade is what a finished Images request produced, as priced: the

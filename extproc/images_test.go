@@ -1,6 +1,9 @@
 package extproc
 
 import (
+	"bytes"
+	"mime/multipart"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -9,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/form"
 )
 
 // imagePrices prices the test model's images by size, and quality.
@@ -126,4 +130,80 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name string, want map[str
 		}
 	}
 	return 0
+}
+
+// editForm is an edit as the OpenAI SDK sends it: fields, then image[]
+// files.
+func editForm(t *testing.T, fields ...string) (string, []byte) {
+	t.Helper()
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	require.NoError(t, w.SetBoundary("sg-edit-boundary"))
+	for i := 0; i+1 < len(fields); i += 2 {
+		require.NoError(t, w.WriteField(fields[i], fields[i+1]))
+	}
+	for _, name := range []string{"a.png", "b.png"} {
+		fw, err := w.CreateFormFile("image[]", name)
+		require.NoError(t, err)
+		_, _ = fw.Write([]byte("\x89PNG-SECRET-IMAGE"))
+	}
+	require.NoError(t, w.Close())
+	return w.FormDataContentType(), b.Bytes()
+}
+
+func TestImageEditRoutedFromTheFormAndPriced(t *testing.T) {
+	p, _, _ := telemetryProcessor(t, imagePrices)
+	ct, body := editForm(t, "model", "public", "prompt", "add a hat", "n", "2", "size", "1024x1024", "quality", "high")
+	hr := p.handle(reqHeaders("POST", "/v1/images/edits", false, "content-type", ct, "content-length", strconv.Itoa(len(body))))
+	require.NotNil(t, hr.GetRequestHeaders(), "%v", hr)
+	br := p.handle(bodyMsg(string(body)))
+	common := br.GetRequestBody().GetResponse()
+	require.NotNil(t, common, "%v", br)
+	out := common.GetBodyMutation().GetBody()
+	f, err := form.Read(ct, out, form.Limits{})
+	require.NoError(t, err)
+	assert.Equal(t, "private", f.Model, "the upstream model is in the model field")
+	assert.Equal(t, []string{"image[]", "image[]"}, f.FileFields, "the files pass")
+	assert.Equal(t, int64(2), p.info.Tokens.N)
+
+	p.handle(respHeaders("200", "application/json"))
+	// A backend that states nothing: n images at the size and quality asked.
+	last := p.handle(respBody(`{"created":1,"data":[{"url":"u1"},{"url":"u2"}]}`, true))
+	md := last.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
+	assert.InDelta(t, 2, md[contract.MetaImages].GetNumberValue(), 0)
+	assert.InDelta(t, 2*0.17, md[contract.MetaCostUSD].GetNumberValue(), 1e-12)
+}
+
+func TestImageEditRefusals(t *testing.T) {
+	ct, noModel := editForm(t, "prompt", "p")
+	_, badN := editForm(t, "model", "public", "prompt", "p", "n", "two")
+	_, zeroN := editForm(t, "model", "public", "prompt", "p", "n", "0")
+	_, unknown := editForm(t, "model", "nope", "prompt", "p")
+	_, good := editForm(t, "model", "public", "prompt", "p")
+	for name, tc := range map[string]struct {
+		ct     string
+		body   []byte
+		status int
+		want   string
+	}{
+		"missing model":  {ct, noModel, 400, "You must provide a model parameter."},
+		"n not a number": {ct, badN, 400, "The n parameter must be an integer from 1 to"},
+		"n zero":         {ct, zeroN, 400, "The n parameter must be an integer from 1 to"},
+		"unknown model":  {ct, unknown, 404, "model_not_found"},
+		"a JSON body":    {"application/json", []byte(`{"model":"public","prompt":"p"}`), 400, "multipart/form-data"},
+		"cut short":      {ct, good[:len(good)-10], 400, "closing boundary"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, _, _ := telemetryProcessor(t, imagePrices)
+			resp := p.handle(reqHeaders("POST", "/v1/images/edits", false, "content-type", tc.ct))
+			ir := resp.GetImmediateResponse()
+			if ir == nil {
+				ir = p.handle(bodyMsg(string(tc.body))).GetImmediateResponse()
+			}
+			require.NotNil(t, ir)
+			assert.Equal(t, tc.status, int(ir.GetStatus().GetCode()))
+			assert.Contains(t, string(ir.GetBody()), tc.want)
+			assert.NotContains(t, string(ir.GetBody()), "SECRET")
+		})
+	}
 }

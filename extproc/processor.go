@@ -275,7 +275,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 	p.info = info
 	if isImages(p.endpoint) {
-		p.img = readImageRequest(body)
+		if p.img, err = p.readImageRequest(body); err != nil {
+			return p.fail(err)
+		}
 	}
 	if err := p.authorizeModel(info.Model); err != nil {
 		return p.fail(err)

@@ -48,7 +48,7 @@ var refusals = []refusalRow{
 	{[]error{auth.ErrUnauthenticated}, refusal{http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "authentication_error", codes.Unauthenticated, false}},
 	// when: valid credentials, but the tenant may not use this model or endpoint.
 	{[]error{auth.ErrForbidden}, refusal{http.StatusForbidden, "permission_error", "permission_denied", "permission_error", codes.PermissionDenied, false}},
-	// when: a malformed body: not JSON (or, on the audio uploads, not a multipart form within its limits), no model, no or truncated body, malformed token fields, or max_tokens above the tenant's cap.
+	// when: a malformed body: not JSON (or, on the uploads: audio, image edits, not a multipart form within its limits), no model, no or truncated body, malformed token fields, or max_tokens above the tenant's cap.
 	{[]error{auth.ErrTokenCap, auth.ErrBadRequest, ErrBadJSON, ErrBadForm, ErrMissingModel, ErrNoBody, ErrBodyTruncated},
 		refusal{http.StatusBadRequest, "invalid_request_error", "invalid_request", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: the model is not a configured public model name.
