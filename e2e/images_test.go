@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,10 +30,10 @@ const (
 
 // imagesConfig: gpt-image on an OpenAI backend (upstream gpt-image-1, with
 // backend-b as its fallback), a chat-only model on an Anthropic backend,
-// per-image prices; tenants: acme may use the image endpoints under a
+// per-image prices, uploads capped at 1 MiB; tenants: acme may use the image endpoints under a
 // token rate its long prompts exceed, chat may not, rpm has one request a
 // minute.
-const imagesConfig = listeners + `backends:
+var imagesConfig = strings.Replace(listeners, "gateway:\n", "gateway:\n  max_upload_bytes: 1048576\n", 1) + `backends:
   - name: oai
     protocol: openai
     endpoints: [{{.BackendA}}]
@@ -72,7 +77,7 @@ telemetry:
     gpt-image:
       input_per_million: 5
       output_per_million: 40
-      per_image: {"1024x1024": 0.04, "1024x1024/low": 0.011, "1792x1024": 0.08}
+      per_image: {"1024x1024": 0.04, "1024x1024/low": 0.011, "1024x1024/high": 0.167, "1792x1024": 0.08}
 `
 
 type imagesUsage struct {
@@ -86,9 +91,9 @@ type imagesError struct {
 	Status                      *int
 }
 
-func runImagesPy(t *testing.T, py string, e *env, key, mode string, out any) {
+func runImagesPy(t *testing.T, py string, e *env, key, mode string, out any, args ...string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), py, filepath.Join("py", "images_client.py"), e.gateway, "gpt-image", key, mode)
+	cmd := exec.CommandContext(t.Context(), py, append([]string{filepath.Join("py", "images_client.py"), e.gateway, "gpt-image", key, mode}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.Output()
@@ -103,8 +108,7 @@ func runImagesPy(t *testing.T, py string, e *env, key, mode string, out any) {
 // nothing.
 func TestOpenAISDKImages(t *testing.T) {
 	py := pythonSDKs(t)
-	t.Setenv("SG_E2E_IMAGES_UPSTREAM", imagesUpstream)
-	e := startGateway(t, fmt.Sprintf(imagesConfig, auth.HashKey(imagesKey), auth.HashKey(imagesKeyChat), auth.HashKey(imagesKeyRPM)))
+	e := startImagesGateway(t)
 	inBefore := metric(t, e, `streamgate_tokens_reconciled_total{direction="input"}`)
 
 	var ok struct {
@@ -247,6 +251,129 @@ func TestOpenAISDKImages(t *testing.T) {
 	t.Run("no secret, prompt or image is ever logged", func(t *testing.T) {
 		logs := e.logs.String()
 		for _, s := range []string{imagesKey, imagesKeyChat, imagesKeyRPM, imagesUpstream, imagesPrompt, "iVBORw0KGgo"} {
+			assert.NotContains(t, logs, s)
+		}
+	})
+}
+
+// startImagesGateway runs a gateway with imagesConfig.
+func startImagesGateway(t *testing.T) *env {
+	t.Helper()
+	t.Setenv("SG_E2E_IMAGES_UPSTREAM", imagesUpstream)
+	return startGateway(t, fmt.Sprintf(imagesConfig, auth.HashKey(imagesKey), auth.HashKey(imagesKeyChat), auth.HashKey(imagesKeyRPM)))
+}
+
+// TestOpenAISDKImageEdits: the official SDK's images.edit (two image[]
+// files, and stream=True) through Envoy as multipart uploads, routed from
+// the form's model field, priced; the backend's checks pass through, and
+// malformed or oversized uploads are refused in the OpenAI shape.
+func TestOpenAISDKImageEdits(t *testing.T) {
+	py := pythonSDKs(t)
+	e := startImagesGateway(t)
+	var buf bytes.Buffer
+	require.NoError(t, png.Encode(&buf, image.NewGray(image.Rect(0, 0, 4, 4))))
+	pngPath := filepath.Join(t.TempDir(), "in.png")
+	require.NoError(t, os.WriteFile(pngPath, buf.Bytes(), 0o600))
+
+	var out struct {
+		Edit struct {
+			Count int
+			PNG   bool
+			Size  string
+			Usage *imagesUsage
+		}
+		EditStream struct {
+			Types []string
+			PNG   bool
+			Usage *imagesUsage
+		} `json:"edit_stream"`
+		NotAnImage   imagesError `json:"not_an_image"`
+		MissingModel imagesError `json:"edit_missing_model"`
+		UnknownModel imagesError `json:"edit_unknown_model"`
+		TooLarge     imagesError `json:"too_large"`
+	}
+	runImagesPy(t, py, e, imagesKey, "edit", &out, pngPath)
+
+	t.Run("two images edited, priced by size and quality", func(t *testing.T) {
+		assert.Equal(t, 2, out.Edit.Count)
+		assert.True(t, out.Edit.PNG)
+		require.NotNil(t, out.Edit.Usage)
+		assert.Equal(t, imagesUsage{4, 2 * 4160, 4 + 2*4160}, *out.Edit.Usage)
+		line := waitLogLine(t, e, func(l map[string]any) bool {
+			return l["endpoint"] == "/v1/images/edits" && l["images"] == 2.0
+		})
+		assert.Equal(t, "gpt-image-1", line["upstream_model"])
+		assert.InDelta(t, 2*0.167+(4*5+8320*40)/1e6, line["cost_usd"], 1e-9)
+	})
+
+	t.Run("stream=True edit: image_edit events passed untouched", func(t *testing.T) {
+		assert.Equal(t, []string{"image_edit.partial_image", "image_edit.completed"}, out.EditStream.Types)
+		assert.True(t, out.EditStream.PNG)
+		require.NotNil(t, out.EditStream.Usage)
+		line := waitLogLine(t, e, func(l map[string]any) bool {
+			return l["endpoint"] == "/v1/images/edits" && l["stream"] == true && l["images"] != nil
+		})
+		assert.Equal(t, 1.0, line["images"])
+		assert.Equal(t, 1056.0, line["output_tokens"])
+	})
+
+	t.Run("refusals in the OpenAI shape", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			got         imagesError
+			status      int
+			code, param string
+			messageHas  string
+		}{
+			"the backend's 400 on a file that is no image passes": {out.NotAnImage, 400, "unsupported_file_mimetype", "image", "unsupported mimetype"},
+			"missing model field":             {out.MissingModel, 400, "invalid_request", "", "You must provide a model parameter."},
+			"unknown model":                   {out.UnknownModel, 404, "model_not_found", "", "no-such-model"},
+			"an upload over max_upload_bytes": {out.TooLarge, 413, "request_too_large", "", "upload limit of 1048576 bytes"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				require.NotNil(t, tc.got.Status, "%+v", tc.got)
+				assert.Equal(t, tc.status, *tc.got.Status)
+				assert.Equal(t, tc.code, tc.got.Code)
+				assert.Equal(t, tc.param, tc.got.Param)
+				assert.Contains(t, tc.got.Message, tc.messageHas)
+			})
+		}
+	})
+
+	t.Run("malformed multipart is refused before the backend", func(t *testing.T) {
+		good := "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-image\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n" + buf.String() + "\r\n--b--\r\n"
+		before := e.backendA.Stats().Requests
+		for name, tc := range map[string]struct{ ct, body, want string }{
+			"JSON on the upload path": {"application/json", `{"model":"gpt-image","prompt":"p"}`, "multipart/form-data with a boundary"},
+			"no boundary":             {"multipart/form-data", good, "multipart/form-data with a boundary"},
+			"cut before its end":      {"multipart/form-data; boundary=b", good[:len(good)-8], "closing boundary"},
+			"no form-data name":       {"multipart/form-data; boundary=b", "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--\r\n", "malformed"},
+			"model sent twice":        {"multipart/form-data; boundary=b", strings.Replace(good, "--b--", "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nother\r\n--b--", 1), "model"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.gateway+"/v1/images/edits", strings.NewReader(tc.body))
+				require.NoError(t, err)
+				req.Header.Set("content-type", tc.ct)
+				req.Header.Set("authorization", "Bearer "+imagesKey)
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				var body struct {
+					Error struct{ Message, Type, Code string }
+				}
+				require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+				assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+				assert.Equal(t, "invalid_request", body.Error.Code)
+				assert.Contains(t, body.Error.Message, tc.want)
+				assert.NotContains(t, body.Error.Message, "PNG")
+			})
+		}
+		assert.Equal(t, before, e.backendA.Stats().Requests, "no malformed upload reached the backend")
+		waitMetric(t, e, "streamgate_reservations_outstanding", 0)
+	})
+
+	t.Run("no key or image bytes in the logs", func(t *testing.T) {
+		logs := e.logs.String()
+		for _, s := range []string{imagesKey, imagesUpstream, "add a red hat", "these are not image bytes", base64.StdEncoding.EncodeToString(buf.Bytes())[:16]} {
 			assert.NotContains(t, logs, s)
 		}
 	})
