@@ -22,8 +22,9 @@ import (
 // (tokens.BodyMeter.Images, tokens.StreamMeter.Images): a GPT image
 // model's usage (input_tokens, output_tokens) reconciles the reservation,
 // and the images it carried, at the size and quality it states, are
-// priced by telemetry.prices[model].per_image (imageCost). Streams
-// (image_generation.partial_image and .completed events) pass untouched.
+// priced by telemetry.prices[model].per_image (Prices.ImageCost). Streams
+// (image_generation.partial_image and .completed events) pass untouched,
+// scanned as they pass without holding an event (tokens.imageStream).
 
 // imageRequest is what an Images API request states about the images it
 // asks for, read for their price when the response states less.

@@ -22,6 +22,7 @@ const (
 	memberModel
 	memberSize    // Images: the size of the images
 	memberQuality // Images: their quality
+	memberType    // Images: an event's type (imageStream)
 	memberCount
 )
 
@@ -68,6 +69,7 @@ type BodyMeter struct {
 	// (Images), whose objects at depth 3 are counted in images.
 	inData, dataMet bool
 	images          Images
+	typ             string // the type member (Images mode)
 
 	usage Usage
 	found bool
@@ -103,7 +105,7 @@ func (m *BodyMeter) Feed(chunk []byte, end bool) {
 			m.model = r.Str
 		}
 	}
-	m.images.Size, m.images.Quality = m.str(memberSize), m.str(memberQuality)
+	m.images.Size, m.images.Quality, m.typ = m.str(memberSize), m.str(memberQuality), m.str(memberType)
 	m.values = [memberCount][]byte{}
 }
 
@@ -265,6 +267,8 @@ func (m *BodyMeter) wanted() int {
 		w = m.imagesOnly(memberSize)
 	case "quality":
 		w = m.imagesOnly(memberQuality)
+	case "type":
+		w = m.imagesOnly(memberType)
 	case "data":
 		m.inData = m.Images && !m.dataMet
 		m.dataMet = m.dataMet || m.Images

@@ -7,6 +7,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
+
+	"github.com/streamgate/streamgate/extproc/sse"
 )
 
 // imagesBody is an Images API answer as gpt-image models give it: base64
@@ -157,4 +159,104 @@ func FuzzStreamMeterImages(f *testing.F) {
 			t.Fatalf("cut at %d changed what was read: %v %v / %v %v", cut, u1, ok1, u2, ok2)
 		}
 	})
+}
+
+// TestStreamMeterReadsImagesOfAnySize: a final image far over the 1 MiB
+// event bound, in 16 KiB chunks, is counted and its usage read without
+// holding it; the stream passes untouched.
+func TestStreamMeterReadsImagesOfAnySize(t *testing.T) {
+	b64 := strings.Repeat("QUJD", 1<<20) // 4 MiB
+	stream := "event: image_generation.partial_image\ndata: {\"type\":\"image_generation.partial_image\",\"b64_json\":\"" + b64 + "\",\"partial_image_index\":0}\n\n" +
+		"event: image_generation.completed\r\ndata: {\"type\":\"image_generation.completed\",\"b64_json\":\"" + b64 + "\",\r\ndata: \"size\":\"1536x1024\",\"quality\":\"high\",\"usage\":{\"input_tokens\":7,\"output_tokens\":6240,\"total_tokens\":6247}}\r\n\r\n"
+	m := &StreamMeter{Images: true}
+	var cuts []int
+	for c := 16 << 10; c < len(stream); c += 16 << 10 {
+		cuts = append(cuts, c)
+	}
+	require.Equal(t, stream, feedSplit(m, stream, cuts))
+	assert.False(t, m.Truncated())
+	assert.Equal(t, Images{Count: 1, Size: "1536x1024", Quality: "high"}, m.ImagesSeen())
+	u, ok := m.Usage()
+	require.True(t, ok)
+	assert.Equal(t, Usage{Input: 7, Output: 6240}, u)
+}
+
+// referenceImages reads an Images stream the plain way: whole events from
+// sse.Decoder, each parsed by gjson. ok is false when an event's data is
+// not a JSON object, where the two readers need not agree.
+func referenceImages(data []byte) (Images, Usage, bool, bool) {
+	var d sse.Decoder
+	d.MaxEventSize = 1 << 30
+	d.Feed(data)
+	d.Close()
+	var im Images
+	var u Usage
+	found := false
+	for {
+		ev, more, err := d.Next()
+		if err != nil || !more {
+			break
+		}
+		if !gjson.ValidBytes(ev.Data) || !gjson.ParseBytes(ev.Data).IsObject() {
+			return im, u, found, false
+		}
+		if typ := gjson.GetBytes(ev.Data, "type").Str; typ != imageGenerationCompleted && typ != imageEditCompleted {
+			continue
+		}
+		im.Count++
+		if eu, ok := ParseResponsesUsage(gjson.GetBytes(ev.Data, "usage")); ok {
+			u.Input += eu.Input
+			u.Output += eu.Output
+			found = true
+		}
+		if s := gjson.GetBytes(ev.Data, "size"); s.Type == gjson.String && im.Size == "" {
+			im.Size = s.Str
+		}
+		if q := gjson.GetBytes(ev.Data, "quality"); q.Type == gjson.String && im.Quality == "" {
+			im.Quality = q.Str
+		}
+	}
+	return im, u, found, true
+}
+
+// FuzzStreamMeterImagesAgreesWithDecoder holds the streaming image
+// scanner to sse.Decoder and gjson on streams of JSON events, at any cut.
+func FuzzStreamMeterImagesAgreesWithDecoder(f *testing.F) {
+	f.Add([]byte(imagesStream), 40)
+	f.Add([]byte("data:{\"type\":\"image_edit.completed\",\r\ndata:\"size\":\"1x1\"}\r\rdata\n\n"), 7)
+	f.Add([]byte(": comment\nevent: x\ndata: {\"type\":\"image_generation.completed\"}"), 12)
+	f.Fuzz(func(t *testing.T, data []byte, cut int) {
+		if cut < 0 || cut > len(data) {
+			cut = len(data) / 2
+		}
+		want, wu, wok, comparable := referenceImages(data)
+		m := &StreamMeter{Images: true}
+		m.Feed(data[:cut], false)
+		m.Feed(data[cut:], true)
+		if !comparable || strings.Contains(string(data), `\u`) {
+			return // escaped keys: gjson and the meter may differ on invalid escapes
+		}
+		u, ok := m.Usage()
+		if m.ImagesSeen() != want || u != wu || ok != wok {
+			t.Fatalf("meter %+v %v %v, reference %+v %v %v", m.ImagesSeen(), u, ok, want, wu, wok)
+		}
+	})
+}
+
+// BenchmarkStreamMeterImages4MiB meters a streamed final image of 4 MiB of
+// base64 in 16 KiB chunks, as Envoy sends them.
+func BenchmarkStreamMeterImages4MiB(b *testing.B) {
+	stream := []byte("event: image_generation.completed\ndata: {\"type\":\"image_generation.completed\",\"b64_json\":\"" + strings.Repeat("QUJD", 1<<20) +
+		"\",\"size\":\"1024x1024\",\"usage\":{\"input_tokens\":7,\"output_tokens\":4160,\"total_tokens\":4167}}\n\n")
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		m := &StreamMeter{Images: true}
+		for c := 0; c < len(stream); c += 16 << 10 {
+			m.Feed(stream[c:min(c+16<<10, len(stream))], c+16<<10 >= len(stream))
+		}
+		if m.ImagesSeen().Count != 1 {
+			b.Fatal("no image counted")
+		}
+	}
 }

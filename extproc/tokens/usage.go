@@ -72,11 +72,12 @@ type StreamMeter struct {
 	Responses bool
 	// Images reads an OpenAI Images API event stream instead: each
 	// image_generation.completed (or image_edit.completed) event is one
-	// image whose usage (input_tokens, output_tokens) adds up; partial
-	// images are passed, not read. Nothing is stripped.
+	// image whose usage (input_tokens, output_tokens) adds up. Its events
+	// are scanned as they pass, never held, whatever their size (an image
+	// in base64): nothing is stripped and the meter is never Truncated.
 	Images bool
 
-	images  Images
+	img     imageStream
 	pending []byte // start of an event not yet ended
 	lines   sse.LineScanner
 	join    []byte // the data of an event with several data lines
@@ -111,6 +112,11 @@ func (m *StreamMeter) Truncated() bool { return m.broken }
 // one small JSON lookup per event; it allocates only when an event is
 // split across chunks, has several data lines, or is dropped.
 func (m *StreamMeter) Feed(chunk []byte, end bool) ([]byte, bool) {
+	if m.Images {
+		m.img.feed(chunk, end)
+		m.usage, m.found = m.img.usage, m.img.foundUsage
+		return chunk, false
+	}
 	if m.broken {
 		return m.flush(chunk)
 	}
@@ -241,10 +247,6 @@ func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []b
 	}
 	if m.Responses {
 		m.responsesEvent(payload)
-		return false, nil
-	}
-	if m.Images {
-		m.imagesEvent(payload)
 		return false, nil
 	}
 	if m.model == "" {
