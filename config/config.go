@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// DefaultMaxUploadBytes is the default gateway.max_upload_bytes: OpenAI's
+// 25 MiB audio file limit plus 1 MiB for the form's other fields.
+const DefaultMaxUploadBytes = 26 << 20
+
 // Defaults applied by Load when a field is left empty.
 const (
 	DefaultGatewayListen     = "0.0.0.0:10000"
@@ -73,6 +77,14 @@ type Gateway struct {
 	Listen string `yaml:"listen"`
 	// MaxRequestBodyBytes caps a request body; larger bodies get 413 (default 8 MiB).
 	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
+	// MaxUploadBytes caps the multipart/form-data bodies of the upload
+	// endpoints (POST /v1/audio/transcriptions, /v1/audio/translations and
+	// /v1/images/edits), files included, instead of max_request_body_bytes, so files can be
+	// larger than JSON bodies without raising the cap of every endpoint;
+	// larger uploads get 413 (default 26 MiB: OpenAI's 25 MiB file limit
+	// plus the form). Envoy buffers the whole body and the ext_proc reads
+	// it, so each upload in flight holds up to this much memory in each.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
 	// MaxJSONDepth caps how deeply a request body's arrays and objects may
 	// nest; deeper bodies get 400 before any JSON parser sees them
 	// (default 128, at most 10000).
@@ -295,6 +307,9 @@ func (c *Config) applyDefaults() {
 	setString(&c.Envoy.NodeID, DefaultNodeID)
 	if c.Gateway.MaxRequestBodyBytes == 0 {
 		c.Gateway.MaxRequestBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Gateway.MaxUploadBytes == 0 {
+		c.Gateway.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	if c.Gateway.MaxJSONDepth == 0 {
 		c.Gateway.MaxJSONDepth = DefaultMaxJSONDepth

@@ -189,6 +189,9 @@ func (v *validator) validate(c *Config) {
 	if c.Gateway.MaxRequestBodyBytes < 0 {
 		v.at("$.gateway.max_request_body_bytes", "max_request_body_bytes must be positive")
 	}
+	if c.Gateway.MaxUploadBytes < 0 {
+		v.at("$.gateway.max_upload_bytes", "max_upload_bytes must be positive")
+	}
 	if d := c.Gateway.MaxJSONDepth; d < 0 || d > MaxMaxJSONDepth {
 		v.at("$.gateway.max_json_depth", "max_json_depth must be between 1 and %d", MaxMaxJSONDepth)
 	}

@@ -27,6 +27,7 @@ var RestartOnly = []RestartSetting{
 	{"envoy.admin", "the bootstrap Envoy was started with", func(c *Config) any { return c.Envoy.Admin }},
 	{"envoy.node_id", "the bootstrap Envoy was started with", func(c *Config) any { return c.Envoy.NodeID }},
 	{"gateway.max_request_body_bytes", "the running ext_proc server's body bound", func(c *Config) any { return c.Gateway.MaxRequestBodyBytes }},
+	{"gateway.max_upload_bytes", "the running ext_proc server's body bound", func(c *Config) any { return c.Gateway.MaxUploadBytes }},
 	{"envoy.max_heap_bytes", "the bootstrap Envoy was started with", func(c *Config) any { return c.Envoy.MaxHeapBytes }},
 	// The rest of limits reloads live on the running limiter's state; its
 	// store and Redis connection are built at start. No limits section

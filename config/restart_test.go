@@ -31,6 +31,7 @@ var restartEdits = map[string][2]string{
 	"envoy.admin":                    {`127.0.0.1:9901`, `127.0.0.1:9902`},
 	"envoy.node_id":                  {`node_id: a`, `node_id: z`},
 	"gateway.max_request_body_bytes": {`max_request_body_bytes: 1000`, `max_request_body_bytes: 2000`},
+	"gateway.max_upload_bytes":       {`max_request_body_bytes: 1000`, `max_request_body_bytes: 1000, max_upload_bytes: 5000`},
 	"envoy.max_heap_bytes":           {`max_heap_bytes: 1073741824`, `max_heap_bytes: 2147483648`},
 	"limits.store":                   {`store: redis, redis:`, `store: memory, redis:`},
 	"limits.redis.address":           {`127.0.0.1:6379`, `127.0.0.1:6380`},

@@ -28,7 +28,8 @@ type Telemetry struct {
 	// per response body chunk, which pass-through streams otherwise never
 	// pay; off, only requests the limits meter are read.
 	Usage *bool `yaml:"usage"`
-	// Prices are per public model, in USD per million tokens.
+	// Prices are per public model: USD per million tokens, and per image
+	// for the image endpoints.
 	Prices map[string]Price `yaml:"prices"`
 	// NATS, when set, publishes one usage event per finished request.
 	NATS *NATS `yaml:"nats"`
@@ -42,6 +43,14 @@ type Price struct {
 	InputPerMillion float64 `yaml:"input_per_million"`
 	// OutputPerMillion is the USD price of a million output tokens.
 	OutputPerMillion float64 `yaml:"output_per_million"`
+	// PerImage is the USD price of one image from /v1/images/generations
+	// or /v1/images/edits, keyed by its size ("1024x1024", or "auto" for
+	// an image whose size neither the request nor the response states),
+	// optionally with its quality after a slash ("1024x1024/high"), which
+	// wins over the size alone. An image whose size has no price costs
+	// nothing here. Added to the token prices, which models billed per
+	// image usually leave at zero. Nil: images are priced by tokens only.
+	PerImage map[string]float64 `yaml:"per_image"`
 }
 
 // NATS is where usage events go.
@@ -109,6 +118,7 @@ func (v *validator) validateTelemetry(t *Telemetry, models map[string]int) {
 				break
 			}
 		}
+		v.validateImagePrices(path+".per_image", m, p.PerImage)
 	}
 	if n := t.NATS; n != nil {
 		if !strings.HasPrefix(n.URL, "nats://") && !strings.HasPrefix(n.URL, "tls://") {

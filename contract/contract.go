@@ -102,6 +102,8 @@ const (
 	MetaCostUSD       = "cost_usd"
 	MetaTTFTMS        = "ttft_ms"
 	MetaResponseModel = "response_model"
+	// MetaImages is how many images an Images API response carried.
+	MetaImages = "images"
 	// MetaPriceInput and MetaPriceOutput are the model's USD prices per
 	// million input and output tokens, for the access log's cost where
 	// Envoy reads usage.

@@ -8,7 +8,10 @@ import (
 // Sentinel errors a request can fail with. Each has one row in the refusal
 // table (refusal.go) saying how every API renders it.
 var (
-	ErrBadJSON         = errors.New("request body is not valid JSON")
+	ErrBadJSON = errors.New("request body is not valid JSON")
+	// ErrBadForm marks an upload whose multipart/form-data body the
+	// gateway cannot read (audio.go, extproc/form).
+	ErrBadForm         = errors.New("request body is not a valid multipart form")
 	ErrMissingModel    = errors.New("request has no model")
 	ErrUnknownModel    = errors.New("model does not exist")
 	ErrBodyTooLarge    = errors.New("request body too large")

@@ -19,6 +19,8 @@ import (
 type generation struct {
 	routes  *Routes
 	maxBody int64
+	// maxUpload caps the bodies of contract.UploadPaths instead of maxBody.
+	maxUpload int64
 	// auth verifies credentials; nil leaves the gateway open.
 	auth *auth.Authenticator
 	// limits is nil when no limits are configured; each generation has
@@ -41,6 +43,7 @@ type generation struct {
 func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) *generation {
 	n := *g
 	n.routes, n.maxBody, n.auth, n.limits = routes, cfg.Gateway.MaxRequestBodyBytes, a, lim
+	n.maxUpload = cfg.Gateway.MaxUploadBytes
 	n.tel, n.envoyReads = NewTelemetry(cfg), cfg.HandsUsageToEnvoy(g.servesListener)
 	n.pickPolicy = pickPolicyOf(cfg)
 	return &n
@@ -96,6 +99,7 @@ func (s *Server) SetTracer(t *telemetry.Tracer) { s.swap(func(g *generation) { g
 func (g *generation) processor(ctx context.Context, log *slog.Logger, m *Metrics) *processor {
 	p := newProcessor(g.routes, g.maxBody, log, m)
 	p.ctx, p.auth, p.limits, p.envoyReads = ctx, g.auth, g.limits, g.envoyReads
+	p.maxUpload = g.maxUpload
 	p.pick.policy = g.pickPolicy
 	p.obs.set, p.obs.sink, p.obs.tracer = g.tel, g.sink, g.tracer
 	return p

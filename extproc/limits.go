@@ -115,7 +115,7 @@ func (p *processor) admit(body []byte) *extprocsvcv3.ProcessingResponse {
 	if counter == nil {
 		counter = p.limits.fallback
 	}
-	est := tokens.EstimateRequest(body, counter, tokens.NewBudget(p.limits.cfg.MaxExactBytes))
+	est := p.estimate(body, counter, tokens.NewBudget(p.limits.cfg.MaxExactBytes))
 	out := est.MaxOutput
 	if out == 0 && generates(p.endpoint) {
 		out = p.limits.cfg.DefaultOutputTokens
@@ -213,7 +213,9 @@ func (p *processor) releaseLimits() {
 			p.usageUnread(unreadTooLarge)
 		}
 	case p.meter.body != nil:
-		if u, ok = p.meter.body.Usage(); !ok && p.responseSucceeded() {
+		// Images from models that report no usage (DALL·E, most servers)
+		// reserved no output: nothing is missing.
+		if u, ok = p.meter.body.Usage(); !ok && p.responseSucceeded() && !isImages(p.endpoint) {
 			// Tokens were generated but not reported: charge what was reserved.
 			used.Output = p.lim.res.Reserved().Output
 			p.usageUnread(unreadReason(p.meter.body.Ended()))

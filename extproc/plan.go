@@ -159,6 +159,8 @@ func (p *processor) planRequestHeaders() {
 	translates := p.routes.translates[clientAPI(p.endpoint)]
 	p.plan.usage = p.readsUsage()
 	switch {
+	case p.endpoint == endpointSpeech:
+		p.plan.read, p.plan.usage = speechRead(p.limits), false
 	case p.envoyReads && !translates && envoyReadsUsageOf(p.endpoint) && (p.limits == nil || !p.limits.capsConcurrency):
 	case p.limits != nil && !translates && !p.plan.usage:
 		p.plan.read = readBody
@@ -176,7 +178,7 @@ func (p *processor) planRequestHeaders() {
 // edit, the stream's deltas are counted instead.
 func (p *processor) askUsage(body []byte) ([]byte, bool) {
 	needs := p.plan.usage || p.lim != nil && p.lim.res != nil && p.lim.res.NeedsUsage()
-	if !needs || !p.info.Stream || !generates(p.endpoint) || p.endpoint == endpointMessages || p.endpoint == endpointResponses {
+	if !needs || !p.info.Stream || !generates(p.endpoint) || p.endpoint == endpointMessages || p.endpoint == endpointResponses || p.form != nil {
 		return body, false
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {
@@ -211,6 +213,7 @@ func (p *processor) planResponse() {
 		pl.side = meterBackend
 	}
 	p.meter.responses = p.endpoint == endpointResponses && !pl.translate
+	p.meter.images = isImages(p.endpoint)
 	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage) &&
 		!(p.lim != nil && p.lim.res != nil && p.lim.res.HoldsSlots())
 	if pl.report {
@@ -252,7 +255,7 @@ func (p *processor) planBody(eventStream bool) {
 func (p *processor) planFirstBody(status int, first []byte) {
 	p.plan.body = bodyStreamed
 	p.status = status
-	if !p.plan.settle {
+	if !p.plan.settle || p.endpoint == endpointSpeech {
 		return
 	}
 	ok := status == 200 || status == 0

@@ -15,6 +15,7 @@ import (
 
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/form"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
@@ -31,10 +32,16 @@ const (
 	endpointEmbeddings
 	endpointModels
 	endpointMessages
-	endpointGRPC      // a KServe v2 gRPC call (grpc.go)
-	endpointResponses // the OpenAI Responses API (translate.ClientResponses)
-	endpointRealtime  // a Realtime WebSocket session (realtime.go)
-	endpointRerank    // the Cohere/Jina rerank API (rerank.go)
+	endpointGRPC           // a KServe v2 gRPC call (grpc.go)
+	endpointResponses      // the OpenAI Responses API (translate.ClientResponses)
+	endpointRealtime       // a Realtime WebSocket session (realtime.go)
+	endpointRerank         // the Cohere/Jina rerank API (rerank.go)
+	endpointTranscriptions // speech to text, a multipart upload (audio.go)
+	endpointTranslations   // speech to English text, a multipart upload (audio.go)
+	endpointSpeech         // text to speech, streamed audio back (audio.go)
+	// The OpenAI Images API (images.go); edits are a multipart upload.
+	endpointImageGenerations
+	endpointImageEdits
 )
 
 // processor is the state of one request's ext_proc stream. It is used by
@@ -43,10 +50,13 @@ const (
 // report or the timer's that settles it when none comes. Defaults pass
 // everything through.
 type processor struct {
-	routes  *Routes
-	maxBody int64
-	log     *slog.Logger
-	metrics *Metrics
+	routes *Routes
+	// maxBody caps this request's body: gateway.max_request_body_bytes,
+	// or maxUpload (gateway.max_upload_bytes) on contract.UploadPaths.
+	maxBody   int64
+	maxUpload int64
+	log       *slog.Logger
+	metrics   *Metrics
 	// ctx ends when the ext_proc stream does (client gone, Envoy reset).
 	ctx context.Context
 	// limits is nil when no limits are configured.
@@ -74,7 +84,13 @@ type processor struct {
 	pin       string // client's x-streamgate-model-version, read before it is stripped
 	endpoint  endpoint
 	info      requestInfo
-	route     *Route
+	img       imageRequest // an Images API request's size and quality (images.go)
+	// form is the multipart body of an upload (audio.go), nil on JSON
+	// endpoints; contentType is the upload's, kept for its boundary.
+	form        *form.Form
+	upload      bool
+	contentType string
+	route       *Route
 	// status is the response's HTTP status: Streamgate's own answer
 	// (answered is then set) or the backend's; 0 while unknown.
 	status   int
@@ -178,6 +194,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		return p.onRealtimeRequestHeaders(h, method, path, up, tenant, strip, authz, apiKey)
 	}
 	p.endpoint = endpointFor(path)
+	if contract.IsUploadPath(path) {
+		p.upload, p.maxBody, p.contentType = true, max(p.maxUpload, p.maxBody), contentType
+	}
 	if err := p.authenticate(authz, apiKey, path); err != nil {
 		return p.fail(err)
 	}
@@ -196,6 +215,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		return p.fail(reject(ErrMethod, "Use POST for %s.", path))
 	case h.GetEndOfStream():
 		return p.fail(reject(ErrNoBody, "The request has no body; send a JSON object."))
+	}
+	if err := p.checkUploadType(); err != nil {
+		return p.fail(err)
 	}
 	if n, err := strconv.ParseInt(contentLength, 10, 64); err == nil && n > p.maxBody {
 		return p.fail(reject(ErrBodyTooLarge, "Request body is larger than the gateway limit of %d bytes.", p.maxBody))
@@ -250,11 +272,16 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if !b.GetEndOfStream() {
 		return p.fail(reject(ErrBodyTruncated, "The request body arrived incomplete."))
 	}
-	info, err := parseRequest(body, p.routes.bodyPolicy())
+	info, err := p.parseBody(body)
 	if err != nil {
 		return p.fail(err)
 	}
 	p.info = info
+	if isImages(p.endpoint) {
+		if p.img, err = p.readImageRequest(body); err != nil {
+			return p.fail(err)
+		}
+	}
 	if err := p.authorizeModel(info.Model); err != nil {
 		return p.fail(err)
 	}
@@ -273,8 +300,10 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is served over gRPC only.", info.Model))
 	}
 	p.route = route
-	if out, err = route.Shaping.apply(route.Model, out); err != nil {
-		return p.fail(err)
+	if p.form == nil { // shaping edits JSON bodies
+		if out, err = route.Shaping.apply(route.Model, out); err != nil {
+			return p.fail(err)
+		}
 	}
 	if refused := p.admit(out); refused != nil {
 		return refused
@@ -299,7 +328,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		if changed {
 			at = span{}
 		}
-		if out, err = rewriteModelAt(out, at, route.UpstreamModel); err != nil {
+		if out, err = p.rewriteModel(out, at, route.UpstreamModel); err != nil {
 			return p.fail(err)
 		}
 		changed = true
@@ -390,6 +419,16 @@ func endpointFor(path string) endpoint {
 		return endpointResponses
 	case "/v1/rerank":
 		return endpointRerank
+	case "/v1/images/generations":
+		return endpointImageGenerations
+	case "/v1/images/edits":
+		return endpointImageEdits
+	case "/v1/audio/transcriptions":
+		return endpointTranscriptions
+	case "/v1/audio/translations":
+		return endpointTranslations
+	case "/v1/audio/speech":
+		return endpointSpeech
 	}
 	return endpointNone
 }

@@ -48,8 +48,8 @@ var refusals = []refusalRow{
 	{[]error{auth.ErrUnauthenticated}, refusal{http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "authentication_error", codes.Unauthenticated, false}},
 	// when: valid credentials, but the tenant may not use this model or endpoint.
 	{[]error{auth.ErrForbidden}, refusal{http.StatusForbidden, "permission_error", "permission_denied", "permission_error", codes.PermissionDenied, false}},
-	// when: a malformed body: not JSON, no model, no or truncated body, malformed token fields, or max_tokens above the tenant's cap.
-	{[]error{auth.ErrTokenCap, auth.ErrBadRequest, ErrBadJSON, ErrMissingModel, ErrNoBody, ErrBodyTruncated},
+	// when: a malformed body: not JSON (or, on the uploads: audio, image edits, not a multipart form within its limits), no model, no or truncated body, malformed token fields, or max_tokens above the tenant's cap.
+	{[]error{auth.ErrTokenCap, auth.ErrBadRequest, ErrBadJSON, ErrBadForm, ErrMissingModel, ErrNoBody, ErrBodyTruncated},
 		refusal{http.StatusBadRequest, "invalid_request_error", "invalid_request", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: the model is not a configured public model name.
 	{[]error{ErrUnknownModel}, refusal{http.StatusNotFound, "invalid_request_error", "model_not_found", "not_found_error", codes.NotFound, false}},
@@ -65,7 +65,7 @@ var refusals = []refusalRow{
 	{[]error{ErrUnknownPath}, refusal{http.StatusNotFound, "invalid_request_error", "unknown_url", "not_found_error", codes.Unimplemented, false}},
 	// when: a path served with another HTTP method (e.g. GET /v1/chat/completions).
 	{[]error{ErrMethod}, refusal{http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "invalid_request_error", codes.Unimplemented, false}},
-	// when: the body is larger than gateway.max_request_body_bytes.
+	// when: the body is larger than gateway.max_request_body_bytes (an audio upload: gateway.max_upload_bytes).
 	{[]error{ErrBodyTooLarge}, refusal{http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "request_too_large", codes.InvalidArgument, false}},
 	// when: the request uses a field or value the backend's protocol cannot express (e.g. temperature above 1 toward Anthropic), or its API cannot reach the model's backend.
 	{[]error{ErrUnsupported}, refusal{http.StatusBadRequest, "invalid_request_error", "unsupported_by_backend", "invalid_request_error", codes.InvalidArgument, false}},

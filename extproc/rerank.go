@@ -10,7 +10,9 @@ package extproc
 
 // generates reports whether requests on e generate output tokens, for
 // which admission reserves and askUsage asks usage: embeddings and rerank
-// only read their input.
+// only read their input, speech outputs audio (no tokens); images are no
+// tokens in the chat sense (a GPT image model's output tokens are
+// reconciled from the usage it reports).
 func generates(e endpoint) bool {
-	return e != endpointEmbeddings && e != endpointRerank
+	return e != endpointEmbeddings && e != endpointRerank && e != endpointSpeech && !isImages(e)
 }

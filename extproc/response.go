@@ -22,16 +22,18 @@ type meter struct {
 	// responses: the body is a Responses API answer passed through
 	// untranslated (set by planResponse).
 	responses bool
+	// images: the body is an Images API answer (set by planResponse).
+	images bool
 }
 
 // start picks the meter: strip removes the usage-only event the gateway
 // asked for; c counts output deltas (nil: not counted).
 func (m *meter) start(eventStream, strip bool, c *tokens.Counter) {
 	if eventStream {
-		m.stream = &tokens.StreamMeter{Strip: strip, Counter: c, Responses: m.responses}
+		m.stream = &tokens.StreamMeter{Strip: strip, Counter: c, Responses: m.responses, Images: m.images}
 		return
 	}
-	m.body = &tokens.BodyMeter{Responses: m.responses}
+	m.body = &tokens.BodyMeter{Responses: m.responses, Images: m.images}
 }
 
 // feed reads one chunk; it returns the chunk to pass on and whether it

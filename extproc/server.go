@@ -185,7 +185,8 @@ func GRPCOptions(maxBody int64) []grpc.ServerOption {
 // Serve answers ext_proc, Envoy's gRPC access logs (AccessLog) and gRPC
 // health on lis until ctx is done.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	gs := grpc.NewServer(GRPCOptions(s.gen.Load().maxBody)...)
+	g := s.gen.Load()
+	gs := grpc.NewServer(GRPCOptions(max(g.maxBody, g.maxUpload))...)
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
 	al := NewAccessLog(s.metrics, func() *Routes { return s.gen.Load().routes }, s.log)
 	al.reports = s.reports

@@ -20,6 +20,9 @@ type Telemetry struct {
 	tenantLabel bool
 	usage       bool
 	prices      telemetry.Prices
+	// imagePrices: a model has per_image prices, so every image response
+	// is read (readsUsage).
+	imagePrices bool
 	// models are the names a response may report without collapsing to Other.
 	models map[string]bool
 	// providers maps a backend to its gen_ai.provider.name.
@@ -59,6 +62,9 @@ func NewTelemetry(cfg *config.Config) *Telemetry {
 	for _, b := range cfg.Backends {
 		t.providers[b.Name] = string(b.Protocol)
 	}
+	for _, pr := range cfg.Telemetry.Prices {
+		t.imagePrices = t.imagePrices || len(pr.PerImage) > 0
+	}
 	return t
 }
 
@@ -86,8 +92,11 @@ func (p *processor) now() time.Time {
 	return p.obs.set.now()
 }
 
-// readsUsage reports whether telemetry wants every response read.
-func (p *processor) readsUsage() bool { return p.obs.set != nil && p.obs.set.usage }
+// readsUsage reports whether telemetry wants every response read: all of
+// them with telemetry.usage, the image endpoints' when images are priced.
+func (p *processor) readsUsage() bool {
+	return p.obs.set != nil && (p.obs.set.usage || p.obs.set.imagePrices && isImages(p.endpoint))
+}
 
 // obsRequestHeaders starts the request's span (under the client's trace
 // context, if any).
@@ -147,14 +156,19 @@ func (p *processor) observeBody(b []byte, end bool, resp *extprocsvcv3.Processin
 	}
 	p.obs.end = p.now()
 	r := p.record()
-	if !r.UsageKnown && r.FirstByte.IsZero() {
+	if !r.UsageKnown && r.FirstByte.IsZero() && r.Images == 0 {
 		return
 	}
 	f := map[string]*structpb.Value{}
 	if r.UsageKnown {
 		f[contract.MetaInputTokens] = structpb.NewNumberValue(float64(r.InputTokens))
 		f[contract.MetaOutputTokens] = structpb.NewNumberValue(float64(r.OutputTokens))
+	}
+	if r.UsageKnown || r.Images > 0 {
 		f[contract.MetaCostUSD] = structpb.NewNumberValue(r.CostUSD)
+	}
+	if r.Images > 0 {
+		f[contract.MetaImages] = structpb.NewNumberValue(float64(r.Images))
 	}
 	if d, ok := r.TTFT(); ok {
 		f[contract.MetaTTFTMS] = structpb.NewNumberValue(float64(d.Microseconds()) / 1000)
@@ -193,6 +207,14 @@ func (p *processor) record() *telemetry.Record {
 		r.Operation = telemetry.OperationEmbeddings
 	case endpointRerank:
 		r.Operation = telemetry.OperationRerank
+	case endpointImageGenerations, endpointImageEdits:
+		r.Operation = telemetry.OperationGenerateContent
+	case endpointTranscriptions:
+		r.Operation = telemetry.OperationTranscription
+	case endpointTranslations:
+		r.Operation = telemetry.OperationTranslation
+	case endpointSpeech:
+		r.Operation = telemetry.OperationSpeech
 	}
 	r.Status = p.status
 	if p.answered && r.End.IsZero() {
@@ -218,6 +240,12 @@ func (p *processor) record() *telemetry.Record {
 		r.UsageKnown, r.InputTokens, r.OutputTokens = true, u.Input, u.Output
 		if set != nil {
 			r.CostUSD = set.prices.Cost(r.Model, u.Input, u.Output)
+		}
+	}
+	if im := p.imagesMade(); im.Count > 0 {
+		r.Images = im.Count
+		if set != nil {
+			r.CostUSD += set.prices.ImageCost(r.Model, im.Size, im.Quality, im.Count)
 		}
 	}
 	return r

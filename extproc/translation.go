@@ -48,6 +48,10 @@ func clientAPI(e endpoint) translate.Client {
 		return translate.ClientResponses
 	case endpointRerank:
 		return translate.ClientRerank
+	case endpointImageGenerations, endpointImageEdits:
+		return translate.ClientImages
+	case endpointTranscriptions, endpointTranslations, endpointSpeech:
+		return translate.ClientAudio
 	}
 	return translate.ClientUnknown
 }

@@ -40,6 +40,7 @@ var accessLogFields = map[string]any{
 	"input_tokens":     meta(contract.MetaInputTokens),
 	"output_tokens":    meta(contract.MetaOutputTokens),
 	"cost_usd":         meta(contract.MetaCostUSD),
+	"images":           meta(contract.MetaImages),
 	"ttft_ms":          meta(contract.MetaTTFTMS),
 	"response_model":   meta(contract.MetaResponseModel),
 	"queue_wait_ms":    meta(contract.MetaQueueWaitMS),

@@ -232,6 +232,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 		}
 		routes = append(routes, r)
 	}
+	routes = append(routes, uploadRoutes(cfg)...)
 	// The catch-all must be a real route, not a direct response: Envoy
 	// takes the request body buffer limit from the route matched when the
 	// stream starts, before ext_proc has picked the backend. Its cluster has
@@ -310,7 +311,7 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 		[]string{tooLarge, requestTimeout, "%LOCAL_REPLY_BODY%", extProcTimeout, extProcFailed},
 		[]string{"request_too_large", "invalid_request_error", "api_error", "timeout_error", "api_error"})
 	// gRPC calls first: the first matching mapper wins.
-	mappers := append([]*hcmv3.ResponseMapper{grpcLocalReply()}, anthropic...)
+	mappers := append([]*hcmv3.ResponseMapper{grpcLocalReply(), uploadTooLarge(cfg)}, anthropic...)
 	return &hcmv3.LocalReplyConfig{Mappers: append(mappers, openai...)}
 }
 

@@ -64,14 +64,22 @@ func TestSnapshotAllInOne(t *testing.T) {
 
 	rc := snap.GetResources(resourcev3.RouteType)[RouteName].(*routev3.RouteConfiguration)
 	routes := rc.GetVirtualHosts()[0].GetRoutes()
-	require.Len(t, routes, 3)
+	require.Len(t, routes, 3+len(contract.UploadPaths))
 	assert.Equal(t, "alpha", routes[0].GetRoute().GetCluster(), "backends are sorted by name")
 	assert.Equal(t, contract.BackendHeader, routes[0].GetMatch().GetHeaders()[0].GetName())
 	assert.Equal(t, "alpha", routes[0].GetMatch().GetHeaders()[0].GetStringMatch().GetExact())
 	assert.Zero(t, routes[0].GetRoute().GetTimeout().AsDuration(), "streams have no overall timeout")
 	assert.Equal(t, "1m30s", routes[0].GetRoute().GetIdleTimeout().AsDuration().String())
-	assert.Equal(t, contract.UnroutedCluster, routes[2].GetRoute().GetCluster(), "catch-all is last")
+	last := routes[len(routes)-1]
+	assert.Equal(t, contract.UnroutedCluster, last.GetRoute().GetCluster(), "catch-all is last")
+	assert.Equal(t, "/", last.GetMatch().GetPrefix())
 	assert.EqualValues(t, config.DefaultMaxBodyBytes, rc.GetVirtualHosts()[0].GetRequestBodyBufferLimit().GetValue())
+	// Uploads match their own route at the stream's start, which carries
+	// their body cap.
+	up := routes[2]
+	assert.Equal(t, contract.UploadPaths[0], up.GetMatch().GetPath())
+	assert.Equal(t, contract.UnroutedCluster, up.GetRoute().GetCluster())
+	assert.EqualValues(t, config.DefaultMaxUploadBytes, up.GetRequestBodyBufferLimit().GetValue())
 
 	l := snap.GetResources(resourcev3.ListenerType)[ListenerName].(*listenerv3.Listener)
 	assert.EqualValues(t, 10000, l.GetAddress().GetSocketAddress().GetPortValue())

@@ -153,6 +153,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveRerank(w, r)
 		}
+	case ImagesGenerationsPath:
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveImageGenerations(w, r)
+		}
+	case ImagesEditsPath:
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveImageEdits(w, r)
+		}
+	case "/v1/audio/transcriptions", "/v1/audio/translations":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveTranscription(w, r, path == "/v1/audio/translations")
+		}
+	case "/v1/audio/speech":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveSpeech(w, r)
+		}
 	case RealtimePath:
 		if allowMethod(w, r, http.MethodGet) {
 			s.serveRealtime(w, r)

@@ -77,3 +77,27 @@ func Field(line []byte) (name, value []byte) {
 	}
 	return line[:i], value
 }
+
+// Part is Next for a reader that cannot hold a line until it ends (a
+// line may be megabytes of base64): it returns the bytes of the current
+// line that b holds, up to its terminator or b's end, n the bytes it took
+// (the terminator, and an LF left from the previous line's CR, included),
+// and whether the line ended in b. The rule of line ends is Next's; a
+// reader calling Part on every chunk sees each line's bytes once, in
+// order, split where the chunks split it. n is 0 only when b is empty.
+func (s *LineScanner) Part(b []byte) (part []byte, n int, ended bool) {
+	skip := 0
+	if s.skipLF && len(b) > 0 {
+		if b[0] == '\n' {
+			skip = 1
+		}
+		s.skipLF = false
+	}
+	rest := b[skip:]
+	i, t := lineEnd(rest)
+	if i < 0 {
+		return rest, len(b), false
+	}
+	s.skipLF = t == 1 && rest[i] == '\r' && i+1 == len(rest)
+	return rest[:i], skip + i + t, true
+}

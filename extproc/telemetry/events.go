@@ -35,6 +35,7 @@ type Event struct {
 	InputTokens   int64     `json:"input_tokens"`
 	OutputTokens  int64     `json:"output_tokens"`
 	CostUSD       float64   `json:"cost_usd"`
+	Images        int64     `json:"images,omitempty"`
 	TTFTMs        float64   `json:"ttft_ms,omitempty"`
 	DurationMs    float64   `json:"duration_ms"`
 }
@@ -46,6 +47,7 @@ func EventOf(r *Record) Event {
 		Model: r.Model, UpstreamModel: r.UpstreamModel, ResponseModel: r.ResponseModel,
 		Backend: r.Backend, Version: r.Version, Status: r.Status, Error: r.ErrorType(),
 		UsageKnown: r.UsageKnown, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, CostUSD: r.CostUSD,
+		Images:     r.Images,
 		DurationMs: ms(r.Duration()),
 	}
 	if d, ok := r.TTFT(); ok {

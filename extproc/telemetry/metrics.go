@@ -21,8 +21,20 @@ const (
 	OperationEmbeddings     = "embeddings"
 	// OperationRerank is not in the conventions (yet): named as vLLM's API.
 	OperationRerank = "rerank"
-	tokenInput      = "input"
-	tokenOutput     = "output"
+	// OperationGenerateContent is the conventions' multimodal content
+	// generation, which the Images API's generations and edits are (the
+	// conventions name no image operation; a listed value that applies
+	// must be used).
+	OperationGenerateContent = "generate_content"
+	// The audio operations are not in the conventions either (their
+	// well-known values are chat, embeddings, text_completion,
+	// generate_content and the agent ones): named after the OpenAI
+	// endpoints, in the conventions' singular.
+	OperationTranscription = "transcription"
+	OperationTranslation   = "translation"
+	OperationSpeech        = "speech"
+	tokenInput             = "input"
+	tokenOutput            = "output"
 	// Other replaces a model name the config does not know, so clients
 	// cannot grow label cardinality.
 	Other = "other"
@@ -105,7 +117,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests seen by the ext_proc server, by tenant, public model, backend and HTTP status (\"routed\" when forwarded and the response was not observed).",
 		}, []string{"tenant", "model", "backend", "status"}),
 		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgate_cost_usd_total", Help: "Cost of the tokens backends reported, priced by telemetry.prices, in USD.",
+			Name: "streamgate_cost_usd_total", Help: "Cost of the tokens backends reported and of the images they made, priced by telemetry.prices, in USD.",
 		}, []string{"tenant", "model"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamgate_ratelimit_decisions_total", Help: "Admission decisions of the limiter: admitted, or the reason for refusing.",
@@ -202,12 +214,12 @@ func (m *Metrics) Observe(r *Record) {
 	}
 	if r.UsageKnown {
 		m.tokens.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, tokenInput, r.Backend).Observe(float64(r.InputTokens))
-		if r.Generates() {
+		if r.Generates() || r.OutputTokens > 0 {
 			m.tokens.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, tokenOutput, r.Backend).Observe(float64(r.OutputTokens))
 		}
-		if r.CostUSD > 0 {
-			m.cost.WithLabelValues(r.TenantLabel, r.Model).Add(r.CostUSD)
-		}
+	}
+	if r.CostUSD > 0 {
+		m.cost.WithLabelValues(r.TenantLabel, r.Model).Add(r.CostUSD)
 	}
 	if ttft, ok := r.TTFT(); ok {
 		m.ttft.WithLabelValues(r.Operation, r.Provider, r.Model, r.ResponseModel, r.Backend).Observe(ttft.Seconds())

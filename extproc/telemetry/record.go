@@ -40,8 +40,12 @@ type Record struct {
 	// UsageKnown is set when the backend reported token usage.
 	UsageKnown                bool
 	InputTokens, OutputTokens int64
-	CostUSD                   float64
-	QueueWait                 time.Duration
+	// CostUSD prices the tokens and, on the image endpoints, the images.
+	CostUSD float64
+	// Images is how many images an Images API response carried (0
+	// elsewhere).
+	Images    int64
+	QueueWait time.Duration
 	// Decision is the limiter's decision; "" when no limits apply.
 	Decision string
 	// Unread is set when the response body passed unread: its end, timing
@@ -103,8 +107,26 @@ func (p Prices) Cost(model string, input, output int64) float64 {
 	return (float64(input)*pr.InputPerMillion + float64(output)*pr.OutputPerMillion) / 1e6
 }
 
-// Generates reports whether the operation generates output tokens:
-// embeddings and rerank read input only (no output tokens, no first token).
+// ImageCost returns what count images of model at size and quality cost:
+// the per_image price of "size/quality", else of "size", else nothing.
+func (p Prices) ImageCost(model, size, quality string, count int64) float64 {
+	pr, ok := p[model]
+	if !ok || len(pr.PerImage) == 0 || count <= 0 {
+		return 0
+	}
+	if quality != "" {
+		if x, ok := pr.PerImage[size+"/"+quality]; ok {
+			return float64(count) * x
+		}
+	}
+	return float64(count) * pr.PerImage[size]
+}
+
+// Generates reports whether the operation generates output tokens as a
+// stream of text: embeddings and rerank read input only (no output tokens,
+// no first token); speech outputs audio, whose bytes are no tokens; images
+// come whole (no output-token stream, no first token).
 func (r *Record) Generates() bool {
-	return r.Operation != OperationEmbeddings && r.Operation != OperationRerank
+	return r.Operation != OperationEmbeddings && r.Operation != OperationRerank && r.Operation != OperationSpeech &&
+		r.Operation != OperationGenerateContent
 }

@@ -20,6 +20,9 @@ const (
 	memberNone = iota
 	memberUsage
 	memberModel
+	memberSize    // Images: the size of the images
+	memberQuality // Images: their quality
+	memberType    // Images: an event's type (imageStream)
 	memberCount
 )
 
@@ -42,6 +45,10 @@ type BodyMeter struct {
 	// Responses reads an OpenAI Responses API object: its usage is
 	// input_tokens and output_tokens (ParseResponsesUsage).
 	Responses bool
+	// Images reads an OpenAI Images API response: its usage as Responses
+	// does, the objects of its top-level data array counted as images, its
+	// size and quality (Images).
+	Images bool
 
 	depth   int  // nesting depth: 0 outside the top-level object
 	inStr   bool // inside a string
@@ -58,6 +65,11 @@ type BodyMeter struct {
 	values    [memberCount][]byte
 	met       [memberCount]bool // the member's key was seen
 	complete  [memberCount]bool // values holds the member's whole value
+	// inData: the scanner is in the value of the top-level data member
+	// (Images), whose objects at depth 3 are counted in images.
+	inData, dataMet bool
+	images          Images
+	typ             string // the type member (Images mode)
 
 	usage Usage
 	found bool
@@ -83,7 +95,7 @@ func (m *BodyMeter) Feed(chunk []byte, end bool) {
 	m.capturing = memberNone
 	if m.complete[memberUsage] {
 		parse := ParseUsage
-		if m.Responses {
+		if m.Responses || m.Images {
 			parse = ParseResponsesUsage
 		}
 		m.usage, m.found = parse(gjson.ParseBytes(m.values[memberUsage]))
@@ -93,8 +105,21 @@ func (m *BodyMeter) Feed(chunk []byte, end bool) {
 			m.model = r.Str
 		}
 	}
+	m.images.Size, m.images.Quality, m.typ = m.str(memberSize), m.str(memberQuality), m.str(memberType)
 	m.values = [memberCount][]byte{}
 }
+
+// str is the string value of member w, or "".
+func (m *BodyMeter) str(w int) string {
+	if !m.complete[w] {
+		return ""
+	}
+	return gjson.ParseBytes(m.values[w]).Str
+}
+
+// ImagesSeen returns what an Images API response reported (Images mode): the
+// objects of its data array, its size and quality, once Feed saw the end.
+func (m *BodyMeter) ImagesSeen() Images { return m.images }
 
 // scan advances the scanner over b, keeping the bytes of a member's value
 // that lie in b.
@@ -135,6 +160,9 @@ func (m *BodyMeter) scan(b []byte) {
 			}
 		case '{', '[':
 			m.depth++
+			if m.inData && c == '{' && m.depth == 3 {
+				m.images.Count++
+			}
 		case '}', ']':
 			m.depth--
 			if m.depth == 0 {
@@ -235,6 +263,15 @@ func (m *BodyMeter) wanted() int {
 		w = memberUsage
 	case "model":
 		w = memberModel
+	case "size":
+		w = m.imagesOnly(memberSize)
+	case "quality":
+		w = m.imagesOnly(memberQuality)
+	case "type":
+		w = m.imagesOnly(memberType)
+	case "data":
+		m.inData = m.Images && !m.dataMet
+		m.dataMet = m.dataMet || m.Images
 	}
 	if w == memberNone || m.met[w] {
 		return memberNone
@@ -243,9 +280,18 @@ func (m *BodyMeter) wanted() int {
 	return w
 }
 
+// imagesOnly is w in Images mode, else memberNone.
+func (m *BodyMeter) imagesOnly(w int) int {
+	if !m.Images {
+		return memberNone
+	}
+	return w
+}
+
 // endValue closes the value being kept, whose last byte precedes b[at],
 // and returns where kept bytes would start next.
 func (m *BodyMeter) endValue(b []byte, from, at int) int {
+	m.inData = false
 	if w := m.capturing; w != memberNone {
 		m.keep(b[from:at])
 		m.complete[w] = m.capturing != memberNone

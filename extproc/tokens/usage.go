@@ -24,6 +24,12 @@ func ParseUsage(v gjson.Result) (Usage, bool) {
 		return Usage{}, false
 	}
 	p, c := v.Get("prompt_tokens"), v.Get("completion_tokens")
+	if v.Get("type").Str == "tokens" {
+		// The OpenAI Audio API (gpt-4o-transcribe and later): {"type":
+		// "tokens", input_tokens, output_tokens, total_tokens}. Its other
+		// kind, {"type": "duration", "seconds"} (whisper-1), has no tokens.
+		return ParseResponsesUsage(v)
+	}
 	if p.Type != gjson.Number {
 		// Rerank (vLLM, Jina) reports only total_tokens, all input; a
 		// Responses API usage (input_tokens too) is ParseResponsesUsage's.
@@ -64,7 +70,14 @@ type StreamMeter struct {
 	// event, deltas of response.output_text.delta events. Nothing is
 	// stripped: the gateway never asks a Responses stream for usage.
 	Responses bool
+	// Images reads an OpenAI Images API event stream instead: each
+	// image_generation.completed (or image_edit.completed) event is one
+	// image whose usage (input_tokens, output_tokens) adds up. Its events
+	// are scanned as they pass, never held, whatever their size (an image
+	// in base64): nothing is stripped and the meter is never Truncated.
+	Images bool
 
+	img     imageStream
 	pending []byte // start of an event not yet ended
 	lines   sse.LineScanner
 	join    []byte // the data of an event with several data lines
@@ -99,6 +112,11 @@ func (m *StreamMeter) Truncated() bool { return m.broken }
 // one small JSON lookup per event; it allocates only when an event is
 // split across chunks, has several data lines, or is dropped.
 func (m *StreamMeter) Feed(chunk []byte, end bool) ([]byte, bool) {
+	if m.Images {
+		m.img.feed(chunk, end)
+		m.usage, m.found = m.img.usage, m.img.foundUsage
+		return chunk, false
+	}
 	if m.broken {
 		return m.flush(chunk)
 	}

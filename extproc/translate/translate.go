@@ -33,6 +33,12 @@ const (
 	ClientResponses
 	// ClientRerank is the Cohere/Jina rerank API vLLM serves, POST /v1/rerank.
 	ClientRerank
+	// ClientImages is the OpenAI Images API: POST /v1/images/generations
+	// (JSON) and /v1/images/edits (multipart).
+	ClientImages
+	// ClientAudio is the OpenAI Audio API: POST /v1/audio/transcriptions,
+	// /v1/audio/translations (multipart uploads) and /v1/audio/speech.
+	ClientAudio
 )
 
 // String names the API for messages.
@@ -50,6 +56,10 @@ func (c Client) String() string {
 		return "OpenAI Responses"
 	case ClientRerank:
 		return "Rerank"
+	case ClientImages:
+		return "OpenAI Images"
+	case ClientAudio:
+		return "OpenAI Audio"
 	}
 	return "unknown API"
 }
@@ -71,7 +81,7 @@ const (
 func Native(c Client, p Protocol) bool {
 	switch p {
 	case ProtocolOpenAI:
-		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank
+		return c == ClientChat || c == ClientCompletions || c == ClientEmbeddings || c == ClientRerank || c == ClientAudio || c == ClientImages
 	case ProtocolAnthropic:
 		return c == ClientMessages
 	}
