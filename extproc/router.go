@@ -32,6 +32,12 @@ type Route struct {
 	// NativeResponses: every backend of the failover chain serves the
 	// Responses API itself (responses_api), so /v1/responses passes through.
 	NativeResponses bool
+	// Enabled are the endpoints the model's endpoints list enables (every
+	// one without a list); a request on another gets a 404 (checkEndpoint).
+	Enabled endpointSet
+	// Serves are the API paths the model serves (modelEndpoints), as
+	// GET /v1/models lists them; shared by the model's routes, read-only.
+	Serves []string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -39,6 +45,7 @@ type modelRoutes struct {
 	versions []Route
 	cumul    []uint64 // cumul[i] = sum of weights of versions[0..i]
 	allowPin bool
+	serves   []string // the API paths the model serves (modelEndpoints)
 }
 
 // Routes is an immutable lookup table built from one config; share it
@@ -82,6 +89,11 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)
 		}
+		enabled, serves := enabledEndpoints(m), modelEndpoints(m, mr.versions)
+		for j := range mr.versions {
+			mr.versions[j].Enabled, mr.versions[j].Serves = enabled, serves
+		}
+		mr.serves = serves
 		r.byModel[m.Name] = mr
 		r.names = append(r.names, m.Name)
 	}
