@@ -154,22 +154,14 @@ func (t *embeddingsToOllama) Response(status int, body []byte) (int, []byte) {
 
 // appendFloatVector appends v, a JSON array of numbers, as is.
 func appendFloatVector(dst []byte, v gjson.Result) ([]byte, bool) {
-	if !v.IsArray() {
-		return dst, false
-	}
 	dst = append(dst, '[')
-	ok, k := true, 0
-	v.ForEach(func(_, x gjson.Result) bool {
-		if x.Type != gjson.Number {
-			ok = false
-			return false
-		}
+	k := 0
+	ok := eachNumber(v, func(num string) {
 		if k > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, x.Raw...)
+		dst = append(dst, num...)
 		k++
-		return true
 	})
 	return append(dst, ']'), ok
 }
@@ -178,24 +170,59 @@ func appendFloatVector(dst []byte, v gjson.Result) ([]byte, bool) {
 // of the base64 of its little-endian float32s (OpenAI's "base64" encoding);
 // scratch is reused for the bytes.
 func appendBase64Vector(dst, scratch []byte, v gjson.Result) ([]byte, []byte, bool) {
-	if !v.IsArray() {
-		return dst, scratch, false
-	}
 	scratch = scratch[:0]
-	ok := true
-	v.ForEach(func(_, x gjson.Result) bool {
-		f, err := strconv.ParseFloat(x.Raw, 32)
-		if x.Type != gjson.Number || err != nil {
-			ok = false
-			return false
+	ok := eachNumber(v, func(num string) {
+		f, err := strconv.ParseFloat(num, 32)
+		if err != nil {
+			f = math.NaN() // out of float32 range: refused below
 		}
 		scratch = binary.LittleEndian.AppendUint32(scratch, math.Float32bits(float32(f)))
-		return true
 	})
+	for i := 0; ok && i+4 <= len(scratch); i += 4 {
+		f := math.Float32frombits(binary.LittleEndian.Uint32(scratch[i:]))
+		ok = !math.IsNaN(float64(f)) && !math.IsInf(float64(f), 0)
+	}
 	dst = append(dst, '"')
 	dst = base64.StdEncoding.AppendEncode(dst, scratch)
 	return append(dst, '"'), scratch, ok
 }
+
+// eachNumber calls fn with the text of each element of v, an array of
+// JSON numbers in a document gjson.ValidBytes accepted, and reports whether
+// v was such an array. It scans the raw bytes: gjson's ForEach would parse
+// every number into a float64 that the float encoding never needs.
+func eachNumber(v gjson.Result, fn func(num string)) bool {
+	raw := v.Raw
+	if !v.IsArray() || len(raw) < 2 {
+		return false
+	}
+	i, end := 1, len(raw)-1 // inside the brackets
+	for {
+		for i < end && isJSONSpace(raw[i]) {
+			i++
+		}
+		if i == end {
+			return true // [] or a trailing element consumed
+		}
+		j := i
+		for j < end && raw[j] != ',' && !isJSONSpace(raw[j]) {
+			j++
+		}
+		if c := raw[i]; c != '-' && (c < '0' || c > '9') {
+			return false // a string, array, object, true, false or null
+		}
+		fn(raw[i:j])
+		for j < end && isJSONSpace(raw[j]) {
+			j++
+		}
+		if j < end { // the comma
+			j++
+		}
+		i = j
+	}
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // Stream is never called: embeddings are not streamed.
 func (t *embeddingsToOllama) Stream(dst, _ []byte, _ bool) []byte { return dst }
