@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -195,6 +196,19 @@ func TestEmbeddingsWithOpenAISDK(t *testing.T) {
 			assert.Equal(t, 0.0, line["output_tokens"], model)
 		}
 		waitMetric(t, g, "streamgate_reservations_outstanding", 0)
+	})
+
+	t.Run("telemetry counts the embeddings operation", func(t *testing.T) {
+		for _, model := range []string{"embed-openai", "embed-ollama"} {
+			ops := map[string]string{"gen_ai_operation_name": "embeddings", "gen_ai_request_model": model}
+			in := map[string]string{"gen_ai_operation_name": "embeddings", "gen_ai_request_model": model, "gen_ai_token_type": "input"}
+			require.Eventually(t, func() bool {
+				fams := scrapeFamilies(t, g)
+				// default, float, wire, tokens (openai only), three bad inputs refused before any backend
+				return sumWhere(fams, "gen_ai_server_request_duration_seconds", "count", ops) >= 3 &&
+					sumWhere(fams, "gen_ai_client_token_usage", "sum", in) > 0
+			}, 5*time.Second, 50*time.Millisecond, model)
+		}
 	})
 
 	t.Run("tokens per minute: token ids count exactly", func(t *testing.T) {
