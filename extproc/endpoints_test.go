@@ -180,3 +180,18 @@ func BenchmarkEndpointFor(b *testing.B) {
 		_ = endpointFor(paths[i%len(paths)])
 	}
 }
+
+// TestTranslatedEndpointsFollowTheEndpointsList: only the endpoints a model
+// enables make their responses read for translation, so a chat-only Ollama
+// model leaves every embeddings response to Envoy.
+func TestTranslatedEndpointsFollowTheEndpointsList(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`backends:
+  - {name: ol, protocol: ollama, endpoints: ["127.0.0.1:4"]}
+models:
+  - {name: llama, backend: ol, endpoints: [/v1/chat/completions]}
+`))
+	require.NoError(t, err)
+	r := NewRoutes(cfg, 1)
+	assert.True(t, r.translates[translate.ClientChat])
+	assert.False(t, r.translates[translate.ClientEmbeddings])
+}

@@ -71,6 +71,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
+		enabled := enabledEndpoints(m)
 		sh := newShaper(m.Shaping)
 		var sum uint64
 		for j := range m.Versions {
@@ -85,11 +86,11 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)
 			r.noteClusters(route.Cluster, chain)
-			r.noteTranslations(translate.Protocol(route.Protocol))
+			r.noteTranslations(translate.Protocol(route.Protocol), enabled)
 			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)
 		}
-		enabled, serves := enabledEndpoints(m), modelEndpoints(m, mr.versions)
+		serves := modelEndpoints(m, mr.versions)
 		for j := range mr.versions {
 			mr.versions[j].Enabled, mr.versions[j].Serves = enabled, serves
 		}

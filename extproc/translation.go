@@ -24,10 +24,10 @@ type translation struct {
 }
 
 // noteTranslations records the client APIs a backend of protocol p serves
-// through a translation.
-func (r *Routes) noteTranslations(p translate.Protocol) {
+// through a translation, among the endpoints a model enables.
+func (r *Routes) noteTranslations(p translate.Protocol, enabled endpointSet) {
 	for i := range apiEndpoints {
-		if c := apiEndpoints[i].client; translate.Supported(c, p) {
+		if c := apiEndpoints[i].client; enabled.has(apiEndpoints[i].e) && translate.Supported(c, p) {
 			r.translates[c] = true
 		}
 	}
