@@ -267,6 +267,12 @@ type Model struct {
 	DefaultMaxTokens int `yaml:"default_max_tokens"`
 	// Shaping adjusts this model's requests before they reach a backend.
 	Shaping *Shaping `yaml:"shaping"`
+	// Endpoints are the API paths the model may be called on, e.g.
+	// [/v1/chat/completions] for a chat-only model; a request on another
+	// gets 404 model_endpoint_not_supported. Default (empty): every
+	// endpoint its backends' protocol serves, as is or translated.
+	// GET /v1/models lists the result under streamgate.endpoints.
+	Endpoints []string `yaml:"endpoints"`
 
 	// shortForm is set when Versions was made from Backend.
 	shortForm bool

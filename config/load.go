@@ -249,6 +249,7 @@ func (v *validator) validate(c *Config) {
 		v.fallbacks(p, m, seen)
 		v.validateShaping(p, &c.Models[i])
 		v.validateGRPCModel(p, m)
+		v.validateModelEndpoints(p, m)
 	}
 	if c.Gateway.RetryBudgetPercent < 0 || c.Gateway.RetryBudgetPercent > 100 {
 		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")

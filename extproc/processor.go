@@ -276,6 +276,11 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if err != nil {
 		return p.fail(err)
 	}
+	if p.endpoint == endpointEmbeddings {
+		if _, err := checkEmbeddingsInput(promptOf(body, p.endpoint, &info)); err != nil {
+			return p.fail(err)
+		}
+	}
 	p.info = info
 	if isImages(p.endpoint) {
 		if p.img, err = p.readImageRequest(body); err != nil {
@@ -298,6 +303,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 	if route.Protocol.IsGRPC() {
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is served over gRPC only.", info.Model))
+	}
+	if err := p.checkEndpoint(route); err != nil {
+		return p.fail(err)
 	}
 	p.route = route
 	if p.form == nil { // shaping edits JSON bodies
@@ -401,36 +409,6 @@ func (p *processor) finish() {
 	p.pickDone()
 	p.observe()
 	p.metrics.observeGRPC(p)
-}
-
-func endpointFor(path string) endpoint {
-	switch path {
-	case "/v1/chat/completions":
-		return endpointChat
-	case "/v1/completions":
-		return endpointCompletions
-	case "/v1/embeddings":
-		return endpointEmbeddings
-	case "/v1/models":
-		return endpointModels
-	case "/v1/messages":
-		return endpointMessages
-	case "/v1/responses":
-		return endpointResponses
-	case "/v1/rerank":
-		return endpointRerank
-	case "/v1/images/generations":
-		return endpointImageGenerations
-	case "/v1/images/edits":
-		return endpointImageEdits
-	case "/v1/audio/transcriptions":
-		return endpointTranscriptions
-	case "/v1/audio/translations":
-		return endpointTranslations
-	case "/v1/audio/speech":
-		return endpointSpeech
-	}
-	return endpointNone
 }
 
 func header(k, v string) *corev3.HeaderValueOption {

@@ -103,6 +103,9 @@ func (p *processor) onRealtimeRequestHeaders(h *extprocsvcv3.HttpHeaders, method
 	if err != nil {
 		return p.fail(err)
 	}
+	if err := p.checkEndpoint(route); err != nil {
+		return p.fail(err)
+	}
 	if route.Protocol != config.ProtocolOpenAI {
 		return p.fail(reject(ErrUnsupported, "The model `%s` is not served over the Realtime API on this gateway.", model))
 	}

@@ -48,13 +48,15 @@ var refusals = []refusalRow{
 	{[]error{auth.ErrUnauthenticated}, refusal{http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "authentication_error", codes.Unauthenticated, false}},
 	// when: valid credentials, but the tenant may not use this model or endpoint.
 	{[]error{auth.ErrForbidden}, refusal{http.StatusForbidden, "permission_error", "permission_denied", "permission_error", codes.PermissionDenied, false}},
-	// when: a malformed body: not JSON (or, on the uploads: audio, image edits, not a multipart form within its limits), no model, no or truncated body, malformed token fields, or max_tokens above the tenant's cap.
+	// when: a malformed body: not JSON (or, on the uploads: audio, image edits, not a multipart form within its limits), no model, no or truncated body, malformed token fields, an embeddings input that is empty or not a string, strings, token ids or token-id arrays, or max_tokens above the tenant's cap.
 	{[]error{auth.ErrTokenCap, auth.ErrBadRequest, ErrBadJSON, ErrBadForm, ErrMissingModel, ErrNoBody, ErrBodyTruncated},
 		refusal{http.StatusBadRequest, "invalid_request_error", "invalid_request", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: the model is not a configured public model name.
 	{[]error{ErrUnknownModel}, refusal{http.StatusNotFound, "invalid_request_error", "model_not_found", "not_found_error", codes.NotFound, false}},
 	// when: the body carries a field the model's shaping.forbid lists.
 	{[]error{ErrForbiddenField}, refusal{http.StatusBadRequest, "invalid_request_error", "field_not_allowed", "invalid_request_error", codes.InvalidArgument, false}},
+	// when: the model's endpoints list (models[].endpoints) leaves out the API called, e.g. /v1/embeddings on a model enabled for chat only (OpenAI answers a model used on an endpoint it does not support with 404 too).
+	{[]error{ErrEndpointNotEnabled}, refusal{http.StatusNotFound, "invalid_request_error", "model_endpoint_not_supported", "not_found_error", codes.NotFound, false}},
 	// when: x-streamgate-model-version names a version the model does not have.
 	{[]error{ErrVersionNotFound}, refusal{http.StatusNotFound, "invalid_request_error", "model_version_not_found", "not_found_error", codes.NotFound, false}},
 	// when: a known gRPC method the model's backends do not enable (grpc_methods).

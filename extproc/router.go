@@ -32,6 +32,12 @@ type Route struct {
 	// NativeResponses: every backend of the failover chain serves the
 	// Responses API itself (responses_api), so /v1/responses passes through.
 	NativeResponses bool
+	// Enabled are the endpoints the model's endpoints list enables (every
+	// one without a list); a request on another gets a 404 (checkEndpoint).
+	Enabled endpointSet
+	// Serves are the API paths the model serves (modelEndpoints), as
+	// GET /v1/models lists them; shared by the model's routes, read-only.
+	Serves []string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -39,6 +45,7 @@ type modelRoutes struct {
 	versions []Route
 	cumul    []uint64 // cumul[i] = sum of weights of versions[0..i]
 	allowPin bool
+	serves   []string // the API paths the model serves (modelEndpoints)
 }
 
 // Routes is an immutable lookup table built from one config; share it
@@ -64,6 +71,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}
+		enabled := enabledEndpoints(m)
 		sh := newShaper(m.Shaping)
 		var sum uint64
 		for j := range m.Versions {
@@ -78,10 +86,15 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)
 			r.noteClusters(route.Cluster, chain)
-			r.noteTranslations(translate.Protocol(route.Protocol))
+			r.noteTranslations(translate.Protocol(route.Protocol), enabled)
 			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)
 		}
+		serves := modelEndpoints(m, mr.versions)
+		for j := range mr.versions {
+			mr.versions[j].Enabled, mr.versions[j].Serves = enabled, serves
+		}
+		mr.serves = serves
 		r.byModel[m.Name] = mr
 		r.names = append(r.names, m.Name)
 	}

@@ -24,36 +24,13 @@ type translation struct {
 }
 
 // noteTranslations records the client APIs a backend of protocol p serves
-// through a translation.
-func (r *Routes) noteTranslations(p translate.Protocol) {
-	for _, c := range []translate.Client{translate.ClientChat, translate.ClientCompletions, translate.ClientEmbeddings, translate.ClientMessages, translate.ClientResponses} {
-		if translate.Supported(c, p) {
+// through a translation, among the endpoints a model enables.
+func (r *Routes) noteTranslations(p translate.Protocol, enabled endpointSet) {
+	for i := range apiEndpoints {
+		if c := apiEndpoints[i].client; enabled.has(apiEndpoints[i].e) && translate.Supported(c, p) {
 			r.translates[c] = true
 		}
 	}
-}
-
-// clientAPI is the API a client speaks on endpoint e.
-func clientAPI(e endpoint) translate.Client {
-	switch e {
-	case endpointChat:
-		return translate.ClientChat
-	case endpointCompletions:
-		return translate.ClientCompletions
-	case endpointEmbeddings:
-		return translate.ClientEmbeddings
-	case endpointMessages:
-		return translate.ClientMessages
-	case endpointResponses:
-		return translate.ClientResponses
-	case endpointRerank:
-		return translate.ClientRerank
-	case endpointImageGenerations, endpointImageEdits:
-		return translate.ClientImages
-	case endpointTranscriptions, endpointTranslations, endpointSpeech:
-		return translate.ClientAudio
-	}
-	return translate.ClientUnknown
 }
 
 // native reports whether route's backend serves the client's API as is.
@@ -80,7 +57,7 @@ func allServeResponses(cfg *config.Config, chain []string) bool {
 // set holds the routing headers already chosen.
 func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
 	c, proto := clientAPI(p.endpoint), translate.Protocol(route.Protocol)
-	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, DefaultMaxTokens: route.DefaultMaxTokens})
+	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens})
 	if err != nil {
 		return p.fail(reject(ErrUnsupported, "The model `%s` cannot be used with the %s API.", route.Model, c))
 	}

@@ -88,9 +88,26 @@ func TestEmbeddings(t *testing.T) {
 			t.Errorf("%s: embedding %v, want a unit vector of 8 floats", format, vecs[2])
 		}
 	}
-	resp := post(t, url, "/v1/embeddings", `{"model":"embed-m"}`, nil)
-	if body := readAll(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"param":"input"`) {
-		t.Errorf("missing input: status %d body %s, want 400 naming input", resp.StatusCode, body)
+	for name, input := range map[string]string{
+		"missing input":        ``,
+		"empty string":         `,"input":""`,
+		"empty string in list": `,"input":["a",""]`,
+		"empty list":           `,"input":[]`,
+		"strings and tokens":   `,"input":["a",[1,2]]`,
+		"tokens and strings":   `,"input":[[1,2], "a"]`,
+		"number":               `,"input":5`,
+	} {
+		resp := post(t, url, "/v1/embeddings", `{"model":"embed-m"`+input+`}`, nil)
+		if body := readAll(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"param":"input"`) {
+			t.Errorf("%s: status %d body %s, want 400 naming input", name, resp.StatusCode, body)
+		}
+	}
+	// Token input: an array of ids is one input, an array of arrays one per row.
+	for input, want := range map[string]int{`[1,2,3]`: 1, `[[1,2],[3]]`: 2} {
+		raw := readAll(t, post(t, url, "/v1/embeddings", `{"model":"embed-m","input":`+input+`}`, nil))
+		if err := json.Unmarshal(raw, &got); err != nil || len(got.Data) != want || got.Usage.PromptTokens != 3 {
+			t.Errorf("input %s: got %s, want %d embeddings and 3 prompt tokens", input, raw, want)
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package fakellm is Streamgate's fake model server: an http.Handler that
 // speaks the OpenAI HTTP API (chat completions, legacy completions,
 // embeddings and models), the Anthropic Messages API (anthropic.go),
-// Ollama's /api/chat (ollama.go) and the KServe v2 generate extension
+// Ollama's /api/chat (ollama.go) and /api/embed (ollama_embed.go) and the KServe v2 generate extension
 // (kserve.go) with deterministic output, configurable latency and
 // header-driven failure injection. It is the backend of the demo and of the
 // end-to-end tests, which use its response headers and Stats to check
@@ -144,6 +144,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/api/chat":
 		if allowMethod(w, r, http.MethodPost) {
 			s.serveOllamaChat(w, r)
+		}
+	case "/api/embed":
+		if allowMethod(w, r, http.MethodPost) {
+			s.serveOllamaEmbed(w, r)
 		}
 	case "/v1/embeddings":
 		if allowMethod(w, r, http.MethodPost) {

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -299,6 +300,9 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	inputs, tokens, err := splitInputs(req.Input)
 	if err == nil && len(inputs) == 0 {
 		err = errors.New("'input' is a required property")
+	}
+	if err == nil && slices.Contains(inputs, "") {
+		err = errors.New("cannot be an empty string") // as the OpenAI API documents
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, apiError{

@@ -1,6 +1,7 @@
 package fakellm
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -298,11 +299,14 @@ func splitInputs(raw json.RawMessage) ([]string, int, error) {
 	}
 	inputs := make([]string, 0, len(elems))
 	total := 0
-	for _, elem := range elems {
+	text := false
+	for i, elem := range elems {
+		elem = bytes.TrimSpace(elem)
 		input, tokens, ok := decodeInput(elem)
-		if !ok {
-			return nil, 0, errInputShape
+		if !ok || (i > 0 && (elem[0] == '"') != text) {
+			return nil, 0, errInputShape // a token array, or strings and token arrays mixed
 		}
+		text = elem[0] == '"'
 		inputs = append(inputs, input)
 		total += tokens
 	}

@@ -25,16 +25,17 @@ var pairs = map[string]struct {
 	client  Client
 	backend Protocol
 }{
-	"openai_anthropic": {ClientChat, ProtocolAnthropic},
-	"anthropic_openai": {ClientMessages, ProtocolOpenAI},
-	"openai_ollama":    {ClientChat, ProtocolOllama},
-	"openai_kserve":    {ClientCompletions, ProtocolKServe},
-	"responses_openai": {ClientResponses, ProtocolOpenAI},
+	"openai_anthropic":  {ClientChat, ProtocolAnthropic},
+	"anthropic_openai":  {ClientMessages, ProtocolOpenAI},
+	"openai_ollama":     {ClientChat, ProtocolOllama},
+	"openai_kserve":     {ClientCompletions, ProtocolKServe},
+	"responses_openai":  {ClientResponses, ProtocolOpenAI},
+	"embeddings_ollama": {ClientEmbeddings, ProtocolOllama},
 }
 
 // testOptions are the model settings every golden case runs with.
 func testOptions() Options {
-	return Options{Model: "upstream-model", DefaultMaxTokens: 1024, Now: func() time.Time { return time.Unix(1700000000, 0) }}
+	return Options{Model: "upstream-model", PublicModel: "public-model", DefaultMaxTokens: 1024, Now: func() time.Time { return time.Unix(1700000000, 0) }}
 }
 
 // TestGolden runs every case file: testdata/<pair>/<case>.txtar holds the

@@ -37,15 +37,7 @@ func toolCallID(k int) string { return "call_" + strconv.Itoa(k) }
 // Response translates an Ollama answer or error into OpenAI's shape.
 func (t *chatToOllama) Response(status int, body []byte) (int, []byte) {
 	if status >= http.StatusBadRequest {
-		msg := gjson.GetBytes(body, "error").Str
-		if msg == "" {
-			msg = http.StatusText(status)
-		}
-		typ := "invalid_request_error"
-		if status >= 500 {
-			typ = "server_error"
-		}
-		return status, openAIError(msg, typ, strconv.Itoa(status))
+		return ollamaErrorResponse(status, body)
 	}
 	var in olResponse
 	if err := json.Unmarshal(body, &in); err != nil || !in.Done {
@@ -69,6 +61,20 @@ func (t *chatToOllama) Response(status int, body []byte) (int, []byte) {
 		return http.StatusBadGateway, openAIError("The gateway failed to encode the response.", "server_error", "bad_backend_response")
 	}
 	return status, b
+}
+
+// ollamaErrorResponse translates an Ollama error answer ({"error": msg})
+// into an OpenAI error with the same status.
+func ollamaErrorResponse(status int, body []byte) (int, []byte) {
+	msg := gjson.GetBytes(body, "error").Str
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	typ := "invalid_request_error"
+	if status >= 500 {
+		typ = "server_error"
+	}
+	return status, openAIError(msg, typ, strconv.Itoa(status))
 }
 
 func ollamaFinish(doneReason string, toolCalls bool) string {

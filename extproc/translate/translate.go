@@ -94,6 +94,8 @@ func Supported(c Client, p Protocol) bool {
 	switch c {
 	case ClientChat:
 		return p == ProtocolAnthropic || p == ProtocolOllama
+	case ClientEmbeddings:
+		return p == ProtocolOllama
 	case ClientCompletions:
 		return p == ProtocolKServe
 	case ClientMessages, ClientResponses:
@@ -106,6 +108,9 @@ func Supported(c Client, p Protocol) bool {
 type Options struct {
 	// Model is the model name the backend expects.
 	Model string
+	// PublicModel is the model name the client asked for, which translated
+	// answers that name no model of their own report (embeddings).
+	PublicModel string
 	// DefaultMaxTokens is the output cap sent to a backend that requires
 	// one (Anthropic) when the client sent none.
 	DefaultMaxTokens int
@@ -202,6 +207,8 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToOllama{opts: opts}, nil
 	case c == ClientCompletions && p == ProtocolKServe:
 		return &completionsToKServe{opts: opts}, nil
+	case c == ClientEmbeddings && p == ProtocolOllama:
+		return &embeddingsToOllama{opts: opts}, nil
 	}
 	return nil, fmt.Errorf("cannot translate %s to the %s protocol: %w", c, p, ErrNoTranslation)
 }
