@@ -170,6 +170,10 @@ func TestAudioSDK(t *testing.T) {
 	})
 	t.Run("translation and the text format", func(t *testing.T) {
 		assert.Equal(t, "Translated 64000 bytes of wav audio.", out.Translation.Text)
+		line := waitLogLine(t, g.env, func(l map[string]any) bool {
+			return l["endpoint"] == "/v1/audio/translations" && l["status"] == 200.0
+		})
+		assert.Equal(t, 2.0, line["audio_seconds"], "whisper's duration usage reaches the access log")
 		assert.Equal(t, "Transcribed 64000 bytes of wav audio.", strings.TrimSpace(out.TranscriptionText))
 	})
 	t.Run("speech streams chunk by chunk to a file", func(t *testing.T) {

@@ -41,6 +41,7 @@ var accessLogFields = map[string]any{
 	"output_tokens":    meta(contract.MetaOutputTokens),
 	"cost_usd":         meta(contract.MetaCostUSD),
 	"ttft_ms":          meta(contract.MetaTTFTMS),
+	"audio_seconds":    meta(contract.MetaAudioSeconds),
 	"response_model":   meta(contract.MetaResponseModel),
 	"queue_wait_ms":    meta(contract.MetaQueueWaitMS),
 	"limit_decision":   meta(contract.MetaLimitDecision),
