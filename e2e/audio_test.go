@@ -43,7 +43,15 @@ var audioConfig = strings.Replace(listeners, "gateway:\n", "gateway:\n  max_requ
   - name: claude
     protocol: anthropic
     endpoints: [%[1]s]
+  - name: audio2
+    protocol: openai
+    endpoints: [%[5]s]
+    credential: {header: authorization, env: SG_E2E_AUDIO_UPSTREAM}
 models:
+  - name: transcribe-fo
+    backend: audio
+    upstream_model: gpt-4o-transcribe
+    fallbacks: [audio2]
   - name: transcribe
     backend: audio
     upstream_model: gpt-4o-transcribe
@@ -79,7 +87,7 @@ limits:
 
 type audioGateway struct {
 	*env
-	backend *fakellm.Server
+	backend, fallback *fakellm.Server
 }
 
 func startAudioGateway(t *testing.T) *audioGateway {
@@ -90,9 +98,15 @@ func startAudioGateway(t *testing.T) *audioGateway {
 	srv := &http.Server{Handler: b}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(func() { srv.Close() })
+	lis2, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b2 := fakellm.New(fakellm.Options{Name: "audio2", APIKey: audioUpstream})
+	srv2 := &http.Server{Handler: b2}
+	go func() { _ = srv2.Serve(lis2) }()
+	t.Cleanup(func() { srv2.Close() })
 	t.Setenv("SG_E2E_AUDIO_UPSTREAM", audioUpstream)
-	cfg := fmt.Sprintf(audioConfig, lis.Addr().String(), auth.HashKey(audioKeyAcme), auth.HashKey(audioKeyGuest), auth.HashKey(audioKeySmall))
-	return &audioGateway{env: startGateway(t, cfg), backend: b}
+	cfg := fmt.Sprintf(audioConfig, lis.Addr().String(), auth.HashKey(audioKeyAcme), auth.HashKey(audioKeyGuest), auth.HashKey(audioKeySmall), lis2.Addr().String())
+	return &audioGateway{env: startGateway(t, cfg), backend: b, fallback: b2}
 }
 
 // runAudioPy runs e2e/py/audio_client.py in mode and decodes its JSON.
@@ -229,11 +243,14 @@ func TestAudioSDKErrors(t *testing.T) {
 
 func TestAudioRefusals(t *testing.T) {
 	g := startAudioGateway(t)
-	post := func(t *testing.T, path, key, ct string, body []byte) (*http.Response, []byte) {
+	post := func(t *testing.T, path, key, ct string, body []byte, headers ...string) (*http.Response, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+path, bytes.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("content-type", ct)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 		if key != "" {
 			req.Header.Set("authorization", "Bearer "+key)
 		}
@@ -289,6 +306,16 @@ func TestAudioRefusals(t *testing.T) {
 		assert.JSONEq(t, `{"text":"Transcribed 204800 bytes of wav audio.","usage":{"type":"tokens","input_tokens":204,"output_tokens":6,"total_tokens":210,"input_token_details":{"text_tokens":0,"audio_tokens":204}}}`, string(body))
 		assert.Equal(t, "gpt-4o-transcribe", g.backend.Stats().LastModel, "the upstream name was written into the form")
 		assert.Equal(t, 200<<10, g.backend.Stats().LastBodyBytes, "the file arrived whole")
+	})
+	t.Run("an upload fails over to the fallback backend whole", func(t *testing.T) {
+		for _, size := range []int{1000, 200 << 10} {
+			fct, body := audioUpload(t, size, "model", "transcribe-fo")
+			resp, out := post(t, transcriptions, audioKeyAcme, fct, body, "x-fakellm-fail", "503", "x-fakellm-fail-backend", "audio")
+			assert.Equal(t, 200, resp.StatusCode, string(out))
+			assert.Equal(t, "audio2", resp.Header.Get("x-fakellm-backend"), "size %d", size)
+			assert.Equal(t, "gpt-4o-transcribe", resp.Header.Get(fakellm.HeaderReceivedModel))
+			assert.Contains(t, string(out), fmt.Sprintf("Transcribed %d bytes", size))
+		}
 	})
 	t.Run("the backend's own 400 passes through", func(t *testing.T) {
 		var b bytes.Buffer

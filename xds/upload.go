@@ -34,6 +34,25 @@ func uploadRoutes(cfg *config.Config) []*routev3.Route {
 	return rs
 }
 
+// uploadRetries lets the routes that retry (failover chains, picking
+// fallbacks) buffer an upload for its retry: Envoy's router keeps a body
+// for retries only up to the buffer limit of the route it forwards on,
+// which is the virtual host's max_request_body_bytes unless the route says
+// otherwise, so an upload above it would get the first backend's failure
+// instead of the fallback. Raising the limit here lets no body grow:
+// every body was already capped by the route it matched at the stream's
+// start (the catch-all's or an upload route's), before ext_proc routed it.
+func uploadRetries(cfg *config.Config, routes []*routev3.Route) {
+	if cfg.Gateway.MaxUploadBytes <= cfg.Gateway.MaxRequestBodyBytes {
+		return
+	}
+	for _, r := range routes {
+		if r.GetRoute().GetRetryPolicy() != nil {
+			r.RequestBodyBufferLimit = wrapperspb.UInt64(uint64(cfg.Gateway.MaxUploadBytes))
+		}
+	}
+}
+
 // uploadTooLarge is the 413 Envoy answers an upload over
 // gateway.max_upload_bytes, naming that limit; it goes before the
 // general 413 mapper (the first matching mapper wins).
