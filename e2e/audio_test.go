@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -333,4 +334,48 @@ func TestAudioRefusals(t *testing.T) {
 			assert.NotContains(t, logs, s)
 		}
 	})
+}
+
+// TestAudioLargeUpload: with the default caps a file near OpenAI's 25 MiB
+// limit passes through Envoy and ext_proc whole (the JSON cap stays 8 MiB);
+// a file over 25 MiB within the upload cap gets the backend's own 413; a
+// body over the upload cap gets Envoy's 413 naming it.
+func TestAudioLargeUpload(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b := fakellm.New(fakellm.Options{Name: "audio"})
+	srv := &http.Server{Handler: b}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Close() })
+	g := startGateway(t, listeners+fmt.Sprintf(`backends:
+  - name: audio
+    protocol: openai
+    endpoints: [%s]
+models:
+  - name: transcribe
+    backend: audio
+    upstream_model: gpt-4o-transcribe
+`, lis.Addr().String()))
+	for name, tc := range map[string]struct {
+		size   int
+		status int
+		want   string
+	}{
+		"24 MiB file":              {24 << 20, 200, "Transcribed 25165824 bytes of wav audio."},
+		"file over OpenAI's limit": {25<<20 + 100<<10, 413, "Maximum content size limit"},
+		"body over the upload cap": {27 << 20, 413, "upload limit of 27262976 bytes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ct, body := audioUpload(t, tc.size, "model", "transcribe")
+			start := time.Now()
+			resp, err := http.Post(g.gateway+"/v1/audio/transcriptions", ct, bytes.NewReader(body))
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			t.Logf("%s: %d in %s", name, resp.StatusCode, time.Since(start))
+			assert.Equal(t, tc.status, resp.StatusCode, string(out))
+			assert.Contains(t, string(out), tc.want)
+		})
+	}
+	assert.NotContains(t, g.logs.String(), audioMarker)
 }
