@@ -336,7 +336,8 @@ func TestAudioRefusals(t *testing.T) {
 	})
 }
 
-// TestAudioLargeUpload: with the default caps a file near OpenAI's 25 MiB
+// TestAudioLargeUpload: with the default caps and no limits (speech then
+// asks ext_proc for no response phase), a file near OpenAI's 25 MiB
 // limit passes through Envoy and ext_proc whole (the JSON cap stays 8 MiB);
 // a file over 25 MiB within the upload cap gets the backend's own 413; a
 // body over the upload cap gets Envoy's 413 naming it.
@@ -377,5 +378,27 @@ models:
 			assert.Contains(t, string(out), tc.want)
 		})
 	}
+	t.Run("speech streams straight through (no limits: no response phase)", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+"/v1/audio/speech",
+			strings.NewReader(`{"model":"transcribe","input":"Hello from the gateway.","voice":"alloy","response_format":"pcm"}`))
+		require.NoError(t, err)
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set(fakellm.HeaderITL, "300")
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		buf := make([]byte, 1)
+		_, err = io.ReadFull(resp.Body, buf)
+		require.NoError(t, err)
+		first := time.Since(start)
+		rest, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		total := time.Since(start)
+		t.Logf("speech: first byte after %s, whole answer after %s", first, total)
+		assert.Equal(t, 2*int(23*0.02*24000), 1+len(rest))
+		assert.Greater(t, total, 850*time.Millisecond)
+		assert.Less(t, first, total-600*time.Millisecond, "the first chunk reached the client before the fake finished")
+	})
 	assert.NotContains(t, g.logs.String(), audioMarker)
 }
