@@ -15,7 +15,6 @@ import (
 
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
-	"github.com/streamgate/streamgate/extproc/form"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
@@ -79,12 +78,10 @@ type processor struct {
 	pin       string // client's x-streamgate-model-version, read before it is stripped
 	endpoint  endpoint
 	info      requestInfo
-	// form is the multipart body of an upload (audio.go), nil on JSON
-	// endpoints; contentType is the upload's, kept for its boundary.
-	form        *form.Form
-	upload      bool
-	contentType string
-	route       *Route
+	// up is an upload's state (audio.go), nil on JSON endpoints: a
+	// pointer, so JSON requests carry one word for it.
+	up    *upload
+	route *Route
 	// status is the response's HTTP status: Streamgate's own answer
 	// (answered is then set) or the backend's; 0 while unknown.
 	status   int
@@ -188,7 +185,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	}
 	p.endpoint = endpointFor(path)
 	if contract.IsUploadPath(path) {
-		p.upload, p.maxBody, p.contentType = true, max(p.maxUpload, p.maxBody), contentType
+		p.up, p.maxBody = &upload{contentType: contentType}, max(p.maxUpload, p.maxBody)
 	}
 	if err := p.authenticate(authz, apiKey, path); err != nil {
 		return p.fail(err)
@@ -288,7 +285,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(reject(ErrUnknownModel, "The model `%s` is served over gRPC only.", info.Model))
 	}
 	p.route = route
-	if p.form == nil { // shaping edits JSON bodies
+	if p.up == nil { // shaping edits JSON bodies
 		if out, err = route.Shaping.apply(route.Model, out); err != nil {
 			return p.fail(err)
 		}
