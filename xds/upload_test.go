@@ -46,3 +46,14 @@ models:
 	m := uploadTooLarge(cfg)
 	assert.Contains(t, m.GetBodyFormatOverride().GetJsonFormat().GetFields()["error"].GetStructValue().GetFields()["message"].GetStringValue(), "upload limit of 5000 bytes")
 }
+
+// TestUploadCapNeverBelowTheBodyCap: an upload cap set below the JSON body
+// cap gives uploads the body cap (config.Gateway.UploadCap), in Envoy as in
+// ext_proc.
+func TestUploadCapNeverBelowTheBodyCap(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte("gateway: {max_request_body_bytes: 9000, max_upload_bytes: 5000}\nbackends: [{name: a, protocol: openai, endpoints: [\"10.0.0.1:1\"]}]\n"))
+	require.NoError(t, err)
+	for _, r := range uploadRoutes(cfg) {
+		assert.EqualValues(t, 9000, r.GetRequestBodyBufferLimit().GetValue())
+	}
+}
