@@ -57,6 +57,14 @@ func (p *processor) checkUploadType() error {
 	return nil
 }
 
+// noBody is the refusal of a request without a body.
+func (p *processor) noBody() error {
+	if p.up != nil {
+		return reject(ErrNoBody, "The request has no body; send a multipart form with the file and the model.")
+	}
+	return reject(ErrNoBody, "The request has no body; send a JSON object.")
+}
+
 // parseBody reads the fields policy needs: an upload's form, or any other
 // endpoint's JSON (parseRequest).
 func (p *processor) parseBody(body []byte) (requestInfo, error) {

@@ -204,7 +204,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	case method != http.MethodPost:
 		return p.fail(reject(ErrMethod, "Use POST for %s.", path))
 	case h.GetEndOfStream():
-		return p.fail(reject(ErrNoBody, "The request has no body; send a JSON object."))
+		return p.fail(p.noBody())
 	}
 	if err := p.checkUploadType(); err != nil {
 		return p.fail(err)
