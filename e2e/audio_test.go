@@ -203,6 +203,17 @@ func TestAudioSDK(t *testing.T) {
 		assert.Less(t, s.First, s.Total-0.6, "the first chunk reached the client before the fake finished")
 		assert.Equal(t, 2*int(2*0.02*24000), out.SpeechPCM.Bytes)
 	})
+	t.Run("metrics name the audio operations", func(t *testing.T) {
+		body := get(t, g.metrics+"/metrics")
+		for _, op := range []string{"transcription", "translation", "speech"} {
+			assert.Contains(t, body, `gen_ai_operation_name="`+op+`"`)
+		}
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "gen_ai_client_token_usage_count{") && strings.Contains(line, `"transcription"`) && strings.Contains(line, `gen_ai_token_type="output"`) {
+				assert.NotEqual(t, "0", line[strings.LastIndexByte(line, ' ')+1:], line)
+			}
+		}
+	})
 	t.Run("nothing leaks", func(t *testing.T) {
 		waitMetric(t, g.env, "streamgate_reservations_outstanding", 0)
 		logs := g.logs.String()
