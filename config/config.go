@@ -82,8 +82,10 @@ type Gateway struct {
 	// /v1/images/edits), files included, instead of max_request_body_bytes, so files can be
 	// larger than JSON bodies without raising the cap of every endpoint;
 	// larger uploads get 413 (default 26 MiB: OpenAI's 25 MiB file limit
-	// plus the form). Envoy buffers the whole body and the ext_proc reads
-	// it, so each upload in flight holds up to this much memory in each.
+	// plus the form); set below max_request_body_bytes, uploads keep that
+	// cap instead (UploadCap). Envoy buffers the whole body and the
+	// ext_proc reads it, so each upload in flight holds up to this much
+	// memory in each.
 	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
 	// MaxJSONDepth caps how deeply a request body's arrays and objects may
 	// nest; deeper bodies get 400 before any JSON parser sees them
@@ -302,6 +304,11 @@ func (c *Config) Backend(name string) *Backend {
 	}
 	return nil
 }
+
+// UploadCap is the body cap of the upload endpoints: max_upload_bytes, or
+// max_request_body_bytes if that is larger (an upload is never capped
+// below a JSON body). Envoy's upload routes and the ext_proc both read it.
+func (g *Gateway) UploadCap() int64 { return max(g.MaxUploadBytes, g.MaxRequestBodyBytes) }
 
 func (c *Config) applyDefaults() {
 	setString(&c.Gateway.Listen, DefaultGatewayListen)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -43,7 +44,15 @@ var audioConfig = strings.Replace(listeners, "gateway:\n", "gateway:\n  max_requ
   - name: claude
     protocol: anthropic
     endpoints: [%[1]s]
+  - name: audio2
+    protocol: openai
+    endpoints: [%[5]s]
+    credential: {header: authorization, env: SG_E2E_AUDIO_UPSTREAM}
 models:
+  - name: transcribe-fo
+    backend: audio
+    upstream_model: gpt-4o-transcribe
+    fallbacks: [audio2]
   - name: transcribe
     backend: audio
     upstream_model: gpt-4o-transcribe
@@ -79,7 +88,7 @@ limits:
 
 type audioGateway struct {
 	*env
-	backend *fakellm.Server
+	backend, fallback *fakellm.Server
 }
 
 func startAudioGateway(t *testing.T) *audioGateway {
@@ -90,9 +99,15 @@ func startAudioGateway(t *testing.T) *audioGateway {
 	srv := &http.Server{Handler: b}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(func() { srv.Close() })
+	lis2, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b2 := fakellm.New(fakellm.Options{Name: "audio2", APIKey: audioUpstream})
+	srv2 := &http.Server{Handler: b2}
+	go func() { _ = srv2.Serve(lis2) }()
+	t.Cleanup(func() { srv2.Close() })
 	t.Setenv("SG_E2E_AUDIO_UPSTREAM", audioUpstream)
-	cfg := fmt.Sprintf(audioConfig, lis.Addr().String(), auth.HashKey(audioKeyAcme), auth.HashKey(audioKeyGuest), auth.HashKey(audioKeySmall))
-	return &audioGateway{env: startGateway(t, cfg), backend: b}
+	cfg := fmt.Sprintf(audioConfig, lis.Addr().String(), auth.HashKey(audioKeyAcme), auth.HashKey(audioKeyGuest), auth.HashKey(audioKeySmall), lis2.Addr().String())
+	return &audioGateway{env: startGateway(t, cfg), backend: b, fallback: b2}
 }
 
 // runAudioPy runs e2e/py/audio_client.py in mode and decodes its JSON.
@@ -170,6 +185,10 @@ func TestAudioSDK(t *testing.T) {
 	})
 	t.Run("translation and the text format", func(t *testing.T) {
 		assert.Equal(t, "Translated 64000 bytes of wav audio.", out.Translation.Text)
+		line := waitLogLine(t, g.env, func(l map[string]any) bool {
+			return l["endpoint"] == "/v1/audio/translations" && l["status"] == 200.0
+		})
+		assert.Equal(t, 2.0, line["audio_seconds"], "whisper's duration usage reaches the access log")
 		assert.Equal(t, "Transcribed 64000 bytes of wav audio.", strings.TrimSpace(out.TranscriptionText))
 	})
 	t.Run("speech streams chunk by chunk to a file", func(t *testing.T) {
@@ -183,6 +202,17 @@ func TestAudioSDK(t *testing.T) {
 		assert.Greater(t, s.Total, 0.85)
 		assert.Less(t, s.First, s.Total-0.6, "the first chunk reached the client before the fake finished")
 		assert.Equal(t, 2*int(2*0.02*24000), out.SpeechPCM.Bytes)
+	})
+	t.Run("metrics name the audio operations", func(t *testing.T) {
+		body := get(t, g.metrics+"/metrics")
+		for _, op := range []string{"transcription", "translation", "speech"} {
+			assert.Contains(t, body, `gen_ai_operation_name="`+op+`"`)
+		}
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "gen_ai_client_token_usage_count{") && strings.Contains(line, `"transcription"`) && strings.Contains(line, `gen_ai_token_type="output"`) {
+				assert.NotEqual(t, "0", line[strings.LastIndexByte(line, ' ')+1:], line)
+			}
+		}
 	})
 	t.Run("nothing leaks", func(t *testing.T) {
 		waitMetric(t, g.env, "streamgate_reservations_outstanding", 0)
@@ -225,11 +255,14 @@ func TestAudioSDKErrors(t *testing.T) {
 
 func TestAudioRefusals(t *testing.T) {
 	g := startAudioGateway(t)
-	post := func(t *testing.T, path, key, ct string, body []byte) (*http.Response, []byte) {
+	post := func(t *testing.T, path, key, ct string, body []byte, headers ...string) (*http.Response, []byte) {
 		t.Helper()
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+path, bytes.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("content-type", ct)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 		if key != "" {
 			req.Header.Set("authorization", "Bearer "+key)
 		}
@@ -286,6 +319,16 @@ func TestAudioRefusals(t *testing.T) {
 		assert.Equal(t, "gpt-4o-transcribe", g.backend.Stats().LastModel, "the upstream name was written into the form")
 		assert.Equal(t, 200<<10, g.backend.Stats().LastBodyBytes, "the file arrived whole")
 	})
+	t.Run("an upload fails over to the fallback backend whole", func(t *testing.T) {
+		for _, size := range []int{1000, 200 << 10} {
+			fct, body := audioUpload(t, size, "model", "transcribe-fo")
+			resp, out := post(t, transcriptions, audioKeyAcme, fct, body, "x-fakellm-fail", "503", "x-fakellm-fail-backend", "audio")
+			assert.Equal(t, 200, resp.StatusCode, string(out))
+			assert.Equal(t, "audio2", resp.Header.Get("x-fakellm-backend"), "size %d", size)
+			assert.Equal(t, "gpt-4o-transcribe", resp.Header.Get(fakellm.HeaderReceivedModel))
+			assert.Contains(t, string(out), fmt.Sprintf("Transcribed %d bytes", size))
+		}
+	})
 	t.Run("the backend's own 400 passes through", func(t *testing.T) {
 		var b bytes.Buffer
 		w := multipart.NewWriter(&b)
@@ -302,4 +345,71 @@ func TestAudioRefusals(t *testing.T) {
 			assert.NotContains(t, logs, s)
 		}
 	})
+}
+
+// TestAudioLargeUpload: with the default caps and no limits (speech then
+// asks ext_proc for no response phase), a file near OpenAI's 25 MiB
+// limit passes through Envoy and ext_proc whole (the JSON cap stays 8 MiB);
+// a file over 25 MiB within the upload cap gets the backend's own 413; a
+// body over the upload cap gets Envoy's 413 naming it.
+func TestAudioLargeUpload(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b := fakellm.New(fakellm.Options{Name: "audio"})
+	srv := &http.Server{Handler: b}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Close() })
+	g := startGateway(t, listeners+fmt.Sprintf(`backends:
+  - name: audio
+    protocol: openai
+    endpoints: [%s]
+models:
+  - name: transcribe
+    backend: audio
+    upstream_model: gpt-4o-transcribe
+`, lis.Addr().String()))
+	for name, tc := range map[string]struct {
+		size   int
+		status int
+		want   string
+	}{
+		"24 MiB file":              {24 << 20, 200, "Transcribed 25165824 bytes of wav audio."},
+		"file over OpenAI's limit": {25<<20 + 100<<10, 413, "Maximum content size limit"},
+		"body over the upload cap": {27 << 20, 413, "upload limit of 27262976 bytes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ct, body := audioUpload(t, tc.size, "model", "transcribe")
+			start := time.Now()
+			resp, err := http.Post(g.gateway+"/v1/audio/transcriptions", ct, bytes.NewReader(body))
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			t.Logf("%s: %d in %s", name, resp.StatusCode, time.Since(start))
+			assert.Equal(t, tc.status, resp.StatusCode, string(out))
+			assert.Contains(t, string(out), tc.want)
+		})
+	}
+	t.Run("speech streams straight through (no limits: no response phase)", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+"/v1/audio/speech",
+			strings.NewReader(`{"model":"transcribe","input":"Hello from the gateway.","voice":"alloy","response_format":"pcm"}`))
+		require.NoError(t, err)
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set(fakellm.HeaderITL, "300")
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		buf := make([]byte, 1)
+		_, err = io.ReadFull(resp.Body, buf)
+		require.NoError(t, err)
+		first := time.Since(start)
+		rest, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		total := time.Since(start)
+		t.Logf("speech: first byte after %s, whole answer after %s", first, total)
+		assert.Equal(t, 2*int(23*0.02*24000), 1+len(rest))
+		assert.Greater(t, total, 850*time.Millisecond)
+		assert.Less(t, first, total-600*time.Millisecond, "the first chunk reached the client before the fake finished")
+	})
+	assert.NotContains(t, g.logs.String(), audioMarker)
 }

@@ -34,6 +34,13 @@ import (
 // Only OpenAI-protocol backends serve these (vLLM serves transcriptions
 // and translations); the others refuse them as unsupported_by_backend.
 
+// upload is the state of an upload request: its content type (for the
+// boundary), then its form once the body is read.
+type upload struct {
+	contentType string
+	form        *form.Form
+}
+
 // maxUploadField caps one text field of an upload form; OpenAI's prompt
 // field is a few hundred tokens.
 const maxUploadField = 64 << 10
@@ -41,22 +48,30 @@ const maxUploadField = 64 << 10
 // checkUploadType refuses an upload whose content type is not
 // multipart/form-data with a boundary before Envoy sends its body.
 func (p *processor) checkUploadType() error {
-	if !p.upload {
+	if p.up == nil {
 		return nil
 	}
-	if _, err := form.Boundary(p.contentType); err != nil {
+	if _, err := form.Boundary(p.up.contentType); err != nil {
 		return reject(ErrBadForm, "The request must be multipart/form-data with a boundary (Content-Type), carrying the file and the model.")
 	}
 	return nil
 }
 
+// noBody is the refusal of a request without a body.
+func (p *processor) noBody() error {
+	if p.up != nil {
+		return reject(ErrNoBody, "The request has no body; send a multipart form with the file and the model.")
+	}
+	return reject(ErrNoBody, "The request has no body; send a JSON object.")
+}
+
 // parseBody reads the fields policy needs: an upload's form, or any other
 // endpoint's JSON (parseRequest).
 func (p *processor) parseBody(body []byte) (requestInfo, error) {
-	if !p.upload {
+	if p.up == nil {
 		return parseRequest(body, p.routes.bodyPolicy())
 	}
-	f, err := form.Read(p.contentType, body, form.Limits{ValueBytes: maxUploadField})
+	f, err := form.Read(p.up.contentType, body, form.Limits{ValueBytes: maxUploadField})
 	if err != nil {
 		return requestInfo{}, formError(err)
 	}
@@ -71,7 +86,7 @@ func (p *processor) parseBody(body []byte) (requestInfo, error) {
 			return requestInfo{}, reject(ErrBadForm, "The stream parameter must be a boolean.")
 		}
 	}
-	p.form = f
+	p.up.form = f
 	return info, nil
 }
 
@@ -96,10 +111,10 @@ func formError(err error) error {
 // rewriteModel writes the upstream model name into the body: in the form's
 // model field for an upload, else in the JSON at (rewriteModelAt).
 func (p *processor) rewriteModel(body []byte, at span, model string) ([]byte, error) {
-	if p.form == nil {
+	if p.up == nil {
 		return rewriteModelAt(body, at, model)
 	}
-	out, err := form.RewriteModel(p.form, body, model)
+	out, err := form.RewriteModel(p.up.form, body, model)
 	if err != nil {
 		return nil, reject(ErrBadForm, "The multipart body is malformed; send multipart/form-data with the file and the model.")
 	}
@@ -110,10 +125,10 @@ func (p *processor) rewriteModel(body []byte, at span, model string) ([]byte, er
 // prompt field (the audio itself is not counted before the backend
 // reports it), any other body's by tokens.EstimateRequest.
 func (p *processor) estimate(body []byte, c *tokens.Counter, b *tokens.Budget) tokens.Estimate {
-	if p.form == nil {
+	if p.up == nil {
 		return tokens.EstimateRequest(body, c, b)
 	}
-	prompt, _ := p.form.Value("prompt")
+	prompt, _ := p.up.form.Value("prompt")
 	return tokens.Estimate{Input: int64(c.Count(prompt, b))}
 }
 

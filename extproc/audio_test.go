@@ -112,6 +112,20 @@ func TestUploadCapOnlyOnUploads(t *testing.T) {
 	assert.Nil(t, r.GetImmediateResponse(), "an upload may exceed the body cap up to max_upload_bytes")
 }
 
+func TestSpeechReadsNoResponseUnlessASlotNeedsItsEnd(t *testing.T) {
+	assert.Equal(t, readNone, speechRead(nil))
+	assert.Equal(t, readNone, speechRead(&Limits{}))
+	assert.Equal(t, readBody, speechRead(&Limits{capsConcurrency: true}))
+}
+
+func TestUploadWithoutBody(t *testing.T) {
+	p := uploadProcessor(t)
+	r := p.handle(reqHeaders("POST", "/v1/audio/transcriptions", true, "content-type", "multipart/form-data; boundary=x"))
+	status, body := immediateStatus(t, r)
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Contains(t, body["error"].(map[string]any)["message"], "multipart form")
+}
+
 func TestSpeechRoutesAndPassesTheAudio(t *testing.T) {
 	p := uploadProcessor(t)
 	hr := p.handle(reqHeaders("POST", "/v1/audio/speech", false, "content-type", "application/json"))

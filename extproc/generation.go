@@ -43,7 +43,7 @@ type generation struct {
 func (g *generation) withConfig(cfg *config.Config, routes *Routes, a *auth.Authenticator, lim *Limits) *generation {
 	n := *g
 	n.routes, n.maxBody, n.auth, n.limits = routes, cfg.Gateway.MaxRequestBodyBytes, a, lim
-	n.maxUpload = cfg.Gateway.MaxUploadBytes
+	n.maxUpload = cfg.Gateway.UploadCap()
 	n.tel, n.envoyReads = NewTelemetry(cfg), cfg.HandsUsageToEnvoy(g.servesListener)
 	n.pickPolicy = pickPolicyOf(cfg)
 	return &n

@@ -42,7 +42,7 @@ func isImages(e endpoint) bool {
 // any upload), the JSON of a generation that parseRequest accepted. Cost:
 // one scan of the top-level keys, or of the form's text fields.
 func (p *processor) readImageRequest(body []byte) (imageRequest, error) {
-	if p.form != nil {
+	if p.up != nil && p.up.form != nil {
 		return p.readImageForm()
 	}
 	var r imageRequest
@@ -63,9 +63,9 @@ func (p *processor) readImageRequest(body []byte) (imageRequest, error) {
 // OpenAI SDKs send n as its decimal text).
 func (p *processor) readImageForm() (imageRequest, error) {
 	var r imageRequest
-	r.size, _ = p.form.Value("size")
-	r.quality, _ = p.form.Value("quality")
-	if v, ok := p.form.Value("n"); ok {
+	r.size, _ = p.up.form.Value("size")
+	r.quality, _ = p.up.form.Value("quality")
+	if v, ok := p.up.form.Value("n"); ok {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 || n > MaxN {
 			return imageRequest{}, reject(ErrBadForm, "The n parameter must be an integer from 1 to %d.", MaxN)

@@ -178,7 +178,7 @@ func (p *processor) planRequestHeaders() {
 // edit, the stream's deltas are counted instead.
 func (p *processor) askUsage(body []byte) ([]byte, bool) {
 	needs := p.plan.usage || p.lim != nil && p.lim.res != nil && p.lim.res.NeedsUsage()
-	if !needs || !p.info.Stream || !generates(p.endpoint) || p.endpoint == endpointMessages || p.endpoint == endpointResponses || p.form != nil {
+	if !needs || !p.info.Stream || !generates(p.endpoint) || p.endpoint == endpointMessages || p.endpoint == endpointResponses || p.up != nil {
 		return body, false
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Bool() {

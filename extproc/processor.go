@@ -15,7 +15,6 @@ import (
 
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
-	"github.com/streamgate/streamgate/extproc/form"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
@@ -85,12 +84,10 @@ type processor struct {
 	endpoint  endpoint
 	info      requestInfo
 	img       imageRequest // an Images API request's size and quality (images.go)
-	// form is the multipart body of an upload (audio.go), nil on JSON
-	// endpoints; contentType is the upload's, kept for its boundary.
-	form        *form.Form
-	upload      bool
-	contentType string
-	route       *Route
+	// up is an upload's state (audio.go), nil on JSON endpoints: a
+	// pointer, so JSON requests carry one word for it.
+	up    *upload
+	route *Route
 	// status is the response's HTTP status: Streamgate's own answer
 	// (answered is then set) or the backend's; 0 while unknown.
 	status   int
@@ -195,7 +192,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	}
 	p.endpoint = endpointFor(path)
 	if contract.IsUploadPath(path) {
-		p.upload, p.maxBody, p.contentType = true, max(p.maxUpload, p.maxBody), contentType
+		p.up, p.maxBody = &upload{contentType: contentType}, max(p.maxUpload, p.maxBody)
 	}
 	if err := p.authenticate(authz, apiKey, path); err != nil {
 		return p.fail(err)
@@ -214,7 +211,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	case method != http.MethodPost:
 		return p.fail(reject(ErrMethod, "Use POST for %s.", path))
 	case h.GetEndOfStream():
-		return p.fail(reject(ErrNoBody, "The request has no body; send a JSON object."))
+		return p.fail(p.noBody())
 	}
 	if err := p.checkUploadType(); err != nil {
 		return p.fail(err)
@@ -308,7 +305,7 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 		return p.fail(err)
 	}
 	p.route = route
-	if p.form == nil { // shaping edits JSON bodies
+	if p.up == nil { // shaping edits JSON bodies
 		if out, err = route.Shaping.apply(route.Model, out); err != nil {
 			return p.fail(err)
 		}

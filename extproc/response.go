@@ -63,6 +63,15 @@ func (m *meter) usage() (tokens.Usage, bool, string) {
 	return tokens.Usage{}, false, ""
 }
 
+// audioSeconds is the input audio's length an Audio API answer reported
+// as its usage (whisper-1's duration), or 0.
+func (m *meter) audioSeconds() float64 {
+	if m.body != nil {
+		return m.body.Seconds()
+	}
+	return 0
+}
+
 // onResponseHeaders notes the backend's status and completes the plan
 // (planBody): the meter, and the body mode Envoy gets (plan.mode). A
 // response without a body is settled and complete at once. A translated

@@ -176,6 +176,9 @@ func (p *processor) observeBody(b []byte, end bool, resp *extprocsvcv3.Processin
 	if r.ResponseModel != "" {
 		f[contract.MetaResponseModel] = structpb.NewStringValue(r.ResponseModel)
 	}
+	if s := p.meter.audioSeconds(); s > 0 {
+		f[contract.MetaAudioSeconds] = structpb.NewNumberValue(s)
+	}
 	resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{
 		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: f}),
 	}}

@@ -42,6 +42,7 @@ var accessLogFields = map[string]any{
 	"cost_usd":         meta(contract.MetaCostUSD),
 	"images":           meta(contract.MetaImages),
 	"ttft_ms":          meta(contract.MetaTTFTMS),
+	"audio_seconds":    meta(contract.MetaAudioSeconds),
 	"response_model":   meta(contract.MetaResponseModel),
 	"queue_wait_ms":    meta(contract.MetaQueueWaitMS),
 	"limit_decision":   meta(contract.MetaLimitDecision),

@@ -232,6 +232,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 		}
 		routes = append(routes, r)
 	}
+	uploadRetries(cfg, routes)
 	routes = append(routes, uploadRoutes(cfg)...)
 	// The catch-all must be a real route, not a direct response: Envoy
 	// takes the request body buffer limit from the route matched when the

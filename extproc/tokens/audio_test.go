@@ -25,6 +25,28 @@ func TestParseUsageReadsAudioUsage(t *testing.T) {
 	}
 }
 
+func TestBodyMeterReadsAudioSeconds(t *testing.T) {
+	for name, tc := range map[string]struct {
+		body    string
+		seconds float64
+		found   bool
+	}{
+		"duration":        {`{"text":"hi","usage":{"type":"duration","seconds":9.5}}`, 9.5, false},
+		"tokens":          {`{"text":"hi","usage":{"type":"tokens","input_tokens":1,"output_tokens":2}}`, 0, true},
+		"negative":        {`{"text":"hi","usage":{"type":"duration","seconds":-1}}`, 0, false},
+		"seconds as text": {`{"text":"hi","usage":{"type":"duration","seconds":"9"}}`, 0, false},
+		"no usage":        {`{"text":"hi"}`, 0, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var m BodyMeter
+			m.Feed([]byte(tc.body), true)
+			_, found := m.Usage()
+			assert.Equal(t, tc.found, found)
+			assert.Equal(t, tc.seconds, m.Seconds())
+		})
+	}
+}
+
 // TestStreamMeterReadsTranscriptUsage: a streamed transcription's usage
 // comes in its transcript.text.done event, which passes untouched.
 func TestStreamMeterReadsTranscriptUsage(t *testing.T) {

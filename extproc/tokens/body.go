@@ -71,9 +71,10 @@ type BodyMeter struct {
 	images          Images
 	typ             string // the type member (Images mode)
 
-	usage Usage
-	found bool
-	model string
+	usage   Usage
+	found   bool
+	seconds float64
+	model   string
 }
 
 // Model returns the body's top-level model string, or "".
@@ -81,6 +82,10 @@ func (m *BodyMeter) Model() string { return m.model }
 
 // Usage returns the usage the body reported, or ok false.
 func (m *BodyMeter) Usage() (Usage, bool) { return m.usage, m.found }
+
+// Seconds returns the input audio's length an Audio API answer reported
+// instead of tokens (AudioSeconds), or 0.
+func (m *BodyMeter) Seconds() float64 { return m.seconds }
 
 // Ended reports whether Feed has seen the end of the body.
 func (m *BodyMeter) Ended() bool { return m.ended }
@@ -98,7 +103,10 @@ func (m *BodyMeter) Feed(chunk []byte, end bool) {
 		if m.Responses || m.Images {
 			parse = ParseResponsesUsage
 		}
-		m.usage, m.found = parse(gjson.ParseBytes(m.values[memberUsage]))
+		u := gjson.ParseBytes(m.values[memberUsage])
+		if m.usage, m.found = parse(u); !m.found {
+			m.seconds, _ = AudioSeconds(u)
+		}
 	}
 	if v := m.values[memberModel]; m.complete[memberModel] {
 		if r := gjson.ParseBytes(v); r.Type == gjson.String {

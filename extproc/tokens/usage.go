@@ -41,6 +41,20 @@ func ParseUsage(v gjson.Result) (Usage, bool) {
 	return Usage{Input: p.Int(), Output: c.Int()}, true
 }
 
+// AudioSeconds reads the OpenAI Audio API's duration usage, {"type":
+// "duration", "seconds": N} (whisper-1): the input audio's length, which
+// counts no tokens. ok is false for any other value.
+func AudioSeconds(v gjson.Result) (float64, bool) {
+	if !v.IsObject() || v.Get("type").Str != "duration" {
+		return 0, false
+	}
+	s := v.Get("seconds")
+	if s.Type != gjson.Number || s.Float() < 0 {
+		return 0, false
+	}
+	return s.Float(), true
+}
+
 // ParseResponsesUsage reads an OpenAI Responses API usage object
 // (input_tokens, output_tokens). ok is false when v is not such an object.
 func ParseResponsesUsage(v gjson.Result) (Usage, bool) {

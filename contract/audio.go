@@ -16,3 +16,9 @@ func IsUploadPath(path string) bool {
 	}
 	return false
 }
+
+// MetaAudioSeconds is the dynamic metadata key (under MetadataNamespace)
+// of the input audio's length an Audio API answer reported instead of
+// tokens (whisper-1's {"type": "duration", "seconds"}); the access log's
+// audio_seconds.
+const MetaAudioSeconds = "audio_seconds"
