@@ -33,7 +33,7 @@ const (
 // per-image prices, uploads capped at 1 MiB; tenants: acme may use the image endpoints under a
 // token rate its long prompts exceed, chat may not, rpm has one request a
 // minute.
-var imagesConfig = strings.Replace(listeners, "gateway:\n", "gateway:\n  max_upload_bytes: 1048576\n", 1) + `backends:
+var imagesConfig = strings.Replace(listeners, "gateway:\n", "gateway:\n  max_request_body_bytes: 524288\n  max_upload_bytes: 1048576\n", 1) + `backends:
   - name: oai
     protocol: openai
     endpoints: [{{.BackendA}}]

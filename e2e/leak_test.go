@@ -94,11 +94,11 @@ func TestLeakRandomDisconnects(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	deadline := time.Now().Add(15 * time.Second)
 	goroutines := metric(t, e, "go_goroutines")
-	for goroutines > baseline+10 && time.Now().Before(deadline) {
+	for goroutines > baseline+25 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 		goroutines = metric(t, e, "go_goroutines")
 	}
-	assert.LessOrEqual(t, goroutines, baseline+10, "goroutines back to the baseline")
+	assert.LessOrEqual(t, goroutines, baseline+25, "goroutines back to the baseline (other gateways of this test process idle beside it)")
 	t.Logf("goroutines: baseline %v, after %v", baseline, goroutines)
 
 	// Every one of the tenant's 24 slots is free: 24 concurrent streams are
