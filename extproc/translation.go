@@ -2,11 +2,13 @@ package extproc
 
 import (
 	"errors"
+	"fmt"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/credential"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
 
@@ -100,6 +102,16 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	}
 	for _, h := range req.Headers {
 		set = append(set, header(h[0], h[1]))
+	}
+	if s, ok := p.auth.Signer(route.Backend); ok {
+		signed, err := s.Sign(p.ctx, req.Path, req.Body)
+		if err != nil {
+			// The log gets the cause (never a secret); the client the vetted message.
+			return p.fail(fmt.Errorf("%w: %v", reject(credential.ErrUnavailable, "The gateway could not obtain credentials for the model backend."), err))
+		}
+		for _, h := range signed {
+			set = append(set, header(h[0], h[1]))
+		}
 	}
 	if route.Shaping != nil {
 		set = append(set, route.Shaping.headers...)

@@ -103,6 +103,8 @@ func failoverRoute(cfg *config.Config, chain []string) (*routev3.Route, error) {
 		return nil, err
 	}
 	r := backendRoute(cfg, contract.FailoverCluster(chain))
+	// The config allows a chain only of backends signed alike (one host).
+	rewriteHost(r, cfg.Backend(chain[0]))
 	r.GetRoute().RetryPolicy = retry
 	return r, nil
 }

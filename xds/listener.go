@@ -172,6 +172,17 @@ func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
 	}
 }
 
+// rewriteHost sends b's requests with the Host header their signature
+// covers (a bedrock backend's aws host); other backends get the client's.
+func rewriteHost(r *routev3.Route, b *config.Backend) {
+	if b == nil {
+		return
+	}
+	if h := b.UpstreamHost(); h != "" {
+		r.GetRoute().HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: h}
+	}
+}
+
 // responseHeadersToAdd tells the client which model version served it
 // (ext_proc put the chosen version on the request) and, with limits on,
 // where it stands against them.
@@ -198,6 +209,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
 	for _, b := range sortedBackends(cfg) {
 		r := backendRoute(cfg, b.Name)
+		rewriteHost(r, &b)
 		if err := applyPickingRoute(r, &b); err != nil {
 			return nil, err
 		}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/credential"
 )
 
 // Sentinel kinds of failure; match with errors.Is.
@@ -84,6 +85,7 @@ type Authenticator struct {
 	keys         map[[sha256.Size]byte]*apiKey
 	issuers      map[string]*issuer
 	upstream     map[string]UpstreamHeader
+	signers      map[string]credential.Signer
 	now          func() time.Time
 	verified     tokenCache
 }
@@ -115,6 +117,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Authenticator,
 		return nil, err
 	}
 	a.upstream = up
+	if a.signers, err = loadSigners(ctx, cfg.Backends, opts.Log); err != nil {
+		return nil, err
+	}
 	if cfg.Auth == nil {
 		return a, nil
 	}

@@ -64,6 +64,7 @@ const (
 	ProtocolAnthropic Protocol = "anthropic"
 	ProtocolOllama    Protocol = "ollama"
 	ProtocolKServe    Protocol = "kserve-v2"
+	ProtocolBedrock   Protocol = "bedrock"
 )
 
 // Native reports whether a backend of protocol p serves client API c as is,
@@ -83,10 +84,12 @@ func Native(c Client, p Protocol) bool {
 func Supported(c Client, p Protocol) bool {
 	switch c {
 	case ClientChat:
-		return p == ProtocolAnthropic || p == ProtocolOllama
+		return p == ProtocolAnthropic || p == ProtocolOllama || p == ProtocolBedrock
 	case ClientCompletions:
 		return p == ProtocolKServe
-	case ClientMessages, ClientResponses:
+	case ClientMessages:
+		return p == ProtocolOpenAI || p == ProtocolBedrock
+	case ClientResponses:
 		return p == ProtocolOpenAI
 	}
 	return false
@@ -102,6 +105,9 @@ type Options struct {
 	// Now stamps the "created" field of translated OpenAI objects; nil
 	// means time.Now.
 	Now func() time.Time
+	// NewID makes the ids of answers whose backend sends none (Bedrock);
+	// nil means random hex.
+	NewID func() string
 }
 
 func (o Options) now() time.Time {
@@ -192,6 +198,10 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToOllama{opts: opts}, nil
 	case c == ClientCompletions && p == ProtocolKServe:
 		return &completionsToKServe{opts: opts}, nil
+	case c == ClientChat && p == ProtocolBedrock:
+		return &chatToBedrock{inner: chatToMessages{opts: opts}}, nil
+	case c == ClientMessages && p == ProtocolBedrock:
+		return &messagesToBedrock{opts: opts}, nil
 	}
 	return nil, fmt.Errorf("cannot translate %s to the %s protocol: %w", c, p, ErrNoTranslation)
 }
