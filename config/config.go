@@ -194,6 +194,9 @@ type Backend struct {
 	// AWS signs every request to a bedrock backend with SigV4 (required
 	// for that protocol, refused for the others).
 	AWS *AWS `yaml:"aws"`
+	// Azure makes an openai backend an Azure OpenAI resource: deployment
+	// paths, api-version, api-key or Entra ID tokens.
+	Azure *Azure `yaml:"azure"`
 	// GRPCMethods are the gRPC methods of inference.GRPCInferenceService a
 	// kserve-v2-grpc backend accepts beyond the default inference and
 	// metadata ones (GRPCDefaultMethods), e.g. RepositoryModelLoad; names

@@ -228,6 +228,7 @@ func (v *validator) validate(c *Config) {
 		v.validateBackendKnobs(i, &b)
 		v.validateCredential(p, &c.Backends[i])
 		v.validateProvider(p, &c.Backends[i])
+		v.validateAzure(p, &c.Backends[i])
 	}
 	models := map[string]int{}
 	for i, m := range c.Models {
@@ -289,7 +290,7 @@ func sameCredential(a, b *Backend) bool {
 	if a == nil || b == nil {
 		return true
 	}
-	if !sameAWS(a, b) {
+	if !sameAWS(a, b) || !sameAzure(a, b) {
 		return false
 	}
 	if a.Credential == nil || b.Credential == nil {

@@ -74,3 +74,98 @@ func sameAWS(a, b *Backend) bool {
 	return x.Region == y.Region && x.SigningHost() == y.SigningHost() && x.Profile == y.Profile &&
 		slices.Equal(x.ConfigFiles, y.ConfigFiles) && slices.Equal(x.CredentialsFiles, y.CredentialsFiles)
 }
+
+// DefaultEntraScope is the OAuth2 scope of Azure OpenAI bearer tokens.
+const DefaultEntraScope = "https://cognitiveservices.azure.com/.default"
+
+// Azure makes an openai backend an Azure OpenAI resource: requests go to
+// the deployment named by the model's upstream_model,
+// /openai/deployments/{deployment}/chat/completions?api-version=..., with
+// the resource's api-key (credential with header api-key) or a Microsoft
+// Entra ID bearer token (entra).
+type Azure struct {
+	// APIVersion is the api-version query parameter of every request,
+	// e.g. 2024-10-21 (required).
+	APIVersion string `yaml:"api_version"`
+	// Entra, when set, authorizes requests with bearer tokens of an Entra
+	// ID application (client credentials flow), cached and refreshed
+	// before they expire; leave credential unset then.
+	Entra *Entra `yaml:"entra"`
+}
+
+// Entra is an Entra ID (Azure AD) application the gateway gets tokens as.
+type Entra struct {
+	// TenantID is the directory (tenant) id; it names the token endpoint.
+	TenantID string `yaml:"tenant_id"`
+	// ClientID is the application (client) id.
+	ClientID string `yaml:"client_id"`
+	// ClientSecretEnv names the environment variable holding the client
+	// secret.
+	ClientSecretEnv string `yaml:"client_secret_env"`
+	// ClientSecretFile is a file holding the client secret.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// TokenURL overrides the token endpoint; empty means
+	// https://login.microsoftonline.com/TENANT_ID/oauth2/v2.0/token.
+	TokenURL string `yaml:"token_url"`
+	// Scope is the scope asked for; empty means
+	// https://cognitiveservices.azure.com/.default.
+	Scope string `yaml:"scope"`
+}
+
+// Endpoint is the token endpoint.
+func (e *Entra) Endpoint() string {
+	if e.TokenURL != "" {
+		return e.TokenURL
+	}
+	return "https://login.microsoftonline.com/" + e.TenantID + "/oauth2/v2.0/token"
+}
+
+// Scopes are the scopes asked for.
+func (e *Entra) Scopes() []string {
+	if e.Scope != "" {
+		return []string{e.Scope}
+	}
+	return []string{DefaultEntraScope}
+}
+
+// validateAzure checks backend b's azure block at p.
+func (v *validator) validateAzure(p string, b *Backend) {
+	a := b.Azure
+	if a == nil {
+		return
+	}
+	if b.Protocol != ProtocolOpenAI {
+		v.at(p+".azure", "backend %q: azure applies to the openai protocol only, not %s", b.Name, b.Protocol)
+	}
+	if a.APIVersion == "" {
+		v.at(p+".azure.api_version", "backend %q: azure.api_version is required (e.g. 2024-10-21)", b.Name)
+	}
+	if b.ResponsesAPI {
+		v.at(p+".responses_api", "backend %q: responses_api is not supported on Azure OpenAI backends", b.Name)
+	}
+	e := a.Entra
+	if e == nil {
+		return
+	}
+	if b.Credential != nil {
+		v.at(p+".credential", "backend %q: use either credential (api-key) or azure.entra, not both", b.Name)
+	}
+	if e.ClientID == "" || (e.TenantID == "" && e.TokenURL == "") {
+		v.at(p+".azure.entra", "backend %q: azure.entra needs client_id and tenant_id (or token_url)", b.Name)
+	}
+	if (e.ClientSecretEnv == "") == (e.ClientSecretFile == "") {
+		v.at(p+".azure.entra", "backend %q: azure.entra needs exactly one of client_secret_env or client_secret_file", b.Name)
+	}
+}
+
+// sameAzure reports whether two backends take the same Azure settings: the
+// deployment path and token are chosen once, for the version's backend.
+func sameAzure(a, b *Backend) bool {
+	if a.Azure == nil || b.Azure == nil {
+		return a.Azure == nil && b.Azure == nil
+	}
+	if a.Azure.APIVersion != b.Azure.APIVersion || (a.Azure.Entra == nil) != (b.Azure.Entra == nil) {
+		return false
+	}
+	return a.Azure.Entra == nil || *a.Azure.Entra == *b.Azure.Entra
+}

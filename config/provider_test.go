@@ -79,3 +79,58 @@ models: [{name: m, backend: a, fallbacks: [b]}]
 		})
 	}
 }
+
+func TestAzureBackend(t *testing.T) {
+	src := `backends:
+  - name: az
+    protocol: openai
+    endpoints: [res.openai.azure.com:443]
+    tls: {}
+    credential: {header: api-key, env: AZURE_KEY}
+    azure: {api_version: 2024-10-21}
+  - name: az-entra
+    protocol: openai
+    endpoints: [res.openai.azure.com:443]
+    tls: {}
+    azure: {api_version: 2024-10-21, entra: {tenant_id: t1, client_id: c1, client_secret_file: /run/secret}}
+models:
+  - {name: m, backend: az, upstream_model: gpt-4o-prod}
+`
+	cfg, err := Parse("azure.yaml", []byte(src))
+	require.NoError(t, err)
+	e := cfg.Backend("az-entra").Azure.Entra
+	assert.Equal(t, "https://login.microsoftonline.com/t1/oauth2/v2.0/token", e.Endpoint())
+	assert.Equal(t, []string{DefaultEntraScope}, e.Scopes())
+}
+
+func TestAzureProblems(t *testing.T) {
+	for name, tc := range map[string]struct{ src, want string }{
+		"no api version": {`backends:
+  - {name: az, protocol: openai, endpoints: ["h:443"], azure: {}}
+models: [{name: m, backend: az}]
+`, "azure.api_version is required"},
+		"on anthropic": {`backends:
+  - {name: az, protocol: anthropic, endpoints: ["h:443"], azure: {api_version: v}}
+models: [{name: m, backend: az}]
+`, "azure applies to the openai protocol only"},
+		"key and entra": {`backends:
+  - {name: az, protocol: openai, endpoints: ["h:443"], credential: {header: api-key, env: K}, azure: {api_version: v, entra: {tenant_id: t, client_id: c, client_secret_env: S}}}
+models: [{name: m, backend: az}]
+`, "either credential (api-key) or azure.entra"},
+		"entra without secret": {`backends:
+  - {name: az, protocol: openai, endpoints: ["h:443"], azure: {api_version: v, entra: {tenant_id: t, client_id: c}}}
+models: [{name: m, backend: az}]
+`, "exactly one of client_secret_env or client_secret_file"},
+		"fallback from azure to plain openai": {`backends:
+  - {name: az, protocol: openai, endpoints: ["h:443"], azure: {api_version: v}}
+  - {name: o, protocol: openai, endpoints: ["h:443"]}
+models: [{name: m, backend: az, fallbacks: [o]}]
+`, "different upstream credential"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse("azure.yaml", []byte(tc.src))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}

@@ -32,6 +32,9 @@ type Route struct {
 	// NativeResponses: every backend of the failover chain serves the
 	// Responses API itself (responses_api), so /v1/responses passes through.
 	NativeResponses bool
+	// AzureAPIVersion is set for an Azure OpenAI backend: requests go to
+	// its deployment paths with this api-version (azure.go).
+	AzureAPIVersion string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -75,6 +78,9 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 				GRPCMethods: grpcExtraMethods(cfg, chain)}
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol, route.QueryParams = b.Protocol, b.QueryParams
+				if b.Azure != nil {
+					route.AzureAPIVersion = b.Azure.APIVersion
+				}
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)
 			r.noteClusters(route.Cluster, chain)

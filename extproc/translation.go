@@ -2,13 +2,11 @@ package extproc
 
 import (
 	"errors"
-	"fmt"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/streamgate/streamgate/config"
-	"github.com/streamgate/streamgate/extproc/credential"
 	"github.com/streamgate/streamgate/extproc/translate"
 )
 
@@ -96,22 +94,20 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	}
 	p.tx = &translation{tr: tr, stream: req.Stream}
 	p.planResponse()
-	set = append(set, header(":path", req.Path), header("content-length", itoa(len(req.Body))))
+	path := req.Path
+	if route.AzureAPIVersion != "" {
+		path = azurePath(path, route)
+	}
+	set = append(set, header(":path", path), header("content-length", itoa(len(req.Body))))
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		set = append(set, header(h.Name, h.Value))
 	}
 	for _, h := range req.Headers {
 		set = append(set, header(h[0], h[1]))
 	}
-	if s, ok := p.auth.Signer(route.Backend); ok {
-		signed, err := s.Sign(p.ctx, req.Path, req.Body)
-		if err != nil {
-			// The log gets the cause (never a secret); the client the vetted message.
-			return p.fail(fmt.Errorf("%w: %v", reject(credential.ErrUnavailable, "The gateway could not obtain credentials for the model backend."), err))
-		}
-		for _, h := range signed {
-			set = append(set, header(h[0], h[1]))
-		}
+	set, refused := p.signUpstream(set, route, path, req.Body)
+	if refused != nil {
+		return refused
 	}
 	if route.Shaping != nil {
 		set = append(set, route.Shaping.headers...)

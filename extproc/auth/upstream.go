@@ -62,10 +62,19 @@ func (a *Authenticator) Upstream(backend string) (UpstreamHeader, bool) {
 }
 
 // loadSigners builds the signer of every backend whose requests are signed
-// per request (bedrock: SigV4) and starts fetching their credentials.
+// per request (bedrock: SigV4; Azure OpenAI with Entra ID: a bearer token)
+// and starts fetching their AWS credentials.
 func loadSigners(ctx context.Context, backends []config.Backend, log *slog.Logger) (map[string]credential.Signer, error) {
 	out := map[string]credential.Signer{}
 	for _, b := range backends {
+		if b.Azure != nil && b.Azure.Entra != nil {
+			s, err := credential.NewEntra(ctx, b.Azure.Entra)
+			if err != nil {
+				return nil, fmt.Errorf("cannot set up Entra ID tokens for backend %q: %w", b.Name, err)
+			}
+			out[b.Name] = s
+			continue
+		}
 		if b.Protocol != config.ProtocolBedrock || b.AWS == nil {
 			continue
 		}
