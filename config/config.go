@@ -197,6 +197,9 @@ type Backend struct {
 	// Azure makes an openai backend an Azure OpenAI resource: deployment
 	// paths, api-version, api-key or Entra ID tokens.
 	Azure *Azure `yaml:"azure"`
+	// OpenAI sets the OpenAI-Organization and OpenAI-Project headers of
+	// an OpenAI platform backend.
+	OpenAI *OpenAI `yaml:"openai"`
 	// GRPCMethods are the gRPC methods of inference.GRPCInferenceService a
 	// kserve-v2-grpc backend accepts beyond the default inference and
 	// metadata ones (GRPCDefaultMethods), e.g. RepositoryModelLoad; names

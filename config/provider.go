@@ -1,6 +1,9 @@
 package config
 
-import "slices"
+import (
+	"net"
+	"slices"
+)
 
 // ProtocolBedrock is the AWS Bedrock Runtime Converse API
 // (/model/{modelId}/converse and /converse-stream); requests are signed
@@ -41,12 +44,44 @@ func (a *AWS) SigningHost() string {
 }
 
 // UpstreamHost is the Host header Envoy must send to b: the signed host
-// of a bedrock backend, empty (the client's) for the others.
+// of a bedrock backend; the server name of a TLS backend named by DNS
+// (tls.sni, else the first endpoint's host), which hosted APIs such as
+// api.openai.com route on; empty (the client's Host) for the others.
 func (b *Backend) UpstreamHost() string {
 	if b.AWS != nil && b.Protocol == ProtocolBedrock {
 		return b.AWS.SigningHost()
 	}
+	if b.TLS != nil {
+		if name := b.ServerName(); name != "" && net.ParseIP(name) == nil {
+			return name
+		}
+	}
 	return ""
+}
+
+// OpenAI holds the settings of the OpenAI platform (api.openai.com) an
+// openai backend sends with every request.
+type OpenAI struct {
+	// Organization is sent as the OpenAI-Organization header: the
+	// organization the requests are billed to.
+	Organization string `yaml:"organization"`
+	// Project is sent as the OpenAI-Project header.
+	Project string `yaml:"project"`
+}
+
+// UpstreamHeaders are the fixed headers Envoy adds to every request to b,
+// as name/value pairs in a stable order.
+func (b *Backend) UpstreamHeaders() [][2]string {
+	var out [][2]string
+	if o := b.OpenAI; o != nil {
+		if o.Organization != "" {
+			out = append(out, [2]string{"openai-organization", o.Organization})
+		}
+		if o.Project != "" {
+			out = append(out, [2]string{"openai-project", o.Project})
+		}
+	}
+	return out
 }
 
 // validateProvider checks the hosted-provider blocks of backend b at p.
@@ -59,14 +94,22 @@ func (v *validator) validateProvider(p string, b *Backend) {
 	case b.AWS != nil && b.AWS.Region == "":
 		v.at(p+".aws.region", "backend %q: aws.region is required (e.g. us-east-1)", b.Name)
 	}
+	if b.OpenAI != nil && (b.Protocol != ProtocolOpenAI || b.Azure != nil) {
+		v.at(p+".openai", "backend %q: openai (organization, project) applies to OpenAI platform backends only (protocol openai, no azure)", b.Name)
+	}
 	if b.Protocol == ProtocolBedrock && b.Credential != nil {
 		v.at(p+".credential", "backend %q: a bedrock backend is signed with AWS credentials (aws), not a static credential", b.Name)
 	}
 }
 
-// sameAWS reports whether two backends sign alike: a request is signed
-// once, for the version's backend, and a retry on a fallback reuses it.
+// sameAWS reports whether two backends sign alike (hence one Host) and
+// take the same fixed headers: a request is signed once, for the version's
+// backend, and a retry on a fallback reuses it; its route's headers are
+// the first backend's.
 func sameAWS(a, b *Backend) bool {
+	if !slices.Equal(a.UpstreamHeaders(), b.UpstreamHeaders()) {
+		return false
+	}
 	if a.AWS == nil || b.AWS == nil {
 		return a.AWS == nil && b.AWS == nil
 	}

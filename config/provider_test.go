@@ -134,3 +134,14 @@ models: [{name: m, backend: az, fallbacks: [o]}]
 		})
 	}
 }
+
+func TestOpenAIBlockOnlyOnPlatformBackends(t *testing.T) {
+	_, err := Parse("o.yaml", []byte(`backends:
+  - {name: az, protocol: openai, endpoints: ["h:443"], azure: {api_version: v}, openai: {organization: org-1}}
+  - {name: c, protocol: anthropic, endpoints: ["h:443"], openai: {project: p}}
+models: [{name: m, backend: az}, {name: n, backend: c}]
+`))
+	require.Error(t, err)
+	assert.Len(t, Problems(err), 2)
+	assert.Contains(t, err.Error(), "applies to OpenAI platform backends only")
+}

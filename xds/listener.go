@@ -172,14 +172,22 @@ func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
 	}
 }
 
-// rewriteHost sends b's requests with the Host header their signature
-// covers (a bedrock backend's aws host); other backends get the client's.
+// rewriteHost sends b's requests with the Host header b needs
+// (config.Backend.UpstreamHost: the host a bedrock signature covers, a TLS
+// backend's server name), and with b's fixed headers (OpenAI-Organization,
+// OpenAI-Project); other backends get the client's Host.
 func rewriteHost(r *routev3.Route, b *config.Backend) {
 	if b == nil {
 		return
 	}
 	if h := b.UpstreamHost(); h != "" {
 		r.GetRoute().HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: h}
+	}
+	for _, h := range b.UpstreamHeaders() {
+		r.RequestHeadersToAdd = append(r.RequestHeadersToAdd, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h[0], Value: h[1]},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
 	}
 }
 

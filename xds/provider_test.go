@@ -3,6 +3,7 @@ package xds
 import (
 	"testing"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -44,4 +45,46 @@ models:
 		}
 	}
 	assert.True(t, found, "a failover route exists: %v", hosts)
+}
+
+// TestOpenAIPlatformRoute: a TLS backend named by DNS gets its server name
+// as Host (hosted APIs route on it), the organization and project headers,
+// and ALPN h2 when it speaks HTTP/2.
+func TestOpenAIPlatformRoute(t *testing.T) {
+	cfg := parse(t, `backends:
+  - name: openai
+    protocol: openai
+    endpoints: [api.openai.com:443]
+    tls: {}
+    http2: true
+    openai: {organization: org-123, project: proj_abc}
+  - name: local
+    protocol: openai
+    endpoints: [127.0.0.1:8000]
+models:
+  - {name: m, backend: openai}
+  - {name: n, backend: local}
+`)
+	rc, err := routeConfig(cfg)
+	require.NoError(t, err)
+	for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+		switch r.GetName() {
+		case "backend_openai":
+			assert.Equal(t, "api.openai.com", r.GetRoute().GetHostRewriteLiteral())
+			hs := map[string]string{}
+			for _, h := range r.GetRequestHeadersToAdd() {
+				hs[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			assert.Equal(t, map[string]string{"openai-organization": "org-123", "openai-project": "proj_abc"}, hs)
+		case "backend_local":
+			assert.Empty(t, r.GetRoute().GetHostRewriteLiteral())
+			assert.Empty(t, r.GetRequestHeadersToAdd())
+		}
+	}
+	c, err := backendCluster(cfg.Backend("openai"))
+	require.NoError(t, err)
+	var tc tlsv3.UpstreamTlsContext
+	require.NoError(t, c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&tc))
+	assert.Equal(t, []string{"h2"}, tc.GetCommonTlsContext().GetAlpnProtocols())
+	assert.Equal(t, "api.openai.com", tc.GetSni())
 }
