@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -40,6 +42,12 @@ models:
   - name: claude-bad
     backend: bedrock-bad
     upstream_model: ` + bedrockModelID + `
+  - name: claude-metered
+    backend: bedrock
+    upstream_model: ` + bedrockModelID + `
+telemetry:
+  usage: true
+  prices: {claude-metered: {input_per_million: 1000000, output_per_million: 1000000}}
 `
 
 // startFakeBedrock runs a fake Bedrock and writes the shared AWS files a
@@ -167,6 +175,32 @@ func runPyArgs(t *testing.T, py, script string, args []string, out any) {
 	stdout, err := cmd.Output()
 	require.NoError(t, err, "%s failed:\n%s", script, stderr.String())
 	require.NoError(t, json.Unmarshal(stdout, out), "%s printed %s", script, stdout)
+}
+
+// TestBedrockUsageIsMetered: the usage of Bedrock's metadata event,
+// translated for an Anthropic Messages client, is what the gateway records
+// (here: the cost at one dollar per token).
+func TestBedrockUsageIsMetered(t *testing.T) {
+	_, addr, configFile, credsFile := startFakeBedrock(t)
+	g := startGateway(t, fmt.Sprintf(bedrockConfig, addr, configFile, credsFile))
+	for _, stream := range []bool{true, false} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+"/v1/messages",
+			strings.NewReader(fmt.Sprintf(`{"model":"claude-metered","max_tokens":50,"stream":%t,"messages":[{"role":"user","content":"count these words please"}]}`, stream)))
+		require.NoError(t, err)
+		req.Header.Set("content-type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	}
+	// The fake counts 4 prompt bytes a token and a token per output word:
+	// "Echo: count these words please" is 5 words.
+	input := float64(len(`{"text":"count these words please"}`) / 4)
+	want := 2 * (input + 5)
+	require.Eventually(t, func() bool {
+		return sumWhere(scrapeFamilies(t, g), "streamgate_cost_usd_total", "", map[string]string{"model": "claude-metered"}) == want
+	}, 5*time.Second, 50*time.Millisecond, "cost of two requests at $1 a token: %v", want)
 }
 
 func requireSDKError(t *testing.T, e *sdkError, class string, status int, msg string) {
