@@ -131,7 +131,8 @@ type Issuer struct {
 // environment variable or a file when the ext_proc server starts or applies
 // a reload (not by Load; `validate` checks it with CheckSources).
 type Credential struct {
-	// Header is "authorization" (sent as "Bearer SECRET") or "x-api-key".
+	// Header is "authorization" (sent as "Bearer SECRET"), "x-api-key" or
+	// "api-key" (Azure OpenAI).
 	Header string `yaml:"header"`
 	// Env names the environment variable holding the secret.
 	Env string `yaml:"env"`
@@ -278,8 +279,8 @@ func (v *validator) validateCredential(p string, b *Backend) {
 	if c == nil {
 		return
 	}
-	if c.Header != "authorization" && c.Header != "x-api-key" {
-		v.at(p+".credential.header", "backend %q: credential header %q must be authorization or x-api-key", b.Name, c.Header)
+	if c.Header != "authorization" && c.Header != "x-api-key" && c.Header != "api-key" {
+		v.at(p+".credential.header", "backend %q: credential header %q must be authorization, x-api-key or api-key (Azure OpenAI)", b.Name, c.Header)
 	}
 	if (c.Env == "") == (c.File == "") {
 		v.at(p+".credential", "backend %q: credential needs exactly one of env or file", b.Name)

@@ -188,8 +188,8 @@ type Envoy struct {
 type Backend struct {
 	// Name is unique and becomes the Envoy cluster name.
 	Name string `yaml:"name"`
-	// Protocol is the backend's API: openai, anthropic, ollama, kserve-v2
-	// or kserve-v2-grpc.
+	// Protocol is the backend's API: openai, anthropic, ollama, kserve-v2,
+	// kserve-v2-grpc or bedrock.
 	Protocol Protocol `yaml:"protocol"`
 	// Endpoints are the servers: "host:port" or {address, weight}.
 	Endpoints []Endpoint `yaml:"endpoints"`
@@ -209,6 +209,15 @@ type Backend struct {
 	ConnectionPool *ConnectionPool `yaml:"connection_pool"`
 	// Credential, when set, is injected into every request sent to this backend.
 	Credential *Credential `yaml:"credential"`
+	// AWS signs every request to a bedrock backend with SigV4 (required
+	// for that protocol, refused for the others).
+	AWS *AWS `yaml:"aws"`
+	// Azure makes an openai backend an Azure OpenAI resource: deployment
+	// paths, api-version, api-key or Entra ID tokens.
+	Azure *Azure `yaml:"azure"`
+	// OpenAI sets the OpenAI-Organization and OpenAI-Project headers of
+	// an OpenAI platform backend.
+	OpenAI *OpenAI `yaml:"openai"`
 	// GRPCMethods are the gRPC methods of inference.GRPCInferenceService a
 	// kserve-v2-grpc backend accepts beyond the default inference and
 	// metadata ones (GRPCDefaultMethods), e.g. RepositoryModelLoad; names
@@ -265,7 +274,8 @@ type Model struct {
 	// 5xx or 429). They receive the version's upstream model name.
 	Fallbacks []string `yaml:"fallbacks"`
 	// DefaultMaxTokens is the output cap sent when a client sends none and
-	// the backend requires one (Anthropic; default 4096 there, else unused).
+	// the backend requires one (Anthropic and Bedrock; default 4096 there,
+	// else unused).
 	DefaultMaxTokens int `yaml:"default_max_tokens"`
 	// Shaping adjusts this model's requests before they reach a backend.
 	Shaping *Shaping `yaml:"shaping"`

@@ -231,6 +231,8 @@ func (v *validator) validate(c *Config) {
 		}
 		v.validateBackendKnobs(i, &b)
 		v.validateCredential(p, &c.Backends[i])
+		v.validateProvider(p, &c.Backends[i])
+		v.validateAzure(p, &c.Backends[i])
 	}
 	models := map[string]int{}
 	for i, m := range c.Models {
@@ -292,6 +294,9 @@ func (v *validator) fallbacks(p string, m Model, backends map[string]int) {
 func sameCredential(a, b *Backend) bool {
 	if a == nil || b == nil {
 		return true
+	}
+	if !sameAWS(a, b) || !sameAzure(a, b) {
+		return false
 	}
 	if a.Credential == nil || b.Credential == nil {
 		return a.Credential == nil && b.Credential == nil

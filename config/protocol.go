@@ -8,7 +8,7 @@ import "strings"
 const DefaultAnthropicMaxTokens = 4096
 
 // protocols lists the backend protocols in the order messages name them.
-var protocols = []Protocol{ProtocolOpenAI, ProtocolAnthropic, ProtocolOllama, ProtocolKServe, ProtocolKServeV2GRPC}
+var protocols = []Protocol{ProtocolOpenAI, ProtocolAnthropic, ProtocolOllama, ProtocolKServe, ProtocolKServeV2GRPC, ProtocolBedrock}
 
 // Known reports whether p is a backend protocol Streamgate speaks.
 func (p Protocol) Known() bool {
@@ -28,13 +28,13 @@ func knownProtocols() string {
 	return strings.Join(names, ", ")
 }
 
-// applyProtocolDefaults gives models served by an Anthropic backend (in any
-// version) their default output cap.
+// applyProtocolDefaults gives models served by an Anthropic or Bedrock
+// backend (in any version) their default output cap.
 func (c *Config) applyProtocolDefaults() {
 	for i := range c.Models {
 		m := &c.Models[i]
 		for _, ver := range m.Versions {
-			if b := c.Backend(ver.Backend); b != nil && b.Protocol == ProtocolAnthropic && m.DefaultMaxTokens == 0 {
+			if b := c.Backend(ver.Backend); b != nil && (b.Protocol == ProtocolAnthropic || b.Protocol == ProtocolBedrock) && m.DefaultMaxTokens == 0 {
 				m.DefaultMaxTokens = DefaultAnthropicMaxTokens
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
+
+	"github.com/streamgate/streamgate/config"
 )
 
 // responsePlan is what one request's response needs, decided once and
@@ -209,7 +211,11 @@ func (p *processor) planResponse() {
 	pl := &p.plan
 	pl.settle = p.lim != nil && p.lim.res != nil
 	pl.translate = p.tx != nil
-	if pl.translate && (p.endpoint == endpointMessages || p.endpoint == endpointResponses) {
+	switch {
+	case pl.translate && p.endpoint == endpointMessages && p.route != nil && p.route.Protocol == config.ProtocolBedrock:
+		// Bedrock's frames are not metered; the Anthropic events made of them are.
+		p.meter.anthropic = true
+	case pl.translate && (p.endpoint == endpointMessages || p.endpoint == endpointResponses):
 		pl.side = meterBackend
 	}
 	p.meter.responses = p.endpoint == endpointResponses && !pl.translate

@@ -322,7 +322,13 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	if !p.native(route) {
 		return p.translateRequest(out, route, set)
 	}
-	set = p.queryPath(set, route.QueryParams)
+	path := p.path
+	if route.AzureAPIVersion != "" {
+		path = azurePath(p.path, route)
+		set = append(set, header(":path", path))
+	} else {
+		set = p.queryPath(set, route.QueryParams)
+	}
 	common := &extprocsvcv3.CommonResponse{ClearRouteCache: true}
 	// The token cap and admission return the body itself when unchanged.
 	changed := added || len(out) != len(body) || (len(out) > 0 && &out[0] != &body[0])
@@ -344,6 +350,10 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	}
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		set = append(set, header(h.Name, h.Value))
+	}
+	set, refused := p.signUpstream(set, route, path, out)
+	if refused != nil {
+		return refused
 	}
 	if route.Shaping != nil {
 		set = append(set, route.Shaping.headers...)

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/credential"
 	"github.com/streamgate/streamgate/extproc/picking"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/translate"
@@ -89,6 +90,8 @@ var refusals = []refusalRow{
 	{[]error{ErrNoEndpoint}, refusal{http.StatusServiceUnavailable, "server_error", "no_endpoint", "overloaded_error", codes.Unavailable, false}},
 	// when: every eligible endpoint is past backends[].picking.saturation and the request is shed: every request under `streamgate epp`, a sheddable one (priority) in the gateway.
 	{[]error{ErrSaturated, picking.ErrShed}, refusal{http.StatusTooManyRequests, "requests", "saturated", "rate_limit_error", codes.ResourceExhausted, true}},
+	// when: the gateway cannot obtain the credentials it signs a hosted provider's requests with (AWS credential chain empty or failing); the backend is not called.
+	{[]error{credential.ErrUnavailable}, refusal{http.StatusBadGateway, "server_error", "upstream_credentials_unavailable", "api_error", codes.Unavailable, false}},
 }
 
 // internalRefusal is the row of any error the table does not name: the

@@ -24,16 +24,20 @@ type meter struct {
 	responses bool
 	// images: the body is an Images API answer (set by planResponse).
 	images bool
+	// anthropic: the body the client gets is an Anthropic Messages answer
+	// translated from a backend the meter cannot read (Bedrock).
+	anthropic bool
 }
 
 // start picks the meter: strip removes the usage-only event the gateway
 // asked for; c counts output deltas (nil: not counted).
 func (m *meter) start(eventStream, strip bool, c *tokens.Counter) {
 	if eventStream {
-		m.stream = &tokens.StreamMeter{Strip: strip, Counter: c, Responses: m.responses, Images: m.images}
+		m.stream = &tokens.StreamMeter{Strip: strip, Counter: c, Responses: m.responses, Images: m.images, Anthropic: m.anthropic}
 		return
 	}
-	m.body = &tokens.BodyMeter{Responses: m.responses, Images: m.images}
+	// An Anthropic message's usage has the Responses API's field names.
+	m.body = &tokens.BodyMeter{Responses: m.responses || m.anthropic, Images: m.images}
 }
 
 // feed reads one chunk; it returns the chunk to pass on and whether it

@@ -38,6 +38,9 @@ type Route struct {
 	// Serves are the API paths the model serves (modelEndpoints), as
 	// GET /v1/models lists them; shared by the model's routes, read-only.
 	Serves []string
+	// AzureAPIVersion is set for an Azure OpenAI backend: requests go to
+	// its deployment paths with this api-version (azure.go).
+	AzureAPIVersion string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -83,6 +86,9 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 				GRPCMethods: grpcExtraMethods(cfg, chain)}
 			if b := cfg.Backend(v.Backend); b != nil {
 				route.Protocol, route.QueryParams = b.Protocol, b.QueryParams
+				if b.Azure != nil {
+					route.AzureAPIVersion = b.Azure.APIVersion
+				}
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)
 			r.noteClusters(route.Cluster, chain)

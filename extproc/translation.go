@@ -75,12 +75,20 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	}
 	p.tx = &translation{tr: tr, stream: req.Stream}
 	p.planResponse()
-	set = append(set, header(":path", req.Path), header("content-length", itoa(len(req.Body))))
+	path := req.Path
+	if route.AzureAPIVersion != "" {
+		path = azurePath(path, route)
+	}
+	set = append(set, header(":path", path), header("content-length", itoa(len(req.Body))))
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		set = append(set, header(h.Name, h.Value))
 	}
 	for _, h := range req.Headers {
 		set = append(set, header(h[0], h[1]))
+	}
+	set, refused := p.signUpstream(set, route, path, req.Body)
+	if refused != nil {
+		return refused
 	}
 	if route.Shaping != nil {
 		set = append(set, route.Shaping.headers...)

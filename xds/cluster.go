@@ -59,6 +59,11 @@ func backendCluster(b *config.Backend) (*clusterv3.Cluster, error) {
 func upstreamTLS(b *config.Backend) (*corev3.TransportSocket, error) {
 	name := b.ServerName()
 	tc := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{}}
+	if b.HTTP2 {
+		// Hosted APIs (api.openai.com behind its CDN) speak HTTP/2 only
+		// when TLS negotiates it.
+		tc.CommonTlsContext.AlpnProtocols = []string{"h2"}
+	}
 	sanType := tlsv3.SubjectAltNameMatcher_IP_ADDRESS
 	if net.ParseIP(name) == nil {
 		tc.Sni = name

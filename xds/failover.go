@@ -103,6 +103,16 @@ func failoverRoute(cfg *config.Config, chain []string) (*routev3.Route, error) {
 		return nil, err
 	}
 	r := backendRoute(cfg, contract.FailoverCluster(chain))
+	// The config allows a chain only of backends taking the same fixed
+	// headers and, when signed, one Host. TLS backends of different server
+	// names get the name of the endpoint Envoy picked.
+	rewriteHost(r, cfg.Backend(chain[0]))
+	for _, name := range chain[1:] {
+		if b := cfg.Backend(name); b != nil && b.UpstreamHost() != cfg.Backend(chain[0]).UpstreamHost() {
+			r.GetRoute().HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
+			break
+		}
+	}
 	r.GetRoute().RetryPolicy = retry
 	return r, nil
 }

@@ -189,6 +189,25 @@ func backendRoute(cfg *config.Config, cluster string) *routev3.Route {
 	}
 }
 
+// rewriteHost sends b's requests with the Host header b needs
+// (config.Backend.UpstreamHost: the host a bedrock signature covers, a TLS
+// backend's server name), and with b's fixed headers (OpenAI-Organization,
+// OpenAI-Project); other backends get the client's Host.
+func rewriteHost(r *routev3.Route, b *config.Backend) {
+	if b == nil {
+		return
+	}
+	if h := b.UpstreamHost(); h != "" {
+		r.GetRoute().HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: h}
+	}
+	for _, h := range b.UpstreamHeaders() {
+		r.RequestHeadersToAdd = append(r.RequestHeadersToAdd, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h[0], Value: h[1]},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+}
+
 // responseHeadersToAdd tells the client which model version served it
 // (ext_proc put the chosen version on the request) and, with limits on,
 // where it stands against them.
@@ -215,6 +234,7 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
 	for _, b := range sortedBackends(cfg) {
 		r := backendRoute(cfg, b.Name)
+		rewriteHost(r, &b)
 		if err := applyPickingRoute(r, &b); err != nil {
 			return nil, err
 		}

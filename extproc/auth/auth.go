@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/credential"
 )
 
 // Sentinel kinds of failure; match with errors.Is.
@@ -85,6 +86,7 @@ type Authenticator struct {
 	issuers      map[string]*issuer
 	upstream     map[string]UpstreamHeader
 	certs        []certRule
+	signers      map[string]credential.Signer
 	now          func() time.Time
 	verified     tokenCache
 }
@@ -116,6 +118,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Authenticator,
 		return nil, err
 	}
 	a.upstream = up
+	if a.signers, err = loadSigners(ctx, cfg.Backends, opts.Log); err != nil {
+		return nil, err
+	}
 	if cfg.Auth == nil {
 		return a, nil
 	}

@@ -1,11 +1,14 @@
 package auth
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/extproc/credential"
 )
 
 // UpstreamHeader is a header the gateway sets on every request it sends to
@@ -56,4 +59,40 @@ func (a *Authenticator) Upstream(backend string) (UpstreamHeader, bool) {
 	}
 	h, ok := a.upstream[backend]
 	return h, ok
+}
+
+// loadSigners builds the signer of every backend whose requests are signed
+// per request (bedrock: SigV4; Azure OpenAI with Entra ID: a bearer token)
+// and starts fetching their AWS credentials.
+func loadSigners(ctx context.Context, backends []config.Backend, log *slog.Logger) (map[string]credential.Signer, error) {
+	out := map[string]credential.Signer{}
+	for _, b := range backends {
+		if b.Azure != nil && b.Azure.Entra != nil {
+			s, err := credential.NewEntra(ctx, b.Azure.Entra)
+			if err != nil {
+				return nil, fmt.Errorf("cannot set up Entra ID tokens for backend %q: %w", b.Name, err)
+			}
+			out[b.Name] = s
+			continue
+		}
+		if b.Protocol != config.ProtocolBedrock || b.AWS == nil {
+			continue
+		}
+		s, err := credential.NewAWS(ctx, b.AWS)
+		if err != nil {
+			return nil, fmt.Errorf("cannot set up AWS signing for backend %q: %w", b.Name, err)
+		}
+		s.Warm(ctx, log, b.Name)
+		out[b.Name] = s
+	}
+	return out, nil
+}
+
+// Signer returns the per-request signer of a backend, if it has one.
+func (a *Authenticator) Signer(backend string) (credential.Signer, bool) {
+	if a == nil {
+		return nil, false
+	}
+	s, ok := a.signers[backend]
+	return s, ok
 }

@@ -90,9 +90,15 @@ type StreamMeter struct {
 	// are scanned as they pass, never held, whatever their size (an image
 	// in base64): nothing is stripped and the meter is never Truncated.
 	Images bool
+	// Anthropic reads an Anthropic Messages event stream instead: the
+	// model and usage of message_start, the usage of message_delta (each
+	// field present replaces the last), text deltas. Input counts the
+	// cached tokens too. Nothing is stripped.
+	Anthropic bool
 
 	img     imageStream
 	pending []byte // start of an event not yet ended
+	cached  Usage  // Anthropic: cache_read + cache_creation input tokens
 	lines   sse.LineScanner
 	join    []byte // the data of an event with several data lines
 	usage   Usage
@@ -263,6 +269,10 @@ func (m *StreamMeter) event(whole []byte, ev rawEvent) (usageOnly bool, repl []b
 		m.responsesEvent(payload)
 		return false, nil
 	}
+	if m.Anthropic {
+		m.anthropicEvent(payload)
+		return false, nil
+	}
 	if m.model == "" {
 		m.model = gjson.GetBytes(payload, "model").Str
 	}
@@ -315,6 +325,47 @@ func (m *StreamMeter) responsesEvent(payload []byte) {
 			m.counted += int64(m.Counter.Count(d.Str, nil))
 		}
 	}
+}
+
+// anthropicEvent reads one Anthropic Messages event.
+func (m *StreamMeter) anthropicEvent(payload []byte) {
+	switch gjson.GetBytes(payload, "type").Str {
+	case "message_start":
+		msg := gjson.GetBytes(payload, "message")
+		if m.model == "" {
+			m.model = msg.Get("model").Str
+		}
+		m.anthropicUsage(msg.Get("usage"))
+	case "message_delta":
+		m.anthropicUsage(gjson.GetBytes(payload, "usage"))
+	case "content_block_delta":
+		if m.Counter != nil {
+			if t := gjson.GetBytes(payload, "delta.text"); t.Type == gjson.String {
+				m.counted += int64(m.Counter.Count(t.Str, nil))
+			}
+		}
+	}
+}
+
+// anthropicUsage takes the fields present in an Anthropic usage object:
+// counts are cumulative, so each replaces the last.
+func (m *StreamMeter) anthropicUsage(u gjson.Result) {
+	if !u.IsObject() {
+		return
+	}
+	in := m.usage.Input - m.cached.Input
+	if v := u.Get("input_tokens"); v.Type == gjson.Number {
+		in = v.Int()
+	}
+	if v := u.Get("output_tokens"); v.Type == gjson.Number {
+		m.usage.Output = v.Int()
+		m.found = true
+	}
+	cr, cw := u.Get("cache_read_input_tokens"), u.Get("cache_creation_input_tokens")
+	if cr.Type == gjson.Number || cw.Type == gjson.Number {
+		m.cached.Input = cr.Int() + cw.Int()
+	}
+	m.usage.Input = in + m.cached.Input
 }
 
 // trimJSONSpace drops the JSON whitespace that may precede a payload.

@@ -31,11 +31,13 @@ var pairs = map[string]struct {
 	"openai_kserve":     {ClientCompletions, ProtocolKServe},
 	"responses_openai":  {ClientResponses, ProtocolOpenAI},
 	"embeddings_ollama": {ClientEmbeddings, ProtocolOllama},
+	"openai_bedrock":    {ClientChat, ProtocolBedrock},
+	"anthropic_bedrock": {ClientMessages, ProtocolBedrock},
 }
 
 // testOptions are the model settings every golden case runs with.
 func testOptions() Options {
-	return Options{Model: "upstream-model", PublicModel: "public-model", DefaultMaxTokens: 1024, Now: func() time.Time { return time.Unix(1700000000, 0) }}
+	return Options{Model: "upstream-model", PublicModel: "public-model", DefaultMaxTokens: 1024, Now: func() time.Time { return time.Unix(1700000000, 0) }, NewID: func() string { return "test" }}
 }
 
 // TestGolden runs every case file: testdata/<pair>/<case>.txtar holds the
@@ -86,6 +88,9 @@ func runGolden(t *testing.T, file string, c Client, p Protocol) {
 			require.NoError(t, err)
 		}
 		backend := sec["backend_response"]
+		if p == ProtocolBedrock && req.Stream && status == 200 {
+			backend = eventStreamFrames(t, backend)
+		}
 		if req.Stream && status == 200 {
 			whole := string(tr.Stream(nil, backend, true))
 			got["client_response"] = whole

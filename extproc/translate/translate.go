@@ -74,6 +74,7 @@ const (
 	ProtocolAnthropic Protocol = "anthropic"
 	ProtocolOllama    Protocol = "ollama"
 	ProtocolKServe    Protocol = "kserve-v2"
+	ProtocolBedrock   Protocol = "bedrock"
 )
 
 // Native reports whether a backend of protocol p serves client API c as is,
@@ -93,12 +94,14 @@ func Native(c Client, p Protocol) bool {
 func Supported(c Client, p Protocol) bool {
 	switch c {
 	case ClientChat:
-		return p == ProtocolAnthropic || p == ProtocolOllama
+		return p == ProtocolAnthropic || p == ProtocolOllama || p == ProtocolBedrock
 	case ClientEmbeddings:
 		return p == ProtocolOllama
 	case ClientCompletions:
 		return p == ProtocolKServe
-	case ClientMessages, ClientResponses:
+	case ClientMessages:
+		return p == ProtocolOpenAI || p == ProtocolBedrock
+	case ClientResponses:
 		return p == ProtocolOpenAI
 	}
 	return false
@@ -117,6 +120,9 @@ type Options struct {
 	// Now stamps the "created" field of translated OpenAI objects; nil
 	// means time.Now.
 	Now func() time.Time
+	// NewID makes the ids of answers whose backend sends none (Bedrock);
+	// nil means random hex.
+	NewID func() string
 }
 
 func (o Options) now() time.Time {
@@ -209,6 +215,10 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &completionsToKServe{opts: opts}, nil
 	case c == ClientEmbeddings && p == ProtocolOllama:
 		return &embeddingsToOllama{opts: opts}, nil
+	case c == ClientChat && p == ProtocolBedrock:
+		return &chatToBedrock{inner: chatToMessages{opts: opts}}, nil
+	case c == ClientMessages && p == ProtocolBedrock:
+		return &messagesToBedrock{opts: opts}, nil
 	}
 	return nil, fmt.Errorf("cannot translate %s to the %s protocol: %w", c, p, ErrNoTranslation)
 }
