@@ -104,6 +104,10 @@ func (a *AccessLog) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessL
 				}
 				continue
 			}
+			if logName == contract.ServiceLog {
+				a.recordService(e)
+				continue
+			}
 			if logName == contract.RealtimeLog {
 				a.recordRealtime(e)
 				continue

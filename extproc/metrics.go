@@ -19,6 +19,8 @@ type Metrics struct {
 	unread *prometheus.CounterVec
 	// rt counts Realtime sessions (realtime_metrics.go).
 	rt *realtimeMetrics
+	// svc counts service requests (service_metrics.go).
+	svc *serviceMetrics
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
@@ -45,6 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.grpc, m.grpcMessages, m.grpcBytes, m.unread)
 	m.rt = newRealtimeMetrics(reg)
+	m.svc = newServiceMetrics(reg)
 	return m
 }
 

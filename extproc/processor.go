@@ -96,6 +96,8 @@ type processor struct {
 	obs obsState
 	// pick is the endpoint picked for a backend with picking (picking.go).
 	pick pickState
+	// svc is set for a request to a service (service_request.go).
+	svc serviceState
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -168,6 +170,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		}
 	}
 	path, _, _ := strings.Cut(p.path, "?")
+	if e := p.routes.service(path); e != nil {
+		return p.onServiceRequestHeaders(e, serviceHeaders{method, path, contentLength, tenant, strip, authz, apiKey})
+	}
 	if isGRPC(contentType) {
 		return p.onGRPCRequestHeaders(method, path, model, tenant, strip, authz, apiKey)
 	}
@@ -239,6 +244,9 @@ func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
+	if p.svc.entry != nil {
+		return p.onServiceRequestBody(b)
+	}
 	p.pick.bodyAt = p.now()
 	body := b.GetBody()
 	if int64(len(body)) > p.maxBody {
@@ -364,6 +372,7 @@ func (p *processor) finish() {
 	p.releaseLimits()
 	p.pickDone()
 	p.observe()
+	p.observeServiceRefusal()
 	p.metrics.observeGRPC(p)
 }
 
