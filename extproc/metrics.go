@@ -72,7 +72,7 @@ func (m *Metrics) usageUnread(reason string) {
 // observeGRPC counts a finished gRPC call (streamgate_requests_total and
 // the GenAI metrics are recorded by telemetry for every request).
 func (m *Metrics) observeGRPC(p *processor) {
-	if m == nil || p.path == "" || !p.grpc {
+	if m == nil || p.path == "" || !p.grpc || p.svc.entry != nil {
 		return
 	}
 	model, backend, code := "other", "", "routed"

@@ -171,7 +171,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	}
 	path, _, _ := strings.Cut(p.path, "?")
 	if e := p.routes.service(path); e != nil {
-		return p.onServiceRequestHeaders(e, serviceHeaders{method, path, contentLength, tenant, strip, authz, apiKey})
+		return p.onServiceRequestHeaders(e, serviceHeaders{method, path, contentLength, contentType, tenant, strip, authz, apiKey})
 	}
 	if isGRPC(contentType) {
 		return p.onGRPCRequestHeaders(method, path, model, tenant, strip, authz, apiKey)

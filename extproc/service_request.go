@@ -53,8 +53,8 @@ func serviceMode(body extprocv3.ProcessingMode_BodySendMode, trailers extprocv3.
 // serviceHeaders is what the request headers of a service request carry
 // that its policy reads.
 type serviceHeaders struct {
-	method, path, contentLength, tenant string
-	strip, authz, apiKey                []string
+	method, path, contentLength, contentType, tenant string
+	strip, authz, apiKey                             []string
 }
 
 // onServiceRequestHeaders authenticates, classifies, authorizes, scopes and
@@ -64,6 +64,8 @@ type serviceHeaders struct {
 // with a body rule.
 func (p *processor) onServiceRequestHeaders(e *serviceEntry, h serviceHeaders) *extprocsvcv3.ProcessingResponse {
 	p.svc.entry = e
+	// A gRPC service's calls are refused with gRPC statuses.
+	p.grpc = isGRPC(h.contentType)
 	if err := p.authenticate(h.authz, h.apiKey, pathOnly(p.path)); err != nil {
 		return p.fail(err)
 	}

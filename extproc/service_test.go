@@ -245,3 +245,35 @@ func BenchmarkServiceRequest(b *testing.B) {
 		p.finish()
 	}
 }
+
+// TestServiceGRPCRefusals: a gRPC call to a service is refused with a
+// gRPC status, never an HTTP JSON error.
+func TestServiceGRPCRefusals(t *testing.T) {
+	routes, a, _ := newServiceFixture(t, "")
+	for name, tc := range map[string]struct {
+		path, key string
+		code      uint32
+	}{
+		"no key":       {"/vec/health", "", 16},
+		"not granted":  {"/vec/t/ro/c/1/add", svcKeyRO, 7},
+		"out of scope": {"/vec/t/acme/c/1/add", svcKeyRO, 7},
+		"no operation": {"/vec/other", svcKeyRO, 12},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newProcessor(routes, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			p.ctx, p.auth = t.Context(), a
+			h := map[string]string{"content-type": "application/grpc"}
+			if tc.key != "" {
+				h["authorization"] = "Bearer " + tc.key
+			}
+			method := "POST"
+			if name == "no key" {
+				method = "GET"
+			}
+			ir := p.handle(headersMsg(method, tc.path, h, false)).GetImmediateResponse()
+			require.NotNil(t, ir)
+			assert.Equal(t, tc.code, ir.GetGrpcStatus().GetStatus())
+			assert.EqualValues(t, http.StatusOK, ir.GetStatus().GetCode(), "trailers-only gRPC answer")
+		})
+	}
+}
