@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -102,13 +104,36 @@ func rawGatewayConfig(addr string) string {
 	return strings.Replace(listeners, gateway, gateway+"  max_request_body_bytes: 65536\n", 1) + fmt.Sprintf(rawConfig, addr, auth.HashKey(svcKeyAcme))
 }
 
+// serviceEvent reads the usage events on stream until the one of the
+// request requestID arrives, and returns it.
+func serviceEvent(t *testing.T, stream jetstream.Stream, requestID string) map[string]any {
+	t.Helper()
+	cons, err := stream.OrderedConsumer(t.Context(), jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(500*time.Millisecond))
+		require.NoError(t, err)
+		for msg := range batch.Messages() {
+			var ev map[string]any
+			require.NoError(t, json.Unmarshal(msg.Data(), &ev))
+			if ev["request_id"] == requestID {
+				return ev
+			}
+		}
+	}
+	t.Fatalf("no usage event for request %s", requestID)
+	return nil
+}
+
 // TestServicePassThrough: a service request's body and response pass
 // byte for byte and unbuffered, the path is rewritten, the client's key is
 // replaced by the verified tenant, and a concurrency slot is held until
 // the response ends.
 func TestServicePassThrough(t *testing.T) {
 	svc, addr := startRawService(t)
-	g := startGateway(t, rawGatewayConfig(addr))
+	natsURL, stream := startNATS(t)
+	g := startGateway(t, rawGatewayConfig(addr)+"telemetry:\n  nats: {url: "+natsURL+", subject: streamgate.usage, jetstream: true}\n")
 	do := func(ctx context.Context, method, path string, body io.Reader) *http.Response {
 		req, err := http.NewRequestWithContext(ctx, method, g.gateway+path, body)
 		require.NoError(t, err)
@@ -133,6 +158,16 @@ func TestServicePassThrough(t *testing.T) {
 		assert.Empty(t, r.Header.Get("authorization"), "the client's key never reaches the service")
 		assert.Equal(t, "acme", r.Header.Get(config.DefaultTenantHeader))
 		assert.Empty(t, r.Header.Get("x-streamgate-backend"))
+
+		// The usage event of the same schema family names service,
+		// operation and both bodies' bytes.
+		ev := serviceEvent(t, stream, resp.Header.Get("x-request-id"))
+		assert.Equal(t, "raw", ev["service"])
+		assert.Equal(t, "any", ev["operation"])
+		assert.Equal(t, "acme", ev["tenant"])
+		assert.Equal(t, 200.0, ev["status"])
+		assert.Equal(t, float64(len(body)), ev["request_bytes"])
+		assert.Equal(t, float64(len(body)), ev["response_bytes"])
 	})
 
 	t.Run("the response streams as the service writes it", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
 // serviceMetrics count service requests per service, operation and tenant:
@@ -69,11 +70,9 @@ func (a *AccessLog) serviceLabels(e *alsdatav3.HTTPAccessLogEntry) (svc, op, ten
 	return svc, op, t.tenantLabel(tenant), true
 }
 
-// recordService counts one finished service request.
+// recordService counts one finished service request and publishes its
+// usage event (tenant, service, operation, status, duration, bytes).
 func (a *AccessLog) recordService(e *alsdatav3.HTTPAccessLogEntry) {
-	if a.metrics == nil || a.metrics.svc == nil {
-		return
-	}
 	svc, op, tenant, ok := a.serviceLabels(e)
 	if !ok {
 		return
@@ -83,26 +82,45 @@ func (a *AccessLog) recordService(e *alsdatav3.HTTPAccessLogEntry) {
 		a.log.Warn("access log entry dropped: implausible counts", "service", svc, "request_bytes", in, "response_bytes", out)
 		return
 	}
-	m := a.metrics.svc
-	status := strconv.FormatUint(uint64(e.GetResponse().GetResponseCode().GetValue()), 10)
-	m.requests.WithLabelValues(svc, op, tenant, status).Inc()
-	if d := e.GetCommonProperties().GetDuration(); d != nil {
-		m.duration.WithLabelValues(svc, op, tenant).Observe(d.AsDuration().Seconds())
+	cp := e.GetCommonProperties()
+	code := e.GetResponse().GetResponseCode().GetValue()
+	if a.metrics != nil && a.metrics.svc != nil {
+		m := a.metrics.svc
+		m.requests.WithLabelValues(svc, op, tenant, strconv.FormatUint(uint64(code), 10)).Inc()
+		if d := cp.GetDuration(); d != nil {
+			m.duration.WithLabelValues(svc, op, tenant).Observe(d.AsDuration().Seconds())
+		}
+		m.bytes.WithLabelValues(svc, op, tenant, "request").Add(float64(in))
+		m.bytes.WithLabelValues(svc, op, tenant, "response").Add(float64(out))
 	}
-	m.bytes.WithLabelValues(svc, op, tenant, "request").Add(float64(in))
-	m.bytes.WithLabelValues(svc, op, tenant, "response").Add(float64(out))
+	if a.sink == nil {
+		return
+	}
+	md := cp.GetMetadata().GetFilterMetadata()[contract.MetadataNamespace].GetFields()
+	a.sink().Publish(telemetry.Event{
+		RequestID: e.GetRequest().GetRequestId(), Time: cp.GetStartTime().AsTime().UTC(),
+		Tenant: md[contract.MetaTenant].GetStringValue(), Endpoint: md[contract.MetaEndpoint].GetStringValue(),
+		Backend: cp.GetUpstreamCluster(), Status: int(code), DurationMs: float64(cp.GetDuration().AsDuration().Microseconds()) / 1000,
+		Service: svc, Operation: op, RequestBytes: in, ResponseBytes: out,
+	})
 }
 
 // observeServiceRefusal counts a service request Streamgate refused: Envoy
 // drops the metadata of a refusal, so the service log never sees it.
 func (p *processor) observeServiceRefusal() {
 	e := p.svc.entry
-	if e == nil || !p.answered || p.svc.admitted || p.metrics == nil || p.metrics.svc == nil {
+	if e == nil || !p.answered || p.svc.admitted {
 		return
 	}
 	op := ""
 	if p.svc.op != nil {
 		op = p.svc.op.name
 	}
-	p.metrics.svc.requests.WithLabelValues(e.name, op, p.routes.services.tenantLabel(p.Tenant), strconv.Itoa(p.status)).Inc()
+	if p.metrics != nil && p.metrics.svc != nil {
+		p.metrics.svc.requests.WithLabelValues(e.name, op, p.routes.services.tenantLabel(p.Tenant), strconv.Itoa(p.status)).Inc()
+	}
+	p.obs.sink.Publish(telemetry.Event{
+		RequestID: p.requestID, Time: p.now().UTC(), Tenant: p.Tenant, Endpoint: e.prefix, Backend: e.backend,
+		Status: p.status, Error: p.obs.errorType, Service: e.name, Operation: op,
+	})
 }
