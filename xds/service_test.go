@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"os"
 	"testing"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -9,8 +10,12 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/goccy/go-yaml"
+	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/streamgate/streamgate/contract"
 )
@@ -75,5 +80,35 @@ func TestNoServiceNoServiceLog(t *testing.T) {
 	require.NoError(t, l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm))
 	for _, al := range hcm.GetAccessLog() {
 		assert.Nil(t, al.GetFilter().GetMetadataFilter(), "no service log without services")
+	}
+}
+
+// TestDropInServiceSnippets keeps envoy/dropin/service_route.yaml equal to
+// the route the all-in-one snapshot publishes for the same service (with
+// limits), and service_log.yaml to its service log.
+func TestDropInServiceSnippets(t *testing.T) {
+	src, err := os.ReadFile("../envoy/dropin/service_route.yaml")
+	require.NoError(t, err)
+	js, err := yaml.YAMLToJSON(src)
+	require.NoError(t, err)
+	var got routev3.Route
+	require.NoError(t, protojson.Unmarshal(js, &got))
+	require.NoError(t, got.Validate())
+	want, err := serviceRoutes(parse(t, withService))
+	require.NoError(t, err)
+	if diff := cmp.Diff(want[0], &got, protocmp.Transform()); diff != "" {
+		t.Fatalf("envoy/dropin/service_route.yaml differs from the all-in-one service route (-want +got):\n%s", diff)
+	}
+
+	src, err = os.ReadFile("../envoy/dropin/service_log.yaml")
+	require.NoError(t, err)
+	js, err = yaml.YAMLToJSON(src)
+	require.NoError(t, err)
+	var gotLog accesslogv3.AccessLog
+	require.NoError(t, protojson.Unmarshal(js, &gotLog))
+	wantLog, err := serviceAccessLog()
+	require.NoError(t, err)
+	if diff := cmp.Diff(wantLog, &gotLog, protocmp.Transform()); diff != "" {
+		t.Fatalf("envoy/dropin/service_log.yaml differs from the all-in-one service log (-want +got):\n%s", diff)
 	}
 }
