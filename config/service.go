@@ -149,6 +149,12 @@ func (v *validator) validateServices(c *Config) {
 		v.validateMount(p, s, c.Services[:i])
 		v.validateOperations(p, s)
 	}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		if b.Protocol == ProtocolHTTP && (b.Picking != nil || len(b.QueryParams) > 0) {
+			v.at(fmt.Sprintf("$.backends[%d]", i), "backend %q (protocol http) passes requests through untouched: picking and query_params do not apply", b.Name)
+		}
+	}
 	for i, m := range c.Models {
 		for _, ver := range m.Versions {
 			if b := c.Backend(ver.Backend); b != nil && b.Protocol == ProtocolHTTP {

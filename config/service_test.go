@@ -136,3 +136,15 @@ func FuzzPathPattern(f *testing.F) {
 		}
 	})
 }
+
+func TestServiceBackendTakesNoModelKnobs(t *testing.T) {
+	_, err := Parse("t.yaml", []byte(`backends:
+  - name: chroma
+    protocol: http
+    endpoints: [127.0.0.1:8000]
+    query_params: [x]
+services: [{name: s, backend: chroma, path_prefix: /s/}]
+`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "picking and query_params do not apply")
+}
