@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,6 +19,7 @@ import (
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/auth/authtest"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
@@ -28,7 +31,16 @@ const (
 // newServiceFixture: a vector store on /vec/ (rewritten to /) whose
 // collections are scoped by tenant; acme may do everything, ro only read.
 func newServiceFixture(t testing.TB, limits string) (*Routes, *auth.Authenticator, *Limits) {
+	routes, a, l, _ := newServiceFixtureIdP(t, limits)
+	return routes, a, l
+}
+
+// newServiceFixtureIdP is newServiceFixture with a JWT issuer whose "org"
+// claim names the tenant.
+func newServiceFixtureIdP(t testing.TB, limits string) (*Routes, *auth.Authenticator, *Limits, *authtest.IdP) {
 	t.Helper()
+	idp := authtest.NewIdP(t)
+	idp.AddKey(t, "k1", "ES256")
 	t.Setenv("SG_UNIT_VEC", "vec-secret-0123456789")
 	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`backends:
   - name: vec
@@ -53,7 +65,9 @@ auth:
     - name: ro
       services: [{name: vec, operations: [health, read]}]
       api_keys: [{hash: %s}]
-%s`, auth.HashKey(svcKeyAcme), auth.HashKey(svcKeyRO), limits)))
+  jwt:
+    - {issuer: https://idp.test, jwks_url: %s, audiences: [streamgate], tenant_claim: org}
+%s`, auth.HashKey(svcKeyAcme), auth.HashKey(svcKeyRO), idp.JWKSURL(), limits)))
 	require.NoError(t, err)
 	a, err := auth.New(t.Context(), cfg, auth.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
@@ -62,7 +76,37 @@ auth:
 		l, err = NewLimits(cfg, ratelimit.NewMemoryStore(ratelimit.SystemClock{}), prometheus.NewRegistry())
 		require.NoError(t, err)
 	}
-	return NewRoutes(cfg, 1), a, l
+	return NewRoutes(cfg, 1), a, l, idp
+}
+
+// TestServiceJWT: a JWT's tenant gets the same grants and scope as an API key's.
+func TestServiceJWT(t *testing.T) {
+	routes, a, _, idp := newServiceFixtureIdP(t, "")
+	token := func(org string) map[string]string {
+		tok := idp.Sign(t, "k1", jwt.MapClaims{"iss": "https://idp.test", "aud": "streamgate", "org": org, "exp": time.Now().Add(time.Hour).Unix()})
+		return map[string]string{"authorization": "Bearer " + tok}
+	}
+	for name, tc := range map[string]struct {
+		method, path, org string
+		status            int
+	}{
+		"read own":     {"GET", "/vec/t/ro/c/x", "ro", 0},
+		"write denied": {"POST", "/vec/t/ro/c/1/add", "ro", http.StatusForbidden},
+		"other tenant": {"GET", "/vec/t/ro/c/x", "acme", http.StatusForbidden},
+		"write own":    {"POST", "/vec/t/acme/c/1/add", "acme", 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newProcessor(routes, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			p.ctx, p.auth = t.Context(), a
+			resp := p.handle(headersMsg(tc.method, tc.path, token(tc.org), false))
+			if tc.status == 0 {
+				require.NotNil(t, resp.GetRequestHeaders(), "%v", resp)
+				assert.Equal(t, tc.org, setHeaders(resp.GetRequestHeaders().GetResponse().GetHeaderMutation())[config.DefaultTenantHeader])
+				return
+			}
+			assert.EqualValues(t, tc.status, resp.GetImmediateResponse().GetStatus().GetCode(), "%v", resp)
+		})
+	}
 }
 
 func TestServiceRequestHeaders(t *testing.T) {
