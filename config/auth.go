@@ -55,7 +55,8 @@ type Tenant struct {
 	// Name is unique; it is what limits, metrics and the tenant header see.
 	Name string `yaml:"name"`
 	// Models are public model names or path.Match globs ("gpt-*", "*") the
-	// tenant may use. Required: an empty list would allow nothing.
+	// tenant may use. Required unless the tenant uses services only: an
+	// empty list allows no model.
 	Models []string `yaml:"models"`
 	// Endpoints are API paths or globs ("/v1/chat/completions", "/v1/*");
 	// empty allows every endpoint.
@@ -77,6 +78,9 @@ type Tenant struct {
 	// x-streamgate-priority header (default false: the header is stripped
 	// and ignored).
 	PriorityHeader bool `yaml:"priority_header"`
+	// Services grant the tenant operations of services (service.go); a
+	// service not listed is refused (403).
+	Services []TenantService `yaml:"services"`
 	// APIKeys are the tenant's keys, stored as hashes only.
 	APIKeys []APIKey `yaml:"api_keys"`
 	// ClientCertificates tie clients to the tenant by their verified TLS
@@ -201,7 +205,8 @@ func (v *validator) validateAuth(a *Auth) {
 			v.at(p+".name", "tenant name %q is already used by tenant %d", t.Name, j+1)
 		}
 		names[t.Name] = i
-		if len(t.Models) == 0 {
+		v.validateTenantServices(p, &a.Tenants[i])
+		if len(t.Models) == 0 && len(t.Services) == 0 {
 			v.at(p, "tenant %q allows no models; list model names or globs under models (\"*\" allows all)", t.Name)
 		}
 		for k, m := range t.Models {

@@ -57,6 +57,9 @@ type Config struct {
 	Backends []Backend `yaml:"backends"`
 	// Models map the public model names clients use to backends.
 	Models []Model `yaml:"models"`
+	// Services mount backends of protocol http (services that are not
+	// model APIs) on path prefixes, with per-operation policy (service.go).
+	Services []Service `yaml:"services"`
 	// Auth, when set, requires credentials on every request (see auth.go).
 	Auth *Auth `yaml:"auth"`
 	// Limits throttles tenants and backends; nil means no limits.
@@ -352,6 +355,9 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Backends {
 		c.Backends[i].applyDefaults()
+	}
+	for i := range c.Services {
+		c.Services[i].applyDefaults()
 	}
 	for i := range c.Models {
 		m := &c.Models[i]

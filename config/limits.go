@@ -103,6 +103,9 @@ type TenantLimits struct {
 	Rates `yaml:",inline"`
 	// Models are the tenant's limits per public model, on top of its overall ones.
 	Models []ModelLimits `yaml:"models"`
+	// Services are the tenant's limits per service (service.go); service
+	// requests count against these only.
+	Services []ServiceLimits `yaml:"services"`
 }
 
 // ModelLimits are a tenant's limits on one public model.
@@ -265,6 +268,7 @@ func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
 		}
 		tenants[t.Name] = true
 		v.rates(p, t.Rates)
+		v.validateServiceLimits(p, t)
 		seen := map[string]bool{}
 		for j, m := range t.Models {
 			mp := fmt.Sprintf("%s.models[%d]", p, j)

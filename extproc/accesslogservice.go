@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/telemetry"
 )
 
 // Bounds on what one access log entry may claim. An entry is only as
@@ -43,6 +44,8 @@ type AccessLog struct {
 	log    *slog.Logger
 	// reports takes the usage reports (nil: they are dropped).
 	reports *reports
+	// sink returns where service requests' usage events go (nil: none).
+	sink func() *telemetry.Sink
 }
 
 var _ alsv3.AccessLogServiceServer = (*AccessLog)(nil)
@@ -102,6 +105,10 @@ func (a *AccessLog) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessL
 				if a.reports != nil {
 					a.reports.settle(e)
 				}
+				continue
+			}
+			if logName == contract.ServiceLog {
+				a.recordService(e)
 				continue
 			}
 			if logName == contract.RealtimeLog {

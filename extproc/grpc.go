@@ -165,7 +165,7 @@ func (p *processor) grpcFail(err error, r refusal) *extprocsvcv3.ProcessingRespo
 		}
 	}
 	p.status, p.answered = r.status, true
-	return &extprocsvcv3.ProcessingResponse{DynamicMetadata: p.requestMetadata(), Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
+	return &extprocsvcv3.ProcessingResponse{DynamicMetadata: p.answerMetadata(), Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:     &typev3.HttpStatus{Code: typev3.StatusCode_OK},
 			Headers:    &extprocsvcv3.HeaderMutation{SetHeaders: set},

@@ -19,6 +19,8 @@ type Metrics struct {
 	unread *prometheus.CounterVec
 	// rt counts Realtime sessions (realtime_metrics.go).
 	rt *realtimeMetrics
+	// svc counts service requests (service_metrics.go).
+	svc *serviceMetrics
 }
 
 // NewMetrics registers Streamgate's request metrics with reg.
@@ -45,6 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.grpc, m.grpcMessages, m.grpcBytes, m.unread)
 	m.rt = newRealtimeMetrics(reg)
+	m.svc = newServiceMetrics(reg)
 	return m
 }
 
@@ -69,7 +72,7 @@ func (m *Metrics) usageUnread(reason string) {
 // observeGRPC counts a finished gRPC call (streamgate_requests_total and
 // the GenAI metrics are recorded by telemetry for every request).
 func (m *Metrics) observeGRPC(p *processor) {
-	if m == nil || p.path == "" || !p.grpc {
+	if m == nil || p.path == "" || !p.grpc || p.svc.entry != nil {
 		return
 	}
 	model, backend, code := "other", "", "routed"

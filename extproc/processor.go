@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"errors"
+	"google.golang.org/protobuf/types/known/structpb"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -111,6 +112,8 @@ type processor struct {
 	obs obsState
 	// pick is the endpoint picked for a backend with picking (picking.go).
 	pick pickState
+	// svc is set for a request to a service (service_request.go).
+	svc serviceState
 }
 
 func newProcessor(routes *Routes, maxBody int64, log *slog.Logger, m *Metrics) *processor {
@@ -184,6 +187,9 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 		}
 	}
 	path, _, _ := strings.Cut(p.path, "?")
+	if e := p.routes.service(path); e != nil {
+		return p.onServiceRequestHeaders(e, serviceHeaders{method, path, contentLength, contentType, tenant, strip, authz, apiKey})
+	}
 	if isGRPC(contentType) {
 		return p.onGRPCRequestHeaders(method, path, model, tenant, strip, authz, apiKey)
 	}
@@ -261,6 +267,9 @@ func (p *processor) done(resp *extprocsvcv3.ProcessingResponse) bool {
 }
 
 func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.ProcessingResponse {
+	if p.svc.entry != nil {
+		return p.onServiceRequestBody(b)
+	}
 	p.pick.bodyAt = p.now()
 	body := b.GetBody()
 	if int64(len(body)) > p.maxBody {
@@ -394,12 +403,27 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	return p.immediate(r.status, body, "streamgate_"+r.code, extra...)
 }
 
+// answerMetadata is what the access log learns about a request Streamgate
+// answers itself: a model request's endpoint and model, with the tenant,
+// as far as known. A service request refused before its headers answer
+// sends none: its metadata would put it in Envoy's service log, and
+// observeServiceRefusal counts it already.
+func (p *processor) answerMetadata() *structpb.Struct {
+	if p.svc.entry != nil && !p.svc.admitted {
+		return nil
+	}
+	if p.svc.entry != nil {
+		return p.serviceMetadata()
+	}
+	return p.requestMetadata()
+}
+
 // immediate answers the request itself. Envoy applies the dynamic metadata
 // sent with it (1.40), so the access log line carries the tenant, endpoint
 // and model known by then.
 func (p *processor) immediate(status int, body []byte, details string, extra ...*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
 	p.status, p.answered = status, true
-	return &extprocsvcv3.ProcessingResponse{DynamicMetadata: p.requestMetadata(), Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
+	return &extprocsvcv3.ProcessingResponse{DynamicMetadata: p.answerMetadata(), Response: &extprocsvcv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocsvcv3.ImmediateResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
 			Headers: &extprocsvcv3.HeaderMutation{SetHeaders: append([]*corev3.HeaderValueOption{header("content-type", "application/json")}, extra...)},
@@ -415,6 +439,7 @@ func (p *processor) finish() {
 	p.releaseLimits()
 	p.pickDone()
 	p.observe()
+	p.observeServiceRefusal()
 	p.metrics.observeGRPC(p)
 }
 

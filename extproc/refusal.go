@@ -92,6 +92,12 @@ var refusals = []refusalRow{
 	{[]error{ErrSaturated, picking.ErrShed}, refusal{http.StatusTooManyRequests, "requests", "saturated", "rate_limit_error", codes.ResourceExhausted, true}},
 	// when: the gateway cannot obtain the credentials it signs a hosted provider's requests with (AWS credential chain empty or failing); the backend is not called.
 	{[]error{credential.ErrUnavailable}, refusal{http.StatusBadGateway, "server_error", "upstream_credentials_unavailable", "api_error", codes.Unavailable, false}},
+	// when: a service request (docs/services.md) reaches another tenant's part of the service: a path pattern or body rule naming {tenant} matches only with another tenant's name, or the body rule's field is missing.
+	{[]error{ErrOutOfScope}, refusal{http.StatusForbidden, "permission_error", "out_of_scope", "permission_error", codes.PermissionDenied, false}},
+	// when: no operation of the service matches the request's method and path.
+	{[]error{ErrUnknownOperation}, refusal{http.StatusNotFound, "invalid_request_error", "unknown_operation", "not_found_error", codes.Unimplemented, false}},
+	// when: a service request's path holds dot segments, empty segments, encoded slashes or a malformed %-escape.
+	{[]error{ErrServicePath}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_path", "invalid_request_error", codes.InvalidArgument, false}},
 }
 
 // internalRefusal is the row of any error the table does not name: the

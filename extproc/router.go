@@ -65,12 +65,14 @@ type Routes struct {
 	clusters map[string]bool
 	// body is what every request body is held to before it is read.
 	body *bodyPolicy
+	// services are the mounted services (service.go); nil for none.
+	services *serviceTable
 }
 
 // NewRoutes builds the table for cfg.
 func NewRoutes(cfg *config.Config, created int64) *Routes {
 	r := &Routes{byModel: make(map[string]*modelRoutes, len(cfg.Models)), created: created, translates: map[translate.Client]bool{},
-		clusters: map[string]bool{}, body: newBodyPolicy(cfg)}
+		clusters: map[string]bool{}, body: newBodyPolicy(cfg), services: newServiceTable(cfg)}
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
 		mr := &modelRoutes{allowPin: m.AllowPin}

@@ -190,6 +190,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	extprocsvcv3.RegisterExternalProcessorServer(gs, s)
 	al := NewAccessLog(s.metrics, func() *Routes { return s.gen.Load().routes }, s.log)
 	al.reports = s.reports
+	al.sink = func() *telemetry.Sink { return s.gen.Load().sink }
 	alsv3.RegisterAccessLogServiceServer(gs, al)
 	return serveWithHealth(ctx, gs, lis)
 }

@@ -256,8 +256,8 @@ func (p *processor) record() *telemetry.Record {
 
 // observe records the finished request in metrics and the usage sink.
 func (p *processor) observe() {
-	if p.path == "" {
-		return
+	if p.path == "" || p.svc.entry != nil {
+		return // service requests are measured from Envoy's service log
 	}
 	r := p.record()
 	p.metrics.tel().Observe(r)

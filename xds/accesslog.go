@@ -23,6 +23,8 @@ var accessLogFields = map[string]any{
 	"endpoint":         meta(contract.MetaEndpoint),
 	"method":           "%REQ(:METHOD)%",
 	"model":            meta(contract.MetaModel),
+	"service":          meta(contract.MetaService),
+	"operation":        meta(contract.MetaOperation),
 	"upstream_model":   meta(contract.MetaUpstreamModel),
 	"backend":          meta(contract.MetaBackend),
 	"version":          meta(contract.MetaVersion),

@@ -56,6 +56,13 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 	}
 	filters := []*hcmv3.HttpFilter{extProc, grpcStats, router}
 	logs := []*accesslogv3.AccessLog{grpcLog, rtLog}
+	if len(cfg.Services) > 0 {
+		svcLog, err := serviceAccessLog()
+		if err != nil {
+			return nil, err
+		}
+		logs = append(logs, svcLog)
+	}
 	if cfg.EnvoyReadsUsage() {
 		usage, err := usageFilters()
 		if err != nil {
@@ -231,8 +238,14 @@ func responseHeadersToAdd(cfg *config.Config) []*corev3.HeaderValueOption {
 // routeConfig routes on the backend header set by ext_proc: one route per
 // backend and one per failover chain.
 func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
-	routes := make([]*routev3.Route, 0, len(cfg.Backends)+1)
+	routes, err := serviceRoutes(cfg)
+	if err != nil {
+		return nil, err
+	}
 	for _, b := range sortedBackends(cfg) {
+		if b.Protocol == config.ProtocolHTTP {
+			continue // reached by its services' routes only
+		}
 		r := backendRoute(cfg, b.Name)
 		rewriteHost(r, &b)
 		if err := applyPickingRoute(r, &b); err != nil {

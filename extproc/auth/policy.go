@@ -26,10 +26,12 @@ type Tenant struct {
 
 	models    []string
 	endpoints []string
+	// services maps a service to the operation globs granted (service.go).
+	services map[string][]string
 }
 
 func newTenant(tc config.Tenant) *Tenant {
-	return &Tenant{Name: tc.Name, MaxTokens: tc.MaxTokens, PinVersions: tc.PinVersions, Priority: tc.Priority, PriorityHeader: tc.PriorityHeader, models: tc.Models, endpoints: tc.Endpoints}
+	return &Tenant{Name: tc.Name, MaxTokens: tc.MaxTokens, PinVersions: tc.PinVersions, Priority: tc.Priority, PriorityHeader: tc.PriorityHeader, models: tc.Models, endpoints: tc.Endpoints, services: serviceGrants(tc.Services)}
 }
 
 // AllowsModel reports whether the tenant may use the public model name.

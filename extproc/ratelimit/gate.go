@@ -17,6 +17,8 @@ type Slot struct {
 	// owner is the tenant (or, for Backend, the backend) and model the
 	// tenant × model pool's model: what a reload re-reads Limit from.
 	owner, model string
+	// service is the tenant × service pool's service (limitsservice.go).
+	service string
 }
 
 // Gate holds concurrency slots and a bounded queue of requests waiting

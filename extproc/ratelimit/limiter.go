@@ -27,11 +27,17 @@ const (
 	kindInput
 	kindOutput
 	kindTotal
+	kindBytes // a service request's body bytes (limitsservice.go)
 )
 
 // Request is what admission needs to know about one request.
 type Request struct {
 	Tenant, Model, Backend string
+	// Service, when set, is the service a service request is for: it is
+	// charged against the tenant's limits on that service only, never its
+	// model limits; Bytes is its request body size (content-length).
+	Service string
+	Bytes   int64
 	// Input is the estimated prompt tokens; Output the reserved output tokens.
 	Input, Output int64
 	// Hold is the tenant's slot taken at the request headers (HoldTenant),
@@ -238,7 +244,7 @@ func (r *Reservation) Holds() bool { return len(r.charges) > 0 || r.slots > 0 }
 // bucket was reserved.
 func (r *Reservation) NeedsUsage() bool {
 	for _, k := range r.kinds {
-		if k != kindRequests {
+		if k != kindRequests && k != kindBytes {
 			return true
 		}
 	}
@@ -295,6 +301,9 @@ func (l *Limiter) slotLimit(s Slot) int {
 	if t == nil {
 		return 0
 	}
+	if s.service != "" {
+		return serviceSlotLimit(t, s.service)
+	}
 	if s.model == "" {
 		return t.ConcurrentStreams
 	}
@@ -339,7 +348,9 @@ func (l *Limiter) plan(req Request) ([]Charge, []kind, []Slot) {
 			slots = append(slots, Slot{Key: "c:" + prefix, Limit: r.ConcurrentStreams, owner: req.Tenant, model: model})
 		}
 	}
-	if t != nil {
+	if req.Service != "" {
+		charges, kinds, slots = l.planService(req, t)
+	} else if t != nil {
 		add(base, "", t.Rates)
 		for _, m := range t.Models {
 			if m.Name == req.Model {
@@ -367,8 +378,11 @@ func headersFor(kinds []kind, states []State) Headers {
 	for i, k := range kinds {
 		s := &states[i]
 		dst := &h.Tokens
-		if k == kindRequests {
+		switch k {
+		case kindRequests:
 			dst = &h.Requests
+		case kindBytes:
+			continue
 		}
 		if *dst == nil || s.Remaining < (*dst).Remaining {
 			*dst = s
@@ -378,7 +392,7 @@ func headersFor(kinds []kind, states []State) Headers {
 }
 
 func deniedWhat(kinds []kind, states []State, charges []Charge) string {
-	names := [...]string{"requests per minute", "input tokens per minute", "output tokens per minute", "total tokens per minute"}
+	names := [...]string{"requests per minute", "input tokens per minute", "output tokens per minute", "total tokens per minute", "request bytes per minute"}
 	var parts []string
 	for i, k := range kinds {
 		if charges[i].Cost > states[i].Remaining {

@@ -38,6 +38,13 @@ type Event struct {
 	Images        int64     `json:"images,omitempty"`
 	TTFTMs        float64   `json:"ttft_ms,omitempty"`
 	DurationMs    float64   `json:"duration_ms"`
+	// Service and Operation name a service request's service and
+	// operation (docs/services.md), RequestBytes and ResponseBytes its
+	// body bytes; all empty for model requests.
+	Service       string `json:"service,omitempty"`
+	Operation     string `json:"operation,omitempty"`
+	RequestBytes  uint64 `json:"request_bytes,omitempty"`
+	ResponseBytes uint64 `json:"response_bytes,omitempty"`
 }
 
 // EventOf builds the usage event for r.
