@@ -141,15 +141,9 @@ const (
 // message and byte metrics. Envoy buffers and sends entries asynchronously.
 func grpcAccessLog() (*accesslogv3.AccessLog, error) {
 	a, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
-		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
-			LogName: grpcAccessLogName,
-			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: contract.ExtProcCluster},
-			}},
-			TransportApiVersion:     corev3.ApiVersion_V3,
-			BufferFlushInterval:     durationpb.New(time.Second),
-			FilterStateObjectsToLog: []string{contract.GRPCStatsFilterState},
-		},
+		CommonConfig: extProcLog(grpcAccessLogName, time.Second, func(c *grpcalsv3.CommonGrpcAccessLogConfig) {
+			c.FilterStateObjectsToLog = []string{contract.GRPCStatsFilterState}
+		}),
 		AdditionalRequestHeadersToLog: []string{contract.ModelHeader},
 	})
 	if err != nil {
@@ -182,4 +176,22 @@ func withoutGRPCAccessLog(logs []*accesslogv3.AccessLog) []*accesslogv3.AccessLo
 		}
 	}
 	return kept
+}
+
+// extProcLog is the common part of the gRPC access logs Envoy sends to
+// Streamgate's AccessLogService on the ext_proc cluster: the log's name
+// and how long Envoy may buffer entries; more sets the log's other fields.
+func extProcLog(name string, flush time.Duration, more ...func(*grpcalsv3.CommonGrpcAccessLogConfig)) *grpcalsv3.CommonGrpcAccessLogConfig {
+	c := &grpcalsv3.CommonGrpcAccessLogConfig{
+		LogName: name,
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: contract.ExtProcCluster},
+		}},
+		TransportApiVersion: corev3.ApiVersion_V3,
+		BufferFlushInterval: durationpb.New(flush),
+	}
+	for _, f := range more {
+		f(c)
+	}
+	return c
 }

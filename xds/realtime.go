@@ -5,12 +5,10 @@ import (
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	grpcalsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/streamgate/streamgate/contract"
 )
@@ -29,14 +27,7 @@ func websocketUpgrades() []*hcmv3.HttpConnectionManager_UpgradeConfig {
 // metrics per model. Envoy sends entries asynchronously.
 func realtimeAccessLog() (*accesslogv3.AccessLog, error) {
 	a, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
-		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
-			LogName: contract.RealtimeLog,
-			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: contract.ExtProcCluster},
-			}},
-			TransportApiVersion: corev3.ApiVersion_V3,
-			BufferFlushInterval: durationpb.New(time.Second),
-		},
+		CommonConfig:                  extProcLog(contract.RealtimeLog, time.Second),
 		AdditionalRequestHeadersToLog: []string{contract.ModelHeader},
 	})
 	if err != nil {

@@ -84,14 +84,7 @@ func rateLimitHeadersToAdd() []*corev3.HeaderValueOption {
 // asynchronously; the data path never waits.
 func serviceAccessLog() (*accesslogv3.AccessLog, error) {
 	a, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
-		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
-			LogName: contract.ServiceLog,
-			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: contract.ExtProcCluster},
-			}},
-			TransportApiVersion: corev3.ApiVersion_V3,
-			BufferFlushInterval: durationpb.New(time.Second),
-		},
+		CommonConfig: extProcLog(contract.ServiceLog, time.Second),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode service access log config: %w", err)

@@ -13,7 +13,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	tracingv3 "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/streamgate/streamgate/contract"
 )
@@ -67,18 +66,12 @@ func stripFilter() *luav3.Lua {
 // the backend's first body byte in a custom tag.
 func usageReportLog() (*accesslogv3.AccessLog, error) {
 	a, err := toAny(&grpcalsv3.HttpGrpcAccessLogConfig{
-		CommonConfig: &grpcalsv3.CommonGrpcAccessLogConfig{
-			LogName: contract.UsageReportLog,
-			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: contract.ExtProcCluster},
-			}},
-			TransportApiVersion: corev3.ApiVersion_V3,
-			BufferFlushInterval: durationpb.New(usageReportFlush),
-			CustomTags: []*tracingv3.CustomTag{{
+		CommonConfig: extProcLog(contract.UsageReportLog, usageReportFlush, func(c *grpcalsv3.CommonGrpcAccessLogConfig) {
+			c.CustomTags = []*tracingv3.CustomTag{{
 				Tag:  contract.ReportTTFTTag,
 				Type: &tracingv3.CustomTag_Value{Value: ttftFormat("us")},
-			}},
-		},
+			}}
+		}),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode the usage report log config: %w", err)
