@@ -69,7 +69,15 @@ func runResponsesPy(t *testing.T, py string, e *env, mode string, out any) {
 // limits, and the limiter reconciles exactly the usage the SDK saw.
 func TestOpenAISDKResponsesAPIWithChatBackend(t *testing.T) {
 	py := pythonSDKs(t)
-	e := startGateway(t, fmt.Sprintf(responsesConfig, auth.HashKey(responsesKey)))
+	// The same calls against an OpenAI chat backend and, through Chat
+	// Completions, an Anthropic and an Ollama one.
+	for _, protocol := range []string{"openai", "anthropic", "ollama"} {
+		t.Run(protocol, func(t *testing.T) { responsesWithChatBackend(t, py, protocol) })
+	}
+}
+
+func responsesWithChatBackend(t *testing.T, py, protocol string) {
+	e := startGateway(t, strings.Replace(fmt.Sprintf(responsesConfig, auth.HashKey(responsesKey)), "protocol: openai", "protocol: "+protocol, 1))
 	inBefore := metric(t, e, `streamgate_tokens_reconciled_total{direction="input"}`)
 	outBefore := metric(t, e, `streamgate_tokens_reconciled_total{direction="output"}`)
 	var out struct {
@@ -117,10 +125,18 @@ func TestOpenAISDKResponsesAPIWithChatBackend(t *testing.T) {
 
 	st := out.StreamTools
 	require.Len(t, st.Calls, 1)
-	assert.Equal(t, fakellm.FakeToolCallID, st.Calls[0].CallID)
+	if protocol == "openai" {
+		assert.Equal(t, fakellm.FakeToolCallID, st.Calls[0].CallID)
+	} else { // the backend's own id (Anthropic's toolu_…), or one the translation makes (Ollama sends none)
+		assert.NotEmpty(t, st.Calls[0].CallID)
+	}
 	assert.Equal(t, "get_weather", st.Calls[0].Name)
 	assert.JSONEq(t, fakellm.FakeToolInput, st.Calls[0].Arguments, "the SDK joined the streamed argument pieces")
-	assert.GreaterOrEqual(t, st.ArgDeltas, 3)
+	if protocol == "ollama" {
+		assert.Equal(t, 1, st.ArgDeltas, "Ollama sends a tool call whole")
+	} else {
+		assert.GreaterOrEqual(t, st.ArgDeltas, 3)
+	}
 
 	assert.Equal(t, []string{"message"}, out.ToolResult.Types, "after the function_call_output the backend answers in text")
 	assert.NotEmpty(t, out.ToolResult.Text)

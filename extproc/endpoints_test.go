@@ -64,13 +64,13 @@ func TestModelEndpoints(t *testing.T) {
 	for model, want := range map[string][]string{
 		"openai":           {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses", "/v1/rerank", "/v1/images/generations", "/v1/images/edits", "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/speech", "/v1/realtime"},
 		"native-responses": {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses", "/v1/rerank", "/v1/images/generations", "/v1/images/edits", "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/speech", "/v1/realtime"},
-		"claude":           {"/v1/chat/completions", "/v1/messages"},
-		"llama":            {"/v1/chat/completions", "/v1/embeddings"},
+		"claude":           {"/v1/chat/completions", "/v1/messages", "/v1/responses"},
+		"llama":            {"/v1/chat/completions", "/v1/embeddings", "/v1/responses"},
 		"kserve":           {"/v1/completions"},
 		"triton":           {},
 		"chat-only":        {"/v1/chat/completions"},
 		"listed-beyond":    {"/v1/messages"},
-		"mixed":            {"/v1/chat/completions", "/v1/embeddings"},
+		"mixed":            {"/v1/chat/completions", "/v1/embeddings", "/v1/responses"},
 	} {
 		assert.Equal(t, want, r.byModel[model].serves, model)
 		route, err := r.Pick(model, "", nil)
@@ -165,7 +165,7 @@ func TestModelListShowsEndpoints(t *testing.T) {
 	}
 	all := list(acme)
 	assert.Len(t, all, 9)
-	assert.Equal(t, []string{"/v1/chat/completions", "/v1/embeddings"}, all["llama"])
+	assert.Equal(t, []string{"/v1/chat/completions", "/v1/embeddings", "/v1/responses"}, all["llama"])
 	assert.Equal(t, []string{"/v1/chat/completions"}, all["chat-only"])
 	assert.Equal(t, []string{}, all["triton"])
 	assert.Equal(t, map[string][]string{"llama": {"/v1/embeddings"}, "chat-only": {}}, list(guest), "the guest's models, with the endpoints the guest may call")

@@ -211,14 +211,19 @@ func (p *processor) planResponse() {
 	pl := &p.plan
 	pl.settle = p.lim != nil && p.lim.res != nil
 	pl.translate = p.tx != nil
+	// chained: Responses translated through Chat Completions to another
+	// protocol (translate/chain.go); the Responses events the client gets
+	// carry the usage.
+	chained := pl.translate && p.endpoint == endpointResponses && p.route != nil && p.route.Protocol != config.ProtocolOpenAI
 	switch {
 	case pl.translate && p.endpoint == endpointMessages && p.route != nil && p.route.Protocol == config.ProtocolBedrock:
 		// Bedrock's frames are not metered; the Anthropic events made of them are.
 		p.meter.anthropic = true
+	case chained:
 	case pl.translate && (p.endpoint == endpointMessages || p.endpoint == endpointResponses):
 		pl.side = meterBackend
 	}
-	p.meter.responses = p.endpoint == endpointResponses && !pl.translate
+	p.meter.responses = p.endpoint == endpointResponses && (!pl.translate || chained)
 	p.meter.images = isImages(p.endpoint)
 	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage) &&
 		!(p.lim != nil && p.lim.res != nil && p.lim.res.HoldsSlots())

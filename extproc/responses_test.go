@@ -54,7 +54,6 @@ func TestResponsesRefusals(t *testing.T) {
 		"store true needs stored state": {`{"model":"gpt","input":"x","store":true}`, 400, []string{`"code":"stateful_request_not_supported"`, `\"store\"`}},
 		"background needs stored state": {`{"model":"gpt","input":"x","background":true}`, 400, []string{`"code":"stateful_request_not_supported"`, `\"background\"`}},
 		"built-in tool":                 {`{"model":"gpt","input":"x","tools":[{"type":"web_search_preview"}]}`, 400, []string{`"code":"unsupported_by_backend"`, "web_search_preview"}},
-		"Anthropic backend":             {`{"model":"sonnet","input":"x"}`, 400, []string{"cannot be used with the OpenAI Responses API"}},
 		"missing model":                 {`{"input":"x"}`, 400, []string{`"message":"You must provide a model parameter."`}},
 		"unknown model":                 {`{"model":"nope","input":"x"}`, 404, []string{`"code":"model_not_found"`}},
 	} {
@@ -117,4 +116,45 @@ func TestResponsesCountedAsTheChatOperation(t *testing.T) {
 	r := p.record()
 	assert.Equal(t, telemetry.OperationChat, r.Operation)
 	assert.Equal(t, "/v1/responses", r.Endpoint)
+}
+
+// TestResponsesStreamToAnthropicBackend: a Responses request for a model on
+// an Anthropic backend goes out as Anthropic Messages (through Chat
+// Completions), and the backend's stream comes back as Responses events.
+func TestResponsesStreamToAnthropicBackend(t *testing.T) {
+	p := newTranslationProcessor(t, translationConfig)
+	p.handle(requestHeaders("/v1/responses"))
+	resp := p.handle(requestBody(`{"model":"sonnet","stream":true,"instructions":"be brief","input":"x","max_output_tokens":9}`))
+	common := resp.GetRequestBody().GetResponse()
+	require.NotNil(t, common, "%v", resp)
+	h := setHeaders(common.GetHeaderMutation())
+	assert.Equal(t, "/v1/messages", h[":path"])
+	assert.Equal(t, "2023-06-01", h["anthropic-version"])
+	var sent struct {
+		Model     string `json:"model"`
+		MaxTokens int    `json:"max_tokens"`
+		System    string `json:"system"`
+		Stream    bool   `json:"stream"`
+		Messages  []struct {
+			Role string `json:"role"`
+		} `json:"messages"`
+	}
+	require.NoError(t, json.Unmarshal(common.GetBodyMutation().GetBody(), &sent))
+	assert.Equal(t, "claude-x", sent.Model)
+	assert.Equal(t, 9, sent.MaxTokens, "max_output_tokens becomes max_tokens")
+	assert.Equal(t, "be brief", sent.System)
+	assert.True(t, sent.Stream)
+	require.Len(t, sent.Messages, 1)
+
+	p.handle(responseHeaders("200"))
+	chunk := p.handle(responseBody("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":0}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n", false))
+	got := string(chunk.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+	assert.Contains(t, got, "event: response.created")
+	assert.Contains(t, got, `"type":"response.output_text.delta"`)
+	assert.Contains(t, got, `"delta":"hi"`)
+	last := p.handle(responseBody("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":1}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", true))
+	got = string(last.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+	assert.Contains(t, got, "event: response.completed")
+	assert.Contains(t, got, `"input_tokens":3`)
+	assert.Contains(t, got, `"output_tokens":1`)
 }

@@ -101,8 +101,8 @@ func Supported(c Client, p Protocol) bool {
 		return p == ProtocolKServe
 	case ClientMessages:
 		return p == ProtocolOpenAI || p == ProtocolBedrock
-	case ClientResponses:
-		return p == ProtocolOpenAI
+	case ClientResponses: // Anthropic, Ollama, Bedrock through Chat Completions (chain.go)
+		return p == ProtocolOpenAI || Supported(ClientChat, p)
 	}
 	return false
 }
@@ -219,6 +219,12 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToBedrock{inner: chatToMessages{opts: opts}}, nil
 	case c == ClientMessages && p == ProtocolBedrock:
 		return &messagesToBedrock{opts: opts}, nil
+	case c == ClientResponses && Supported(ClientChat, p):
+		inner, err := New(ClientChat, p, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &chain{outer: &responsesToChat{opts: opts}, inner: inner}, nil
 	}
 	return nil, fmt.Errorf("cannot translate %s to the %s protocol: %w", c, p, ErrNoTranslation)
 }
