@@ -112,7 +112,8 @@ func startMilvus(t *testing.T, server string) string {
 // TestMilvusThroughGateway drives Milvus Lite's gRPC server through real
 // Envoy with the official pymilvus client: a tenant creates a collection,
 // inserts and searches; a read-only tenant searches and queries but its
-// insert and create are PERMISSION_DENIED; no key is UNAUTHENTICATED.
+// insert and create are PERMISSION_DENIED; no key, a wrong key and a
+// user/password are UNAUTHENTICATED.
 func TestMilvusThroughGateway(t *testing.T) {
 	py, server := milvusPython(t)
 	addr := startMilvus(t, server)
@@ -138,6 +139,8 @@ func TestMilvusThroughGateway(t *testing.T) {
 		ReaderInsert refused    `json:"reader_insert"`
 		ReaderCreate refused    `json:"reader_create"`
 		NoKey        refused    `json:"no_key"`
+		WrongKey     refused    `json:"wrong_key"`
+		UserPassword refused    `json:"user_password"`
 		Count        int
 	}
 	require.NoError(t, json.Unmarshal(stdout, &out), "milvus_client.py printed %s", stdout)
@@ -159,6 +162,9 @@ func TestMilvusThroughGateway(t *testing.T) {
 	// raises its own "Fail connecting" from the gRPC error.
 	assert.Nil(t, out.NoKey.OK)
 	assert.Equal(t, "UNAUTHENTICATED", out.NoKey.Error.Status, "%+v", out.NoKey)
+	assert.Equal(t, "UNAUTHENTICATED", out.WrongKey.Error.Status, "%+v", out.WrongKey)
+	// user/password (base64 of "user:password") is not an API key.
+	assert.Equal(t, "UNAUTHENTICATED", out.UserPassword.Error.Status, "%+v", out.UserPassword)
 	assert.Equal(t, 2, out.Count, "the refused insert wrote nothing")
 
 	// The access log names service, operation and tenant; metrics count them.

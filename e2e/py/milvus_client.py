@@ -53,5 +53,7 @@ out["reader_query"] = [r["text"] for r in reader.query("docs", filter="id == 1",
 attempt("reader_insert", lambda: reader.insert("docs", [{"id": 3, "vector": [1.0, 1.0], "text": "nope"}])["insert_count"])
 attempt("reader_create", lambda: reader.create_collection("beta_docs", dimension=2))
 attempt("no_key", lambda: MilvusClient(uri=gateway, timeout=5).list_collections())
+attempt("wrong_key", lambda: MilvusClient(uri=gateway, token="sk-not-a-key", timeout=5).list_collections())
+attempt("user_password", lambda: MilvusClient(uri=gateway, user="root", password=writer_key, timeout=5).list_collections())
 out["count"] = writer.query("docs", filter="id >= 0", output_fields=["count(*)"])[0]["count(*)"]
 print(json.dumps(out))
