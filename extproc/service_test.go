@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -318,6 +319,42 @@ func TestServiceGRPCRefusals(t *testing.T) {
 			require.NotNil(t, ir)
 			assert.Equal(t, tc.code, ir.GetGrpcStatus().GetStatus())
 			assert.EqualValues(t, http.StatusOK, ir.GetStatus().GetCode(), "trailers-only gRPC answer")
+		})
+	}
+}
+
+// TestServiceGRPCSchemelessKey: on a gRPC service call the key may come as
+// pymilvus sends its token, base64 without a scheme; the header is removed
+// before the call goes on. An HTTP request is held to the Bearer scheme.
+func TestServiceGRPCSchemelessKey(t *testing.T) {
+	routes, a, _ := newServiceFixture(t, "")
+	enc := base64.StdEncoding.EncodeToString([]byte(svcKeyRO))
+	for name, ct := range map[string]string{"grpc": "application/grpc", "http": "application/json"} {
+		t.Run(name, func(t *testing.T) {
+			p := newProcessor(routes, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			p.ctx, p.auth = t.Context(), a
+			r := p.handle(headersMsg("GET", "/vec/health", map[string]string{"content-type": ct, "authorization": enc}, false))
+			if ct == "application/json" {
+				ir := r.GetImmediateResponse()
+				require.NotNil(t, ir, "a scheme-less HTTP credential is refused")
+				assert.EqualValues(t, http.StatusUnauthorized, ir.GetStatus().GetCode())
+				return
+			}
+			hr := r.GetRequestHeaders()
+			require.NotNil(t, hr, "%v", r)
+			// The fixture's backend has its own credential in authorization:
+			// the client's value is overwritten, never passed on.
+			m := hr.GetResponse().GetHeaderMutation()
+			var set []string
+			for _, h := range m.GetSetHeaders() {
+				if h.GetHeader().GetKey() == "authorization" {
+					set = append(set, string(h.GetHeader().GetRawValue())+h.GetHeader().GetValue())
+				}
+			}
+			require.Len(t, set, 1)
+			assert.NotContains(t, set[0], enc)
+			assert.NotContains(t, set[0], svcKeyRO)
+			assert.Equal(t, "ro", p.Tenant)
 		})
 	}
 }

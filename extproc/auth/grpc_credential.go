@@ -1,0 +1,28 @@
+package auth
+
+import (
+	"encoding/base64"
+	"strings"
+)
+
+// GRPCAuthorization reads the Authorization metadata of a gRPC service call
+// as ParseCredential expects it. Some official gRPC clients send the key
+// without a scheme, base64-encoded: pymilvus sends base64(token) for
+// MilvusClient(token=KEY). One such value (no scheme, standard base64,
+// decoding to a b64token) becomes "Bearer " + the decoded key; any other
+// value, "Bearer KEY" included, is returned as it came, so
+// ParseCredential refuses what it refuses today.
+func GRPCAuthorization(values []string) []string {
+	if len(values) != 1 {
+		return values
+	}
+	v := strings.Trim(values[0], " \t")
+	if v == "" || strings.ContainsAny(v, " \t") || len(v) > MaxCredentialBytes {
+		return values
+	}
+	key, err := base64.StdEncoding.Strict().DecodeString(v)
+	if err != nil || !b64token(string(key)) {
+		return values
+	}
+	return []string{"Bearer " + string(key)}
+}
