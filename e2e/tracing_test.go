@@ -100,3 +100,43 @@ func TestTracing(t *testing.T) {
 	}
 	assert.NotContains(t, e.logs.String(), "trace me")
 }
+
+// TestServiceTracing: a service request gets a span in the client's trace
+// ("service raw…", covering the gateway's policy), and the service
+// receives a traceparent naming that span as its parent.
+func TestServiceTracing(t *testing.T) {
+	c, addr := startCollector(t)
+	svc, svcAddr := startRawService(t)
+	e := startGateway(t, rawGatewayConfig(svcAddr)+"telemetry:\n  tracing: {endpoint: \""+addr+"\", insecure: true}\n")
+	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.gateway+"/raw/echo", strings.NewReader("ping"))
+	require.NoError(t, err)
+	req.Header.Set("authorization", "Bearer "+svcKeyAcme)
+	req.Header.Set("traceparent", "00-"+clientTrace+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	id := resp.Header.Get("x-request-id")
+
+	svc.mu.Lock()
+	sent := svc.seen[len(svc.seen)-1].Header.Get("traceparent")
+	svc.mu.Unlock()
+	parts := strings.Split(sent, "-")
+	require.Len(t, parts, 4, "the service receives a traceparent: %q", sent)
+	assert.Equal(t, clientTrace, parts[1])
+
+	var span *tracev1.Span
+	require.Eventually(t, func() bool { span = c.span(id); return span != nil }, 15*time.Second, 50*time.Millisecond, "span for service request %s", id)
+	assert.Equal(t, clientTrace, hex.EncodeToString(span.GetTraceId()))
+	assert.Equal(t, parts[2], hex.EncodeToString(span.GetSpanId()), "the service's parent is the gateway's span")
+	assert.Equal(t, "00f067aa0ba902b7", hex.EncodeToString(span.GetParentSpanId()))
+	assert.True(t, strings.HasPrefix(span.GetName(), "service raw"), span.GetName())
+	attrs := map[string]string{}
+	for _, kv := range span.GetAttributes() {
+		attrs[kv.GetKey()] = kv.GetValue().GetStringValue()
+	}
+	assert.Equal(t, "raw", attrs["streamgate.service"])
+	assert.Equal(t, "acme", attrs["streamgate.tenant"])
+}

@@ -194,6 +194,7 @@ func (p *processor) onRequestHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3.
 	}
 	path, _, _ := strings.Cut(p.path, "?")
 	if e := p.routes.service(path); e != nil {
+		p.obsRequestHeaders(h)
 		// Copies: passing the slices on would move them to the heap for
 		// every request (escape analysis does not follow the branch).
 		return p.onServiceRequestHeaders(e, serviceHeaders{method, path, contentLength, contentType, tenant, slices.Clone(strip), slices.Clone(authz), slices.Clone(apiKey)})

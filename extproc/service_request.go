@@ -99,6 +99,7 @@ func (p *processor) onServiceRequestHeaders(e *serviceEntry, h serviceHeaders) *
 	if m == nil {
 		m = &extprocsvcv3.HeaderMutation{}
 	}
+	m.SetHeaders = p.traceHeaders(m.SetHeaders) // the service continues the trace
 	if u, ok := p.auth.Upstream(e.backend); ok {
 		// Set, never both removed and set: the client's copy was dropped.
 		m.RemoveHeaders = slices.DeleteFunc(m.RemoveHeaders, func(k string) bool { return k == u.Name })

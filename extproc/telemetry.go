@@ -256,8 +256,20 @@ func (p *processor) record() *telemetry.Record {
 
 // observe records the finished request in metrics and the usage sink.
 func (p *processor) observe() {
-	if p.path == "" || p.svc.entry != nil {
-		return // service requests are measured from Envoy's service log
+	if p.path == "" {
+		return
+	}
+	if e := p.svc.entry; e != nil { // measured from Envoy's service log; traced here
+		op := ""
+		if p.svc.op != nil {
+			op = p.svc.op.name
+		}
+		status := 0
+		if p.answered {
+			status = p.status
+		}
+		p.obs.span.EndService(e.name, op, p.Tenant, p.requestID, pathOnly(p.path), status, p.obs.errorType, p.now())
+		return
 	}
 	r := p.record()
 	p.metrics.tel().Observe(r)

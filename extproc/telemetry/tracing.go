@@ -139,3 +139,39 @@ func (s Span) End(r *Record) {
 	}
 	s.span.End(trace.WithTimestamp(end))
 }
+
+// EndService names the span of a service request (docs/services.md)
+// "service SERVICE.OPERATION" and closes it at end. The span covers the
+// gateway's part of the request (authentication, authorization, limits);
+// the service continues the trace from the traceparent it was sent.
+// status is Streamgate's own answer (a refusal), 0 when it let the request
+// through; errType names the refusal.
+func (s Span) EndService(service, operation, tenant, requestID, path string, status int, errType string, end time.Time) {
+	if s.span == nil {
+		return
+	}
+	name := "service " + service
+	if operation != "" {
+		name += "." + operation
+	}
+	s.span.SetName(name)
+	attrs := []attribute.KeyValue{
+		attribute.String("streamgate.request_id", requestID),
+		attribute.String("url.path", path),
+		attribute.String("streamgate.service", service),
+	}
+	for _, kv := range []struct{ k, v string }{{"streamgate.operation", operation}, {"streamgate.tenant", tenant}} {
+		if kv.v != "" {
+			attrs = append(attrs, attribute.String(kv.k, kv.v))
+		}
+	}
+	if status != 0 {
+		attrs = append(attrs, attribute.Int("http.response.status_code", status))
+	}
+	if errType != "" {
+		attrs = append(attrs, attribute.String("error.type", errType))
+		s.span.SetStatus(codes.Error, errType)
+	}
+	s.span.SetAttributes(attrs...)
+	s.span.End(trace.WithTimestamp(end))
+}
