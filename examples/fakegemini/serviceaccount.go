@@ -24,7 +24,7 @@ func ServiceAccountKey(email, tokenURL string) ([]byte, *rsa.PublicKey, error) {
 	}
 	b, err := json.MarshalIndent(map[string]string{
 		"type": "service_account", "project_id": "fake-project", "private_key_id": "fake-key-1",
-		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		"client_email": email, "client_id": "100000000000000000001",
 		"auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": tokenURL,
 	}, "", "  ")
