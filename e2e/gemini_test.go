@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,6 +37,9 @@ models:
   - {name: flash, backend: gemini, upstream_model: gemini-2.5-flash}
   - {name: flash-bad, backend: gemini-bad, upstream_model: gemini-2.5-flash}
   - {name: vflash, backend: vertex, upstream_model: gemini-2.5-flash}
+telemetry:
+  usage: true
+  prices: {vflash: {input_per_million: 1000000, output_per_million: 1000000}}
 `
 
 // TestGeminiWithOpenAISDK: the openai SDK streams a chat completion with
@@ -46,19 +51,7 @@ models:
 // credentials.
 func TestGeminiWithOpenAISDK(t *testing.T) {
 	py := pythonSDKs(t)
-	const email = "streamgate@sg-project.iam.gserviceaccount.com"
-	fake := fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email})
-	ts := httptest.NewServer(fake)
-	t.Cleanup(ts.Close)
-	key, pub, err := fakegemini.ServiceAccountKey(email, ts.URL+"/token")
-	require.NoError(t, err)
-	fake = fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email, PublicKey: pub, TokenURL: ts.URL + "/token"})
-	ts.Config.Handler = fake
-	keyFile := filepath.Join(t.TempDir(), "sa.json")
-	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
-	t.Setenv("STREAMGATE_TEST_GEMINI_KEY", "gemini-test-key")
-	t.Setenv("STREAMGATE_TEST_GEMINI_BAD_KEY", "not-the-key")
-	g := startGateway(t, fmt.Sprintf(geminiConfig, hostPort(ts.URL), keyFile))
+	fake, g := startGemini(t)
 
 	type result struct {
 		StreamFinish     string    `json:"stream_finish"`
@@ -111,4 +104,52 @@ func TestGeminiWithOpenAISDK(t *testing.T) {
 	}
 	assert.Equal(t, 4, gem, "stream, answer, 429, 400 by key")
 	assert.Equal(t, 4, vertex, "the same on Vertex AI")
+}
+
+// startGemini runs a fake Gemini trusting a fresh service account key and
+// a gateway serving geminiConfig from it.
+func startGemini(t *testing.T) (*fakegemini.Server, *env) {
+	t.Helper()
+	const email = "streamgate@sg-project.iam.gserviceaccount.com"
+	fake := fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email})
+	ts := httptest.NewServer(fake)
+	t.Cleanup(ts.Close)
+	key, pub, err := fakegemini.ServiceAccountKey(email, ts.URL+"/token")
+	require.NoError(t, err)
+	fake = fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email, PublicKey: pub, TokenURL: ts.URL + "/token"})
+	ts.Config.Handler = fake
+	keyFile := filepath.Join(t.TempDir(), "sa.json")
+	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
+	t.Setenv("STREAMGATE_TEST_GEMINI_KEY", "gemini-test-key")
+	t.Setenv("STREAMGATE_TEST_GEMINI_BAD_KEY", "not-the-key")
+	g := startGateway(t, fmt.Sprintf(geminiConfig, hostPort(ts.URL), keyFile))
+	return fake, g
+}
+
+// TestGeminiUsageIsMetered: the usage of Gemini's last usageMetadata,
+// translated for Chat and Messages clients, streamed or not, is what the
+// gateway records (here: the cost at one dollar per token, cached tokens
+// priced as input).
+func TestGeminiUsageIsMetered(t *testing.T) {
+	_, g := startGemini(t)
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/chat/completions", `{"model":"vflash","stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+		{"/v1/chat/completions", `{"model":"vflash","messages":[{"role":"user","content":"hi"}]}`},
+		{"/v1/messages", `{"model":"vflash","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+		{"/v1/messages", `{"model":"vflash","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+tc.path, strings.NewReader(tc.body))
+		require.NoError(t, err)
+		req.Header.Set("content-type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	}
+	u := fakegemini.Usage
+	want := float64(4 * (u.Prompt + u.Candidates + u.Thoughts))
+	require.Eventually(t, func() bool {
+		return sumWhere(scrapeFamilies(t, g), "streamgate_cost_usd_total", "", map[string]string{"model": "vflash"}) == want
+	}, 5*time.Second, 50*time.Millisecond, "cost of four requests at $1 a token: %v", want)
 }
