@@ -42,14 +42,15 @@ telemetry:
   prices: {vflash: {input_per_million: 1000000, output_per_million: 1000000}}
 `
 
-// TestGeminiWithOpenAISDK: the openai SDK streams a chat completion with
+// TestGeminiWithOfficialSDKs: the openai SDK streams a chat completion with
 // a tool call and answers it through Streamgate to a fake Gemini, by API
 // key (Gemini API) and by a service account's OAuth2 token (Vertex AI, the
 // fake's token endpoint verifying the signed assertion); usage matches
 // Gemini's usageMetadata; RESOURCE_EXHAUSTED and INVALID_ARGUMENT reach
 // the SDK as 429 and 400; a wrong API key is a 502 naming the gateway's
-// credentials.
-func TestGeminiWithOpenAISDK(t *testing.T) {
+// credentials. The anthropic SDK streams a tool use and the openai SDK's
+// Responses API a function call from the same fake.
+func TestGeminiWithOfficialSDKs(t *testing.T) {
 	py := pythonSDKs(t)
 	fake, g := startGemini(t)
 
@@ -70,6 +71,22 @@ func TestGeminiWithOpenAISDK(t *testing.T) {
 		BadKey *sdkError `json:"bad_key"`
 		Flash  result    `json:"flash"`
 		VFlash result    `json:"vflash"`
+		// The anthropic SDK's stream and the Responses API, from flash.
+		Messages struct {
+			Events               []string
+			StopReason           string           `json:"stop_reason"`
+			Text                 string           `json:"text"`
+			ToolInput            []map[string]any `json:"tool_input"`
+			InputTokens          int              `json:"input_tokens"`
+			CacheReadInputTokens int              `json:"cache_read_input_tokens"`
+			OutputTokens         int              `json:"output_tokens"`
+		}
+		Responses struct {
+			Status string
+			Calls  []struct{ Name, Arguments string }
+			Input  int `json:"input_tokens"`
+			Output int `json:"output_tokens"`
+		}
 	}
 	runPyArgs(t, py, "gemini_client.py", []string{g.gateway, "flash-bad", "flash", "vflash"}, &out)
 	u := fakegemini.Usage
@@ -88,6 +105,23 @@ func TestGeminiWithOpenAISDK(t *testing.T) {
 		requireSDKError(t, r.RateLimited, "RateLimitError", http.StatusTooManyRequests, "Resource has been exhausted")
 		requireSDKError(t, r.Invalid, "BadRequestError", http.StatusBadRequest, "invalid argument")
 	}
+	m := out.Messages
+	assert.Equal(t, "tool_use", m.StopReason)
+	assert.Equal(t, "Let me check.", m.Text)
+	assert.Equal(t, []map[string]any{{"city": "Paris"}}, m.ToolInput)
+	assert.Equal(t, u.Prompt-u.Cached, m.InputTokens, "Anthropic input_tokens leave the cached tokens out")
+	assert.Equal(t, u.Cached, m.CacheReadInputTokens)
+	assert.Equal(t, u.Candidates+u.Thoughts, m.OutputTokens)
+	if assert.NotEmpty(t, m.Events) {
+		assert.Equal(t, "message_start", m.Events[0])
+	}
+	assert.Equal(t, "completed", out.Responses.Status)
+	if assert.Len(t, out.Responses.Calls, 1) {
+		assert.Equal(t, "get_weather", out.Responses.Calls[0].Name)
+		assert.JSONEq(t, `{"city":"Paris"}`, out.Responses.Calls[0].Arguments)
+	}
+	assert.Equal(t, u.Prompt, out.Responses.Input)
+	assert.Equal(t, u.Candidates+u.Thoughts, out.Responses.Output)
 	requireSDKError(t, out.BadKey, "InternalServerError", http.StatusBadGateway, "refused the gateway's credentials: API key not valid")
 
 	assert.Equal(t, 1, fake.TokensIssued(), "one Vertex token serves every request")
@@ -102,7 +136,7 @@ func TestGeminiWithOpenAISDK(t *testing.T) {
 			t.Errorf("unexpected path %s", p)
 		}
 	}
-	assert.Equal(t, 4, gem, "stream, answer, 429, 400 by key")
+	assert.Equal(t, 6, gem, "stream, answer, 429, 400 by key; Messages and Responses streams")
 	assert.Equal(t, 4, vertex, "the same on Vertex AI")
 }
 

@@ -8,6 +8,7 @@ usage: gemini_client.py GATEWAY_URL BAD_KEY_MODEL MODEL...
 import json
 import sys
 
+import anthropic
 import openai
 
 base, bad, models = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -56,4 +57,30 @@ for model in models:
         "rate_limited": error_of(ask(model, "fake:rate-limit")),
         "invalid": error_of(ask(model, "fake:invalid")),
     }
+# The anthropic SDK streams a tool use; the openai SDK's Responses API
+# streams one too (translated through Chat Completions) from the first model.
+model = models[0]
+ant = anthropic.Anthropic(base_url=base, api_key="unused", max_retries=0)
+with ant.messages.stream(model=model, max_tokens=100, messages=question,
+                         tools=[{"name": "get_weather", "input_schema": tools[0]["function"]["parameters"]}]) as stream:
+    events = [ev.type for ev in stream]
+    msg = stream.get_final_message()
+out["messages"] = {
+    "events": events, "stop_reason": msg.stop_reason,
+    "text": "".join(b.text for b in msg.content if b.type == "text"),
+    "tool_input": [b.input for b in msg.content if b.type == "tool_use"],
+    "input_tokens": msg.usage.input_tokens, "cache_read_input_tokens": msg.usage.cache_read_input_tokens,
+    "output_tokens": msg.usage.output_tokens,
+}
+calls = []
+with client.responses.stream(model=model, input="Weather in Paris?", tools=[{
+        "type": "function", "name": "get_weather", "parameters": tools[0]["function"]["parameters"]}]) as stream:
+    for _ in stream:
+        pass
+    resp = stream.get_final_response()
+out["responses"] = {
+    "status": resp.status,
+    "calls": [{"name": o.name, "arguments": o.arguments} for o in resp.output if o.type == "function_call"],
+    "input_tokens": resp.usage.input_tokens, "output_tokens": resp.usage.output_tokens,
+}
 print(json.dumps(out))
