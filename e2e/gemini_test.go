@@ -18,8 +18,9 @@ import (
 )
 
 // geminiConfig: flash on the Gemini API by key, flash-bad by a wrong key,
-// vflash on Vertex AI with a service account key file. %[1]s is the
-// fake's address, %[2]s the key file.
+// vflash on Vertex AI with a service account key file, vflash-down with
+// one whose token endpoint is down. %[1]s is the fake's address, %[2]s
+// and %[3]s the key files.
 const geminiConfig = listeners + `backends:
   - name: gemini
     protocol: gemini
@@ -33,10 +34,15 @@ const geminiConfig = listeners + `backends:
     protocol: gemini
     endpoints: [%[1]s]
     vertex: {project: sg-project, location: us-central1, credentials_file: %[2]s}
+  - name: vertex-down
+    protocol: gemini
+    endpoints: [%[1]s]
+    vertex: {project: sg-project, location: us-central1, credentials_file: %[3]s}
 models:
   - {name: flash, backend: gemini, upstream_model: gemini-2.5-flash}
   - {name: flash-bad, backend: gemini-bad, upstream_model: gemini-2.5-flash}
   - {name: vflash, backend: vertex, upstream_model: gemini-2.5-flash}
+  - {name: vflash-down, backend: vertex-down, upstream_model: gemini-2.5-flash}
 telemetry:
   usage: true
   prices: {vflash: {input_per_million: 1000000, output_per_million: 1000000}}
@@ -145,18 +151,24 @@ func TestGeminiWithOfficialSDKs(t *testing.T) {
 func startGemini(t *testing.T) (*fakegemini.Server, *env) {
 	t.Helper()
 	const email = "streamgate@sg-project.iam.gserviceaccount.com"
-	fake := fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email})
-	ts := httptest.NewServer(fake)
-	t.Cleanup(ts.Close)
-	key, pub, err := fakegemini.ServiceAccountKey(email, ts.URL+"/token")
+	ts := httptest.NewUnstartedServer(nil)
+	tokenURL := "http://" + ts.Listener.Addr().String() + "/token"
+	key, pub, err := fakegemini.ServiceAccountKey(email, tokenURL)
 	require.NoError(t, err)
-	fake = fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email, PublicKey: pub, TokenURL: ts.URL + "/token"})
+	fake := fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email, PublicKey: pub, TokenURL: tokenURL})
 	ts.Config.Handler = fake
-	keyFile := filepath.Join(t.TempDir(), "sa.json")
+	ts.Start()
+	t.Cleanup(ts.Close)
+	dir := t.TempDir()
+	keyFile, downFile := filepath.Join(dir, "sa.json"), filepath.Join(dir, "sa-down.json")
 	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
+	// The same key, its token endpoint a port nothing listens on.
+	down, _, err := fakegemini.ServiceAccountKey(email, "http://127.0.0.1:1/token")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(downFile, down, 0o600))
 	t.Setenv("STREAMGATE_TEST_GEMINI_KEY", "gemini-test-key")
 	t.Setenv("STREAMGATE_TEST_GEMINI_BAD_KEY", "not-the-key")
-	g := startGateway(t, fmt.Sprintf(geminiConfig, hostPort(ts.URL), keyFile))
+	g := startGateway(t, fmt.Sprintf(geminiConfig, hostPort(ts.URL), keyFile, downFile))
 	return fake, g
 }
 
@@ -186,4 +198,19 @@ func TestGeminiUsageIsMetered(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return sumWhere(scrapeFamilies(t, g), "streamgate_cost_usd_total", "", map[string]string{"model": "vflash"}) == want
 	}, 5*time.Second, 50*time.Millisecond, "cost of four requests at $1 a token: %v", want)
+}
+
+// TestVertexTokenEndpointDown: no token, no request to Vertex: the client
+// gets 502 upstream_credentials_unavailable, the log the cause, no secret.
+func TestVertexTokenEndpointDown(t *testing.T) {
+	fake, g := startGemini(t)
+	resp, err := http.Post(g.gateway+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"vflash-down","messages":[{"role":"user","content":"hi"}]}`))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Contains(t, string(body), "upstream_credentials_unavailable")
+	assert.Empty(t, fake.Paths(), "Vertex is not called without a token")
+	assert.NotContains(t, g.logs.String(), "PRIVATE KEY")
 }
