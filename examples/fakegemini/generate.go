@@ -19,7 +19,9 @@ type request struct {
 	} `json:"contents"`
 	Tools []struct {
 		FunctionDeclarations []struct {
-			Name string `json:"name"`
+			Name                 string          `json:"name"`
+			Parameters           json.RawMessage `json:"parameters"`
+			ParametersJSONSchema json.RawMessage `json:"parametersJsonSchema"`
 		} `json:"functionDeclarations"`
 	} `json:"tools"`
 }
@@ -34,6 +36,14 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, stream bool) {
 	if len(req.Contents) == 0 {
 		googleError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified\n")
 		return
+	}
+	for _, tool := range req.Tools {
+		for _, d := range tool.FunctionDeclarations {
+			if d.Name == "" || (len(d.Parameters) > 0 && len(d.ParametersJSONSchema) > 0) {
+				googleError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "A function declaration needs a name, and parameters and parametersJsonSchema are mutually exclusive.")
+				return
+			}
+		}
 	}
 	last, answered := "", false
 	for _, c := range req.Contents {

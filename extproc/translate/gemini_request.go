@@ -56,10 +56,13 @@ type gmTool struct {
 	FunctionDeclarations []gmFunctionDecl `json:"functionDeclarations"`
 }
 
+// gmFunctionDecl carries the client's JSON Schema as parametersJsonSchema
+// (Gemini API v1beta and Vertex AI v1), which takes JSON Schema as is
+// (additionalProperties, $defs, ...), unlike parameters, an OpenAPI subset.
 type gmFunctionDecl struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description,omitempty"`
-	Parameters  json.RawMessage `json:"parameters,omitempty"`
+	Parameters  json.RawMessage `json:"parametersJsonSchema,omitempty"`
 }
 
 type gmToolConfig struct {
