@@ -32,7 +32,7 @@ func newChatToGemini(opts Options) *chatToGemini {
 	if opts.DefaultMaxTokens < 1 {
 		opts.DefaultMaxTokens = noCap
 	}
-	return &chatToGemini{inner: chatToMessages{opts: opts}}
+	return &chatToGemini{inner: chatToMessages{opts: opts, maxTemperature: 2}}
 }
 
 // Request builds the generateContent request.
