@@ -135,8 +135,8 @@ type Issuer struct {
 // environment variable or a file when the ext_proc server starts or applies
 // a reload (not by Load; `validate` checks it with CheckSources).
 type Credential struct {
-	// Header is "authorization" (sent as "Bearer SECRET"), "x-api-key" or
-	// "api-key" (Azure OpenAI).
+	// Header is "authorization" (sent as "Bearer SECRET"), "x-api-key",
+	// "api-key" (Azure OpenAI) or "x-goog-api-key" (Gemini API).
 	Header string `yaml:"header"`
 	// Env names the environment variable holding the secret.
 	Env string `yaml:"env"`
