@@ -34,7 +34,7 @@ func (t *messagesToGemini) Request(body []byte) (Request, error) {
 		return Request{}, invalid("max_tokens: Field required (a positive integer).")
 	}
 	t.st = newGeminiStream(t.opts, msgGeminiIDPrefix)
-	return geminiRequest(in, t.opts.Model, in.MaxTokens)
+	return geminiRequest(in, t.opts.Model, in.MaxTokens, gmChatOnly{})
 }
 
 // Response translates a generateContent answer or Google error into an

@@ -73,6 +73,7 @@ type gmToolConfig struct {
 }
 
 type gmGenerationConfig struct {
+	gmChatOnly
 	MaxOutputTokens int             `json:"maxOutputTokens,omitempty"`
 	Temperature     *float64        `json:"temperature,omitempty"`
 	TopP            *float64        `json:"topP,omitempty"`
@@ -106,10 +107,21 @@ func geminiMethod(stream bool) string {
 	return ":generateContent"
 }
 
+// gmChatOnly are the generationConfig fields only Chat Completions
+// clients set (JSON mode, penalties, seed), which the intermediate
+// Messages request cannot carry.
+type gmChatOnly struct {
+	ResponseMimeType   string          `json:"responseMimeType,omitempty"`
+	ResponseJSONSchema json.RawMessage `json:"responseJsonSchema,omitempty"`
+	PresencePenalty    *float64        `json:"presencePenalty,omitempty"`
+	FrequencyPenalty   *float64        `json:"frequencyPenalty,omitempty"`
+	Seed               *int64          `json:"seed,omitempty"`
+}
+
 // geminiRequest builds the generateContent request for an Anthropic
 // Messages request; maxTokens 0 leaves the output cap to the model.
-func geminiRequest(in anRequest, model string, maxTokens int) (Request, error) {
-	gc := &gmGenerationConfig{MaxOutputTokens: maxTokens, Temperature: in.Temperature, TopP: in.TopP, TopK: in.TopK, StopSequences: in.StopSequences}
+func geminiRequest(in anRequest, model string, maxTokens int, chat gmChatOnly) (Request, error) {
+	gc := &gmGenerationConfig{gmChatOnly: chat, MaxOutputTokens: maxTokens, Temperature: in.Temperature, TopP: in.TopP, TopK: in.TopK, StopSequences: in.StopSequences}
 	if in.Thinking != nil && in.Thinking.Type == "enabled" {
 		gc.ThinkingConfig = &gmThinkingConf{ThinkingBudget: in.Thinking.BudgetTokens}
 	}

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 )
 
 // chatToGemini translates an OpenAI Chat Completions client to a Google
@@ -37,6 +40,10 @@ func newChatToGemini(opts Options) *chatToGemini {
 
 // Request builds the generateContent request.
 func (t *chatToGemini) Request(body []byte) (Request, error) {
+	chat, body, err := geminiChatOnly(body)
+	if err != nil {
+		return Request{}, err
+	}
 	r, err := t.inner.Request(body)
 	if err != nil {
 		return Request{}, renameBackendTo(err, geminiName)
@@ -50,7 +57,53 @@ func (t *chatToGemini) Request(body []byte) (Request, error) {
 		maxTokens = 0
 	}
 	t.st = newGeminiStream(t.inner.opts, chatGeminiIDPrefix)
-	return geminiRequest(an, t.inner.opts.Model, maxTokens)
+	return geminiRequest(an, t.inner.opts.Model, maxTokens, chat)
+}
+
+// geminiChatOnly takes the Chat Completions fields Gemini serves but
+// Anthropic does not (response_format, presence_penalty,
+// frequency_penalty, seed) out of body, for the generationConfig.
+func geminiChatOnly(body []byte) (gmChatOnly, []byte, error) {
+	var out gmChatOnly
+	if !gjson.ValidBytes(body) {
+		return out, body, nil // the Messages translation refuses it
+	}
+	var in struct {
+		ResponseFormat *struct {
+			Type       string `json:"type"`
+			JSONSchema *struct {
+				Schema json.RawMessage `json:"schema"`
+			} `json:"json_schema"`
+		} `json:"response_format"`
+		PresencePenalty  *float64 `json:"presence_penalty"`
+		FrequencyPenalty *float64 `json:"frequency_penalty"`
+		Seed             *int64   `json:"seed"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return out, nil, invalid("The request body does not match the Chat Completions schema: %s", jsonProblem(err))
+	}
+	out.PresencePenalty, out.FrequencyPenalty, out.Seed = in.PresencePenalty, in.FrequencyPenalty, in.Seed
+	if rf := in.ResponseFormat; rf != nil {
+		switch rf.Type {
+		case "text":
+		case "json_object":
+			out.ResponseMimeType = "application/json"
+		case "json_schema":
+			if rf.JSONSchema == nil || len(rf.JSONSchema.Schema) == 0 {
+				return out, nil, invalid("response_format.json_schema.schema is required.")
+			}
+			out.ResponseMimeType, out.ResponseJSONSchema = "application/json", rf.JSONSchema.Schema
+		default:
+			return out, nil, invalid("response_format.type must be text, json_object or json_schema.")
+		}
+	}
+	var err error
+	for _, k := range []string{"response_format", "presence_penalty", "frequency_penalty", "seed"} {
+		if body, err = sjson.DeleteBytes(body, k); err != nil {
+			return out, nil, invalid("The request body must be a JSON object.")
+		}
+	}
+	return out, body, nil
 }
 
 // Response translates a generateContent answer or a Google error into a
