@@ -30,6 +30,7 @@ type gmContent struct {
 type gmPart struct {
 	Text             *string         `json:"text,omitempty"`
 	Thought          bool            `json:"thought,omitempty"`
+	ThoughtSignature string          `json:"thoughtSignature,omitempty"`
 	InlineData       *gmBlob         `json:"inlineData,omitempty"`
 	FunctionCall     *gmFunctionCall `json:"functionCall,omitempty"`
 	FunctionResponse *gmFunctionResp `json:"functionResponse,omitempty"`
@@ -210,7 +211,8 @@ func geminiPart(b anBlock, where string, names map[string]string) (p gmPart, ski
 		if len(args) == 0 || string(args) == "null" {
 			args = json.RawMessage("{}")
 		}
-		return gmPart{FunctionCall: &gmFunctionCall{Name: b.Name, Args: args}}, false, nil
+		_, sig, _ := strings.Cut(b.ID, thoughtMark)
+		return gmPart{FunctionCall: &gmFunctionCall{Name: b.Name, Args: args}, ThoughtSignature: sig}, false, nil
 	case "tool_result":
 		p, err := geminiToolResult(b, where, names)
 		return p, false, err

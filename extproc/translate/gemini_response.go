@@ -44,14 +44,23 @@ func gmUsageOf(r gjson.Result) gmUsage {
 	}
 }
 
+// thoughtMark joins a tool call id and the thoughtSignature of the
+// function call it names: Gemini's thinking models want the signature back
+// with the call in the next turn, and a client keeps only the id.
+const thoughtMark = "__thought__"
+
 // geminiToolID is the id of the k-th function call of an answer: Gemini
 // names calls by function, so the gateway makes ids (keeping one Gemini
-// sent).
-func geminiToolID(base string, k int, sent string) string {
-	if sent != "" {
-		return sent
+// sent), followed by the call's thought signature when it has one.
+func geminiToolID(base string, k int, sent, signature string) string {
+	id := sent
+	if id == "" {
+		id = "toolu_" + base + "_" + strconv.Itoa(k)
 	}
-	return "toolu_" + base + "_" + strconv.Itoa(k)
+	if signature != "" {
+		id += thoughtMark + signature
+	}
+	return id
 }
 
 // geminiResponse converts a whole generateContent answer (or error) into
@@ -82,7 +91,7 @@ func geminiResponse(status int, body []byte, opts Options, idPrefix string) (int
 					if len(args) == 0 || string(args) == "null" {
 						args = json.RawMessage("{}")
 					}
-					out.Content = append(out.Content, anBlock{Type: "tool_use", ID: geminiToolID(base, tools, p.FunctionCall.ID), Name: p.FunctionCall.Name, Input: args})
+					out.Content = append(out.Content, anBlock{Type: "tool_use", ID: geminiToolID(base, tools, p.FunctionCall.ID, p.ThoughtSignature), Name: p.FunctionCall.Name, Input: args})
 					tools++
 				case p.Text != nil && !p.Thought:
 					out.Content = append(out.Content, anBlock{Type: "text", Text: *p.Text})

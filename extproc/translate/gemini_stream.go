@@ -112,7 +112,7 @@ func (s *geminiStream) part(dst []byte, p gjson.Result) []byte {
 		if args == "" || args == "null" {
 			args = "{}"
 		}
-		id := strconv.Quote(geminiToolID(s.base, s.tools, fc.Get("id").Str))
+		id := strconv.Quote(geminiToolID(s.base, s.tools, fc.Get("id").Str, p.Get("thoughtSignature").Str))
 		s.tools++
 		idx := s.next
 		s.next++
