@@ -135,8 +135,8 @@ type Issuer struct {
 // environment variable or a file when the ext_proc server starts or applies
 // a reload (not by Load; `validate` checks it with CheckSources).
 type Credential struct {
-	// Header is "authorization" (sent as "Bearer SECRET"), "x-api-key" or
-	// "api-key" (Azure OpenAI).
+	// Header is "authorization" (sent as "Bearer SECRET"), "x-api-key",
+	// "api-key" (Azure OpenAI) or "x-goog-api-key" (Gemini API).
 	Header string `yaml:"header"`
 	// Env names the environment variable holding the secret.
 	Env string `yaml:"env"`
@@ -284,8 +284,8 @@ func (v *validator) validateCredential(p string, b *Backend) {
 	if c == nil {
 		return
 	}
-	if c.Header != "authorization" && c.Header != "x-api-key" && c.Header != "api-key" {
-		v.at(p+".credential.header", "backend %q: credential header %q must be authorization, x-api-key or api-key (Azure OpenAI)", b.Name, c.Header)
+	if c.Header != "authorization" && c.Header != "x-api-key" && c.Header != "api-key" && c.Header != GeminiKeyHeader {
+		v.at(p+".credential.header", "backend %q: credential header %q must be authorization, x-api-key, api-key (Azure OpenAI) or x-goog-api-key (Gemini API)", b.Name, c.Header)
 	}
 	if (c.Env == "") == (c.File == "") {
 		v.at(p+".credential", "backend %q: credential needs exactly one of env or file", b.Name)

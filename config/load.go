@@ -233,6 +233,7 @@ func (v *validator) validate(c *Config) {
 		v.validateCredential(p, &c.Backends[i])
 		v.validateProvider(p, &c.Backends[i])
 		v.validateAzure(p, &c.Backends[i])
+		v.validateGemini(p, &c.Backends[i])
 	}
 	models := map[string]int{}
 	for i, m := range c.Models {
@@ -296,7 +297,7 @@ func sameCredential(a, b *Backend) bool {
 	if a == nil || b == nil {
 		return true
 	}
-	if !sameAWS(a, b) || !sameAzure(a, b) {
+	if !sameAWS(a, b) || !sameAzure(a, b) || !sameVertex(a, b) {
 		return false
 	}
 	if a.Credential == nil || b.Credential == nil {

@@ -8,7 +8,7 @@ import "strings"
 const DefaultAnthropicMaxTokens = 4096
 
 // protocols lists the backend protocols in the order messages name them.
-var protocols = []Protocol{ProtocolOpenAI, ProtocolAnthropic, ProtocolOllama, ProtocolKServe, ProtocolKServeV2GRPC, ProtocolBedrock, ProtocolHTTP}
+var protocols = []Protocol{ProtocolOpenAI, ProtocolAnthropic, ProtocolOllama, ProtocolKServe, ProtocolKServeV2GRPC, ProtocolBedrock, ProtocolGemini, ProtocolHTTP}
 
 // Known reports whether p is a backend protocol Streamgate speaks.
 func (p Protocol) Known() bool {

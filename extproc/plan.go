@@ -216,8 +216,9 @@ func (p *processor) planResponse() {
 	// carry the usage.
 	chained := pl.translate && p.endpoint == endpointResponses && p.route != nil && p.route.Protocol != config.ProtocolOpenAI
 	switch {
-	case pl.translate && p.endpoint == endpointMessages && p.route != nil && p.route.Protocol == config.ProtocolBedrock:
-		// Bedrock's frames are not metered; the Anthropic events made of them are.
+	case pl.translate && p.endpoint == endpointMessages && p.route != nil && (p.route.Protocol == config.ProtocolBedrock || p.route.Protocol == config.ProtocolGemini):
+		// Bedrock's frames and Gemini's events are not metered; the Anthropic
+		// events made of them are.
 		p.meter.anthropic = true
 	case chained:
 	case pl.translate && (p.endpoint == endpointMessages || p.endpoint == endpointResponses):

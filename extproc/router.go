@@ -41,6 +41,9 @@ type Route struct {
 	// AzureAPIVersion is set for an Azure OpenAI backend: requests go to
 	// its deployment paths with this api-version (azure.go).
 	AzureAPIVersion string
+	// VertexProject and VertexLocation are set for a Vertex AI backend:
+	// translated Gemini requests go to its publisher model paths.
+	VertexProject, VertexLocation string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -90,6 +93,9 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 				route.Protocol, route.QueryParams = b.Protocol, b.QueryParams
 				if b.Azure != nil {
 					route.AzureAPIVersion = b.Azure.APIVersion
+				}
+				if b.Vertex != nil {
+					route.VertexProject, route.VertexLocation = b.Vertex.Project, b.Vertex.Location
 				}
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)

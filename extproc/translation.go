@@ -79,6 +79,9 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	if route.AzureAPIVersion != "" {
 		path = azurePath(path, route)
 	}
+	if route.VertexProject != "" {
+		path = translate.GeminiVertexPath(path, route.VertexProject, route.VertexLocation)
+	}
 	set = append(set, header(":path", path), header("content-length", itoa(len(req.Body))))
 	if h, ok := p.auth.Upstream(route.Backend); ok {
 		set = append(set, header(h.Name, h.Value))

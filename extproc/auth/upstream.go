@@ -62,7 +62,8 @@ func (a *Authenticator) Upstream(backend string) (UpstreamHeader, bool) {
 }
 
 // loadSigners builds the signer of every backend whose requests are signed
-// per request (bedrock: SigV4; Azure OpenAI with Entra ID: a bearer token)
+// per request (bedrock: SigV4; Azure OpenAI with Entra ID and Vertex AI:
+// a bearer token)
 // and starts fetching their AWS credentials.
 func loadSigners(ctx context.Context, backends []config.Backend, log *slog.Logger) (map[string]credential.Signer, error) {
 	out := map[string]credential.Signer{}
@@ -71,6 +72,14 @@ func loadSigners(ctx context.Context, backends []config.Backend, log *slog.Logge
 			s, err := credential.NewEntra(ctx, b.Azure.Entra)
 			if err != nil {
 				return nil, fmt.Errorf("cannot set up Entra ID tokens for backend %q: %w", b.Name, err)
+			}
+			out[b.Name] = s
+			continue
+		}
+		if b.Protocol == config.ProtocolGemini && b.Vertex != nil {
+			s, err := credential.NewVertex(ctx, b.Vertex)
+			if err != nil {
+				return nil, fmt.Errorf("cannot set up Google OAuth2 tokens for backend %q: %w", b.Name, err)
 			}
 			out[b.Name] = s
 			continue

@@ -56,7 +56,11 @@ func AudioSeconds(v gjson.Result) (float64, bool) {
 }
 
 // ParseResponsesUsage reads an OpenAI Responses API usage object
-// (input_tokens, output_tokens). ok is false when v is not such an object.
+// (input_tokens, output_tokens), or an Anthropic one, whose input_tokens
+// leave out the tokens read from or written to the cache
+// (cache_read_input_tokens, cache_creation_input_tokens): they are input
+// too, as the stream meter counts them. ok is false when v is not such an
+// object.
 func ParseResponsesUsage(v gjson.Result) (Usage, bool) {
 	if !v.IsObject() {
 		return Usage{}, false
@@ -65,7 +69,7 @@ func ParseResponsesUsage(v gjson.Result) (Usage, bool) {
 	if in.Type != gjson.Number || out.Type != gjson.Number {
 		return Usage{}, false
 	}
-	return Usage{Input: in.Int(), Output: out.Int()}, true
+	return Usage{Input: in.Int() + v.Get("cache_read_input_tokens").Int() + v.Get("cache_creation_input_tokens").Int(), Output: out.Int()}, true
 }
 
 // StreamMeter reads an OpenAI SSE response as it passes: the usage chunk

@@ -305,10 +305,14 @@ func bedrockTools(tools []anTool, choice *anToolChoice) (*bdToolConfig, error) {
 
 // renameBackend rewrites a refusal built for the Anthropic backend (the
 // chat translation builds an Anthropic request first) to name Bedrock.
-func renameBackend(err error) error {
+func renameBackend(err error) error { return renameBackendTo(err, bedrockName) }
+
+// renameBackendTo rewrites a refusal built for the Anthropic backend to
+// name the backend protocol name.
+func renameBackendTo(err error, name string) error {
 	var re *RequestError
 	if errors.As(err, &re) {
-		return &RequestError{Kind: re.Kind, Msg: strings.ReplaceAll(re.Msg, "(Anthropic Messages)", "("+bedrockName+")")}
+		return &RequestError{Kind: re.Kind, Msg: strings.ReplaceAll(re.Msg, "(Anthropic Messages)", "("+name+")")}
 	}
 	return err
 }

@@ -33,6 +33,8 @@ var pairs = map[string]struct {
 	"embeddings_ollama": {ClientEmbeddings, ProtocolOllama},
 	"openai_bedrock":    {ClientChat, ProtocolBedrock},
 	"anthropic_bedrock": {ClientMessages, ProtocolBedrock},
+	"openai_gemini":     {ClientChat, ProtocolGemini},
+	"anthropic_gemini":  {ClientMessages, ProtocolGemini},
 }
 
 // testOptions are the model settings every golden case runs with.

@@ -16,6 +16,9 @@ type chatToMessages struct {
 	stream       bool
 	includeUsage bool
 	st           anthropicToChatStream
+	// maxTemperature, when set, replaces Anthropic's temperature range
+	// 0..1 for a backend reached through this translation (Gemini: 0..2).
+	maxTemperature float64
 }
 
 var _ Translator = (*chatToMessages)(nil)
@@ -53,7 +56,10 @@ func (t *chatToMessages) Request(body []byte) (Request, error) {
 	out := anRequest{Model: t.opts.Model, Stream: in.Stream, Temperature: in.Temperature, TopP: in.TopP}
 	t.stream = in.Stream
 	t.includeUsage = in.StreamOptions != nil && in.StreamOptions.IncludeUsage
-	if in.Temperature != nil && (*in.Temperature < 0 || *in.Temperature > 1) {
+	if in.Temperature != nil && t.maxTemperature > 0 && (*in.Temperature < 0 || *in.Temperature > t.maxTemperature) {
+		return Request{}, invalid("temperature %g is outside 0..%g.", *in.Temperature, t.maxTemperature)
+	}
+	if in.Temperature != nil && t.maxTemperature == 0 && (*in.Temperature < 0 || *in.Temperature > 1) {
 		return Request{}, unsupported("temperature %g is outside 0..1, the range Anthropic models accept.", *in.Temperature)
 	}
 	out.MaxTokens = t.opts.DefaultMaxTokens

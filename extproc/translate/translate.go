@@ -75,6 +75,7 @@ const (
 	ProtocolOllama    Protocol = "ollama"
 	ProtocolKServe    Protocol = "kserve-v2"
 	ProtocolBedrock   Protocol = "bedrock"
+	ProtocolGemini    Protocol = "gemini"
 )
 
 // Native reports whether a backend of protocol p serves client API c as is,
@@ -94,14 +95,14 @@ func Native(c Client, p Protocol) bool {
 func Supported(c Client, p Protocol) bool {
 	switch c {
 	case ClientChat:
-		return p == ProtocolAnthropic || p == ProtocolOllama || p == ProtocolBedrock
+		return p == ProtocolAnthropic || p == ProtocolOllama || p == ProtocolBedrock || p == ProtocolGemini
 	case ClientEmbeddings:
 		return p == ProtocolOllama
 	case ClientCompletions:
 		return p == ProtocolKServe
 	case ClientMessages:
-		return p == ProtocolOpenAI || p == ProtocolBedrock
-	case ClientResponses: // Anthropic, Ollama, Bedrock through Chat Completions (chain.go)
+		return p == ProtocolOpenAI || p == ProtocolBedrock || p == ProtocolGemini
+	case ClientResponses: // Anthropic, Ollama, Bedrock, Gemini through Chat Completions (chain.go)
 		return p == ProtocolOpenAI || Supported(ClientChat, p)
 	}
 	return false
@@ -219,6 +220,10 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToBedrock{inner: chatToMessages{opts: opts}}, nil
 	case c == ClientMessages && p == ProtocolBedrock:
 		return &messagesToBedrock{opts: opts}, nil
+	case c == ClientChat && p == ProtocolGemini:
+		return newChatToGemini(opts), nil
+	case c == ClientMessages && p == ProtocolGemini:
+		return &messagesToGemini{opts: opts}, nil
 	case c == ClientResponses && Supported(ClientChat, p):
 		inner, err := New(ClientChat, p, opts)
 		if err != nil {
