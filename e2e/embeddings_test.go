@@ -173,7 +173,7 @@ func TestEmbeddingsWithOpenAISDK(t *testing.T) {
 		}
 		assert.Equal(t, map[string][]string{
 			"embed-openai": {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses", "/v1/rerank", "/v1/images/generations", "/v1/images/edits", "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/speech", "/v1/realtime"},
-			"embed-ollama": {"/v1/chat/completions", "/v1/embeddings"},
+			"embed-ollama": {"/v1/chat/completions", "/v1/embeddings", "/v1/responses"},
 			"chat-only":    {"/v1/chat/completions"},
 		}, got)
 	})
