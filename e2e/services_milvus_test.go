@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -59,54 +57,21 @@ limits:
 // and pymilvus are installed; it skips (fails under
 // STREAMGATE_REQUIRE_ALL=1) otherwise.
 func milvusPython(t *testing.T) (py, server string) {
-	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	bin := filepath.Join(filepath.Dir(wd), ".venv", "bin")
-	py, server = filepath.Join(bin, "python"), filepath.Join(bin, "milvus-lite")
-	out, err := exec.Command(py, "-c", "import pymilvus, milvus_lite").CombinedOutput()
-	if _, serr := os.Stat(server); err != nil || serr != nil {
-		msg := fmt.Sprintf("milvus-lite and pymilvus are needed in .venv (.ci/run installs milvus-lite==3.2.2 pymilvus==3.0.2): %v %v %s", err, serr, out)
-		if os.Getenv("STREAMGATE_REQUIRE_ALL") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return py, server
+	return venvTool(t, "milvus-lite", "pymilvus, milvus_lite", "milvus-lite==3.2.2 pymilvus==3.0.2")
 }
 
 // startMilvus runs `milvus-lite server` (Milvus Lite's gRPC server) on a
 // free port with a fresh data directory until the test ends and returns
 // its address once it accepts connections.
 func startMilvus(t *testing.T, server string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	_, port, _ := net.SplitHostPort(addr)
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, server, "server", "--data-dir", t.TempDir(), "--host", "127.0.0.1", "--port", port)
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("---- milvus-lite logs ----\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	return startVenvServer(t, "milvus-lite", server, []string{"server", "--data-dir", dirArg, "--host", "127.0.0.1", "--port", portArg}, func(addr string) bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return addr
+		if err != nil {
+			return false
 		}
-		require.True(t, time.Now().Before(deadline), "milvus-lite did not start: %s", logs.String())
-		time.Sleep(100 * time.Millisecond)
-	}
+		c.Close()
+		return true
+	})
 }
 
 // TestMilvusThroughGateway drives Milvus Lite's gRPC server through real

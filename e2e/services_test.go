@@ -2,12 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -79,55 +76,20 @@ limits:
 // chromaPython returns the venv's python and chroma when chromadb is
 // installed; it skips (fails under STREAMGATE_REQUIRE_ALL=1) otherwise.
 func chromaPython(t *testing.T) (py, chroma string) {
-	t.Helper()
-	wd, err := os.Getwd()
-	require.NoError(t, err)
-	bin := filepath.Join(filepath.Dir(wd), ".venv", "bin")
-	py, chroma = filepath.Join(bin, "python"), filepath.Join(bin, "chroma")
-	out, err := exec.Command(py, "-c", "import chromadb").CombinedOutput()
-	if _, serr := os.Stat(chroma); err != nil || serr != nil {
-		msg := fmt.Sprintf("chromadb is needed in .venv (.ci/run installs chromadb==1.5.9): %v %v %s", err, serr, out)
-		if os.Getenv("STREAMGATE_REQUIRE_ALL") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return py, chroma
+	return venvTool(t, "chroma", "chromadb", "chromadb==1.5.9")
 }
 
 // startChroma runs `chroma run` on a free port with a fresh data directory
 // until the test ends and returns its address once its heartbeat answers.
 func startChroma(t *testing.T, chroma string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	_, port, _ := net.SplitHostPort(addr)
-	l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, chroma, "run", "--path", t.TempDir(), "--host", "127.0.0.1", "--port", port)
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("---- chroma logs ----\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	return startVenvServer(t, "chroma", chroma, []string{"run", "--path", dirArg, "--host", "127.0.0.1", "--port", portArg}, func(addr string) bool {
 		resp, err := http.Get("http://" + addr + "/api/v2/heartbeat")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
+		if err != nil {
+			return false
 		}
-		require.True(t, time.Now().Before(deadline), "chroma did not start: %s", logs.String())
-		time.Sleep(100 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // chromaAdmin sets Chroma up directly, as its operator would: one Chroma

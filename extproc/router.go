@@ -39,7 +39,7 @@ type Route struct {
 	// GET /v1/models lists them; shared by the model's routes, read-only.
 	Serves []string
 	// AzureAPIVersion is set for an Azure OpenAI backend: requests go to
-	// its deployment paths with this api-version (azure.go).
+	// its deployment paths with this api-version (provider.go).
 	AzureAPIVersion string
 	// VertexProject and VertexLocation are set for a Vertex AI backend:
 	// translated Gemini requests go to its publisher model paths.
