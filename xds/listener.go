@@ -226,7 +226,11 @@ func responseHeadersToAdd(cfg *config.Config) []*corev3.HeaderValueOption {
 	if cfg.Limits == nil {
 		return hs
 	}
-	for _, h := range contract.RateLimitHeaders {
+	names := contract.RateLimitHeaders
+	if cfg.Limits.HasBudgets() {
+		names = append(append([]string(nil), names...), contract.BudgetHeaders...)
+	}
+	for _, h := range names {
 		hs = append(hs, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: h, Value: meta(h)},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,

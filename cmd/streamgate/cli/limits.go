@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc"
+	"github.com/streamgate/streamgate/extproc/budget"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
@@ -44,7 +45,7 @@ func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registere
 	if err := store.Ping(ctx); err == nil {
 		log.Info("rate limits shared through redis", "address", rc.Address, "cluster", rc.Cluster, "db", rc.DB, "fail_open", rc.FailOpen)
 	}
-	return extproc.NewLimits(cfg, store, reg)
+	return extproc.NewLimits(cfg, store, reg, extproc.WithBudgetStore(budget.NewRedisStore(store)))
 }
 
 // redisLogger sends the Redis client's own messages (one per failed dial,
