@@ -103,9 +103,8 @@ func build(cfg *config.Limits, store Store, sh *shared) *Budgets {
 	b := &Budgets{tenants: map[string]*tenantRules{}, loc: cfg.Budget.Location(), settings: cfg.Budget,
 		failOpen: cfg.Redis != nil && cfg.Redis.FailOpen, store: store, shared: sh}
 	for _, t := range cfg.Tenants {
-		if len(t.Budgets) == 0 && len(t.APIKeys) == 0 {
-			continue
-		}
+		// A listed tenant without budgets has none: "*" covers only
+		// tenants not listed, as for rates.
 		tr := &tenantRules{own: rules(t.Budgets, "t", cfg.Budget.WarnPercent)}
 		for _, k := range t.APIKeys {
 			if tr.keys == nil {

@@ -24,7 +24,7 @@ type Reservation struct {
 	// refused: the budget had no room; nothing is held.
 	refused bool
 	at      time.Time
-	once       sync.Once
+	once    sync.Once
 }
 
 // Reserve charges req's worst-case cost to every budget window of its
@@ -174,11 +174,10 @@ func (r *Reservation) warn() {
 // of a request admitted at t.
 func (b *Budgets) seriesAt(tenant string, t time.Time) []SeriesBucket {
 	base := "{" + tenant + "}:bs:"
-	y, m, d := t.In(b.loc).Date()
-	day := time.Date(y, m, d+1, 0, 0, 0, 0, b.loc)
+	day := spanAt(dayWindow, t, b.loc)
 	return []SeriesBucket{
 		{Key: base + "h:" + hourStamp(t), ExpireAt: t.Truncate(time.Hour).Add(time.Hour + b.settings.HourlyRetention)},
-		{Key: base + "d:" + dayStamp(y, m, d), ExpireAt: day.Add(b.settings.DailyRetention)},
+		{Key: base + "d:" + day.stamp, ExpireAt: day.end.Add(b.settings.DailyRetention)},
 	}
 }
 

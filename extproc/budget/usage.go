@@ -52,8 +52,8 @@ type Point struct {
 // those "*" covers that spent within the daily retention, sorted.
 func (b *Budgets) Tenants(ctx context.Context) ([]string, error) {
 	set := map[string]bool{}
-	for t := range b.tenants {
-		if t != config.AnyTenant {
+	for t, r := range b.tenants {
+		if t != config.AnyTenant && (len(r.own) > 0 || len(r.keys) > 0) {
 			set[t] = true
 		}
 	}
@@ -132,11 +132,8 @@ func (b *Budgets) Series(ctx context.Context, tenant, step string, from, to time
 			starts, keys = append(starts, t), append(keys, base+"h:"+hourStamp(t))
 		}
 	case StepDay:
-		y, m, d := from.In(b.loc).Date()
-		for t := time.Date(y, m, d, 0, 0, 0, 0, b.loc); t.Before(to) && len(keys) < MaxSeriesPoints; {
-			y, m, d = t.Date()
-			starts, keys = append(starts, t), append(keys, base+"d:"+dayStamp(y, m, d))
-			t = time.Date(y, m, d+1, 0, 0, 0, 0, b.loc)
+		for sp := spanAt(dayWindow, from, b.loc); sp.start.Before(to) && len(keys) < MaxSeriesPoints; sp = spanAt(dayWindow, sp.end, b.loc) {
+			starts, keys = append(starts, sp.start), append(keys, base+"d:"+sp.stamp)
 		}
 	default:
 		return nil, fmt.Errorf("cannot read usage series: step %q is not hour or day", step)

@@ -24,6 +24,9 @@ const rollingSlices = 60
 // the window it was admitted in.
 const calendarGrace = 24 * time.Hour
 
+// dayWindow is the calendar day, which the daily series also use.
+var dayWindow = config.BudgetWindow{Calendar: config.BudgetDay}
+
 // span is one window instance: a calendar window's [start, end), or a
 // rolling window's current slice.
 type span struct {
@@ -41,18 +44,25 @@ type span struct {
 
 // spanAt returns the instance of w that contains now, calendar windows
 // in loc. A day is 23 or 25 hours across a DST change; a window starts at
-// the zone's midnight, or its first instant after a midnight that the zone
-// skips (time.Date's normalization).
+// the zone's midnight or, where the zone skips midnight, where time.Date
+// normalizes it (the previous day's 23:00 in America/Santiago), so windows
+// always tile time without gaps or overlaps.
 func spanAt(w config.BudgetWindow, now time.Time, loc *time.Location) span {
 	switch w.Calendar {
 	case config.BudgetDay:
 		y, m, d := now.In(loc).Date()
-		start := time.Date(y, m, d, 0, 0, 0, 0, loc)
-		return span{start: start, end: time.Date(y, m, d+1, 0, 0, 0, 0, loc), stamp: dayStamp(y, m, d)}
+		if !now.Before(time.Date(y, m, d+1, 0, 0, 0, 0, loc)) {
+			// The next midnight does not exist and normalizes to before
+			// now (America/Santiago, 2026-09-06): now is in the next day.
+			y, m, d = time.Date(y, m, d+1, 12, 0, 0, 0, loc).Date()
+		}
+		return span{start: time.Date(y, m, d, 0, 0, 0, 0, loc), end: time.Date(y, m, d+1, 0, 0, 0, 0, loc), stamp: dayStamp(y, m, d)}
 	case config.BudgetMonth:
 		y, m, _ := now.In(loc).Date()
-		start := time.Date(y, m, 1, 0, 0, 0, 0, loc)
-		return span{start: start, end: time.Date(y, m+1, 1, 0, 0, 0, 0, loc), stamp: strconv.Itoa(y*100 + int(m))}
+		if !now.Before(time.Date(y, m+1, 1, 0, 0, 0, 0, loc)) {
+			y, m, _ = time.Date(y, m+1, 1, 12, 0, 0, 0, loc).Date()
+		}
+		return span{start: time.Date(y, m, 1, 0, 0, 0, 0, loc), end: time.Date(y, m+1, 1, 0, 0, 0, 0, loc), stamp: strconv.Itoa(y*100 + int(m))}
 	}
 	l := sliceLen(w.Rolling)
 	idx := now.UnixNano() / int64(l)
