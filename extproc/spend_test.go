@@ -1,0 +1,125 @@
+package extproc
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
+)
+
+// budgetYAML gives acme a day budget of 0.01: a request reserving 1000
+// output tokens at 20 per million (0.02) never fits, 100 (0.002) does.
+const budgetYAML = `backends:
+  - {name: a, protocol: openai, endpoints: ["127.0.0.1:1"]}
+models:
+  - {name: m, backend: a}
+telemetry:
+  prices:
+    m: {input_per_million: 10, output_per_million: 20}
+limits:
+  default_tenant: acme
+  tenants:
+    - name: acme
+      budgets: [{window: day, amount: 0.01}]
+`
+
+func budgetProcessor(t *testing.T, yaml string) *processor {
+	t.Helper()
+	p := limitedProcessor(t, yaml)
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	require.NoError(t, err)
+	p.obs.set = NewTelemetry(cfg)
+	return p
+}
+
+func TestBudgetRefusalIsProtocolCorrect(t *testing.T) {
+	for _, tc := range []struct {
+		path, body, errType string
+	}{
+		{"/v1/chat/completions", `{"model":"m","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}`, "insufficient_quota"},
+		{"/v1/messages", `{"model":"m","max_tokens":1000,"messages":[{"role":"user","content":"hi"}]}`, "rate_limit_error"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			p := budgetProcessor(t, budgetYAML)
+			p.handle(reqHeaders("POST", tc.path, false))
+			r := p.handle(bodyMsg(tc.body))
+			status, body := immediateStatus(t, r)
+			require.Equal(t, 429, status)
+			hs := map[string]string{}
+			for _, h := range r.GetImmediateResponse().GetHeaders().GetSetHeaders() {
+				hs[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
+			}
+			assert.NotEmpty(t, hs["retry-after"])
+			assert.Equal(t, "false", hs[contract.ShouldRetryHeader], "a day budget does not come back within a minute")
+			assert.Equal(t, "0.01", hs[contract.BudgetLimit])
+			assert.Equal(t, "0.01", hs[contract.BudgetRemaining])
+			assert.Equal(t, "day", hs[contract.BudgetWindow])
+			e := body["error"].(map[string]any)
+			assert.Equal(t, tc.errType, e["type"])
+			assert.Contains(t, e["message"], "day budget of tenant acme is spent")
+			if tc.path == "/v1/chat/completions" {
+				assert.Equal(t, "budget_exceeded", e["code"])
+			} else {
+				assert.Equal(t, "error", body["type"])
+			}
+			assert.Equal(t, "budget_exceeded", p.obs.decision)
+		})
+	}
+}
+
+// TestBudgetSettlesFromUsage: a request reserves its worst case, the
+// response headers report what is left after it, and the usage the
+// backend reports replaces the reservation.
+func TestBudgetSettlesFromUsage(t *testing.T) {
+	p := budgetProcessor(t, budgetYAML)
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	br := p.handle(bodyMsg(`{"model":"m","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
+	require.Nil(t, br.GetImmediateResponse())
+	md := br.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
+	assert.Equal(t, "0.01", md[contract.BudgetLimit].GetStringValue())
+	reserved := p.lim.bud.Reserved()
+	assert.Greater(t, reserved, int64(2000), "100 output tokens at 20/M and the prompt")
+	assert.Equal(t, formatAmount(10000-reserved), md[contract.BudgetRemaining].GetStringValue())
+	i := strings.Index(usageStream, `data: {"model":"private","choices":[]`)
+	p.handle(withStatus(respBody(usageStream[:i], false), 200))
+	p.handle(respBody(usageStream[i:], true))
+	assert.Nil(t, p.lim.bud, "settled at the end of the stream")
+	u, err := p.limits.budgets.Usage(context.Background(), "acme")
+	require.NoError(t, err)
+	// 11 input tokens at 10/M + 5 output at 20/M = 0.00021.
+	assert.InDelta(t, 0.00021, u.Windows[0].Spent, 1e-12)
+	require.Len(t, u.Windows[0].Models, 1)
+	assert.Equal(t, int64(11), u.Windows[0].Models[0].InputTokens)
+	ws := p.budgetWindows()
+	require.Len(t, ws, 1)
+	assert.Equal(t, "day", ws[0].Window)
+}
+
+// TestBudgetRefundedWhenTheBackendFails: a failed response without usage
+// costs nothing.
+func TestBudgetRefundedWhenTheBackendFails(t *testing.T) {
+	p := budgetProcessor(t, budgetYAML)
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	p.handle(bodyMsg(`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
+	p.handle(withStatus(respBody(`{"error":{"message":"overloaded"}}`, true), 503))
+	p.finish()
+	u, err := p.limits.budgets.Usage(context.Background(), "acme")
+	require.NoError(t, err)
+	assert.Zero(t, u.Windows[0].Spent)
+}
+
+// TestNoBudgetNoHeaders: a tenant without a budget gets no budget
+// headers and holds nothing.
+func TestNoBudgetNoHeaders(t *testing.T) {
+	p := budgetProcessor(t, strings.Replace(budgetYAML, "default_tenant: acme", "default_tenant: other", 1))
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	br := p.handle(bodyMsg(`{"model":"m","max_tokens":100,"messages":[]}`))
+	md := br.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
+	assert.NotContains(t, md, contract.BudgetLimit)
+	assert.True(t, p.done(br))
+}
