@@ -3,6 +3,7 @@ package extproc
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,11 @@ type LimitsOption func(*budget.Options)
 // WithBudgetStore keeps spend budgets in s (default: in memory).
 func WithBudgetStore(s budget.Store) LimitsOption {
 	return func(o *budget.Options) { o.Store = s }
+}
+
+// WithBudgetLog sends budget warnings to log (default slog.Default()).
+func WithBudgetLog(log *slog.Logger) LimitsOption {
+	return func(o *budget.Options) { o.Log = log }
 }
 
 // NewLimits builds the limiter for cfg.Limits (which must be set) with

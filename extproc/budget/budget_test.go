@@ -155,7 +155,7 @@ func TestMicro(t *testing.T) {
 // failingStore fails every call as an unreachable Redis does.
 type failingStore struct{ MemoryStore }
 
-func (failingStore) Reserve(context.Context, []Counter, int64) (Decision, error) {
+func (*failingStore) Reserve(context.Context, []Counter, int64) (Decision, error) {
 	return Decision{}, ratelimit.ErrStoreUnavailable
 }
 

@@ -147,11 +147,11 @@ func (r *Reservation) settle(sp Spend) {
 		return // the store counted and logged the outage
 	}
 	for i := range min(len(warned), len(r.windows)) {
-		if warned[i] {
+		if warned[i] && !r.windows[i].Warned {
 			r.windows[i].Warned = true
+			r.warnOne(&r.windows[i])
 		}
 	}
-	r.warn()
 	b.seen(ctx, r.tenant, r.at)
 }
 
@@ -159,15 +159,18 @@ func (r *Reservation) settle(sp Spend) {
 // per window across every replica on the store.
 func (r *Reservation) warn() {
 	for i := range r.windows {
-		w := &r.windows[i]
-		if !w.Warned {
-			continue
+		if r.windows[i].Warned {
+			r.warnOne(&r.windows[i])
 		}
-		r.b.shared.metrics.warnings.Inc()
-		r.b.shared.log.Warn("budget warning: spend crossed the warning share of a budget", "tenant", r.tenant, "scope", w.Scope,
-			"key", w.Key, "window", w.Window, "window_start", w.Start, "limit", Amount(w.Limit), "spent", Amount(w.Spent),
-			"warn_percent", r.b.settings.WarnPercent)
 	}
+}
+
+// warnOne logs and counts w's warning.
+func (r *Reservation) warnOne(w *Window) {
+	r.b.shared.metrics.warnings.Inc()
+	r.b.shared.log.Warn("budget warning: spend crossed the warning share of a budget", "tenant", r.tenant, "scope", w.Scope,
+		"key", w.Key, "window", w.Window, "window_start", w.Start, "limit", Amount(w.Limit), "spent", Amount(w.Spent),
+		"warn_percent", r.b.settings.WarnPercent)
 }
 
 // seriesAt names the hourly (UTC) and daily (budget zone) series buckets
