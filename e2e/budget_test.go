@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -311,4 +312,47 @@ func TestBudgetCutStreamSettles(t *testing.T) {
 	t.Logf("cut after 20 events: charged %.6f of a %.6f reservation (header remaining %s)", cut, 1000*1000/1e6, remaining)
 	assert.Positive(t, cut, "what was streamed is charged")
 	assert.Less(t, cut, 0.5, "far less than the 1.0 reserved for 1000 output tokens")
+}
+
+// TestBudgetRedisUnreachable: with Redis down, budgets follow the rate
+// limits' fail_open: fail-closed refuses with 503 overloaded, fail-open
+// serves without budget headers; both count it, and the outage is logged
+// once.
+func TestBudgetRedisUnreachable(t *testing.T) {
+	e2eRedis(t, "STREAMGATE_TEST_REDIS")
+	t.Setenv("E2E_USAGE_TOKEN", usageToken)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := lis.Addr().String()
+	require.NoError(t, lis.Close())
+	for _, failOpen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail_open=%v", failOpen), func(t *testing.T) {
+			cfg := strings.Replace(budgetGatewayConfig(down, false, randomPrefix(), 10), "timeout: 200ms", fmt.Sprintf("timeout: 200ms, fail_open: %v", failOpen), 1)
+			e := startGateway(t, cfg)
+			for range 3 {
+				resp, err := postTo(t.Context(), e, chatBody("model-b", false, "hi"), map[string]string{"x-tenant": "shared"})
+				require.NoError(t, err)
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if failOpen {
+					assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+					assert.Empty(t, resp.Header.Get("x-streamgate-budget-limit"), "no window to report")
+					continue
+				}
+				require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+				assert.Equal(t, "1", resp.Header.Get("retry-after"))
+				assert.Contains(t, string(body), `"code":"overloaded"`)
+				assert.NotContains(t, string(body), down)
+			}
+			decision := "store_unavailable"
+			if failOpen {
+				decision = "fail_open"
+			}
+			v, ok := scrapeSample(t, e, `streamgate_budget_decisions_total{decision="`+decision+`"}`)
+			require.True(t, ok)
+			assert.InDelta(t, 3, v, 0)
+			assert.InDelta(t, 1, metric(t, e, "streamgate_ratelimit_store_outage"), 0)
+			assert.Equal(t, 1, strings.Count(e.logs.String(), "rate limit store unreachable"), "logged once per outage")
+		})
+	}
 }
