@@ -356,3 +356,40 @@ func TestBudgetRedisUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetRefusalWithOfficialSDKs: the OpenAI and Anthropic SDKs, each
+// with its default two retries, raise their rate limit error for a spent
+// budget at once: x-should-retry: false stops the retries (one refusal
+// each reaches the gateway).
+func TestBudgetRefusalWithOfficialSDKs(t *testing.T) {
+	py := pythonSDKs(t)
+	addr := e2eRedis(t, "STREAMGATE_TEST_REDIS")
+	t.Setenv("E2E_USAGE_TOKEN", usageToken)
+	e := startGateway(t, budgetGatewayConfig(addr, false, randomPrefix(), 0.05))
+	type sdkRefusal struct {
+		Class, Code, Type, Message string
+		Status                     int
+		RetryAfter                 string `json:"retry_after"`
+		ShouldRetry                string `json:"should_retry"`
+		BudgetWindow               string `json:"budget_window"`
+		Seconds                    float64
+	}
+	var out struct{ OpenAI, Anthropic sdkRefusal }
+	runPyArgs(t, py, "budget_client.py", []string{e.gateway, "model-b", "shared"}, &out)
+	t.Logf("openai: %+v\nanthropic: %+v", out.OpenAI, out.Anthropic)
+	assert.Equal(t, "RateLimitError", out.OpenAI.Class)
+	assert.Equal(t, 429, out.OpenAI.Status)
+	assert.Equal(t, "budget_exceeded", out.OpenAI.Code)
+	assert.Equal(t, "insufficient_quota", out.OpenAI.Type)
+	assert.Contains(t, out.OpenAI.Message, "day budget of tenant shared is spent")
+	assert.Equal(t, "false", out.OpenAI.ShouldRetry)
+	assert.Equal(t, "day", out.OpenAI.BudgetWindow)
+	assert.NotEmpty(t, out.OpenAI.RetryAfter)
+	assert.Equal(t, "RateLimitError", out.Anthropic.Class)
+	assert.Equal(t, 429, out.Anthropic.Status)
+	assert.Equal(t, "rate_limit_error", out.Anthropic.Type)
+	assert.Contains(t, out.Anthropic.Message, "day budget of tenant shared is spent")
+	v, ok := scrapeSample(t, e, `streamgate_budget_decisions_total{decision="exceeded"}`)
+	require.True(t, ok)
+	assert.InDelta(t, 2, v, 0, "one request per SDK: neither retried")
+}
