@@ -5,11 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/budget"
 )
 
 // budgetYAML gives acme a day budget of 0.01: a request reserving 1000
@@ -122,4 +124,54 @@ func TestNoBudgetNoHeaders(t *testing.T) {
 	md := br.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
 	assert.NotContains(t, md, contract.BudgetLimit)
 	assert.True(t, p.done(br))
+}
+
+// TestBudgetsReloadKeepSpend: a reload keeps what was spent (the store
+// carries over), a changed amount applies at once, a reload may add the
+// first budget or remove them all.
+func TestBudgetsReloadKeepSpend(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(budgetYAML))
+	require.NoError(t, err)
+	lim, err := NewLimits(cfg, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	ctx := context.Background()
+	r, err := lim.budgets.Reserve(ctx, budget.Request{Tenant: "acme", Cost: budget.Micro(0.008)})
+	require.NoError(t, err)
+	r.Settle(budget.Spend{Model: "m", Cost: budget.Micro(0.008)})
+
+	raised, err := config.Parse("t.yaml", []byte(strings.Replace(budgetYAML, "amount: 0.01", "amount: 0.02", 1)))
+	require.NoError(t, err)
+	next, err := lim.Reload(raised)
+	require.NoError(t, err)
+	u, err := next.budgets.Usage(ctx, "acme")
+	require.NoError(t, err)
+	assert.InDelta(t, 0.008, u.Windows[0].Spent, 1e-12, "spend carries over")
+	assert.InDelta(t, 0.012, u.Windows[0].Remaining, 1e-12, "the new amount applies")
+
+	none, err := config.Parse("t.yaml", []byte(limitedYAML))
+	require.NoError(t, err)
+	off, err := next.Reload(none)
+	require.NoError(t, err)
+	assert.Nil(t, off.budgets)
+	on, err := off.Reload(raised)
+	require.NoError(t, err)
+	require.NotNil(t, on.budgets, "a reload may add budgets")
+	u, err = on.budgets.Usage(ctx, "acme")
+	require.NoError(t, err)
+	assert.InDelta(t, 0.008, u.Windows[0].Spent, 1e-12, "on the same store")
+}
+
+// TestBudgetReservesImagesAtTheirPrice: an image request reserves n
+// images at its size's price.
+func TestBudgetReservesImagesAtTheirPrice(t *testing.T) {
+	yaml := strings.Replace(budgetYAML, "m: {input_per_million: 10, output_per_million: 20}",
+		`m: {per_image: {"1024x1024": 0.04, "1024x1024/hd": 0.08}}`, 1)
+	yaml = strings.Replace(yaml, "amount: 0.01", "amount: 1", 1)
+	yaml = strings.Replace(yaml, "- {name: m, backend: a}", "- {name: m, backend: a, endpoints: [/v1/images/generations]}", 1)
+	p := budgetProcessor(t, yaml)
+	p.handle(reqHeaders("POST", "/v1/images/generations", false))
+	br := p.handle(bodyMsg(`{"model":"m","prompt":"a cat","n":3,"size":"1024x1024","quality":"hd"}`))
+	require.Nil(t, br.GetImmediateResponse())
+	require.NotNil(t, p.lim.bud)
+	assert.Equal(t, budget.Micro(0.24), p.lim.bud.Reserved(), "3 images at 0.08")
 }
