@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/budget"
 )
 
@@ -174,4 +175,74 @@ func TestBudgetReservesImagesAtTheirPrice(t *testing.T) {
 	require.Nil(t, br.GetImmediateResponse())
 	require.NotNil(t, p.lim.bud)
 	assert.Equal(t, budget.Micro(0.24), p.lim.bud.Reserved(), "3 images at 0.08")
+}
+
+// TestKeyBudgetCountsByTheVerifiedKey: a named API key's budget applies
+// to requests presenting that key, on top of its tenant's.
+func TestKeyBudgetCountsByTheVerifiedKey(t *testing.T) {
+	yaml := budgetYAML + `      api_keys: [{name: ci, budgets: [{window: 1h, amount: 0.001}]}]
+auth:
+  tenants:
+    - name: acme
+      models: ["*"]
+      api_keys:
+        - {name: ci, hash: "` + auth.HashKey("sk-ci") + `"}
+        - {name: web, hash: "` + auth.HashKey("sk-web") + `"}
+`
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	require.NoError(t, err)
+	for key, want := range map[string]int{"sk-ci": 429, "sk-web": 0} {
+		p := budgetProcessor(t, yaml)
+		a, err := auth.New(t.Context(), cfg, auth.Options{})
+		require.NoError(t, err)
+		p.auth = a
+		p.handle(reqHeaders("POST", "/v1/chat/completions", false, "authorization", "Bearer "+key))
+		r := p.handle(bodyMsg(`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
+		status, body := immediateStatus(t, r)
+		assert.Equal(t, want, status, key)
+		if want == 429 {
+			assert.Contains(t, body["error"].(map[string]any)["message"], "budget of API key ci is spent")
+		} else {
+			assert.Len(t, p.lim.bud.Windows(), 1, "the web key has no budget: the tenant's day only")
+		}
+	}
+}
+
+// TestBudgetRefundedWhenTheRateLimitRefuses: a request the rate limiter
+// refuses after its budget reservation gets the reservation back.
+func TestBudgetRefundedWhenTheRateLimitRefuses(t *testing.T) {
+	yaml := strings.Replace(budgetYAML, "    - name: acme\n", "    - name: acme\n      requests_per_minute: 1\n", 1)
+	var reserved int64
+	var first *processor
+	for i, want := range []int{0, 429} {
+		p := budgetProcessor(t, yaml)
+		if i == 1 {
+			p.limits = first.limits
+		}
+		p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+		r := p.handle(bodyMsg(`{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`))
+		status, body := immediateStatus(t, r)
+		require.Equal(t, want, status)
+		if i == 0 {
+			first, reserved = p, p.lim.bud.Reserved()
+			continue
+		}
+		assert.Equal(t, "rate_limit_exceeded", body["error"].(map[string]any)["code"])
+		p.finish()
+	}
+	u, err := first.limits.budgets.Usage(context.Background(), "acme")
+	require.NoError(t, err)
+	assert.InDelta(t, budget.Amount(reserved), u.Windows[0].Spent, 1e-12, "only the first request's reservation is held")
+}
+
+// TestBudgetEmbeddingsReserveTheirInput: embeddings generate nothing, so
+// only the input is reserved.
+func TestBudgetEmbeddingsReserveTheirInput(t *testing.T) {
+	yaml := strings.Replace(budgetYAML, "- {name: m, backend: a}", "- {name: m, backend: a, endpoints: [/v1/embeddings]}", 1)
+	p := budgetProcessor(t, yaml)
+	p.handle(reqHeaders("POST", "/v1/embeddings", false))
+	r := p.handle(bodyMsg(`{"model":"m","input":"` + strings.Repeat("word ", 100) + `"}`))
+	require.Nil(t, r.GetImmediateResponse())
+	res := p.lim.bud.Reserved()
+	assert.Equal(t, p.lim.input*10, res, "input tokens at 10 per million, in micro-units")
 }
