@@ -174,8 +174,8 @@ func (p *processor) admit(body []byte) *extprocsvcv3.ProcessingResponse {
 	st := &limitState{headers: h, input: est.Input, counter: counter, budSeen: bud}
 	p.lim = st
 	if err != nil {
-		bud.Settle(budget.Spend{}) // refused: nothing spent
-		return p.denied(err)       // the hold is released in finish
+		bud.Cancel()         // refused: nothing spent
+		return p.denied(err) // the hold is released in finish
 	}
 	p.hold = nil // the reservation has it
 	st.bud = bud

@@ -103,11 +103,15 @@ func (p *processor) settleBudget(used ratelimit.Usage, reported bool) {
 	}
 	r := p.lim.bud
 	p.lim.bud = nil
+	if p.answered {
+		r.Cancel() // refused after admission (e.g. saturation): nothing spent
+		return
+	}
 	sp := budget.Spend{Input: used.Input, Output: used.Output}
 	if p.route != nil {
 		sp.Model = p.route.Model
 	}
-	failed := p.answered || (p.status >= 400 && !reported)
+	failed := p.status >= 400 && !reported
 	if failed {
 		sp.Input, sp.Output = 0, 0
 	}

@@ -161,13 +161,18 @@ func (s *MemoryStore) Settle(_ context.Context, st Settlement) ([]bool, error) {
 		} else {
 			h.total = max(h.total+st.Delta, 0)
 			spent = h.total
-			h.add(usageKey{model: st.Spend.Model}, st.Spend)
+			if !st.Refund {
+				h.add(usageKey{model: st.Spend.Model}, st.Spend)
+			}
 		}
 		if st.Delta > 0 {
 			warned[i] = h.warn(c, spent)
 		}
 	}
 	for _, b := range st.Series {
+		if st.Refund {
+			break
+		}
 		h := s.create(b.Key)
 		h.expireAt = b.ExpireAt
 		h.add(usageKey{st.Spend.Key, st.Spend.Model}, st.Spend)

@@ -89,15 +89,17 @@ return out
 // settleScript applies a settlement. KEYS: the n counters, then the
 // series buckets. ARGV[1] n, ARGV[2] delta, ARGV[3] cost, ARGV[4] input,
 // ARGV[5] output, ARGV[6] the model, ARGV[7] the series field suffix (key
-// \x1f model); per counter i (base b = 7 + 3(i-1)): warn, slice (0:
-// calendar), unused; then per bucket j: its PEXPIREAT ms. A counter that is
-// gone (its window over) is left alone; none goes below zero. Returns the
-// warned flags.
+// \x1f model), ARGV[8] "1" to record the spend per model (a refund does
+// not); per counter i (base b = 8 + 3(i-1)): warn, slice (0: calendar),
+// unused; then per bucket j: its PEXPIREAT ms. A counter that is gone (its
+// window over) is left alone; none goes below zero. Returns the warned
+// flags.
 const settleScript = `
 local n, delta = tonumber(ARGV[1]), tonumber(ARGV[2])
+local record = ARGV[8] == '1'
 local out = {}
 for i = 1, n do
-  local b = 7 + (i - 1) * 3
+  local b = 8 + (i - 1) * 3
   local warn, slice = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
   local warned = 0
   if redis.call('EXISTS', KEYS[i]) == 1 then
@@ -105,7 +107,7 @@ for i = 1, n do
     if slice ~= 0 then field = 's' .. slice end
     local v = redis.call('HINCRBY', KEYS[i], field, delta)
     if v < 0 then redis.call('HSET', KEYS[i], field, 0) end
-    if slice == 0 then
+    if slice == 0 and record then
       redis.call('HINCRBY', KEYS[i], 'c|' .. ARGV[6], ARGV[3])
       redis.call('HINCRBY', KEYS[i], 'i|' .. ARGV[6], ARGV[4])
       redis.call('HINCRBY', KEYS[i], 'o|' .. ARGV[6], ARGV[5])
@@ -115,7 +117,7 @@ for i = 1, n do
   end
   out[i] = warned
 end
-local nb = 7 + n * 3
+local nb = 8 + n * 3
 for j = n + 1, #KEYS do
   redis.call('HINCRBY', KEYS[j], 'c|' .. ARGV[7], ARGV[3])
   redis.call('HINCRBY', KEYS[j], 'i|' .. ARGV[7], ARGV[4])
@@ -235,8 +237,12 @@ func (s *RedisStore) Settle(ctx context.Context, st Settlement) ([]bool, error) 
 func (s *RedisStore) settle(ctx context.Context, st Settlement) ([]bool, error) {
 	n := len(st.Counters)
 	keys := make([]string, 0, n+len(st.Series))
-	args := make([]any, 0, 7+3*n+len(st.Series))
-	args = append(args, n, st.Delta, st.Spend.Cost, st.Spend.Input, st.Spend.Output, st.Spend.Model, st.Spend.Key+"\x1f"+st.Spend.Model)
+	args := make([]any, 0, 8+3*n+len(st.Series))
+	record := 1
+	if st.Refund {
+		record = 0
+	}
+	args = append(args, n, st.Delta, st.Spend.Cost, st.Spend.Input, st.Spend.Output, st.Spend.Model, st.Spend.Key+"\x1f"+st.Spend.Model, record)
 	for _, c := range st.Counters {
 		keys = append(keys, s.prefix+c.Key)
 		args = append(args, c.Warn, c.Slice, 0)

@@ -130,6 +130,24 @@ func (r *Reservation) Settle(sp Spend) {
 	r.once.Do(func() { r.settle(sp) })
 }
 
+// Cancel gives the whole reservation back, recording no spend: the
+// request was refused after it reserved. Only the first Settle or Cancel
+// counts.
+func (r *Reservation) Cancel() {
+	if r == nil || r.refused {
+		return
+	}
+	r.once.Do(func() {
+		if r.unreserved {
+			return
+		}
+		st := Settlement{Counters: r.counters, Delta: -r.reserved, Refund: true}
+		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		defer cancel()
+		_, _ = r.b.store.Settle(ctx, st)
+	})
+}
+
 func (r *Reservation) settle(sp Spend) {
 	b := r.b
 	sp.Cost = min(max(sp.Cost, 0), MaxCost)

@@ -67,6 +67,9 @@ type Settlement struct {
 	Spend Spend
 	// Series are the tenant's series buckets this request counts in.
 	Series []SeriesBucket
+	// Refund: the request was refused after its reservation; only Delta
+	// applies, nothing is recorded per model or in the series.
+	Refund bool
 }
 
 // SeriesBucket is one hour's or day's usage hash of a tenant.

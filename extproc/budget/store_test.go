@@ -224,3 +224,18 @@ func TestStoreListsSeenTenants(t *testing.T) {
 		assert.ElementsMatch(t, []string{"a", "b"}, got)
 	})
 }
+
+func TestStoreRefundRecordsNoUsage(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		cs := []Counter{calendar("{t}:b:t:day:1", 100, 0)}
+		_, err := s.Reserve(ctx, cs, 40)
+		require.NoError(t, err)
+		_, err = s.Settle(ctx, Settlement{Counters: cs, Delta: -40, Refund: true, Spend: Spend{Model: "m"}})
+		require.NoError(t, err)
+		us, err := s.Read(ctx, cs)
+		require.NoError(t, err)
+		assert.Equal(t, int64(0), us[0].Spent)
+		assert.Empty(t, us[0].Models, "a refused request is no request of the model")
+	})
+}
