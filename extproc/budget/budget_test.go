@@ -153,7 +153,7 @@ func TestMicro(t *testing.T) {
 }
 
 // failingStore fails every call as an unreachable Redis does.
-type failingStore struct{ MemoryStore }
+type failingStore struct{ *MemoryStore }
 
 func (*failingStore) Reserve(context.Context, []Counter, int64) (Decision, error) {
 	return Decision{}, ratelimit.ErrStoreUnavailable
@@ -162,7 +162,7 @@ func (*failingStore) Reserve(context.Context, []Counter, int64) (Decision, error
 func TestStoreDownFollowsFailOpen(t *testing.T) {
 	clk := &testNow{t: time.Now()}
 	closed := limitsOf(t, acmeBudgets)
-	b := New(closed, Options{Store: &failingStore{}, Now: clk.now})
+	b := New(closed, Options{Store: &failingStore{NewMemoryStore(clk.now)}, Now: clk.now})
 	_, err := b.Reserve(context.Background(), Request{Tenant: "acme", Cost: 1})
 	require.ErrorIs(t, err, ratelimit.ErrStoreUnavailable, "fail_open off: refused")
 	open := limitsOf(t, acmeBudgets)
@@ -172,6 +172,11 @@ func TestStoreDownFollowsFailOpen(t *testing.T) {
 	require.NoError(t, err, "fail_open: admitted")
 	_, ok := r.Tightest()
 	assert.False(t, ok, "no budget headers without a reservation")
+	// The store answers settlements again: the cost is recorded.
+	r.Settle(Spend{Model: "m", Cost: 5})
+	u, err := b.Usage(context.Background(), "acme")
+	require.NoError(t, err)
+	assert.Equal(t, Amount(5), u.Windows[0].Spent)
 }
 
 // flakyProxy forwards TCP to a Redis and can go down and up again on

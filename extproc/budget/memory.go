@@ -149,13 +149,25 @@ func (s *MemoryStore) Settle(_ context.Context, st Settlement) ([]bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	warned := make([]bool, len(st.Counters))
+	now := s.now()
 	for i, c := range st.Counters {
 		h := s.get(c.Key)
-		if h == nil {
-			continue // the window is gone: nothing to correct
+		switch {
+		case h == nil && st.Delta <= 0:
+			continue // the window is gone: nothing to give back
+		case h == nil:
+			// Charged unreserved (the store was down at admission).
+			h = s.create(c.Key)
+			h.expireAt = c.ExpireAt
+			if c.rolling() {
+				h.expireAt = now.Add(c.TTL)
+			}
 		}
 		var spent int64
 		if c.rolling() {
+			if h.slices == nil {
+				h.slices = map[int64]int64{}
+			}
 			h.slices[c.Slice] = max(h.slices[c.Slice]+st.Delta, 0)
 			spent, _ = h.spent(c)
 		} else {

@@ -91,9 +91,10 @@ return out
 // ARGV[5] output, ARGV[6] the model, ARGV[7] the series field suffix (key
 // \x1f model), ARGV[8] "1" to record the spend per model (a refund does
 // not); per counter i (base b = 8 + 3(i-1)): warn, slice (0: calendar),
-// unused; then per bucket j: its PEXPIREAT ms. A counter that is gone (its
-// window over) is left alone; none goes below zero. Returns the warned
-// flags.
+// expiry (as for reserveScript); then per bucket j: its PEXPIREAT ms. A
+// counter that is gone is left alone by a refund and created by a charge
+// (a request admitted unreserved while Redis was down; a window already
+// over expires at once); none goes below zero. Returns the warned flags.
 const settleScript = `
 local n, delta = tonumber(ARGV[1]), tonumber(ARGV[2])
 local record = ARGV[8] == '1'
@@ -102,10 +103,14 @@ for i = 1, n do
   local b = 8 + (i - 1) * 3
   local warn, slice = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
   local warned = 0
-  if redis.call('EXISTS', KEYS[i]) == 1 then
+  local exists = redis.call('EXISTS', KEYS[i]) == 1
+  if exists or delta > 0 then
     local field = 't'
     if slice ~= 0 then field = 's' .. slice end
     local v = redis.call('HINCRBY', KEYS[i], field, delta)
+    if not exists then
+      if slice == 0 then redis.call('PEXPIREAT', KEYS[i], ARGV[b + 3]) else redis.call('PEXPIRE', KEYS[i], ARGV[b + 3]) end
+    end
     if v < 0 then redis.call('HSET', KEYS[i], field, 0) end
     if slice == 0 and record then
       redis.call('HINCRBY', KEYS[i], 'c|' .. ARGV[6], ARGV[3])
@@ -196,11 +201,7 @@ func (s *RedisStore) Reserve(ctx context.Context, counters []Counter, cost int64
 	args[0] = cost
 	for i, c := range counters {
 		keys[i] = s.prefix + c.Key
-		exp := c.ExpireAt.UnixMilli()
-		if c.rolling() {
-			exp = c.TTL.Milliseconds()
-		}
-		args = append(args, c.Limit, c.Warn, exp, c.Slice)
+		args = append(args, c.Limit, c.Warn, c.expiry(), c.Slice)
 	}
 	var vals []int64
 	err := s.rs.Do(ctx, func(ctx context.Context, c ratelimit.RedisClient) error {
@@ -245,7 +246,7 @@ func (s *RedisStore) settle(ctx context.Context, st Settlement) ([]bool, error) 
 	args = append(args, n, st.Delta, st.Spend.Cost, st.Spend.Input, st.Spend.Output, st.Spend.Model, st.Spend.Key+"\x1f"+st.Spend.Model, record)
 	for _, c := range st.Counters {
 		keys = append(keys, s.prefix+c.Key)
-		args = append(args, c.Warn, c.Slice, 0)
+		args = append(args, c.Warn, c.Slice, c.expiry())
 	}
 	for _, b := range st.Series {
 		keys = append(keys, s.prefix+b.Key)
@@ -465,4 +466,13 @@ func (s *RedisStore) Tenants(ctx context.Context, since time.Time) ([]string, er
 		return nil, fmt.Errorf("cannot list budget tenants: %w", err)
 	}
 	return out, nil
+}
+
+// expiry is a counter's expiry as the scripts take it: a calendar
+// counter's PEXPIREAT, a rolling one's PEXPIRE, in ms.
+func (c Counter) expiry() int64 {
+	if c.rolling() {
+		return c.TTL.Milliseconds()
+	}
+	return c.ExpireAt.UnixMilli()
 }

@@ -118,7 +118,7 @@ func TestStoreSettleCorrectsAndRecordsUsage(t *testing.T) {
 	})
 }
 
-func TestStoreNeverGoesBelowZeroOrRevivesAGoneWindow(t *testing.T) {
+func TestStoreNeverGoesBelowZeroOrRefundsAGoneWindow(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
 		cs := []Counter{calendar("{t}:b:t:day:1", 1000, 0)}
@@ -135,7 +135,20 @@ func TestStoreNeverGoesBelowZeroOrRevivesAGoneWindow(t *testing.T) {
 		us, err = s.Read(ctx, gone)
 		require.NoError(t, err)
 		assert.Equal(t, CounterUsage{Oldest: -1, Models: us[0].Models}, us[0])
-		assert.Empty(t, us[0].Models, "a window that is gone is not created again")
+		assert.Empty(t, us[0].Models, "a refund does not create a window that is gone")
+		// A charge without a reservation (admitted while the store was
+		// down) creates its window; one already over expires at once.
+		_, err = s.Settle(ctx, Settlement{Counters: gone, Delta: 7, Spend: Spend{Model: "m", Cost: 7}})
+		require.NoError(t, err)
+		us, err = s.Read(ctx, gone)
+		require.NoError(t, err)
+		assert.Equal(t, int64(7), us[0].Spent)
+		over := []Counter{{Key: "{t}:b:t:day:-1", Limit: 1000, ExpireAt: time.Now().Add(-time.Hour)}}
+		_, err = s.Settle(ctx, Settlement{Counters: over, Delta: 7, Spend: Spend{Model: "m", Cost: 7}})
+		require.NoError(t, err)
+		us, err = s.Read(ctx, over)
+		require.NoError(t, err)
+		assert.Zero(t, us[0].Spent)
 	})
 }
 
