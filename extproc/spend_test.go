@@ -13,6 +13,7 @@ import (
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/extproc/auth"
 	"github.com/streamgate/streamgate/extproc/budget"
+	"github.com/streamgate/streamgate/extproc/extproctest"
 )
 
 // budgetYAML gives acme a day budget of 0.01: a request reserving 1000
@@ -245,4 +246,31 @@ func TestBudgetEmbeddingsReserveTheirInput(t *testing.T) {
 	require.Nil(t, r.GetImmediateResponse())
 	res := p.lim.bud.Reserved()
 	assert.Equal(t, p.lim.input*10, res, "input tokens at 10 per million, in micro-units")
+}
+
+// BenchmarkBudgetRequest is BenchmarkPolicyRequest's policy request for a
+// tenant with day and month budgets on the memory store: what a budgeted
+// request adds (its reservation and settlement).
+func BenchmarkBudgetRequest(b *testing.B) {
+	yaml := benchPolicyConfigs[1].yaml + `      budgets: [{window: day, amount: 1e9}, {window: month, amount: 1e9}]
+telemetry:
+  prices: {bench-model: {input_per_million: 1, output_per_million: 2}}
+`
+	body := e2eBenchBody(1 << 10)
+	headers, bodyReq := benchRequestHeaders(len(body)), benchBodyRequest(body)
+	srv, report := benchServer(b, yaml), newBenchReport()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		main := extproctest.NewStream(ctx, headers, bodyReq)
+		if err := srv.Process(main); err != nil || len(main.Sent) != 2 || main.Sent[1].GetRequestBody() == nil {
+			b.Fatalf("main stream: %v, answers %v", err, main.Sent)
+		}
+		if key := reportKeyOf(main.Sent[1]); key != "" {
+			srv.reports.settle(report.forKey(key))
+		}
+	}
+	if n := srv.Active(); n != 0 {
+		b.Fatalf("%d requests still active", n)
+	}
 }
