@@ -274,3 +274,23 @@ telemetry:
 		b.Fatalf("%d requests still active", n)
 	}
 }
+
+// TestBudgetWarningReachesTheUsageEvent: the request that crosses
+// warn_percent first marks its window in its usage record (the NATS
+// event); the next one does not.
+func TestBudgetWarningReachesTheUsageEvent(t *testing.T) {
+	yaml := strings.Replace(budgetYAML, "amount: 0.01", "amount: 0.005", 1)
+	p := budgetProcessor(t, yaml)
+	p.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	require.Nil(t, p.handle(bodyMsg(`{"model":"m","max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`)).GetImmediateResponse())
+	ws := p.record().Budgets
+	require.Len(t, ws, 1)
+	assert.True(t, ws[0].Warning, "0.004 reserved of 0.005 crosses 80%%")
+	assert.InDelta(t, 0.005, ws[0].Limit, 1e-12)
+	q := budgetProcessor(t, yaml)
+	q.limits = p.limits
+	q.handle(reqHeaders("POST", "/v1/chat/completions", false))
+	q.handle(bodyMsg(`{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`))
+	require.Len(t, q.record().Budgets, 1)
+	assert.False(t, q.record().Budgets[0].Warning, "once per window")
+}
