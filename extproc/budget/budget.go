@@ -49,8 +49,10 @@ type tenantRules struct {
 // rule is one configured budget: its window and amounts in micro-units.
 type rule struct {
 	window config.BudgetWindow
-	limit  int64
-	warn   int64
+	// name is window.String(), computed once.
+	name  string
+	limit int64
+	warn  int64
 	// scope names the counter: "t" (tenant) or "k:<key name>".
 	scope string
 }
@@ -125,7 +127,7 @@ func rules(bs []config.Budget, scope string, warnPct float64) []rule {
 			continue // validated: cannot happen
 		}
 		limit := Micro(c.Amount)
-		out = append(out, rule{window: w, limit: limit, warn: int64(math.Ceil(float64(limit) * warnPct / 100)), scope: scope})
+		out = append(out, rule{window: w, name: w.String(), limit: limit, warn: int64(math.Ceil(float64(limit) * warnPct / 100)), scope: scope})
 	}
 	return out
 }
@@ -189,45 +191,32 @@ type Window struct {
 // Remaining is what is left of the window, never negative.
 func (w Window) Remaining() int64 { return max(w.Limit-w.Spent, 0) }
 
-// counters lists the counters and windows of a request at now.
-func (b *Budgets) counters(t *tenantRules, tenant, key string, now time.Time) ([]Counter, []Window) {
+// counters lists the counters, windows and window spans of a request at
+// now.
+func (b *Budgets) counters(t *tenantRules, tenant, key string, now time.Time) ([]Counter, []Window, []span) {
 	rs := t.own
 	if kr := t.keys[key]; len(kr) > 0 {
 		rs = append(append(make([]rule, 0, len(rs)+len(kr)), rs...), kr...)
 	}
 	cs := make([]Counter, len(rs))
 	ws := make([]Window, len(rs))
+	sps := make([]span, len(rs))
 	for i, r := range rs {
 		sp := spanAt(r.window, now, b.loc)
-		var sb strings.Builder
-		sb.Grow(len(tenant) + len(r.scope) + 24)
-		sb.WriteString("{" + tenant + "}:b:" + r.scope + ":" + r.window.String())
 		c := Counter{Limit: r.limit, Warn: r.warn}
 		if sp.rolling() {
+			c.Key = "{" + tenant + "}:b:" + r.scope + ":" + r.name
 			c.TTL, c.Slice = sp.ttl(), sp.slice
 		} else {
-			sb.WriteString(":" + sp.stamp)
+			c.Key = "{" + tenant + "}:b:" + r.scope + ":" + r.name + ":" + sp.stamp
 			c.ExpireAt = sp.expireAt()
 		}
-		c.Key = sb.String()
-		cs[i] = c
-		w := Window{Scope: "tenant", Window: r.window.String(), Start: sp.start, End: sp.end, Limit: r.limit}
+		cs[i], sps[i] = c, sp
+		w := Window{Scope: "tenant", Window: r.name, Start: sp.start, End: sp.end, Limit: r.limit}
 		if k, ok := strings.CutPrefix(r.scope, "k:"); ok {
 			w.Scope, w.Key = "key", k
 		}
 		ws[i] = w
 	}
-	return cs, ws
-}
-
-// spans returns the span of each counter's window at now (for resets).
-func (b *Budgets) spans(t *tenantRules, key string, now time.Time) []span {
-	var out []span
-	for _, r := range t.own {
-		out = append(out, spanAt(r.window, now, b.loc))
-	}
-	for _, r := range t.keys[key] {
-		out = append(out, spanAt(r.window, now, b.loc))
-	}
-	return out
+	return cs, ws, sps
 }

@@ -41,7 +41,7 @@ func (b *Budgets) Reserve(ctx context.Context, req Request) (*Reservation, error
 	}
 	cost := min(max(req.Cost, 0), MaxCost)
 	now := b.shared.now()
-	cs, ws := b.counters(t, req.Tenant, req.Key, now)
+	cs, ws, spans := b.counters(t, req.Tenant, req.Key, now)
 	r := &Reservation{b: b, tenant: req.Tenant, key: req.Key, counters: cs, windows: ws, reserved: cost, at: now}
 	d, err := b.store.Reserve(ctx, cs, cost)
 	if err != nil {
@@ -53,7 +53,6 @@ func (b *Budgets) Reserve(ctx context.Context, req Request) (*Reservation, error
 		b.shared.metrics.denied.WithLabelValues("store_unavailable").Inc()
 		return nil, &ratelimit.DeniedError{Kind: ratelimit.ErrStoreUnavailable, RetryAfter: time.Second}
 	}
-	spans := b.spans(t, req.Key, now)
 	for i := range ws {
 		ws[i].Spent = d.States[i].Spent
 		ws[i].Reset = spans[i].resetAfter(now, d.States[i].Oldest)

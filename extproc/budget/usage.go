@@ -83,14 +83,14 @@ func (b *Budgets) Usage(ctx context.Context, tenant string) (TenantUsage, error)
 		return out, nil
 	}
 	now := b.shared.now()
-	cs, ws := b.counters(t, tenant, "", now)
+	cs, ws, _ := b.counters(t, tenant, "", now)
 	keys := make([]string, 0, len(t.keys))
 	for k := range t.keys {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		kc, kw := b.counters(&tenantRules{keys: t.keys}, tenant, k, now)
+		kc, kw, _ := b.counters(&tenantRules{keys: t.keys}, tenant, k, now)
 		cs, ws = append(cs, kc...), append(ws, kw...)
 	}
 	us, err := b.store.Read(ctx, cs)
