@@ -50,6 +50,9 @@ type Limits struct {
 	Tenants []TenantLimits `yaml:"tenants"`
 	// Backends caps in-flight streams per backend.
 	Backends []BackendLimits `yaml:"backends"`
+	// Budget holds what every spend budget shares (tenants[].budgets,
+	// tenants[].api_keys): time zone, warning, usage series (budget.go).
+	Budget BudgetSettings `yaml:"budget"`
 	// ReadUsage is how a response that only needs reading has its usage
 	// read: auto (default) has Envoy read it (as it passes, reported when
 	// the stream ends) wherever Streamgate publishes the listener itself
@@ -106,6 +109,11 @@ type TenantLimits struct {
 	// Services are the tenant's limits per service (service.go); service
 	// requests count against these only.
 	Services []ServiceLimits `yaml:"services"`
+	// Budgets cap what the tenant spends per window, in the currency of
+	// telemetry.prices (budget.go); "*" gives every other tenant its own.
+	Budgets []Budget `yaml:"budgets"`
+	// APIKeys are budgets of the tenant's API keys, on top of its own.
+	APIKeys []KeyBudgets `yaml:"api_keys"`
 }
 
 // ModelLimits are a tenant's limits on one public model.
@@ -209,6 +217,7 @@ func (l *Limits) applyDefaults() {
 		}
 		setString(&l.Redis.KeyPrefix, "streamgate")
 	}
+	l.Budget.applyDefaults()
 }
 
 func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
@@ -282,6 +291,7 @@ func (v *validator) validateLimits(c *Config, backends, models map[string]int) {
 			v.rates(mp, m.Rates)
 		}
 	}
+	v.validateBudgets(c)
 	for i, b := range l.Backends {
 		p := fmt.Sprintf("$.limits.backends[%d]", i)
 		if _, ok := backends[b.Name]; !ok {

@@ -1,6 +1,10 @@
 package config
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +89,76 @@ func TestLimitsInvalid(t *testing.T) {
 			require.NotEmpty(t, Problems(err))
 			assert.Positive(t, Problems(err)[0].Line, "problems are located")
 		})
+	}
+}
+
+func TestParseBudgetWindow(t *testing.T) {
+	for in, want := range map[string]BudgetWindow{
+		"day": {Calendar: BudgetDay}, "month": {Calendar: BudgetMonth}, "1h": {Rolling: time.Hour}, "1m": {Rolling: time.Minute},
+		"8784h": {Rolling: 8784 * time.Hour}, "90m": {Rolling: 90 * time.Minute},
+	} {
+		got, err := ParseBudgetWindow(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "week", "Day", "59s", "8785h", "-1h", "1", "0"} {
+		_, err := ParseBudgetWindow(in)
+		assert.Error(t, err, in)
+	}
+}
+
+func FuzzParseBudgetWindow(f *testing.F) {
+	for _, s := range []string{"day", "month", "1h", "1m", "8784h", "1h30m", "1e3h", ".5h", "-0s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := ParseBudgetWindow(s)
+		if err != nil {
+			return
+		}
+		if w.Calendar == "" {
+			require.GreaterOrEqual(t, w.Rolling, MinRollingBudget)
+			require.LessOrEqual(t, w.Rolling, MaxRollingBudget)
+			again, err := ParseBudgetWindow(w.String())
+			require.NoError(t, err)
+			require.Equal(t, w, again)
+		}
+	})
+}
+
+func TestBudgetsValidate(t *testing.T) {
+	base := `
+backends: [{name: b, protocol: openai, endpoints: ["127.0.0.1:8000"]}]
+models: [{name: m, backend: b}]
+auth:
+  tenants:
+    - name: acme
+      models: ["*"]
+      api_keys: [{name: ci, hash: "sha256:` + strings.Repeat("a", 64) + `"}]
+limits:
+  budget: {time_zone: %s, warn_percent: %s}
+  tenants:
+    - name: acme
+      budgets: [%s]
+      api_keys: [{name: %s, budgets: [{window: day, amount: 1}]}]
+`
+	ok := fmt.Sprintf(base, "Europe/Paris", "80", "{window: month, amount: 100}, {window: 1h, amount: 2}", "ci")
+	cfg := loadText(t, ok)
+	assert.True(t, cfg.Limits.HasBudgets())
+	assert.Equal(t, "Europe/Paris", cfg.Limits.Budget.Location().String())
+	for name, tc := range map[string]struct{ text, want string }{
+		"zone":     {fmt.Sprintf(base, "Mars/Olympus", "80", "{window: day, amount: 1}", "ci"), "time_zone"},
+		"warn":     {fmt.Sprintf(base, "UTC", "120", "{window: day, amount: 1}", "ci"), "warn_percent"},
+		"window":   {fmt.Sprintf(base, "UTC", "80", "{window: week, amount: 1}", "ci"), "window \"week\""},
+		"twice":    {fmt.Sprintf(base, "UTC", "80", "{window: day, amount: 1}, {window: day, amount: 2}", "ci"), "two budgets"},
+		"amount":   {fmt.Sprintf(base, "UTC", "80", "{window: day, amount: 0}", "ci"), "amount must be above 0"},
+		"bad key":  {fmt.Sprintf(base, "UTC", "80", "{window: day, amount: 1}", "nope"), "no API key named"},
+		"too much": {fmt.Sprintf(base, "UTC", "80", "{window: day, amount: 2e9}", "ci"), "at most"},
+	} {
+		f := filepath.Join(t.TempDir(), "c.yaml")
+		require.NoError(t, os.WriteFile(f, []byte(tc.text), 0o600))
+		_, err := Load(f)
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), tc.want, name)
 	}
 }

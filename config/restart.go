@@ -69,6 +69,12 @@ func redisField(f func(*Redis) any) func(*Config) any {
 var StartOnly = []RestartSetting{
 	{"telemetry.nats", "the usage event sink is connected at start", func(c *Config) any { return c.Telemetry.NATS }},
 	{"telemetry.tracing", "the OTLP exporter is set up at start", func(c *Config) any { return c.Telemetry.Tracing }},
+	{"limits.budget.usage_token_env", "the usage API's token is read at start", func(c *Config) any {
+		if c.Limits == nil {
+			return ""
+		}
+		return c.Limits.Budget.UsageTokenEnv
+	}},
 }
 
 // startOnlyChanges lists, as sentences, the StartOnly settings that differ

@@ -42,6 +42,7 @@ var restartEdits = map[string][2]string{
 	"limits.redis.key_prefix":        {`key_prefix: sg`, `key_prefix: sg2`},
 	"telemetry.nats":                 {`nats://127.0.0.1:4222`, `nats://127.0.0.1:4223`},
 	"telemetry.tracing":              {`telemetry: {nats:`, `telemetry: {tracing: {endpoint: "127.0.0.1:4317"}, nats:`},
+	"limits.budget.usage_token_env":  {`limits: {store`, `limits: {budget: {usage_token_env: SG_USAGE}, store`},
 }
 
 func loadText(t *testing.T, text string) *Config {

@@ -61,6 +61,31 @@ var RateLimitHeaders = []string{
 	RateLimitLimitTokens, RateLimitRemainingTokens, RateLimitResetTokens,
 }
 
+// The spend budget response headers: the budget window with the least
+// remaining after this request's reservation (extproc/budget). Like the
+// x-ratelimit-* values, ext_proc puts them in the request's dynamic
+// metadata (MetadataNamespace, key = header name) and the route copies
+// them onto the response; refusals carry them directly.
+const (
+	// BudgetLimit is the window's budget, in the currency of the prices.
+	BudgetLimit = HeaderPrefix + "budget-limit"
+	// BudgetRemaining is what is left of it, reservations in flight taken.
+	BudgetRemaining = HeaderPrefix + "budget-remaining"
+	// BudgetReset is the time until the window frees room, e.g. "6h0m0s".
+	BudgetReset = HeaderPrefix + "budget-reset"
+	// BudgetWindow names the window: day, month or a rolling length,
+	// prefixed "key " for an API key's budget.
+	BudgetWindow = HeaderPrefix + "budget-window"
+	// ShouldRetryHeader ("false") tells the OpenAI and Anthropic SDKs not
+	// to retry a refusal that no retry within a minute can cure (a spent
+	// budget whose window resets later).
+	ShouldRetryHeader = "x-should-retry"
+)
+
+// BudgetHeaders lists the budget headers in the order they are reported.
+// Callers must not modify it.
+var BudgetHeaders = []string{BudgetLimit, BudgetRemaining, BudgetReset, BudgetWindow}
+
 // Dynamic metadata namespaces ext_proc writes and Envoy forwards or logs.
 const (
 	// MetadataNamespace holds what ext_proc reports per request (the

@@ -45,7 +45,9 @@ func (p *processor) authenticateCredential(authz, apiKey []string) (*auth.Tenant
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return p.auth.Authenticate(ctx, cred)
+	t, key, err := p.auth.AuthenticateKey(ctx, cred)
+	p.apiKey = key
+	return t, err
 }
 
 // peerOf reads the verified client certificate's identity from the

@@ -3,6 +3,7 @@ package extproc
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/budget"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/tokens"
 )
@@ -34,12 +36,29 @@ type Limits struct {
 	capsConcurrency bool
 	// lastUnreadWarn is when usageUnread last logged (unix nanos).
 	lastUnreadWarn atomic.Int64
+	// budgets are the spend budgets (nil: none); budgetOpts build them
+	// when a reload adds the first (spend.go).
+	budgets    *budget.Budgets
+	budgetOpts budget.Options
+}
+
+// LimitsOption tunes NewLimits.
+type LimitsOption func(*budget.Options)
+
+// WithBudgetStore keeps spend budgets in s (default: in memory).
+func WithBudgetStore(s budget.Store) LimitsOption {
+	return func(o *budget.Options) { o.Store = s }
+}
+
+// WithBudgetLog sends budget warnings to log (default slog.Default()).
+func WithBudgetLog(log *slog.Logger) LimitsOption {
+	return func(o *budget.Options) { o.Log = log }
 }
 
 // NewLimits builds the limiter for cfg.Limits (which must be set) with
 // store for its rate buckets (nil: in memory), registering its metrics
 // with reg.
-func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registerer) (*Limits, error) {
+func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registerer, opts ...LimitsOption) (*Limits, error) {
 	l, err := newCounters(cfg.Limits)
 	if err != nil {
 		return nil, err
@@ -48,6 +67,14 @@ func NewLimits(cfg *config.Config, store ratelimit.Store, reg prometheus.Registe
 		store = ratelimit.NewMemoryStore(ratelimit.SystemClock{})
 	}
 	l.limiter = ratelimit.New(cfg.Limits, store, ratelimit.SystemClock{}, ratelimit.NewMetrics(reg))
+	l.budgetOpts = budget.Options{Metrics: budget.NewMetrics(reg)}
+	for _, o := range opts {
+		o(&l.budgetOpts)
+	}
+	if l.budgetOpts.Store == nil {
+		l.budgetOpts.Store = budget.NewMemoryStore(nil)
+	}
+	l.budgets = budget.New(cfg.Limits, l.budgetOpts)
 	return l, nil
 }
 
@@ -62,6 +89,10 @@ func (l *Limits) Reload(cfg *config.Config) (*Limits, error) {
 		return nil, err
 	}
 	n.limiter = l.limiter.Reconfigured(cfg.Limits)
+	n.budgetOpts = l.budgetOpts
+	if n.budgets = l.budgets.Reconfigured(cfg.Limits); n.budgets == nil {
+		n.budgets = budget.New(cfg.Limits, l.budgetOpts)
+	}
 	return n, nil
 }
 
@@ -90,6 +121,15 @@ type limitState struct {
 	input   int64
 	// counter counts a stream's output deltas when its usage is missing.
 	counter *tokens.Counter
+	// bud is the spend budget reservation until settled (spend.go);
+	// budSeen the reservation or refusal the headers and usage event report.
+	bud, budSeen *budget.Reservation
+}
+
+// needsUsage reports whether the response's usage changes a charge: a
+// token bucket or a budget was reserved.
+func (s *limitState) needsUsage() bool {
+	return s != nil && (s.res != nil && s.res.NeedsUsage() || s.bud != nil)
 }
 
 // tenantFrom resolves the tenant from the configured header's value.
@@ -121,17 +161,25 @@ func (p *processor) admit(body []byte) *extprocsvcv3.ProcessingResponse {
 		out = p.limits.cfg.DefaultOutputTokens
 	}
 	began := p.now()
+	bud, err := p.reserveBudget(est.Input, out)
+	if err != nil {
+		p.admission(began, err)
+		p.lim = &limitState{input: est.Input, counter: counter, budSeen: bud}
+		return p.deniedBudget(err) // the hold is released in finish
+	}
 	res, h, err := p.limits.limiter.Admit(p.ctx, ratelimit.Request{
 		Tenant: p.Tenant, Model: p.route.Model, Backend: p.route.Backend, Input: est.Input, Output: out, Hold: p.hold,
 	})
 	p.admission(began, err)
-	st := &limitState{headers: h, input: est.Input, counter: counter}
+	st := &limitState{headers: h, input: est.Input, counter: counter, budSeen: bud}
 	p.lim = st
 	if err != nil {
+		bud.Cancel()         // refused: nothing spent
 		return p.denied(err) // the hold is released in finish
 	}
 	p.hold = nil // the reservation has it
-	if !res.Holds() {
+	st.bud = bud
+	if !res.Holds() && bud == nil {
 		// Nothing to give back: the response passes without body processing.
 		res.Finish(ratelimit.Usage{Input: est.Input, Output: out})
 		return nil
@@ -164,6 +212,7 @@ func (p *processor) rateValues(yield func(name, value string)) {
 	if p.lim == nil {
 		return
 	}
+	p.budgetValues(yield)
 	for _, x := range []struct {
 		limit, remaining, reset string
 		s                       *ratelimit.State
@@ -235,6 +284,7 @@ func (p *processor) releaseLimits() {
 	if ok {
 		used = ratelimit.Usage{Input: u.Input, Output: u.Output}
 	}
+	p.settleBudget(used, ok)
 	p.lim.res.Finish(used)
 	p.lim.res = nil
 }

@@ -80,7 +80,7 @@ func (p *processor) requestFields(traced bool) int {
 		n++
 	}
 	if p.lim != nil {
-		n += 6
+		n += 6 + p.budgetFields()
 	}
 	if p.obs.decision != "" {
 		n++

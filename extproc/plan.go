@@ -179,7 +179,7 @@ func (p *processor) planRequestHeaders() {
 // their translation to OpenAI asks for usage itself. On a body it cannot
 // edit, the stream's deltas are counted instead.
 func (p *processor) askUsage(body []byte) ([]byte, bool) {
-	needs := p.plan.usage || p.lim != nil && p.lim.res != nil && p.lim.res.NeedsUsage()
+	needs := p.plan.usage || p.lim.needsUsage()
 	if !needs || !p.info.Stream || !generates(p.endpoint) || p.endpoint == endpointMessages || p.endpoint == endpointResponses || p.up != nil {
 		return body, false
 	}

@@ -108,6 +108,9 @@ type processor struct {
 	// empty when refused before either. Limits and metrics key on it.
 	Tenant string
 	tenant *auth.Tenant
+	// apiKey is the name of the API key the request presented ("" for
+	// none, a JWT or an unnamed key): per-key budgets count by it.
+	apiKey string
 
 	// obs is what telemetry measures (telemetry.go).
 	obs obsState
@@ -430,6 +433,9 @@ func (p *processor) fail(err error) *extprocsvcv3.ProcessingResponse {
 	}
 	if de, ok := r.retryAfterOf(err); ok {
 		extra = append(append(extra, p.rateHeaders()...), header("retry-after", strconv.FormatInt(de.RetryAfterSeconds(), 10)))
+		if h := shouldRetry(err, de); h != nil {
+			extra = append(extra, h)
+		}
 	}
 	// The error class reaches the access log as the response code
 	// details; the tenant, endpoint and model known so far in the metadata

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/budget"
 	"github.com/streamgate/streamgate/extproc/credential"
 	"github.com/streamgate/streamgate/extproc/picking"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
@@ -76,6 +77,8 @@ var refusals = []refusalRow{
 	{[]error{ErrStateful}, refusal{http.StatusBadRequest, "invalid_request_error", "stateful_request_not_supported", "invalid_request_error", codes.InvalidArgument, false}},
 	// when: a tenant's request or token rate is spent, or its concurrent streams stayed full past limits.queue.max_wait.
 	{[]error{ratelimit.ErrRateLimited, ratelimit.ErrTenantBusy}, refusal{http.StatusTooManyRequests, "requests", "rate_limit_exceeded", "rate_limit_error", codes.ResourceExhausted, true}},
+	// when: the worst-case cost of the request (prompt × input price + reserved output × output price, images at their price) does not fit in a spend budget of its tenant or API key (limits.tenants[].budgets, api_keys); Retry-After is when the window frees room, with x-should-retry: false past a minute. 429 like OpenAI's insufficient_quota and LiteLLM's budget refusal; the OpenAI type is insufficient_quota, which clients already treat as not worth retrying.
+	{[]error{budget.ErrExceeded}, refusal{http.StatusTooManyRequests, "insufficient_quota", "budget_exceeded", "rate_limit_error", codes.ResourceExhausted, true}},
 	// when: the backend's max_in_flight stayed full, or the Redis store is unreachable without fail_open.
 	{[]error{ratelimit.ErrBackendBusy, ratelimit.ErrStoreUnavailable}, refusal{http.StatusServiceUnavailable, "server_error", "overloaded", "overloaded_error", codes.Unavailable, true}},
 	// when: every endpoint of a picking backend stayed saturated for picking.saturation.max_wait, or saturation.max_waiting requests already wait.

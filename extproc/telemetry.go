@@ -10,6 +10,7 @@ import (
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/budget"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 	"github.com/streamgate/streamgate/extproc/telemetry"
 )
@@ -137,6 +138,8 @@ func (p *processor) admission(began time.Time, err error) {
 		p.obs.decision = "backend_busy"
 	case errors.Is(err, ratelimit.ErrStoreUnavailable):
 		p.obs.decision = "store_unavailable"
+	case errors.Is(err, budget.ErrExceeded):
+		p.obs.decision = "budget_exceeded"
 	default:
 		p.obs.decision = "cancelled"
 	}
@@ -220,6 +223,7 @@ func (p *processor) record() *telemetry.Record {
 		r.Operation = telemetry.OperationSpeech
 	}
 	r.Status = p.status
+	r.Budgets = p.budgetWindows()
 	if p.answered && r.End.IsZero() {
 		r.End = r.Finished // Streamgate's own answer is complete when sent
 	}

@@ -226,7 +226,9 @@ func responseHeadersToAdd(cfg *config.Config) []*corev3.HeaderValueOption {
 	if cfg.Limits == nil {
 		return hs
 	}
-	for _, h := range contract.RateLimitHeaders {
+	// The budget headers too: a reload may add budgets without changing
+	// the routes, and absent values are omitted.
+	for _, h := range append(append([]string(nil), contract.RateLimitHeaders...), contract.BudgetHeaders...) {
 		hs = append(hs, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: h, Value: meta(h)},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,

@@ -178,12 +178,25 @@ func (a *Authenticator) TenantHeader() string { return a.tenantHeader }
 // rate-limited JWKS fetch, bounded by ctx and one second), or a cache hit
 // for a token that verified within the last minute.
 func (a *Authenticator) Authenticate(ctx context.Context, credential string) (*Tenant, error) {
+	t, _, err := a.AuthenticateKey(ctx, credential)
+	return t, err
+}
+
+// AuthenticateKey is Authenticate that also returns the name of the API
+// key presented ("" for a JWT or an unnamed key): per-key budgets count
+// by it. Same cost; the name is the config's string, not a copy.
+func (a *Authenticator) AuthenticateKey(ctx context.Context, credential string) (*Tenant, string, error) {
 	sum := sha256.Sum256([]byte(credential))
 	k := a.keys[sum]
 	if k == nil && len(a.issuers) > 0 && looksLikeJWT(credential) {
-		return a.verifyJWT(ctx, credential, sum)
+		t, err := a.verifyJWT(ctx, credential, sum)
+		return t, "", err
 	}
-	return a.verifyKey(k, sum)
+	t, err := a.verifyKey(k, sum)
+	if err != nil {
+		return nil, "", err
+	}
+	return t, k.name, nil
 }
 
 // verifyKey checks the key found under the presented credential's hash.

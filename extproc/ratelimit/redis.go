@@ -296,3 +296,14 @@ func (s *RedisStore) call(ctx context.Context, f func(context.Context) error) er
 		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
 }
+
+// Do runs f on the store's client within the store's timeout and records
+// the outcome like the store's own calls: spend budgets (extproc/budget)
+// share the rate limits' connection, outage log and metrics. Errors wrap
+// ErrStoreUnavailable.
+func (s *RedisStore) Do(ctx context.Context, f func(ctx context.Context, c RedisClient) error) error {
+	return s.call(ctx, func(ctx context.Context) error { return f(ctx, s.client) })
+}
+
+// Prefix is what every key of the store starts with, ":" included.
+func (s *RedisStore) Prefix() string { return s.prefix }

@@ -45,6 +45,8 @@ type Event struct {
 	Operation     string `json:"operation,omitempty"`
 	RequestBytes  uint64 `json:"request_bytes,omitempty"`
 	ResponseBytes uint64 `json:"response_bytes,omitempty"`
+	// Budgets are the request's spend budget windows (docs/limits.md).
+	Budgets []BudgetWindow `json:"budgets,omitempty"`
 }
 
 // EventOf builds the usage event for r.
@@ -56,6 +58,7 @@ func EventOf(r *Record) Event {
 		UsageKnown: r.UsageKnown, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, CostUSD: r.CostUSD,
 		Images:     r.Images,
 		DurationMs: ms(r.Duration()),
+		Budgets:    r.Budgets,
 	}
 	if d, ok := r.TTFT(); ok {
 		ev.TTFTMs = ms(d)

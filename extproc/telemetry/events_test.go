@@ -83,3 +83,18 @@ func TestSinkDownIsCountedNotFatal(t *testing.T) {
 	assert.Positive(t, failed)
 	assert.Zero(t, testutil.ToFloat64(m.events.WithLabelValues("published")))
 }
+
+// TestEventCarriesBudgetWindows: a budgeted request's event names the
+// windows it counted in; others carry no budgets member.
+func TestEventCarriesBudgetWindows(t *testing.T) {
+	start := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
+	r := &Record{RequestID: "r", Tenant: "acme", Start: start, Budgets: []BudgetWindow{
+		{Scope: "tenant", Window: "day", Start: start, End: start.Add(24 * time.Hour), Limit: 40, Spent: 32.5, Warning: true},
+	}}
+	b, err := json.Marshal(EventOf(r))
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"budgets":[{"scope":"tenant","window":"day","start":"2026-12-01T23:00:00Z","end":"2026-12-02T23:00:00Z","limit":40,"spent":32.5,"warning":true}]`)
+	b, err = json.Marshal(EventOf(&Record{RequestID: "r"}))
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "budgets")
+}

@@ -51,6 +51,25 @@ type Record struct {
 	// Unread is set when the response body passed unread: its end, timing
 	// and usage are unknown.
 	Unread bool
+	// Budgets are the spend budget windows the request counted in (or was
+	// refused by); nil for tenants without a budget.
+	Budgets []BudgetWindow
+}
+
+// BudgetWindow is one spend budget window of a request, as its usage
+// event reports it: amounts in the currency of the prices, Spent as of
+// the request's last budget call (reservations in flight included).
+type BudgetWindow struct {
+	Scope  string    `json:"scope"`
+	Key    string    `json:"key,omitempty"`
+	Window string    `json:"window"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Limit  float64   `json:"limit"`
+	Spent  float64   `json:"spent"`
+	// Warning: this request crossed the window's warning share first
+	// (once per window across replicas).
+	Warning bool `json:"warning,omitempty"`
 }
 
 // ErrorType is the error.type attribute: "" for a complete successful

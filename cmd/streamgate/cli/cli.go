@@ -31,6 +31,7 @@ Usage:
   streamgate xds      -c FILE   only the xDS server (--drop-in: model clusters only)
   streamgate epp      -c FILE   endpoint picker for a Gateway API InferencePool (-backend NAME)
   streamgate validate -c FILE   check a config file, its credential env vars and files; prints OK or every problem
+  streamgate usage    -c FILE   print spend budgets and usage from the usage API (-tenant, -series hour|day)
   streamgate hash-key           read an API key on stdin; print the hash to store in the config
   streamgate version            print the version
 
@@ -64,6 +65,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return eppCmd(ctx, rest, stdout, stderr)
 	case "validate":
 		return validateCmd(rest, stdout, stderr)
+	case "usage":
+		return usageCmd(ctx, rest, stdout, stderr)
 	case "hash-key":
 		return hashKeyCmd(rest, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":

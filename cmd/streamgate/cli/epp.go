@@ -73,7 +73,7 @@ func eppCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		})
 	}
-	goServe("metrics", func() error { return serveMetrics(sctx, metricsLis, reg, &ready, false) })
+	goServe("metrics", func() error { return serveMetrics(sctx, metricsLis, reg, &ready, false, nil) })
 	goServe("epp", func() error { return epp.Serve(sctx, lis) })
 	go watchConfig(sctx, *path, cfg, config.Load, []reloader{eppReloader(pool, name)}, reg, log)
 	ready.set(true)

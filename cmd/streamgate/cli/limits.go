@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/extproc"
+	"github.com/streamgate/streamgate/extproc/budget"
 	"github.com/streamgate/streamgate/extproc/ratelimit"
 )
 
@@ -19,7 +20,7 @@ import (
 // outage) but does not stop the gateway.
 func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*extproc.Limits, error) {
 	if cfg.Limits.Store != config.LimitStoreRedis {
-		return extproc.NewLimits(cfg, nil, reg)
+		return extproc.NewLimits(cfg, nil, reg, extproc.WithBudgetLog(log))
 	}
 	rc := cfg.Limits.Redis
 	var password string
@@ -44,7 +45,7 @@ func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registere
 	if err := store.Ping(ctx); err == nil {
 		log.Info("rate limits shared through redis", "address", rc.Address, "cluster", rc.Cluster, "db", rc.DB, "fail_open", rc.FailOpen)
 	}
-	return extproc.NewLimits(cfg, store, reg)
+	return extproc.NewLimits(cfg, store, reg, extproc.WithBudgetStore(budget.NewRedisStore(store)), extproc.WithBudgetLog(log))
 }
 
 // redisLogger sends the Redis client's own messages (one per failed dial,

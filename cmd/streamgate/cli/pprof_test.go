@@ -27,7 +27,7 @@ func TestMetricsListenerServesPprofOnlyWhenAsked(t *testing.T) {
 			require.NoError(t, err)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- serveMetrics(ctx, lis, prometheus.NewRegistry(), &readiness{}, tc.pprof) }()
+			go func() { done <- serveMetrics(ctx, lis, prometheus.NewRegistry(), &readiness{}, tc.pprof, nil) }()
 			t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 			base := "http://" + lis.Addr().String()
 			require.Equal(t, http.StatusOK, get(t, base+"/metrics"))

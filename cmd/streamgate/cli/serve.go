@@ -25,6 +25,7 @@ import (
 	"github.com/streamgate/streamgate/envoy"
 	"github.com/streamgate/streamgate/extproc"
 	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/budget"
 	"github.com/streamgate/streamgate/extproc/picking"
 	"github.com/streamgate/streamgate/extproc/telemetry"
 	"github.com/streamgate/streamgate/xds"
@@ -138,7 +139,16 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 	if p.pprof {
 		log.Warn("profiling endpoints on the metrics listener", "address", cfg.Metrics.Listen, "path", pprofPath)
 	}
-	goServe("metrics", func() error { return serveMetrics(ctx, metricsLis, reg, &ready, p.pprof) })
+	usageTok, err := usageToken(cfg)
+	if err != nil {
+		return err
+	}
+	var usageAPI *lateHandler
+	if usageTok != "" && p.extProc {
+		usageAPI = &lateHandler{}
+		log.Info("usage API on the metrics listener", "address", cfg.Metrics.Listen, "path", budget.UsagePath)
+	}
+	goServe("metrics", func() error { return serveMetrics(ctx, metricsLis, reg, &ready, p.pprof, usageAPI) })
 
 	// A reload prepares every part first and applies them only if all
 	// could be built, so a bad credential never leaves half a config live.
@@ -194,6 +204,9 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		defer picks.Close()
 		picks.Update(cfg)
 		srv.SetPicking(picks)
+		if usageAPI != nil {
+			usageAPI.set(budget.Handler(srv.Budgets, usageTok))
+		}
 		d.extProc = srv
 		goServe("extproc", func() error { return srv.Serve(ctx, lis) })
 		reloaders = append(reloaders, func(c *config.Config) (func(), error) { return func() { picks.Update(c) }, nil },
@@ -413,12 +426,17 @@ type readiness struct {
 func (r *readiness) set(ok bool) { r.mu.Lock(); r.ok = ok; r.mu.Unlock() }
 func (r *readiness) get() bool   { r.mu.Lock(); defer r.mu.Unlock(); return r.ok }
 
-// serveMetrics serves /metrics, /healthz and /readyz on lis, and the
-// profiling endpoints (mountPprof) when pprof is set, until ctx ends.
-func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry, ready *readiness, pprof bool) error {
+// serveMetrics serves /metrics, /healthz and /readyz on lis, the
+// profiling endpoints (mountPprof) when pprof is set and the usage API
+// when usage is set (its own bearer token), until ctx ends.
+func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry, ready *readiness, pprof bool, usage *lateHandler) error {
 	mux := http.NewServeMux()
 	if pprof {
 		mountPprof(mux)
+	}
+	if usage != nil {
+		mux.Handle(budget.UsagePath, usage)
+		mux.Handle(budget.SeriesPath, usage)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
