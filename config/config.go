@@ -97,6 +97,13 @@ type Gateway struct {
 	// StreamIdleTimeout ends a stream that moves no bytes for this long (default 5m).
 	// There is no overall request timeout: token streams may run for minutes.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	// FirstByteTimeout bounds how long a backend may take to start its
+	// response (send its status and headers) to a streaming request, for
+	// every backend without its own first_byte_timeout (default 0: no
+	// bound but stream_idle_timeout). A backend that misses it is
+	// abandoned; the request moves to the model's next fallback, and with
+	// none left the client gets 504 (deadline.go).
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
 	// RetryBudgetPercent caps failover retries, as a share of the requests
 	// active toward a failover chain (default 100: during an outage every
 	// request may move on once, but retries never exceed the live load);
@@ -200,6 +207,12 @@ type Backend struct {
 	TLS *TLS `yaml:"tls"`
 	// ConnectTimeout bounds the TCP (and TLS) connect (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// FirstByteTimeout bounds how long this backend may take to start its
+	// response to a streaming request, counted from when Envoy has sent it
+	// the whole request; it overrides gateway.first_byte_timeout (0: the
+	// gateway's). As the first backend of a model's chain it bounds every
+	// try of the chain (deadline.go).
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
 	// HTTP2 makes Envoy speak HTTP/2 to the backend (gRPC backends need it).
 	HTTP2 bool `yaml:"http2"`
 	// HealthCheck, when set, has Envoy probe every endpoint.

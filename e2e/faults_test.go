@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"text/template"
 	"time"
@@ -39,12 +40,15 @@ type faultLoad struct {
 	// lastFail and firstOKAfter time the outage as the clients saw it.
 	lastFail time.Time
 	oks      []time.Time
+	// slowest is the longest time a request of each outcome took.
+	slowest map[string]time.Duration
 }
 
 func (l *faultLoad) record(outcome string, body []byte, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.outcomes[outcome]++
+	l.slowest[outcome] = max(l.slowest[outcome], time.Since(at))
 	if body != nil {
 		l.bodies[string(body)]++
 	}
@@ -68,48 +72,76 @@ func (l *faultLoad) firstOKAfter(t time.Time) time.Duration {
 	return best
 }
 
-// runFaultLoad sends streaming completions from n clients until ctx ends.
-// Each request has a deadline far above its normal time: one that passes
-// it counts as hung.
+// runFaultLoad sends streaming completions of model-a from n clients
+// until ctx ends.
 func runFaultLoad(ctx context.Context, gateway string, n int) (*faultLoad, *sync.WaitGroup) {
-	l := &faultLoad{outcomes: map[string]int{}, bodies: map[string]int{}}
+	return runLoad(ctx, loadSpec{gateway: gateway, clients: n, model: "model-a"})
+}
+
+// loadSpec is a steady streaming load: clients sending chat completions of
+// model, each with the headers headers holds at the time (nil: none), so a
+// test can switch a backend fault on and off under it.
+type loadSpec struct {
+	gateway string
+	clients int
+	model   string
+	headers *atomic.Pointer[map[string]string]
+}
+
+// runLoad runs spec until ctx ends. Each request has a deadline far above
+// its normal time: one that passes it counts as hung.
+func runLoad(ctx context.Context, spec loadSpec) (*faultLoad, *sync.WaitGroup) {
+	l := &faultLoad{outcomes: map[string]int{}, bodies: map[string]int{}, slowest: map[string]time.Duration{}}
 	client := &http.Client{Timeout: 10 * time.Second}
 	var wg sync.WaitGroup
-	for range n {
+	for range spec.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				start := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, gateway+"/v1/chat/completions", bytes.NewReader(chatBody("model-a", true, "fault")))
+				req, _ := http.NewRequest(http.MethodPost, spec.gateway+"/v1/chat/completions", bytes.NewReader(chatBody(spec.model, true, "fault")))
 				req.Header.Set("x-fakellm-tokens", "20")
 				req.Header.Set("x-fakellm-itl-ms", "2")
-				resp, err := client.Do(req)
-				switch {
-				case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
-					l.record("hung", nil, start)
-				case err != nil:
-					l.record("connection error", nil, start)
-				case resp.StatusCode != http.StatusOK:
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					l.record(fmt.Sprintf("status %d", resp.StatusCode), body, start)
-				default:
-					_, err := readStream(resp.Body)
-					resp.Body.Close()
-					switch {
-					case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
-						l.record("hung", nil, start)
-					case err != nil:
-						l.record("stream cut", nil, start)
-					default:
-						l.record("ok", nil, start)
+				if spec.headers != nil {
+					if h := spec.headers.Load(); h != nil {
+						for k, v := range *h {
+							req.Header.Set(k, v)
+						}
 					}
 				}
+				outcome, body := loadRequest(client, req)
+				l.record(outcome, body, start)
 			}
 		}()
 	}
 	return l, &wg
+}
+
+// loadRequest sends req and reads its stream: "ok" with [DONE], "hung"
+// past the client's deadline, "connection error", "status N" (with the
+// body) or "stream cut".
+func loadRequest(client *http.Client, req *http.Request) (string, []byte) {
+	resp, err := client.Do(req)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
+		return "hung", nil
+	case err != nil:
+		return "connection error", nil
+	case resp.StatusCode != http.StatusOK:
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return fmt.Sprintf("status %d", resp.StatusCode), body
+	}
+	_, err = readStream(resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
+		return "hung", nil
+	case err != nil:
+		return "stream cut", nil
+	}
+	return "ok", nil
 }
 
 // faultsLong reports whether `make faults` asked for the long suite.
