@@ -78,7 +78,9 @@ func TestFaultBackendHangs(t *testing.T) {
 	t.Run("no fallback: 504 OpenAI error", func(t *testing.T) {
 		resp, b, took := hang(t, "/v1/chat/completions", chatBody("solo", true, "x"), nil)
 		require.Equal(t, http.StatusGatewayTimeout, resp.StatusCode, "%s", b)
-		var e struct{ Error struct{ Message, Type, Code string } }
+		var e struct {
+			Error struct{ Message, Type, Code string }
+		}
 		require.NoError(t, json.Unmarshal(b, &e), "%s", b)
 		assert.Equal(t, "server_error", e.Error.Type)
 		assert.Equal(t, "upstream_per_try_timeout", e.Error.Code)
