@@ -86,6 +86,9 @@ type loadSpec struct {
 	clients int
 	model   string
 	headers *atomic.Pointer[map[string]string]
+	// pause is how long a client waits after a request that failed
+	// (0: none), so fast refusals do not spin.
+	pause time.Duration
 }
 
 // runLoad runs spec until ctx ends. Each request has a deadline far above
@@ -112,6 +115,9 @@ func runLoad(ctx context.Context, spec loadSpec) (*faultLoad, *sync.WaitGroup) {
 				}
 				outcome, body := loadRequest(client, req)
 				l.record(outcome, body, start)
+				if outcome != "ok" {
+					time.Sleep(spec.pause)
+				}
 			}
 		}()
 	}

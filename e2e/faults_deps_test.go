@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// daemon is a server process the test owns (a private redis-server or
+// nats-server on its own port), so the test can SIGKILL, SIGSTOP and
+// restart it without touching shared ones.
+type daemon struct {
+	t    *testing.T
+	bin  string
+	args []string
+	addr string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+}
+
+// requireBinary finds name on PATH; without it the test skips, or fails
+// under STREAMGATE_REQUIRE_ALL=1 (.ci/run installs it).
+func requireBinary(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("STREAMGATE_REQUIRE_ALL") == "1" {
+			t.Fatalf("%s is not installed and STREAMGATE_REQUIRE_ALL=1 (.ci/run installs it)", name)
+		}
+		t.Skipf("%s is not installed (.ci/run installs it)", name)
+	}
+	return path
+}
+
+func startDaemon(t *testing.T, bin, addr string, args ...string) *daemon {
+	d := &daemon{t: t, bin: bin, args: args, addr: addr, out: &syncBuffer{}}
+	d.start()
+	t.Cleanup(func() {
+		if d.cmd != nil {
+			_ = d.cmd.Process.Signal(syscall.SIGCONT)
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("---- %s output ----\n%s", bin, d.out.String())
+		}
+	})
+	return d
+}
+
+func (d *daemon) start() {
+	d.cmd = exec.Command(d.bin, d.args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	require.NoError(d.t, d.cmd.Start())
+	require.Eventually(d.t, func() bool {
+		c, err := net.DialTimeout("tcp", d.addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "%s never listened on %s", d.bin, d.addr)
+}
+
+// kill SIGKILLs the process.
+func (d *daemon) kill() {
+	require.NoError(d.t, d.cmd.Process.Kill())
+	_ = d.cmd.Wait()
+	d.cmd = nil
+}
+
+func (d *daemon) signal(s syscall.Signal) { require.NoError(d.t, d.cmd.Process.Signal(s)) }
+
+// redisFaultConfig: limits on a private Redis (REDIS), fail_open FAIL_OPEN;
+// tenant tight may send 5 requests a minute, every other tenant many.
+const redisFaultConfig = listeners + twoBackends + `models:
+  - name: model-a
+    backend: backend-a
+limits:
+  tenant_header: x-tenant
+  store: redis
+  redis: {address: "REDIS", timeout: 50ms, fail_open: FAIL_OPEN}
+  tenants:
+    - name: tight
+      requests_per_minute: 5
+    - name: "*"
+      requests_per_minute: 100000000
+      concurrent_streams: 64
+`
+
+// TestFaultRedisKilled runs a fail-closed and a fail-open gateway on one
+// private Redis under streaming load, SIGKILLs Redis and restarts it, then
+// SIGSTOPs it (a Redis that hangs) and resumes it. Fail-closed clients get
+// 503 overloaded at once, fail-open ones are served; nobody waits on Redis
+// longer than its timeout; each outage is logged once per gateway and shown
+// by streamgate_ratelimit_store_outage; afterwards no reservation is held
+// and limits apply again.
+func TestFaultRedisKilled(t *testing.T) {
+	bin := requireBinary(t, "redis-server")
+	ports, err := freePorts(1)
+	require.NoError(t, err)
+	_, port, _ := net.SplitHostPort(ports[0])
+	redis := startDaemon(t, bin, ports[0], "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	gateways := map[string]*env{}
+	for _, mode := range []string{"fail_closed", "fail_open"} {
+		cfg := strings.NewReplacer("REDIS", ports[0], "FAIL_OPEN", fmt.Sprint(mode == "fail_open")).Replace(redisFaultConfig)
+		gateways[mode] = startGateway(t, cfg)
+	}
+	clients, outage := 4, 2*time.Second
+	if faultsLong() {
+		clients, outage = 16, 10*time.Second
+	}
+	for _, fault := range []string{"SIGKILL", "SIGSTOP"} {
+		ctx, stop := context.WithCancel(context.Background())
+		loads := map[string]*faultLoad{}
+		var waits []func()
+		for mode, e := range gateways {
+			l, wg := runLoad(ctx, loadSpec{gateway: e.gateway, clients: clients, model: "model-a", pause: 20 * time.Millisecond})
+			loads[mode] = l
+			waits = append(waits, wg.Wait)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if fault == "SIGKILL" {
+			redis.kill()
+		} else {
+			redis.signal(syscall.SIGSTOP)
+		}
+		require.Eventually(t, func() bool { return metric(t, gateways["fail_closed"], "streamgate_ratelimit_store_outage") == 1 },
+			5*time.Second, 20*time.Millisecond, "the outage metric never rose")
+		time.Sleep(outage)
+		restored := time.Now()
+		if fault == "SIGKILL" {
+			redis.start()
+		} else {
+			redis.signal(syscall.SIGCONT)
+		}
+		var back time.Duration
+		require.Eventually(t, func() bool {
+			back = loads["fail_closed"].firstOKAfter(restored)
+			return back >= 0
+		}, 15*time.Second, 20*time.Millisecond, "fail-closed requests never succeeded again")
+		time.Sleep(300 * time.Millisecond)
+		stop()
+		for _, w := range waits {
+			w()
+		}
+		for mode, l := range loads {
+			t.Logf("Redis %s for %s, %s, %d clients: outcomes %v, slowest %v", fault, outage, mode, clients, l.outcomes, l.slowest)
+			assert.Zero(t, l.outcomes["hung"], mode)
+			for outcome, d := range l.slowest {
+				assert.Less(t, d, 2*time.Second, "%s: no %s request waited on Redis", mode, outcome)
+			}
+		}
+		t.Logf("Redis %s: fail-closed requests served again %s after Redis was back", fault, back.Round(time.Millisecond))
+		assert.Equal(t, loads["fail_open"].outcomes["ok"], sum(loads["fail_open"].outcomes), "fail_open serves every request")
+		closed := loads["fail_closed"]
+		assert.Positive(t, closed.outcomes["status 503"], "fail_closed refuses during the outage")
+		assert.Equal(t, closed.outcomes["ok"]+closed.outcomes["status 503"], sum(closed.outcomes), "fail_closed: served or 503")
+		for body := range closed.bodies {
+			var e struct{ Error struct{ Type, Code string } }
+			require.NoError(t, json.Unmarshal([]byte(body), &e), body)
+			assert.Equal(t, "overloaded", e.Error.Code, body)
+		}
+	}
+	for mode, e := range gateways {
+		waitMetric(t, e, "streamgate_ratelimit_store_outage", 0)
+		waitMetric(t, e, "streamgate_reservations_outstanding", 0)
+		waitMetric(t, e, "streamgate_ratelimit_holds_outstanding", 0)
+		logged := strings.Count(e.logs.String(), "rate limit store unreachable")
+		assert.Equal(t, 2, logged, "%s: each of the two outages logged once", mode)
+		assert.Equal(t, 2, strings.Count(e.logs.String(), "rate limit store reachable again"), "%s: each recovery logged once", mode)
+	}
+	// Limits resume, shared again: tight's five requests of the minute
+	// pass on one gateway, its sixth is refused on the other.
+	var codes []int
+	for i := range 6 {
+		e := gateways["fail_closed"]
+		if i == 5 {
+			e = gateways["fail_open"]
+		}
+		resp, err := postTo(t.Context(), e, chatBody("model-a", false, "x"), map[string]string{"x-tenant": "tight"})
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	assert.Equal(t, []int{200, 200, 200, 200, 200, 429}, codes, "limits apply again")
+}
