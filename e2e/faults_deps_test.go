@@ -9,10 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -195,4 +198,102 @@ func TestFaultRedisKilled(t *testing.T) {
 		codes = append(codes, resp.StatusCode)
 	}
 	assert.Equal(t, []int{200, 200, 200, 200, 200, 429}, codes, "limits apply again")
+}
+
+// natsFaultConfig: usage events published with JetStream to a private
+// nats-server (NATSURL), at most 256 waiting.
+const natsFaultConfig = listeners + twoBackends + `models:
+  - name: model-a
+    backend: backend-a
+telemetry:
+  usage: true
+  nats: {url: NATSURL, subject: streamgate.usage, jetstream: true, buffer: 256}
+`
+
+// TestFaultNATSKilled SIGKILLs the nats-server the usage events go to
+// under streaming load, and restarts it. Requests are unaffected (all
+// served, none slower); events that cannot be sent are counted as failed
+// or dropped, never held without bound; events flow again once the server
+// is back.
+func TestFaultNATSKilled(t *testing.T) {
+	bin := requireBinary(t, "nats-server")
+	ports, err := freePorts(1)
+	require.NoError(t, err)
+	host, port, _ := net.SplitHostPort(ports[0])
+	store := t.TempDir()
+	ns := startDaemon(t, bin, ports[0], "-a", host, "-p", port, "-js", "-sd", store)
+	url := "nats://" + ports[0]
+	events := watchUsageEvents(t, url)
+	e := startGateway(t, strings.Replace(natsFaultConfig, "NATSURL", url, 1))
+
+	clients, outage := 4, 2*time.Second
+	if faultsLong() {
+		clients, outage = 16, 10*time.Second
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	load, wg := runLoad(ctx, loadSpec{gateway: e.gateway, clients: clients, model: "model-a"})
+	require.Eventually(t, func() bool { return events.firstAfter(time.Time{}) >= 0 }, 10*time.Second, 20*time.Millisecond, "no usage event arrived")
+	time.Sleep(500 * time.Millisecond)
+	ns.kill()
+	killed := time.Now()
+	time.Sleep(outage)
+	ns.start()
+	restarted := time.Now()
+	require.Eventually(t, func() bool { return events.firstAfter(restarted) >= 0 }, 20*time.Second, 20*time.Millisecond, "events never resumed")
+	resumed := events.firstAfter(restarted)
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	wg.Wait()
+
+	failed, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="failed"}`)
+	dropped, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="dropped"}`)
+	published, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="published"}`)
+	t.Logf("NATS killed for %s under %d clients: outcomes %v, slowest %v; events published %v, failed %v, dropped %v; events resumed %s after the restart (%s after the kill)",
+		outage, clients, load.outcomes, load.slowest, published, failed, dropped, resumed.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	assert.Equal(t, load.outcomes["ok"], sum(load.outcomes), "every request is served while NATS is down")
+	assert.Less(t, load.slowest["ok"], 2*time.Second, "no request waits on NATS")
+	assert.Positive(t, failed+dropped, "events during the outage are counted as lost, not held")
+	assert.LessOrEqual(t, published+failed+dropped, float64(sum(load.outcomes)), "one event per request at most")
+	assert.Equal(t, 1, strings.Count(e.logs.String(), `"msg":"cannot publish usage event`), "the outage is logged once")
+	assert.Equal(t, 1, strings.Count(e.logs.String(), `"msg":"publishing usage events again"`), "the recovery is logged once")
+}
+
+// usageEvents are the arrival times of the usage events a test saw.
+type usageEvents struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+// firstAfter is how long after t the first event arrived; -1 if none yet.
+func (u *usageEvents) firstAfter(t time.Time) time.Duration {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, a := range u.at {
+		if !a.Before(t) {
+			return a.Sub(t)
+		}
+	}
+	return -1
+}
+
+// watchUsageEvents creates the stream capturing the usage subject (kept
+// in the server's store across restarts) and records the events that
+// arrive on it through a core subscription that reconnects.
+func watchUsageEvents(t *testing.T, url string) *usageEvents {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "USAGE", Subjects: []string{"streamgate.usage"}})
+	require.NoError(t, err)
+	u := &usageEvents{}
+	_, err = nc.Subscribe("streamgate.usage", func(*nats.Msg) {
+		u.mu.Lock()
+		u.at = append(u.at, time.Now())
+		u.mu.Unlock()
+	})
+	require.NoError(t, err)
+	return u
 }
