@@ -169,20 +169,26 @@ type faultGateway struct {
 	t                        *testing.T
 	bin, cfgPath             string
 	gateway, admin, metricsX string
-	extproc                  *exec.Cmd
+	// metrics is the ext_proc process's metrics address.
+	metrics  string
+	envoyPID int
+	extproc  *exec.Cmd
 	xdsCancel                context.CancelFunc
 	xdsDone                  chan error
 	logs                     *syncBuffer
 }
 
-func startFaultGateway(t *testing.T) *faultGateway {
+func startFaultGateway(t *testing.T) *faultGateway { return startFaultGatewayWith(t, defaultConfig) }
+
+// startFaultGatewayWith starts a faultGateway with configTemplate.
+func startFaultGatewayWith(t *testing.T, configTemplate string) *faultGateway {
 	ports, err := freePorts(6)
 	require.NoError(t, err)
 	dir := t.TempDir()
 	g := &faultGateway{t: t, bin: buildStreamgate(t), cfgPath: filepath.Join(dir, "streamgate.yaml"), logs: &syncBuffer{},
-		gateway: "http://" + ports[0], admin: ports[3], metricsX: ports[5]}
+		gateway: "http://" + ports[0], admin: ports[3], metricsX: ports[5], metrics: "http://" + ports[4]}
 	var cfg bytes.Buffer
-	require.NoError(t, template.Must(template.New("c").Parse(defaultConfig)).Execute(&cfg, Ports{
+	require.NoError(t, template.Must(template.New("c").Parse(configTemplate)).Execute(&cfg, Ports{
 		Gateway: ports[0], ExtProc: ports[1], XDS: ports[2], Admin: ports[3], Metrics: ports[4],
 		BackendA: hostPort(gw.backendA.url), BackendB: hostPort(gw.backendB.url),
 	}))
@@ -203,6 +209,7 @@ func startFaultGateway(t *testing.T) *faultGateway {
 	ctx, cancel := context.WithCancel(context.Background())
 	proc, err := envoy.Start(ctx, os.Getenv("ENVOY_BIN"), bootPath, "warning", g.logs)
 	require.NoError(t, err)
+	g.envoyPID = proc.Pid()
 	t.Cleanup(func() { cancel(); <-proc.Done() })
 	require.Eventually(t, func() bool { return g.serves("model-a") }, 30*time.Second, 50*time.Millisecond, "gateway never served")
 	return g
