@@ -170,12 +170,12 @@ type faultGateway struct {
 	bin, cfgPath             string
 	gateway, admin, metricsX string
 	// metrics is the ext_proc process's metrics address.
-	metrics  string
-	envoyPID int
-	extproc  *exec.Cmd
-	xdsCancel                context.CancelFunc
-	xdsDone                  chan error
-	logs                     *syncBuffer
+	metrics   string
+	envoyPID  int
+	extproc   *exec.Cmd
+	xdsCancel context.CancelFunc
+	xdsDone   chan error
+	logs      *syncBuffer
 }
 
 func startFaultGateway(t *testing.T) *faultGateway { return startFaultGatewayWith(t, defaultConfig) }
