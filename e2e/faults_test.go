@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -350,7 +352,7 @@ func sum(m map[string]int) int {
 // adminStat reads one counter or gauge from Envoy's admin /stats; -1 when
 // it cannot.
 func adminStat(admin, name string) int64 {
-	resp, err := http.Get("http://" + admin + "/stats?filter=^" + strings.ReplaceAll(name, ".", `\.`) + "$")
+	resp, err := http.Get("http://" + admin + "/stats?filter=" + url.QueryEscape("^"+regexp.QuoteMeta(name)+"$"))
 	if err != nil {
 		return -1
 	}
