@@ -104,10 +104,11 @@ type Gateway struct {
 	// abandoned; the request moves to the model's next fallback, and with
 	// none left the client gets 504 (deadline.go).
 	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
-	// RetryBudgetPercent caps failover retries, as a share of the requests
-	// active toward a failover chain (default 100: during an outage every
-	// request may move on once, but retries never exceed the live load);
-	// at least 10 retries may always run concurrently.
+	// RetryBudgetPercent caps the failover retries of a chain running at
+	// once, as a share of its first backend's circuit_breaker.max_requests
+	// (Envoy's default 1024), at least 10 (default 100: during an outage
+	// every request may move on once). Envoy counts no active requests on
+	// a chain's aggregate cluster, so the cap is of capacity, not live load.
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
 	// AccessLog is where Envoy writes one JSON line per request: a file
 	// path, /dev/stdout (default) or "off". Under `streamgate run` Envoy's

@@ -117,7 +117,12 @@ func TestFaultBackendHangs(t *testing.T) {
 	load, wg := runLoad(ctx, loadSpec{gateway: e.gateway, clients: clients, model: "fb", headers: &headers})
 	time.Sleep(500 * time.Millisecond)
 	headers.Store(&hangOnA)
-	time.Sleep(outage)
+	time.Sleep(outage / 2)
+	chain := "cluster.streamgate_failover_backend-a+backend-b."
+	admin := strings.TrimPrefix(e.admin, "http://")
+	t.Logf("mid-outage: requests active on the chain's aggregate cluster %d, on backend-a %d, on backend-b %d",
+		adminStat(admin, chain+"upstream_rq_active"), adminStat(admin, "cluster.backend-a.upstream_rq_active"), adminStat(admin, "cluster.backend-b.upstream_rq_active"))
+	time.Sleep(outage - outage/2)
 	headers.Store(nil)
 	healed := time.Now()
 	time.Sleep(time.Second)
@@ -125,21 +130,13 @@ func TestFaultBackendHangs(t *testing.T) {
 	wg.Wait()
 	t.Logf("primary hanging for %s under %d clients: outcomes %v, slowest %v; first success after it healed %s",
 		outage, clients, load.outcomes, load.slowest, load.firstOKAfter(healed).Round(time.Millisecond))
-	chain := "cluster.streamgate_failover_backend-a+backend-b."
 	stats := map[string]int64{}
 	for _, s := range []string{"upstream_rq_per_try_timeout", "upstream_rq_retry", "upstream_rq_retry_overflow", "upstream_rq_retry_limit_exceeded", "upstream_rq_retry_success"} {
-		stats[s] = adminStat(strings.TrimPrefix(e.admin, "http://"), chain+s)
+		stats[s] = adminStat(admin, chain+s)
 	}
 	t.Logf("failover chain stats: %v", stats)
-	// The chain's retries are capped by its retry budget, which Envoy
-	// counts on the aggregate cluster (docs/reliability.md): past 10 at
-	// once, a request whose try timed out gets the 504 instead.
-	assert.Equal(t, load.outcomes["ok"]+load.outcomes["status 504"], sum(load.outcomes), "every stream is served, by the fallback while the primary hangs")
-	assert.LessOrEqual(t, int64(load.outcomes["status 504"]), stats["upstream_rq_retry_overflow"], "a 504 only where the retry budget overflowed")
-	if clients <= 10 {
-		assert.Zero(t, load.outcomes["status 504"], "within the retry budget's floor of 10 every request moves on")
-	}
-	assert.Less(t, load.slowest["ok"], 5*time.Second, "a stream waits the deadline, not the idle timeout")
+	assert.Equal(t, load.outcomes["ok"], sum(load.outcomes), "every stream is served, by the fallback while the primary hangs")
+	assert.Zero(t, stats["upstream_rq_retry_overflow"], "the chain's retry budget lets every request move on")
 	assertNothingHeld(t, e)
 }
 
