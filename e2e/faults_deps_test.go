@@ -211,10 +211,10 @@ telemetry:
 `
 
 // TestFaultNATSKilled SIGKILLs the nats-server the usage events go to
-// under streaming load, and restarts it. Requests are unaffected (all
-// served, none slower); events that cannot be sent are counted as failed
-// or dropped, never held without bound; events flow again once the server
-// is back.
+// under streaming load and restarts it, then SIGSTOPs it (a server that
+// hangs) and resumes it. Requests are unaffected (all served, none
+// slower); events that cannot be sent are counted as failed or dropped,
+// never held without bound; events flow again once the server is back.
 func TestFaultNATSKilled(t *testing.T) {
 	bin := requireBinary(t, "nats-server")
 	ports, err := freePorts(1)
@@ -230,32 +230,51 @@ func TestFaultNATSKilled(t *testing.T) {
 	if faultsLong() {
 		clients, outage = 16, 10*time.Second
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	load, wg := runLoad(ctx, loadSpec{gateway: e.gateway, clients: clients, model: "model-a"})
 	require.Eventually(t, func() bool { return events.firstAfter(time.Time{}) >= 0 }, 10*time.Second, 20*time.Millisecond, "no usage event arrived")
-	time.Sleep(500 * time.Millisecond)
-	ns.kill()
-	killed := time.Now()
-	time.Sleep(outage)
-	ns.start()
-	restarted := time.Now()
-	require.Eventually(t, func() bool { return events.firstAfter(restarted) >= 0 }, 20*time.Second, 20*time.Millisecond, "events never resumed")
-	resumed := events.firstAfter(restarted)
-	time.Sleep(500 * time.Millisecond)
-	stop()
-	wg.Wait()
-
-	failed, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="failed"}`)
-	dropped, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="dropped"}`)
-	published, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="published"}`)
-	t.Logf("NATS killed for %s under %d clients: outcomes %v, slowest %v; events published %v, failed %v, dropped %v; events resumed %s after the restart (%s after the kill)",
-		outage, clients, load.outcomes, load.slowest, published, failed, dropped, resumed.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
-	assert.Equal(t, load.outcomes["ok"], sum(load.outcomes), "every request is served while NATS is down")
-	assert.Less(t, load.slowest["ok"], 2*time.Second, "no request waits on NATS")
-	assert.Positive(t, failed+dropped, "events during the outage are counted as lost, not held")
-	assert.LessOrEqual(t, published+failed+dropped, float64(sum(load.outcomes)), "one event per request at most")
-	assert.Equal(t, 1, strings.Count(e.logs.String(), `"msg":"cannot publish usage event`), "the outage is logged once")
-	assert.Equal(t, 1, strings.Count(e.logs.String(), `"msg":"publishing usage events again"`), "the recovery is logged once")
+	lost := func() float64 {
+		failed, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="failed"}`)
+		dropped, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="dropped"}`)
+		return failed + dropped
+	}
+	requests := 0
+	for _, fault := range []string{"SIGKILL", "SIGSTOP"} {
+		ctx, stop := context.WithCancel(context.Background())
+		load, wg := runLoad(ctx, loadSpec{gateway: e.gateway, clients: clients, model: "model-a"})
+		time.Sleep(500 * time.Millisecond)
+		lost0 := lost()
+		if fault == "SIGKILL" {
+			ns.kill()
+		} else {
+			ns.signal(syscall.SIGSTOP)
+		}
+		// A hung server holds each JetStream publish for its 2 s timeout:
+		// stay hung long enough for the sink's queue to fill.
+		pause := outage
+		if fault == "SIGSTOP" {
+			pause = max(outage, 5*time.Second)
+		}
+		time.Sleep(pause)
+		if fault == "SIGKILL" {
+			ns.start()
+		} else {
+			ns.signal(syscall.SIGCONT)
+		}
+		back := time.Now()
+		require.Eventually(t, func() bool { return events.firstAfter(back) >= 0 }, 20*time.Second, 20*time.Millisecond, "events never resumed after %s", fault)
+		time.Sleep(500 * time.Millisecond)
+		stop()
+		wg.Wait()
+		requests += sum(load.outcomes)
+		published, _ := scrapeSample(t, e, `streamgate_usage_events_total{outcome="published"}`)
+		t.Logf("NATS %s for %s under %d clients: outcomes %v, slowest %v; %v events lost (failed or dropped), %v published in all; events again %s after it was back",
+			fault, pause, clients, load.outcomes, load.slowest, lost()-lost0, published, events.firstAfter(back).Round(time.Millisecond))
+		assert.Equal(t, load.outcomes["ok"], sum(load.outcomes), "%s: every request is served while NATS is down", fault)
+		assert.Less(t, load.slowest["ok"], 2*time.Second, "%s: no request waits on NATS", fault)
+		assert.Positive(t, lost()-lost0, "%s: events during the outage are counted as lost, not held", fault)
+		assert.LessOrEqual(t, published+lost(), float64(requests), "one event per request at most")
+	}
+	assert.Equal(t, 2, strings.Count(e.logs.String(), `"msg":"cannot publish usage event`), "each outage is logged once")
+	assert.Equal(t, 2, strings.Count(e.logs.String(), `"msg":"publishing usage events again"`), "each recovery is logged once")
 }
 
 // usageEvents are the arrival times of the usage events a test saw.
