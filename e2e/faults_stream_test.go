@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -53,10 +57,19 @@ func TestFaultBackendMidStream(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	load, wg := runLoad(ctx, loadSpec{gateway: e.gateway, clients: clients, model: "solo"})
+	h2 := make(chan string, 2)
+	for _, fault := range []string{"midstream", "stall"} {
+		go func() { h2 <- h2cCut(e, fault) }()
+	}
 	start := time.Now()
 	var saw map[string]sdkSaw
 	runPyArgs(t, py, "fault_client.py", append([]string{e.gateway}, args...), &saw)
 	t.Logf("%d cases in %s", len(args), time.Since(start).Round(time.Millisecond))
+	for range 2 {
+		got := <-h2
+		t.Logf("HTTP/2 client: %s", got)
+		assert.Contains(t, got, "INTERNAL_ERROR", "an HTTP/2 client's cut stream is reset")
+	}
 	stop()
 	wg.Wait()
 	t.Logf("healthy streams beside them (%d clients): outcomes %v, slowest %v", clients, load.outcomes, load.slowest)
@@ -78,4 +91,33 @@ func deref(s *string) string {
 		return "<none>"
 	}
 	return *s
+}
+
+// h2cCut streams a passed-through completion over HTTP/2 (cleartext) with
+// the backend failure fault and reports how the stream ended and how long
+// after its last event.
+func h2cCut(e *env, fault string) string {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 30 * time.Second}
+	req, _ := http.NewRequest(http.MethodPost, e.gateway+"/v1/chat/completions", bytes.NewReader(chatBody("solo", true, "x")))
+	req.Header.Set("x-fakellm-fail", fault)
+	req.Header.Set("x-fakellm-tokens", "20")
+	req.Header.Set("x-fakellm-itl-ms", "5")
+	resp, err := client.Do(req)
+	if err != nil {
+		return fault + ": " + err.Error()
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	last := time.Now()
+	for {
+		line, err := br.ReadString('\n')
+		if strings.HasPrefix(line, "data:") {
+			last = time.Now()
+		}
+		if err != nil {
+			return fmt.Sprintf("%s over %s: %v, %s after the last event", fault, resp.Proto, err, time.Since(last).Round(time.Millisecond))
+		}
+	}
 }
