@@ -78,7 +78,7 @@ bench-smoke: build envoy ## A few-second benchmark run of every configuration, t
 bench-services: build envoy ## Added latency of a service request beside a model request's, same run (p50 of 400 each vs direct and plain Envoy; docs/services.md)
 	ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_SERVICE_BENCH=1 $(GO) test -count=1 -v -run 'TestServiceAddedLatency' ./e2e/
 
-faults: build envoy ## Fault suite, long: ext_proc SIGKILLed 5 times under 64 streaming clients, xDS killed and back, 10,000 abandoned streams (docs/faults.md); one short cycle of each runs in make test
+faults: build envoy ## Fault suite, long: ext_proc SIGKILLed 5 times under 64 streaming clients, xDS killed and back, backends hanging/dying/stalling/malformed, Redis and NATS killed, 64 slow readers, 10,000 abandoned streams (docs/reliability.md); a short version of each runs in make test
 	ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_FAULTS_LONG=1 $(GO) test -count=1 -v -run 'TestFault|TestLeak' -timeout 20m ./e2e/
 
 bench-picking: build envoy ## Endpoint picking vs LEAST_REQUEST on 4 simulated vLLM servers (~4 min): table, bench-picking.json, docs/picking.md

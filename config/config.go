@@ -97,10 +97,18 @@ type Gateway struct {
 	// StreamIdleTimeout ends a stream that moves no bytes for this long (default 5m).
 	// There is no overall request timeout: token streams may run for minutes.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
-	// RetryBudgetPercent caps failover retries, as a share of the requests
-	// active toward a failover chain (default 100: during an outage every
-	// request may move on once, but retries never exceed the live load);
-	// at least 10 retries may always run concurrently.
+	// FirstByteTimeout bounds how long a backend may take to start its
+	// response (send its status and headers) to a streaming request, for
+	// every backend without its own first_byte_timeout (default 0: no
+	// bound but stream_idle_timeout). A backend that misses it is
+	// abandoned; the request moves to the model's next fallback, and with
+	// none left the client gets 504 (deadline.go).
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
+	// RetryBudgetPercent caps the failover retries of a chain running at
+	// once, as a share of its first backend's circuit_breaker.max_requests
+	// (Envoy's default 1024), at least 10 (default 100: during an outage
+	// every request may move on once). Envoy counts no active requests on
+	// a chain's aggregate cluster, so the cap is of capacity, not live load.
 	RetryBudgetPercent float64 `yaml:"retry_budget_percent"`
 	// AccessLog is where Envoy writes one JSON line per request: a file
 	// path, /dev/stdout (default) or "off". Under `streamgate run` Envoy's
@@ -200,6 +208,12 @@ type Backend struct {
 	TLS *TLS `yaml:"tls"`
 	// ConnectTimeout bounds the TCP (and TLS) connect (default 5s).
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// FirstByteTimeout bounds how long this backend may take to start its
+	// response to a streaming request, counted from when Envoy has sent it
+	// the whole request; it overrides gateway.first_byte_timeout (0: the
+	// gateway's). As the first backend of a model's chain it bounds every
+	// try of the chain (deadline.go).
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
 	// HTTP2 makes Envoy speak HTTP/2 to the backend (gRPC backends need it).
 	HTTP2 bool `yaml:"http2"`
 	// HealthCheck, when set, has Envoy probe every endpoint.

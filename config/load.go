@@ -258,6 +258,7 @@ func (v *validator) validate(c *Config) {
 		v.at("$.gateway.retry_budget_percent", "retry_budget_percent is a percentage (0-100)")
 	}
 	v.validateEdge(c)
+	v.validateDeadlines(c)
 	v.validateServices(c)
 	v.validateAuth(c.Auth)
 	v.validateLimits(c, seen, models)

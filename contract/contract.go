@@ -39,6 +39,11 @@ const (
 	// RequestIDHeader is the request id Envoy generates (and ext_proc
 	// reads for logs and traces).
 	RequestIDHeader = "x-request-id"
+	// PerTryTimeoutHeader is Envoy's per-try timeout header: ext_proc sets
+	// it on a streaming request whose backend has a first_byte_timeout;
+	// the router reads it (and removes it) to bound each try's wait for
+	// the response headers.
+	PerTryTimeoutHeader = "x-envoy-upstream-rq-per-try-timeout-ms"
 )
 
 // The OpenAI-style x-ratelimit-* response headers. ext_proc puts their

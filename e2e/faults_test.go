@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"text/template"
 	"time"
@@ -39,12 +42,15 @@ type faultLoad struct {
 	// lastFail and firstOKAfter time the outage as the clients saw it.
 	lastFail time.Time
 	oks      []time.Time
+	// slowest is the longest time a request of each outcome took.
+	slowest map[string]time.Duration
 }
 
 func (l *faultLoad) record(outcome string, body []byte, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.outcomes[outcome]++
+	l.slowest[outcome] = max(l.slowest[outcome], time.Since(at))
 	if body != nil {
 		l.bodies[string(body)]++
 	}
@@ -68,48 +74,82 @@ func (l *faultLoad) firstOKAfter(t time.Time) time.Duration {
 	return best
 }
 
-// runFaultLoad sends streaming completions from n clients until ctx ends.
-// Each request has a deadline far above its normal time: one that passes
-// it counts as hung.
+// runFaultLoad sends streaming completions of model-a from n clients
+// until ctx ends.
 func runFaultLoad(ctx context.Context, gateway string, n int) (*faultLoad, *sync.WaitGroup) {
-	l := &faultLoad{outcomes: map[string]int{}, bodies: map[string]int{}}
+	return runLoad(ctx, loadSpec{gateway: gateway, clients: n, model: "model-a"})
+}
+
+// loadSpec is a steady streaming load: clients sending chat completions of
+// model, each with the headers headers holds at the time (nil: none), so a
+// test can switch a backend fault on and off under it.
+type loadSpec struct {
+	gateway string
+	clients int
+	model   string
+	headers *atomic.Pointer[map[string]string]
+	// pause is how long a client waits after a request that failed
+	// (0: none), so fast refusals do not spin.
+	pause time.Duration
+}
+
+// runLoad runs spec until ctx ends. Each request has a deadline far above
+// its normal time: one that passes it counts as hung.
+func runLoad(ctx context.Context, spec loadSpec) (*faultLoad, *sync.WaitGroup) {
+	l := &faultLoad{outcomes: map[string]int{}, bodies: map[string]int{}, slowest: map[string]time.Duration{}}
 	client := &http.Client{Timeout: 10 * time.Second}
 	var wg sync.WaitGroup
-	for range n {
+	for range spec.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				start := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, gateway+"/v1/chat/completions", bytes.NewReader(chatBody("model-a", true, "fault")))
+				req, _ := http.NewRequest(http.MethodPost, spec.gateway+"/v1/chat/completions", bytes.NewReader(chatBody(spec.model, true, "fault")))
 				req.Header.Set("x-fakellm-tokens", "20")
 				req.Header.Set("x-fakellm-itl-ms", "2")
-				resp, err := client.Do(req)
-				switch {
-				case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
-					l.record("hung", nil, start)
-				case err != nil:
-					l.record("connection error", nil, start)
-				case resp.StatusCode != http.StatusOK:
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					l.record(fmt.Sprintf("status %d", resp.StatusCode), body, start)
-				default:
-					_, err := readStream(resp.Body)
-					resp.Body.Close()
-					switch {
-					case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
-						l.record("hung", nil, start)
-					case err != nil:
-						l.record("stream cut", nil, start)
-					default:
-						l.record("ok", nil, start)
+				if spec.headers != nil {
+					if h := spec.headers.Load(); h != nil {
+						for k, v := range *h {
+							req.Header.Set(k, v)
+						}
 					}
+				}
+				outcome, body := loadRequest(client, req)
+				l.record(outcome, body, start)
+				if outcome != "ok" {
+					time.Sleep(spec.pause)
 				}
 			}
 		}()
 	}
 	return l, &wg
+}
+
+// loadRequest sends req and reads its stream: "ok" with [DONE], "hung"
+// past the client's deadline, "connection error", "status N" (with the
+// body) or "stream cut".
+func loadRequest(client *http.Client, req *http.Request) (string, []byte) {
+	resp, err := client.Do(req)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
+		return "hung", nil
+	case err != nil:
+		return "connection error", nil
+	case resp.StatusCode != http.StatusOK:
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return fmt.Sprintf("status %d", resp.StatusCode), body
+	}
+	_, err = readStream(resp.Body)
+	resp.Body.Close()
+	switch {
+	case err != nil && strings.Contains(err.Error(), "Client.Timeout"):
+		return "hung", nil
+	case err != nil:
+		return "stream cut", nil
+	}
+	return "ok", nil
 }
 
 // faultsLong reports whether `make faults` asked for the long suite.
@@ -131,20 +171,26 @@ type faultGateway struct {
 	t                        *testing.T
 	bin, cfgPath             string
 	gateway, admin, metricsX string
-	extproc                  *exec.Cmd
-	xdsCancel                context.CancelFunc
-	xdsDone                  chan error
-	logs                     *syncBuffer
+	// metrics is the ext_proc process's metrics address.
+	metrics   string
+	envoyPID  int
+	extproc   *exec.Cmd
+	xdsCancel context.CancelFunc
+	xdsDone   chan error
+	logs      *syncBuffer
 }
 
-func startFaultGateway(t *testing.T) *faultGateway {
+func startFaultGateway(t *testing.T) *faultGateway { return startFaultGatewayWith(t, defaultConfig) }
+
+// startFaultGatewayWith starts a faultGateway with configTemplate.
+func startFaultGatewayWith(t *testing.T, configTemplate string) *faultGateway {
 	ports, err := freePorts(6)
 	require.NoError(t, err)
 	dir := t.TempDir()
 	g := &faultGateway{t: t, bin: buildStreamgate(t), cfgPath: filepath.Join(dir, "streamgate.yaml"), logs: &syncBuffer{},
-		gateway: "http://" + ports[0], admin: ports[3], metricsX: ports[5]}
+		gateway: "http://" + ports[0], admin: ports[3], metricsX: ports[5], metrics: "http://" + ports[4]}
 	var cfg bytes.Buffer
-	require.NoError(t, template.Must(template.New("c").Parse(defaultConfig)).Execute(&cfg, Ports{
+	require.NoError(t, template.Must(template.New("c").Parse(configTemplate)).Execute(&cfg, Ports{
 		Gateway: ports[0], ExtProc: ports[1], XDS: ports[2], Admin: ports[3], Metrics: ports[4],
 		BackendA: hostPort(gw.backendA.url), BackendB: hostPort(gw.backendB.url),
 	}))
@@ -165,6 +211,7 @@ func startFaultGateway(t *testing.T) *faultGateway {
 	ctx, cancel := context.WithCancel(context.Background())
 	proc, err := envoy.Start(ctx, os.Getenv("ENVOY_BIN"), bootPath, "warning", g.logs)
 	require.NoError(t, err)
+	g.envoyPID = proc.Pid()
 	t.Cleanup(func() { cancel(); <-proc.Done() })
 	require.Eventually(t, func() bool { return g.serves("model-a") }, 30*time.Second, 50*time.Millisecond, "gateway never served")
 	return g
@@ -305,7 +352,7 @@ func sum(m map[string]int) int {
 // adminStat reads one counter or gauge from Envoy's admin /stats; -1 when
 // it cannot.
 func adminStat(admin, name string) int64 {
-	resp, err := http.Get("http://" + admin + "/stats?filter=^" + strings.ReplaceAll(name, ".", `\.`) + "$")
+	resp, err := http.Get("http://" + admin + "/stats?filter=" + url.QueryEscape("^"+regexp.QuoteMeta(name)+"$"))
 	if err != nil {
 		return -1
 	}

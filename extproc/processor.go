@@ -306,6 +306,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	out, added := p.askUsage(out)
 	set := []*corev3.HeaderValueOption{header(contract.BackendHeader, route.Cluster), header(contract.VersionHeader, route.Version)}
 	set = p.traceHeaders(set)
+	if route.FirstByteTimeout != "" && p.info.Stream {
+		set = append(set, header(contract.PerTryTimeoutHeader, route.FirstByteTimeout))
+	}
 	if !p.native(route) {
 		return p.translateRequest(out, route, set)
 	}

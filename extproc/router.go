@@ -44,6 +44,10 @@ type Route struct {
 	// VertexProject and VertexLocation are set for a Vertex AI backend:
 	// translated Gemini requests go to its publisher model paths.
 	VertexProject, VertexLocation string
+	// FirstByteTimeout is the first-byte deadline of the route's streaming
+	// requests in milliseconds, ready for contract.PerTryTimeoutHeader;
+	// empty for none (deadline.go).
+	FirstByteTimeout string
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -99,6 +103,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 				}
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)
+			route.FirstByteTimeout = firstByteTimeout(cfg, v.Backend)
 			r.noteClusters(route.Cluster, chain)
 			r.noteTranslations(translate.Protocol(route.Protocol), enabled)
 			mr.versions = append(mr.versions, route)

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -43,7 +44,8 @@ func failoverChains(cfg *config.Config) [][]string {
 // failoverCluster is an aggregate cluster over a chain: each backend is one
 // priority level, so health-based failover follows the chain order too.
 // Its retry budget bounds how many retries may run at once.
-func failoverCluster(chain []string, budgetPercent float64) (*clusterv3.Cluster, error) {
+func failoverCluster(cfg *config.Config, chain []string) (*clusterv3.Cluster, error) {
+	budgetPercent := cfg.Gateway.RetryBudgetPercent
 	agg, err := toAny(&aggregatev3.ClusterConfig{Clusters: chain})
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode aggregate cluster: %w", err)
@@ -58,10 +60,24 @@ func failoverCluster(chain []string, budgetPercent float64) (*clusterv3.Cluster,
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
 				BudgetPercent:       &typev3.Percent{Value: budgetPercent},
-				MinRetryConcurrency: wrapperspb.UInt32(10),
+				MinRetryConcurrency: wrapperspb.UInt32(failoverRetryFloor(cfg.Backend(chain[0]), budgetPercent)),
 			},
 		}}},
 	}, nil
+}
+
+// failoverRetryFloor is the chain's min_retry_concurrency: budgetPercent
+// of its first backend's max_requests (Envoy's default 1024), at least 10.
+// Envoy counts a chain's requests on its backends' clusters, never on the
+// aggregate cluster whose budget applies (envoyproxy/envoy#17412), so the
+// budget's share of active requests is always 0 and this floor is the
+// whole budget: without it only 10 requests could move on at once.
+func failoverRetryFloor(primary *config.Backend, budgetPercent float64) uint32 {
+	maxRequests := uint32(1024)
+	if primary != nil && primary.CircuitBreaker != nil && primary.CircuitBreaker.MaxRequests > 0 {
+		maxRequests = primary.CircuitBreaker.MaxRequests
+	}
+	return max(10, uint32(math.Ceil(budgetPercent/100*float64(maxRequests))))
 }
 
 // failoverRetry retries a request on the next backend of its chain when

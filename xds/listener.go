@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -148,7 +149,11 @@ func extProcFilter(cfg *config.Config) *extprocv3.ExternalProcessor {
 		},
 		MessageTimeout:    durationpb.New(cfg.ExtProc.MessageTimeout),
 		AllowModeOverride: true,
-		ForwardRules:      forwardRules(cfg),
+		// Streamgate sets Envoy's per-try timeout header on streaming
+		// requests with a first-byte deadline (extproc/deadline.go); the
+		// other x-envoy-* headers it never sets.
+		MutationRules: &mutationrulesv3.HeaderMutationRules{AllowEnvoy: wrapperspb.Bool(true)},
+		ForwardRules:  forwardRules(cfg),
 		// The status rides on the first response message Streamgate gets,
 		// also when a request skips the response headers phase.
 		ResponseAttributes: []string{contract.ResponseCodeAttribute},

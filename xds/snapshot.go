@@ -50,7 +50,7 @@ func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 		}
 	}
 	for _, chain := range failoverChains(cfg) {
-		c, err := failoverCluster(chain, cfg.Gateway.RetryBudgetPercent)
+		c, err := failoverCluster(cfg, chain)
 		if err != nil {
 			return nil, err
 		}

@@ -191,6 +191,8 @@ models:
 	agg := clusters["streamgate_failover_a+b+c"].(*clusterv3.Cluster)
 	assert.Equal(t, "envoy.clusters.aggregate", agg.GetClusterType().GetName())
 	assert.InDelta(t, 100, agg.GetCircuitBreakers().GetThresholds()[0].GetRetryBudget().GetBudgetPercent().GetValue(), 0)
+	assert.EqualValues(t, 1024, agg.GetCircuitBreakers().GetThresholds()[0].GetRetryBudget().GetMinRetryConcurrency().GetValue(),
+		"Envoy counts no active requests on an aggregate cluster: the floor is the budget (100% of the primary's max_requests)")
 
 	rc := snap.GetResources(resourcev3.RouteType)[RouteName].(*routev3.RouteConfiguration)
 	var found *routev3.Route

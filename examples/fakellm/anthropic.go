@@ -81,6 +81,9 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	case sc.fail == failDisconnect:
 		s.injectFailure(w, sc.fail)
 		return
+	case sc.fail == failHang:
+		s.wait(r.Context(), time.Duration(1<<62))
+		return
 	case decodeErr != nil:
 		anthropicError(w, http.StatusBadRequest, "invalid_request_error", "cannot decode request body: "+decodeErr.Error())
 		return
@@ -173,6 +176,15 @@ func (s *Server) streamMessage(w http.ResponseWriter, r *http.Request, m *anthro
 	for i := range m.tokens {
 		if i > 0 && !s.wait(ctx, sc.itl) {
 			return
+		}
+		if sc.fail == failStall && i == m.tokens/2 {
+			s.wait(ctx, time.Duration(1<<62))
+			return
+		}
+		if sc.fail == failMalformed && i == m.tokens/2 {
+			if _, err := fmt.Fprintf(w, "event: content_block_delta\ndata: %s\n\n", malformedEvent); err != nil || rc.Flush() != nil {
+				return
+			}
 		}
 		if sc.fail == failMidstream && i == m.tokens/2 {
 			send("error", map[string]any{"type": "error", "error": map[string]string{"type": "overloaded_error", "message": "Overloaded"}})

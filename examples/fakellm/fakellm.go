@@ -34,8 +34,10 @@ const (
 	HeaderITL = "x-fakellm-itl-ms"
 	// HeaderTokens overrides Options.Tokens for one request.
 	HeaderTokens = "x-fakellm-tokens"
-	// HeaderFail injects a failure: "500", "429", "503", "disconnect" or
-	// "midstream".
+	// HeaderFail injects a failure: "500", "429", "503", "disconnect",
+	// "midstream", "hang" (no answer at all), "stall" (half the stream,
+	// then silence) or "malformed" (cut-off JSON in the middle of the
+	// stream).
 	HeaderFail = "x-fakellm-fail"
 	// HeaderFailBackend limits HeaderFail to the backend of this name, so
 	// one request can fail on a primary and succeed on its fallback.

@@ -207,6 +207,9 @@ func (s *Server) streamEvents(ctx context.Context, w http.ResponseWriter, c *com
 		if i > 0 && !s.wait(ctx, step(i)) {
 			return
 		}
+		if !s.midstreamFault(ctx, w, rc, sc.fail, i, n) {
+			return
+		}
 		if !send(c.chunk(chatDelta{Content: ptr(tokenText(i))}, tokenText(i), nil)) {
 			return
 		}
@@ -223,6 +226,23 @@ func (s *Server) streamEvents(ctx context.Context, w http.ResponseWriter, c *com
 	if send([]byte("[DONE]")) {
 		s.markCompleted()
 	}
+}
+
+// midstreamFault injects the "stall" and "malformed" failures before token
+// i of n: a stall waits at the half for the client to go (and reports
+// false), malformed writes cut-off JSON there. It reports whether to go on.
+func (s *Server) midstreamFault(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, fail string, i, n int) bool {
+	if i != n/2 {
+		return true
+	}
+	switch fail {
+	case failStall:
+		s.wait(ctx, time.Duration(1<<62))
+		return false
+	case failMalformed:
+		return writeEvent(w, rc, []byte(malformedEvent)) == nil
+	}
+	return true
 }
 
 // writeEvent writes one "data: …" server-sent event and flushes it.

@@ -17,7 +17,18 @@ import (
 const (
 	failDisconnect = "disconnect"
 	failMidstream  = "midstream"
+	// failHang never answers: no status, no byte, until the client goes.
+	failHang = "hang"
+	// failStall streams half of the tokens, then sends nothing more and
+	// keeps the connection open until the client goes.
+	failStall = "stall"
+	// failMalformed sends an event whose data is cut-off JSON after half
+	// of the tokens, then the rest of the stream.
+	failMalformed = "malformed"
 )
+
+// malformedEvent is the data failMalformed sends: JSON cut mid-object.
+const malformedEvent = `{"id":"chatcmpl-broken","object":"chat.completion.chunk","choices":[{"delta":{"content":"`
 
 // streamOptions is the "stream_options" request field.
 type streamOptions struct {
@@ -103,7 +114,7 @@ func parseScenario(h http.Header, opts Options) (scenario, error) {
 		sc.fail = "" // the failure is meant for another backend
 	}
 	switch sc.fail {
-	case "", "429", "500", "503", "529", failDisconnect, failMidstream:
+	case "", "429", "500", "503", "529", failDisconnect, failMidstream, failHang, failStall, failMalformed:
 		return sc, nil
 	default:
 		return scenario{}, fmt.Errorf("cannot parse %s header: unknown failure %q", HeaderFail, sc.fail)
@@ -139,6 +150,10 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, req any, model f
 	sc, err := parseScenario(r.Header, s.opts)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, apiError{Message: err.Error(), Type: typeInvalidRequest})
+		return scenario{}, false
+	}
+	if sc.fail == failHang {
+		s.wait(r.Context(), time.Duration(1<<62))
 		return scenario{}, false
 	}
 	if s.injectFailure(w, sc.fail) {

@@ -2,6 +2,7 @@ package fakellm_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -271,5 +272,44 @@ func TestMalformedRequests(t *testing.T) {
 		if !json.Valid(raw) || resp.Header.Get(fakellm.HeaderBackend) != "backend-e" {
 			t.Errorf("%s %s: body %s, backend %q; want JSON from backend-e", tc.method, tc.path, raw, resp.Header.Get(fakellm.HeaderBackend))
 		}
+	}
+}
+
+func TestHangStallMalformed(t *testing.T) {
+	s, url := start(t, fakellm.Options{Tokens: 6})
+	hang := func(fail string) []byte {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		raw, _ := json.Marshal(chatBody("m", true, nil))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", bytes.NewReader(raw))
+		req.Header.Set(fakellm.HeaderFail, fail)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return body
+	}
+	if body := hang("hang"); body != nil {
+		t.Errorf("hang answered %q, want no response before the client left", body)
+	}
+	body := string(hang("stall"))
+	if !strings.Contains(body, `"content":"tok2 "`) || strings.Contains(body, "tok3") || strings.Contains(body, "[DONE]") {
+		t.Errorf("stall sent %q, want tokens 0-2 and then nothing", body)
+	}
+	resp := post(t, url, "/v1/chat/completions", chatBody("m", true, nil), map[string]string{fakellm.HeaderFail: "malformed"})
+	all, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(all)
+	if err != nil || !strings.Contains(text, "data: {\"id\":\"chatcmpl-broken\"") || !strings.Contains(text, "tok5") || !strings.Contains(text, "[DONE]") {
+		t.Errorf("malformed sent %q (%v), want a cut-off event amid a whole stream", text, err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for s.Stats().Cancelled < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.Stats(); st.Cancelled != 2 || st.Completed != 1 {
+		t.Errorf("stats = %+v, want the hang and the stall cancelled, the malformed stream completed", st)
 	}
 }

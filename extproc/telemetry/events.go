@@ -164,7 +164,10 @@ func (s *Sink) deliver(ev Event) {
 		return
 	}
 	s.metrics.event("published")
-	s.failLogged = false
+	if s.failLogged {
+		s.log.Info("publishing usage events again", "subject", s.subject)
+		s.failLogged = false
+	}
 }
 
 func (s *Sink) send(ev Event) error {
