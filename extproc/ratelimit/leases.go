@@ -1,0 +1,279 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Lease timing. The heartbeat renews every pool this replica holds slots
+// in once per TTL/leaseBeats, so a replica survives leaseBeats-1 missed
+// beats; a waiting request asks Redis again every leasePoll (at once when
+// a slot is freed on this replica); a tenant refused by a full backend
+// pool counts as waiting for it for leaseDemand after its last refusal.
+const (
+	DefaultLeaseTTL = 10 * time.Second
+	leaseBeats      = 5
+	leasePoll       = 20 * time.Millisecond
+	leaseDemand     = 5 * leasePoll
+)
+
+// LeaseOptions configure concurrency slots shared through Redis.
+type LeaseOptions struct {
+	// TTL is how long a replica's slots outlive its last heartbeat: a
+	// crashed replica's slots return within it (default DefaultLeaseTTL).
+	TTL time.Duration
+	// Replica names this process in Redis (default: host, pid and a
+	// random suffix). It must not contain '|'.
+	Replica string
+	// Registerer receives the lease metrics (nil: unregistered).
+	Registerer prometheus.Registerer
+}
+
+// Leases holds concurrency slots in Redis so that every gateway replica
+// shares one cap per pool (see leasescript.go for the keys). Each replica
+// counts its own slots per pool and tenant and, once per heartbeat, sets
+// Redis to that count and renews its expiry: one call per pool it holds
+// slots in, not per stream, and a release or grant whose reply was lost
+// is corrected there. Requests that wait do so in this process, one
+// asking Redis per tenant and slot set. Backend pools are shared fairly:
+// a tenant at its share waits while another tenant waits (see
+// leaseAcquireScript). Safe for concurrent use.
+type Leases struct {
+	store   *RedisStore
+	replica string
+	ttl     time.Duration
+	clock   Clock
+	// local serves requests while Redis is unreachable under fail_open.
+	local *Gate
+	// limit re-reads a slot's cap from the config in force (Activate).
+	limit atomic.Pointer[func(Slot) int]
+
+	mu      sync.Mutex
+	pools   map[string]*heldPool
+	lanes   map[string][]*leaseWaiter
+	waiting int
+	wake    chan struct{}
+
+	held     prometheus.Gauge
+	fallback prometheus.Counter
+}
+
+// heldPool is what this replica holds in one pool.
+type heldPool struct {
+	key string
+	// rw orders count changes against the heartbeat: a call that changes
+	// this replica's count in Redis holds it shared until the local count
+	// matches; the heartbeat holds it alone while it sets Redis to counts.
+	rw sync.RWMutex
+	mu sync.Mutex // guards counts and touched
+	// counts are the slots this replica holds per tenant.
+	counts map[string]int
+	// touched are the tenants the next heartbeat reports (0 included).
+	touched map[string]bool
+	users   int // calls in progress (under Leases.mu)
+}
+
+type leaseWaiter struct{}
+
+// ShareConcurrency makes s hold concurrency slots for every Limiter built
+// on it, and renews them until ctx ends. Call it once, before New.
+func (s *RedisStore) ShareConcurrency(ctx context.Context, o LeaseOptions) *Leases {
+	if o.TTL <= 0 {
+		o.TTL = DefaultLeaseTTL
+	}
+	if o.Replica == "" {
+		o.Replica = newReplicaID()
+	}
+	l := &Leases{store: s, replica: o.Replica, ttl: o.TTL, clock: SystemClock{},
+		pools: map[string]*heldPool{}, lanes: map[string][]*leaseWaiter{}, wake: make(chan struct{}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamgate_concurrency_leases_held",
+			Help: "Concurrency slots this process holds in Redis (shared concurrency).",
+		}),
+		fallback: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamgate_concurrency_local_fallback_total",
+			Help: "Requests given per-process concurrency slots because Redis was unreachable (fail_open).",
+		}),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(l.held, l.fallback)
+	}
+	s.leases = l
+	go l.beat(ctx)
+	return l
+}
+
+// newReplicaID names this process: host, pid and 4 random bytes.
+func newReplicaID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r == '|' || r == '{' || r == '}' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, host)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(b[:])
+}
+
+// Replica is the name this process holds leases under.
+func (l *Leases) Replica() string { return l.replica }
+
+// configure puts a config's caps (and its in-process gate for outages)
+// in force for requests waiting and to come.
+func (l *Leases) configure(local *Gate, limit func(Slot) int) {
+	l.mu.Lock()
+	l.local = local
+	l.mu.Unlock()
+	l.limit.Store(&limit)
+	l.broadcast()
+}
+
+// Waiting is how many requests wait for leases in this process.
+func (l *Leases) Waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiting
+}
+
+// Acquire takes a slot in every pool of slots, shared with the other
+// replicas, waiting up to maxWait in this process's queue (at most size
+// waiters). The contract is Gate.Acquire's; besides, an unreachable Redis
+// fails the call with ErrStoreUnavailable, or under fail_open hands it to
+// the in-process gate (per-process caps).
+func (l *Leases) Acquire(ctx context.Context, tenant string, slots []Slot, size int, maxWait time.Duration) (func(), error) {
+	if len(slots) == 0 {
+		return func() {}, nil
+	}
+	lane := tenant + "\x00" + slotKeys(slots)
+	deadline := l.clock.After(maxWait)
+	w := &leaseWaiter{}
+	queued := false
+	defer func() {
+		if queued {
+			l.leave(lane, w)
+		}
+	}()
+	for {
+		l.mu.Lock()
+		q := l.lanes[lane]
+		head := !queued && len(q) == 0 || queued && q[0] == w
+		more := len(q) > 1 || !queued && len(q) > 0
+		wake := l.wake
+		l.mu.Unlock()
+		var blocked *Slot
+		if head {
+			release, b, err := l.try(ctx, tenant, slots, more)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return nil, ctx.Err()
+			case err != nil:
+				return l.unreachable(ctx, tenant, slots)
+			case release != nil:
+				return release, nil
+			}
+			blocked = b
+		}
+		if !queued {
+			if !l.join(lane, w, size) {
+				return nil, deniedFor(blocked, maxWait)
+			}
+			queued = true
+			continue
+		}
+		var poll <-chan time.Time
+		if head {
+			poll = l.clock.After(leasePoll)
+		}
+		select {
+		case <-wake:
+		case <-poll:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline:
+			return nil, deniedFor(blocked, maxWait)
+		}
+	}
+}
+
+// deniedFor is the refusal of a request that waited for blocked (nil: it
+// never reached the head of its lane; its tenant's own cap is assumed).
+func deniedFor(blocked *Slot, maxWait time.Duration) error {
+	if blocked != nil && blocked.Backend {
+		return &DeniedError{Kind: ErrBackendBusy, RetryAfter: maxWait, What: "backend in-flight streams"}
+	}
+	return &DeniedError{Kind: ErrTenantBusy, RetryAfter: maxWait, What: "concurrent streams"}
+}
+
+// unreachable answers a request whose lease call failed: 503 when the
+// limits fail closed, per-process slots when they fail open.
+func (l *Leases) unreachable(ctx context.Context, tenant string, slots []Slot) (func(), error) {
+	l.mu.Lock()
+	local := l.local
+	l.mu.Unlock()
+	if !l.store.health.failOpen.Load() || local == nil {
+		return nil, &DeniedError{Kind: ErrStoreUnavailable, RetryAfter: time.Second}
+	}
+	l.fallback.Inc()
+	return local.Acquire(ctx, tenant, slots)
+}
+
+// join queues w in lane unless size waiters wait already.
+func (l *Leases) join(lane string, w *leaseWaiter, size int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.waiting >= size {
+		return false
+	}
+	l.lanes[lane] = append(l.lanes[lane], w)
+	l.waiting++
+	return true
+}
+
+// leave drops w from lane and lets the next waiter try.
+func (l *Leases) leave(lane string, w *leaseWaiter) {
+	l.mu.Lock()
+	q := l.lanes[lane]
+	if i := slices.Index(q, w); i >= 0 {
+		q = slices.Delete(q, i, i+1)
+		l.waiting--
+	}
+	if len(q) == 0 {
+		delete(l.lanes, lane)
+	} else {
+		l.lanes[lane] = q
+	}
+	l.mu.Unlock()
+	l.broadcast()
+}
+
+// broadcast wakes every waiter of this process to look again.
+func (l *Leases) broadcast() {
+	l.mu.Lock()
+	close(l.wake)
+	l.wake = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// slotKeys joins the keys of slots: a lane is a tenant and the pools it waits for.
+func slotKeys(slots []Slot) string {
+	if len(slots) == 1 {
+		return slots[0].Key
+	}
+	keys := make([]string, len(slots))
+	for i, s := range slots {
+		keys[i] = s.Key
+	}
+	return strings.Join(keys, "\x00")
+}
