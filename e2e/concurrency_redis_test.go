@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -368,4 +369,97 @@ func startProcessGateway(t *testing.T, bin, cfg string, tb *tenantBackend) *proc
 	e := &env{gateway: "http://" + p.Gateway, metrics: "http://" + p.Metrics, logs: logs, done: make(chan error, 1)}
 	require.NoError(t, e.waitReady(30*time.Second))
 	return &processGateway{env: e, cmd: cmd}
+}
+
+// TestSharedConcurrencyRedisOutage: Redis stops answering (SIGSTOP) while
+// a gateway failing open holds leases. Streams that end meanwhile cannot
+// release theirs; new ones get per-process slots (the same cap, in this
+// process); the outage is logged once. When Redis answers again the
+// heartbeat sets its counts to what the gateway holds: nothing leaks.
+// A gateway failing closed refuses capped requests with 503 meanwhile.
+func TestSharedConcurrencyRedisOutage(t *testing.T) {
+	redisBin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("STREAMGATE_REQUIRE_ALL") == "1" {
+			t.Fatalf("redis-server is required (STREAMGATE_REQUIRE_ALL=1): %v", err)
+		}
+		t.Skip("no redis-server to stop and resume")
+	}
+	ports, err := freePorts(1)
+	require.NoError(t, err)
+	addr := ports[0]
+	_, port, _ := net.SplitHostPort(addr)
+	srv := exec.Command(redisBin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() { _ = srv.Process.Signal(syscall.SIGCONT); _ = srv.Process.Kill(); _ = srv.Wait() })
+	rc := testRedisClient(t, addr, false)
+	require.Eventually(t, func() bool { return rc.Ping(t.Context()).Err() == nil }, 5*time.Second, 20*time.Millisecond)
+
+	tb := startTenantBackend(t)
+	prefix := randomPrefix()
+	cfg := strings.Replace(sharedConfig(addr, false, prefix), "lease_ttl:", "fail_open: true, lease_ttl:", 1)
+	e := startSharedGateways(t, cfg, 1, tb)[0]
+	held := func() string { n, _ := rc.HGet(context.Background(), prefix+":c:{capped}:h", "n").Result(); return n }
+
+	// Two ~2 s streams hold leases; Redis stops while they run.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { assert.Equal(t, http.StatusOK, sharedStream(t.Context(), e, "capped", 100, 20)) })
+	}
+	require.Eventually(t, func() bool { open, _, _ := tb.stats("capped"); return open == 2 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, "2", held())
+	require.NoError(t, srv.Process.Signal(syscall.SIGSTOP))
+	wg.Wait() // their releases are lost
+
+	// Meanwhile: per-process slots, the cap of 4 in this process.
+	codes := make([]int, sharedCap+1)
+	for i := range codes {
+		wg.Go(func() { codes[i] = sharedStream(t.Context(), e, "capped", 100, 20) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, c := range codes {
+		if c == http.StatusOK {
+			ok++
+		}
+	}
+	assert.Equal(t, sharedCap, ok, "the per-process cap while Redis is away: %v", codes)
+	assert.Contains(t, codes, http.StatusTooManyRequests)
+	assert.InDelta(t, 1, metric(t, e, "streamgate_ratelimit_store_outage"), 0)
+	assert.Positive(t, metric(t, e, "streamgate_concurrency_local_fallback_total"))
+
+	require.NoError(t, srv.Process.Signal(syscall.SIGCONT))
+	require.Eventually(t, func() bool { return held() == "" }, 5*time.Second, 20*time.Millisecond,
+		"the heartbeat returns the lost releases' slots (Redis counts %q)", held())
+	waitMetric(t, e, "streamgate_ratelimit_store_outage", 0)
+	assert.Equal(t, 1, strings.Count(e.logs.String(), "rate limit store unreachable"), "logged once per outage")
+
+	// The whole cap is shared again.
+	tb.reset()
+	for i := range sharedCap {
+		wg.Go(func() { codes[i] = sharedStream(t.Context(), e, "capped", 50, 20) })
+	}
+	wg.Wait()
+	assert.Equal(t, []int{200, 200, 200, 200}, codes[:sharedCap])
+	waitMetric(t, e, "streamgate_concurrency_leases_held", 0)
+	assert.Empty(t, held())
+
+	t.Run("fail closed", func(t *testing.T) {
+		closed := startSharedGateways(t, strings.Replace(sharedConfig(down(t), false, prefix), "lease_ttl:", "fail_open: false, lease_ttl:", 1), 1, tb)[0]
+		resp, err := postTo(t.Context(), closed, chatBody("model-a", true, "x"), map[string]string{"x-tenant": "capped"})
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		assert.Contains(t, string(body), `"code":"overloaded"`)
+		assert.Equal(t, "1", resp.Header.Get("retry-after"))
+	})
+}
+
+// down is a loopback address nothing listens on.
+func down(t *testing.T) string {
+	t.Helper()
+	ports, err := freePorts(1)
+	require.NoError(t, err)
+	return ports[0]
 }

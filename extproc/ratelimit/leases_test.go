@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamgate/streamgate/config"
 )
 
 // onEachRedis runs f against the test Redis server and the test cluster.
@@ -274,4 +277,34 @@ func TestLeasesHeartbeatCorrectsALostRelease(t *testing.T) {
 	l.mu.Lock()
 	assert.Empty(t, l.pools, "an idle pool is forgotten")
 	l.mu.Unlock()
+}
+
+// TestLimiterOnLeasesFailsOpenFromTheStart: a Limiter built on a store
+// sharing concurrency serves from its own gate during an outage before any
+// reload (New configures the leases, not only Activate), and a Redis that
+// hangs costs each call its timeout, not more.
+func TestLimiterOnLeasesFailsOpenFromTheStart(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	require.NoError(t, err)
+	defer lis.Close()
+	client := NewRedisClient(RedisClientOptions{Addr: lis.Addr().String(), Timeout: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = client.Close() })
+	s := NewRedisStore(client, RedisOptions{FailOpen: true, Timeout: 100 * time.Millisecond, Log: slog.New(slog.DiscardHandler)})
+	s.ShareConcurrency(t.Context(), LeaseOptions{TTL: time.Second})
+	cfg := &config.Limits{Store: config.LimitStoreRedis, Redis: &config.Redis{FailOpen: true}, Queue: config.Queue{Size: 10, MaxWait: time.Second},
+		Tenants:  []config.TenantLimits{{Name: "acme", Rates: config.Rates{ConcurrentStreams: 1}}},
+		Backends: []config.BackendLimits{{Name: "vllm", MaxInFlight: 6}}}
+	l := New(cfg, s, SystemClock{}, nil)
+	start := time.Now()
+	h, err := l.HoldTenant(t.Context(), "acme")
+	require.NoError(t, err)
+	res, _, err := l.Admit(t.Context(), Request{Tenant: "acme", Backend: "vllm", Hold: h})
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 600*time.Millisecond, "two calls of 100 ms (and a heartbeat's) at most")
+	_, err = l.HoldTenant(t.Context(), "acme")
+	assert.ErrorIs(t, err, ErrTenantBusy, "the per-process cap of 1")
+	res.Finish(Usage{})
+	h, err = l.HoldTenant(t.Context(), "acme")
+	require.NoError(t, err, "freed in the process's gate")
+	h.Release()
 }

@@ -79,7 +79,11 @@ func New(cfg *config.Limits, store Store, clock Clock, metrics *Metrics) *Limite
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	return newLimiter(cfg, store, NewGate(clock, cfg.Queue.Size, cfg.Queue.MaxWait), metrics)
+	l := newLimiter(cfg, store, NewGate(clock, cfg.Queue.Size, cfg.Queue.MaxWait), metrics)
+	if l.leases != nil {
+		l.leases.configure(l.gate, l.slotLimit)
+	}
+	return l
 }
 
 // Reconfigured returns a Limiter for cfg that shares l's state: tenants
