@@ -73,7 +73,7 @@ func TestLeakRandomDisconnectsSharedConcurrency(t *testing.T) {
 	require.Contains(t, cfg, "store: redis")
 	e := startGateway(t, cfg)
 	total := 300
-	if faultsLong() {
+	if sharedLong() {
 		total = 5000
 	}
 	testLeak(t, e, total)

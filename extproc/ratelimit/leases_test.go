@@ -308,3 +308,55 @@ func TestLimiterOnLeasesFailsOpenFromTheStart(t *testing.T) {
 	require.NoError(t, err, "freed in the process's gate")
 	h.Release()
 }
+
+// TestReloadRaisesASharedCapForWaitingRequests: a raised cap admits a
+// request already waiting for a lease (a reload's Activate).
+func TestReloadRaisesASharedCapForWaitingRequests(t *testing.T) {
+	s := newTestRedisStore(t, RedisOptions{})
+	s.ShareConcurrency(t.Context(), LeaseOptions{TTL: testTTL})
+	limits := func(n int) *config.Limits {
+		return &config.Limits{Store: config.LimitStoreRedis, Redis: &config.Redis{}, Queue: config.Queue{Size: 10, MaxWait: 5 * time.Second},
+			Tenants: []config.TenantLimits{{Name: "acme", Rates: config.Rates{ConcurrentStreams: n}}}}
+	}
+	l := New(limits(1), s, SystemClock{}, nil)
+	first, err := l.HoldTenant(t.Context(), "acme")
+	require.NoError(t, err)
+	got := make(chan error, 1)
+	go func() {
+		h, err := l.HoldTenant(t.Context(), "acme")
+		h.Release()
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return l.Waiting() == 1 }, time.Second, 5*time.Millisecond)
+	l.Reconfigured(limits(2)).Activate()
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(2 * time.Second):
+		t.Fatal("the raised cap did not admit the waiting request")
+	}
+	first.Release()
+}
+
+func BenchmarkLeases(b *testing.B) {
+	for _, kind := range []string{"server", "cluster"} {
+		b.Run(kind, func(b *testing.B) {
+			var s *RedisStore
+			if kind == "server" {
+				s = newTestRedisStore(b, RedisOptions{})
+			} else {
+				s = newTestClusterStore(b, RedisOptions{})
+			}
+			l := s.ShareConcurrency(b.Context(), LeaseOptions{TTL: testTTL})
+			slots := []Slot{{Key: "c:{acme}", Limit: 1 << 20, owner: "acme"}, {Key: "b:vllm", Limit: 1 << 20, Backend: true, owner: "vllm"}}
+			b.ReportAllocs()
+			for b.Loop() {
+				release, err := l.Acquire(b.Context(), "acme", slots, 10, time.Second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				release()
+			}
+		})
+	}
+}
