@@ -16,8 +16,9 @@ type leaseGroup struct {
 	held  []*heldPool
 }
 
-// groups splits slots into the tenant's pools and the backend's, with the
-// caps in force (pools without a cap take no lease).
+// groups splits slots into the tenant's pools and the backend's (one
+// group on a single server), with the caps in force (pools without a cap
+// take no lease).
 func (l *Leases) groups(slots []Slot) []*leaseGroup {
 	limit := func(s Slot) int { return s.Limit }
 	if f := l.limit.Load(); f != nil {
@@ -38,6 +39,12 @@ func (l *Leases) groups(slots []Slot) []*leaseGroup {
 		}
 		(*g).pools = append((*g).pools, leasePool{key: key, limit: n, fair: s.Backend})
 		(*g).slots = append((*g).slots, s)
+	}
+	if tenant != nil && backend != nil && !l.cluster {
+		// One server runs a script over any keys: one call, not two.
+		tenant.pools = append(tenant.pools, backend.pools...)
+		tenant.slots = append(tenant.slots, backend.slots...)
+		backend = nil
 	}
 	var out []*leaseGroup
 	for _, g := range []*leaseGroup{tenant, backend} {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 // Lease timing. The heartbeat renews every pool this replica holds slots
@@ -49,7 +50,10 @@ type LeaseOptions struct {
 // a tenant at its share waits while another tenant waits (see
 // leaseAcquireScript). Safe for concurrent use.
 type Leases struct {
-	store   *RedisStore
+	store *RedisStore
+	// cluster: the store is a Redis Cluster, where one script may only
+	// touch one hash slot.
+	cluster bool
 	replica string
 	ttl     time.Duration
 	clock   Clock
@@ -94,7 +98,8 @@ func (s *RedisStore) ShareConcurrency(ctx context.Context, o LeaseOptions) *Leas
 	if o.Replica == "" {
 		o.Replica = newReplicaID()
 	}
-	l := &Leases{store: s, replica: o.Replica, ttl: o.TTL, clock: SystemClock{},
+	_, cluster := s.client.(*redis.ClusterClient)
+	l := &Leases{store: s, cluster: cluster, replica: o.Replica, ttl: o.TTL, clock: SystemClock{},
 		pools: map[string]*heldPool{}, lanes: map[string][]*leaseWaiter{}, wake: make(chan struct{}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "streamgate_concurrency_leases_held",
