@@ -84,7 +84,11 @@ func (l *Leases) try(ctx context.Context, tenant string, slots []Slot, more bool
 				l.give(tenant, g)
 			}
 			l.held.Sub(float64(n))
-			l.broadcast()
+			keys := make([]string, len(slots))
+			for i, s := range slots {
+				keys[i] = s.Key
+			}
+			l.wakeHeads(keys)
 		})
 	}, nil, nil
 }

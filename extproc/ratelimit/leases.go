@@ -64,9 +64,8 @@ type Leases struct {
 
 	mu      sync.Mutex
 	pools   map[string]*heldPool
-	lanes   map[string][]*leaseWaiter
+	lanes   map[string]*lane
 	waiting int
-	wake    chan struct{}
 
 	held     prometheus.Gauge
 	fallback prometheus.Counter
@@ -87,7 +86,26 @@ type heldPool struct {
 	users   int // calls in progress (under Leases.mu)
 }
 
-type leaseWaiter struct{}
+// lane is the requests of one tenant waiting in this process for one set
+// of slots, in arrival order; only the head asks Redis.
+type lane struct {
+	keys    []string // the slots' keys
+	waiters []*leaseWaiter
+	// blocked is the slot that last refused the head: what a request
+	// giving up is told.
+	blocked *Slot
+}
+
+// leaseWaiter is one waiting request; wake tells it to look again.
+type leaseWaiter struct{ wake chan struct{} }
+
+// signal wakes w unless a wake is pending already.
+func (w *leaseWaiter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
 
 // ShareConcurrency makes s hold concurrency slots for every Limiter built
 // on it, and renews them until ctx ends. Call it once, before New.
@@ -100,7 +118,7 @@ func (s *RedisStore) ShareConcurrency(ctx context.Context, o LeaseOptions) *Leas
 	}
 	_, cluster := s.client.(*redis.ClusterClient)
 	l := &Leases{store: s, cluster: cluster, replica: o.Replica, ttl: o.TTL, clock: SystemClock{},
-		pools: map[string]*heldPool{}, lanes: map[string][]*leaseWaiter{}, wake: make(chan struct{}),
+		pools: map[string]*heldPool{}, lanes: map[string]*lane{},
 		held: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "streamgate_concurrency_leases_held",
 			Help: "Concurrency slots this process holds in Redis (shared concurrency).",
@@ -142,7 +160,7 @@ func (l *Leases) configure(local *Gate, limit func(Slot) int) {
 	l.local = local
 	l.mu.Unlock()
 	l.limit.Store(&limit)
-	l.broadcast()
+	l.wakeHeads(nil)
 }
 
 // Waiting is how many requests wait for leases in this process.
@@ -161,24 +179,19 @@ func (l *Leases) Acquire(ctx context.Context, tenant string, slots []Slot, size 
 	if len(slots) == 0 {
 		return func() {}, nil
 	}
-	lane := tenant + "\x00" + slotKeys(slots)
-	deadline := l.clock.After(maxWait)
-	w := &leaseWaiter{}
-	queued := false
+	key := tenant + "\x00" + slotKeys(slots)
+	var w *leaseWaiter // once queued
+	var deadline <-chan time.Time
+	var blocked *Slot // what last refused this lane's head
+	queued, tried := false, false
 	defer func() {
 		if queued {
-			l.leave(lane, w)
+			l.leave(key, w)
 		}
 	}()
 	for {
-		l.mu.Lock()
-		q := l.lanes[lane]
-		head := !queued && len(q) == 0 || queued && q[0] == w
-		more := len(q) > 1 || !queued && len(q) > 0
-		wake := l.wake
-		l.mu.Unlock()
-		var blocked *Slot
-		if head {
+		head, more := l.turn(key, w, queued)
+		if head && !tried {
 			release, b, err := l.try(ctx, tenant, slots, more)
 			switch {
 			case err != nil && ctx.Err() != nil:
@@ -189,27 +202,67 @@ func (l *Leases) Acquire(ctx context.Context, tenant string, slots []Slot, size 
 				return release, nil
 			}
 			blocked = b
+			l.refused(key, b)
+			tried = true
 		}
 		if !queued {
-			if !l.join(lane, w, size) {
+			w = &leaseWaiter{wake: make(chan struct{}, 1)}
+			if !l.join(key, slots, w, size, blocked) {
 				return nil, deniedFor(blocked, maxWait)
 			}
-			queued = true
-			continue
+			queued, deadline = true, l.clock.After(maxWait)
 		}
 		var poll <-chan time.Time
 		if head {
 			poll = l.clock.After(leasePoll)
 		}
 		select {
-		case <-wake:
+		case <-w.wake:
+			tried = false
 		case <-poll:
+			tried = false
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-deadline:
-			return nil, deniedFor(blocked, maxWait)
+			return nil, l.denied(key, blocked, maxWait)
 		}
 	}
+}
+
+// turn reports whether w (queued or about to be) is the head of lane key
+// and whether others wait behind it.
+func (l *Leases) turn(key string, w *leaseWaiter, queued bool) (head, more bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.lanes[key]
+	if ln == nil {
+		return !queued, false
+	}
+	if !queued {
+		return false, true
+	}
+	return ln.waiters[0] == w, len(ln.waiters) > 1
+}
+
+// refused records the slot that refused lane key's head.
+func (l *Leases) refused(key string, blocked *Slot) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ln := l.lanes[key]; ln != nil {
+		ln.blocked = blocked
+	}
+}
+
+// denied is the refusal of a request of lane key that gave up: the slot
+// that last refused the lane's head, else mine.
+func (l *Leases) denied(key string, mine *Slot, maxWait time.Duration) error {
+	l.mu.Lock()
+	blocked := mine
+	if ln := l.lanes[key]; ln != nil && ln.blocked != nil {
+		blocked = ln.blocked
+	}
+	l.mu.Unlock()
+	return deniedFor(blocked, maxWait)
 }
 
 // deniedFor is the refusal of a request that waited for blocked (nil: it
@@ -234,41 +287,56 @@ func (l *Leases) unreachable(ctx context.Context, tenant string, slots []Slot) (
 	return local.Acquire(ctx, tenant, slots)
 }
 
-// join queues w in lane unless size waiters wait already.
-func (l *Leases) join(lane string, w *leaseWaiter, size int) bool {
+// join queues w in lane key unless size requests wait already; blocked
+// is what refused w, if it tried.
+func (l *Leases) join(key string, slots []Slot, w *leaseWaiter, size int, blocked *Slot) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.waiting >= size {
 		return false
 	}
-	l.lanes[lane] = append(l.lanes[lane], w)
+	ln := l.lanes[key]
+	if ln == nil {
+		ln = &lane{keys: make([]string, len(slots)), blocked: blocked}
+		for i, s := range slots {
+			ln.keys[i] = s.Key
+		}
+		l.lanes[key] = ln
+	}
+	ln.waiters = append(ln.waiters, w)
 	l.waiting++
 	return true
 }
 
-// leave drops w from lane and lets the next waiter try.
-func (l *Leases) leave(lane string, w *leaseWaiter) {
+// leave drops w from lane key and wakes the lane's head.
+func (l *Leases) leave(key string, w *leaseWaiter) {
 	l.mu.Lock()
-	q := l.lanes[lane]
-	if i := slices.Index(q, w); i >= 0 {
-		q = slices.Delete(q, i, i+1)
+	defer l.mu.Unlock()
+	ln := l.lanes[key]
+	if ln == nil {
+		return
+	}
+	if i := slices.Index(ln.waiters, w); i >= 0 {
+		ln.waiters = slices.Delete(ln.waiters, i, i+1)
 		l.waiting--
 	}
-	if len(q) == 0 {
-		delete(l.lanes, lane)
-	} else {
-		l.lanes[lane] = q
+	if len(ln.waiters) == 0 {
+		delete(l.lanes, key)
+		return
 	}
-	l.mu.Unlock()
-	l.broadcast()
+	ln.waiters[0].signal()
 }
 
-// broadcast wakes every waiter of this process to look again.
-func (l *Leases) broadcast() {
+// wakeHeads wakes the head of every lane waiting for one of keys (nil:
+// every lane): a slot was freed here, or the caps changed.
+func (l *Leases) wakeHeads(keys []string) {
 	l.mu.Lock()
-	close(l.wake)
-	l.wake = make(chan struct{})
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	for _, ln := range l.lanes {
+		if keys == nil || slices.ContainsFunc(ln.keys, func(k string) bool { return slices.Contains(keys, k) }) {
+			ln.waiters[0].signal()
+		}
+	}
 }
 
 // slotKeys joins the keys of slots: a lane is a tenant and the pools it waits for.

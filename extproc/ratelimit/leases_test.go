@@ -360,3 +360,45 @@ func BenchmarkLeases(b *testing.B) {
 		})
 	}
 }
+
+// TestLeasesLaneIsFIFOAndSharesItsRefusal: requests of one tenant waiting
+// for the same slots are admitted in arrival order, only the head asking
+// Redis, and those that give up are told the head's reason (the backend's
+// 503, not the tenant's 429).
+func TestLeasesLaneIsFIFOAndSharesItsRefusal(t *testing.T) {
+	s := newTestRedisStore(t, RedisOptions{})
+	l := s.ShareConcurrency(t.Context(), LeaseOptions{TTL: testTTL})
+	slots := []Slot{{Key: "c:{acme}", Limit: 10, owner: "acme"}, {Key: "b:vllm", Limit: 1, Backend: true, owner: "vllm"}}
+	first, err := l.Acquire(t.Context(), "acme", slots, 10, time.Second)
+	require.NoError(t, err)
+	order := make(chan int, 3)
+	for i := range 3 {
+		go func() {
+			release, err := l.Acquire(t.Context(), "acme", slots, 10, 5*time.Second)
+			if assert.NoError(t, err) {
+				order <- i
+				time.Sleep(10 * time.Millisecond)
+				release()
+			}
+		}()
+		require.Eventually(t, func() bool { return l.Waiting() == i+1 }, time.Second, time.Millisecond)
+	}
+	first()
+	for i := range 3 {
+		assert.Equal(t, i, <-order, "arrival order")
+	}
+
+	hold, err := l.Acquire(t.Context(), "acme", slots, 10, time.Second)
+	require.NoError(t, err)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := l.Acquire(t.Context(), "acme", slots, 10, 150*time.Millisecond)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		assert.ErrorIs(t, <-errs, ErrBackendBusy)
+	}
+	hold()
+}
