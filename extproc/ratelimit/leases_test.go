@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -402,3 +406,134 @@ func TestLeasesLaneIsFIFOAndSharesItsRefusal(t *testing.T) {
 	}
 	hold()
 }
+
+// TestLeaseScriptsAgainstAModel runs random acquires, releases,
+// heartbeats and clock jumps of three replicas and three tenants on one
+// fair pool, checking Redis after each step against a model of the
+// scripts: live replicas' counts only, aggregates that add up, never more
+// granted than the limit.
+func TestLeaseScriptsAgainstAModel(t *testing.T) {
+	s := newTestRedisStore(t, RedisOptions{})
+	clock := newFakeClock()
+	s.clock = clock
+	ctx := context.Background()
+	const limit = 5
+	pool := []leasePool{{key: s.prefix + "b:{model}", limit: limit, fair: true}}
+	replicas, tenants := []string{"r0", "r1", "r2"}, []string{"a", "b", "c"}
+	held := map[string]map[string]int{} // replica -> tenant -> slots
+	expiry := map[string]time.Time{}
+	prune := func() {
+		for r, at := range expiry {
+			if !at.After(clock.Now()) {
+				delete(held, r)
+				delete(expiry, r)
+			}
+		}
+	}
+	rng := newTestRand(7)
+	for step := range 600 {
+		r, tn := replicas[rng.IntN(3)], tenants[rng.IntN(3)]
+		switch op := rng.IntN(10); {
+		case op < 5:
+			ok, _, _, err := s.acquireLeases(ctx, r, tn, testTTL, leaseDemand, false, pool)
+			require.NoError(t, err)
+			prune()
+			total := 0
+			for _, m := range held {
+				for _, c := range m {
+					total += c
+				}
+			}
+			if total >= limit {
+				require.False(t, ok, "step %d: granted over the limit", step)
+			}
+			if ok {
+				if held[r] == nil {
+					held[r] = map[string]int{}
+				}
+				held[r][tn]++
+				expiry[r] = clock.Now().Add(testTTL)
+			}
+		case op < 8:
+			require.NoError(t, s.releaseLeases(ctx, r, tn, pool))
+			if held[r][tn] > 0 {
+				held[r][tn]--
+			}
+		case op < 9:
+			counts := map[string]int{}
+			for _, x := range tenants {
+				counts[x] = held[r][x]
+			}
+			require.NoError(t, s.heartbeatLeases(ctx, r, pool[0].key, testTTL, counts))
+			prune()
+			if held[r] == nil {
+				held[r] = map[string]int{}
+			}
+			n := 0
+			for x, c := range counts {
+				held[r][x] = c
+				n += c
+			}
+			if n > 0 {
+				expiry[r] = clock.Now().Add(testTTL)
+			} else {
+				delete(held, r)
+				delete(expiry, r)
+			}
+		default:
+			clock.Advance(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		}
+		checkPool(t, s, pool[0].key, held, step)
+	}
+}
+
+// checkPool compares the pool's hash with the model's live holdings,
+// except for replicas the scripts have not pruned yet (expired in the
+// model only when a script ran since).
+func checkPool(t *testing.T, s *RedisStore, key string, held map[string]map[string]int, step int) {
+	t.Helper()
+	c := s.client.(interface {
+		HGetAll(ctx context.Context, key string) *redis.MapStringStringCmd
+	})
+	fields, err := c.HGetAll(context.Background(), key+":h").Result()
+	require.NoError(t, err)
+	per, tenantSum := map[string]int{}, map[string]int{}
+	for f, v := range fields {
+		x, err := strconv.Atoi(v)
+		require.NoError(t, err)
+		require.Positive(t, x, "step %d: field %s is %d", step, f, x)
+		switch {
+		case strings.HasPrefix(f, "t|"):
+			tenantSum[f[2:]] -= x
+		case strings.HasPrefix(f, "r|"):
+			rest := f[2:]
+			i := strings.LastIndex(rest, "|")
+			per[rest] = x
+			tenantSum[rest[i+1:]] += x
+		}
+	}
+	for tn, d := range tenantSum {
+		require.Zero(t, d, "step %d: t|%s is not the sum of the replicas' counts", step, tn)
+	}
+	want := map[string]int{}
+	for r, m := range held {
+		for tn, x := range m {
+			if x > 0 {
+				want[r+"|"+tn] = x
+			}
+		}
+	}
+	require.Equal(t, want, per, "step %d", step)
+	total := 0
+	for _, x := range per {
+		total += x
+	}
+	require.Equal(t, total, atoiOr0(fields["n"]), "step %d: n", step)
+}
+
+func atoiOr0(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+func newTestRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 1)) }
