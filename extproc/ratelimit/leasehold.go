@@ -30,9 +30,9 @@ func (l *Leases) groups(slots []Slot) []*leaseGroup {
 		if n <= 0 {
 			continue
 		}
-		key, g := l.store.prefix+s.Key, &tenant
+		key, g := l.poolKey(s), &tenant
 		if s.Backend {
-			key, g = l.store.prefix+"b:{"+s.owner+"}", &backend
+			g = &backend
 		}
 		if *g == nil {
 			*g = &leaseGroup{}
@@ -53,6 +53,15 @@ func (l *Leases) groups(slots []Slot) []*leaseGroup {
 		}
 	}
 	return out
+}
+
+// poolKey is the Redis key stem of slot's pool: the tenant's pools carry
+// the tenant's hash tag (Slot.Key), a backend's its own.
+func (l *Leases) poolKey(s Slot) string {
+	if s.Backend {
+		return l.store.prefix + "b:{" + s.owner + "}"
+	}
+	return l.store.prefix + s.Key
 }
 
 // try takes every slot or none, in one script call per hash slot. It
@@ -84,9 +93,11 @@ func (l *Leases) try(ctx context.Context, tenant string, slots []Slot, more bool
 				l.give(tenant, g)
 			}
 			l.held.Sub(float64(n))
-			keys := make([]string, len(slots))
-			for i, s := range slots {
-				keys[i] = s.Key
+			var keys []string
+			for _, g := range groups {
+				for _, p := range g.pools {
+					keys = append(keys, p.key)
+				}
 			}
 			l.wakeHeads(keys)
 		})

@@ -18,13 +18,14 @@ import (
 
 // Lease timing. The heartbeat renews every pool this replica holds slots
 // in once per TTL/leaseBeats, so a replica survives leaseBeats-1 missed
-// beats; a waiting request asks Redis again every leasePoll (at once when
-// a slot is freed on this replica); a tenant refused by a full backend
-// pool counts as waiting for it for leaseDemand after its last refusal.
+// beats; a waiting request asks Redis again when a slot of its pools is
+// freed (here, or on another replica: a published message), and every
+// leasePoll in case a message was lost; a tenant refused by a full pool
+// counts as waiting for it for leaseDemand after its last refusal.
 const (
 	DefaultLeaseTTL = 10 * time.Second
 	leaseBeats      = 5
-	leasePoll       = 20 * time.Millisecond
+	leasePoll       = 100 * time.Millisecond
 	leaseDemand     = 5 * leasePoll
 )
 
@@ -89,7 +90,7 @@ type heldPool struct {
 // lane is the requests of one tenant waiting in this process for one set
 // of slots, in arrival order; only the head asks Redis.
 type lane struct {
-	keys    []string // the slots' keys
+	keys    []string // the slots' pools (poolKey)
 	waiters []*leaseWaiter
 	// blocked is the slot that last refused the head: what a request
 	// giving up is told.
@@ -133,7 +134,36 @@ func (s *RedisStore) ShareConcurrency(ctx context.Context, o LeaseOptions) *Leas
 	}
 	s.leases = l
 	go l.beat(ctx)
+	if sub, ok := s.client.(subscriber); ok {
+		go l.listen(ctx, sub)
+	}
 	return l
+}
+
+// subscriber is a Redis client that can subscribe (go-redis's server and
+// cluster clients).
+type subscriber interface {
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+}
+
+// listen wakes the requests waiting for a pool whose slot another
+// replica freed, until ctx ends. The subscription reconnects by itself; a
+// message lost meanwhile costs a waiting request at most one poll.
+func (l *Leases) listen(ctx context.Context, sub subscriber) {
+	ps := sub.Subscribe(ctx, l.store.freedChannel())
+	defer ps.Close()
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			l.wakeHeads([]string{m.Payload})
+		}
+	}
 }
 
 // newReplicaID names this process: host, pid and 4 random bytes.
@@ -299,7 +329,7 @@ func (l *Leases) join(key string, slots []Slot, w *leaseWaiter, size int, blocke
 	if ln == nil {
 		ln = &lane{keys: make([]string, len(slots)), blocked: blocked}
 		for i, s := range slots {
-			ln.keys[i] = s.Key
+			ln.keys[i] = l.poolKey(s)
 		}
 		l.lanes[key] = ln
 	}
@@ -327,8 +357,9 @@ func (l *Leases) leave(key string, w *leaseWaiter) {
 	ln.waiters[0].signal()
 }
 
-// wakeHeads wakes the head of every lane waiting for one of keys (nil:
-// every lane): a slot was freed here, or the caps changed.
+// wakeHeads wakes the head of every lane waiting for one of the pools
+// keys (nil: every lane): a slot was freed here or on another replica
+// (listen), or the caps changed.
 func (l *Leases) wakeHeads(keys []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -132,13 +132,14 @@ func TestLeasesSharedAcrossReplicas(t *testing.T) {
 		defer cancel()
 		const limit, workers = 4, 24
 		var leases []*Leases
+		prefix := ""
 		for range 3 {
 			s := newStore()
+			if prefix == "" {
+				prefix = s.prefix
+			}
+			s.prefix = prefix // the three stores share the first's keys
 			leases = append(leases, s.ShareConcurrency(ctx, LeaseOptions{TTL: testTTL}))
-		}
-		// The three stores have their own prefixes: share the first's.
-		for _, l := range leases[1:] {
-			l.store.prefix = leases[0].store.prefix
 		}
 		slots := []Slot{{Key: "c:{acme}", Limit: limit, owner: "acme"}, {Key: "b:vllm", Limit: 100, Backend: true, owner: "vllm"}}
 		var open, peak, admitted atomic.Int64
@@ -204,7 +205,7 @@ func TestLeasesUnreachableRedis(t *testing.T) {
 		client := NewRedisClient(RedisClientOptions{Addr: closedAddr(t), Timeout: 50 * time.Millisecond})
 		t.Cleanup(func() { _ = client.Close() })
 		s := NewRedisStore(client, RedisOptions{FailOpen: open, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewStoreMetrics(prometheus.NewRegistry())})
-		l := s.ShareConcurrency(context.Background(), LeaseOptions{TTL: testTTL})
+		l := s.ShareConcurrency(t.Context(), LeaseOptions{TTL: testTTL})
 		gate := NewGate(SystemClock{}, 10, time.Second)
 		l.configure(gate, func(s Slot) int { return s.Limit })
 		slots := []Slot{{Key: "c:{acme}", Limit: 1, owner: "acme"}}
@@ -238,7 +239,7 @@ func TestLeasesOfAStoppedReplicaReturnWithinTheTTL(t *testing.T) {
 		live, stop := context.WithCancel(context.Background())
 		defer stop()
 		l1 := s1.ShareConcurrency(live, LeaseOptions{TTL: ttl})
-		l2 := s2.ShareConcurrency(context.Background(), LeaseOptions{TTL: ttl})
+		l2 := s2.ShareConcurrency(t.Context(), LeaseOptions{TTL: ttl})
 		for range 2 {
 			_, err := l1.Acquire(context.Background(), "acme", slots, 10, time.Second)
 			require.NoError(t, err)
@@ -537,3 +538,38 @@ func atoiOr0(s string) int {
 }
 
 func newTestRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 1)) }
+
+// TestLeasesFreedOnAnotherReplicaWakeWaiters: a slot freed on one replica
+// is published, and a request waiting on another is admitted without
+// polling (its clock is stopped, so no poll timer ever fires).
+func TestLeasesFreedOnAnotherReplicaWakeWaiters(t *testing.T) {
+	onEachRedis(t, func(t *testing.T, newStore func() *RedisStore) {
+		s1, s2 := newStore(), newStore()
+		s2.prefix = s1.prefix
+		l1 := s1.ShareConcurrency(t.Context(), LeaseOptions{TTL: testTTL})
+		l2 := s2.ShareConcurrency(t.Context(), LeaseOptions{TTL: testTTL})
+		l2.clock = newFakeClock()
+		time.Sleep(100 * time.Millisecond) // the subscriptions are up
+		slots := []Slot{{Key: "c:{acme}", Limit: 10, owner: "acme"}, {Key: "b:vllm", Limit: 1, Backend: true, owner: "vllm"}}
+		release, err := l1.Acquire(t.Context(), "acme", slots, 10, time.Second)
+		require.NoError(t, err)
+		got := make(chan error, 1)
+		go func() {
+			r, err := l2.Acquire(t.Context(), "acme", slots, 10, time.Hour)
+			if err == nil {
+				r()
+			}
+			got <- err
+		}()
+		require.Eventually(t, func() bool { return l2.Waiting() == 1 }, time.Second, time.Millisecond)
+		freed := time.Now()
+		release()
+		select {
+		case err := <-got:
+			require.NoError(t, err)
+			t.Logf("admitted on the other replica %v after the release", time.Since(freed))
+		case <-time.After(3 * time.Second):
+			t.Fatal("the waiter on the other replica was not woken")
+		}
+	})
+}

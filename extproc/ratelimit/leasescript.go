@@ -19,7 +19,10 @@ import (
 //	<pool>:z  sorted set: replica -> when its leases expire (ms, Redis TIME),
 //	          pushed forward by the replica's heartbeat.
 //	<pool>:w  sorted set: tenant -> until when it waits for the pool (ms):
-//	          the demand fair shares are computed from (backend pools).
+//	          the demand fair shares are computed from (backend pools);
+//	          while it exists, a script that frees a slot publishes the
+//	          pool's name on <prefix>:freed, which every replica's waiting
+//	          requests listen to.
 //
 // A replica whose expiry passed is pruned by the next script that touches
 // the pool: its fields leave "t|" and "n". Tenant names never hold '|';
@@ -68,8 +71,8 @@ end
 //
 // A fair pool refuses a tenant holding its share, ceil(limit / tenants
 // waiting for the pool, itself included), while another tenant waits. A
-// refusal records the tenant's demand on the pool that refused it; a grant
-// with nobody behind withdraws it.
+// refusal records the tenant's demand on the pool that refused it (which
+// also tells releases to publish); a grant with nobody behind withdraws it.
 //
 // Returns {1} or {0, index of the pool that refused (1-based), 1 full | 2 share}.
 const leaseAcquireScript = leaseNow + leasePrune + `
@@ -93,10 +96,8 @@ for i = 1, n do
     end
   end
   if why > 0 then
-    if fair == '1' then
-      redis.call('ZADD', w, now + dttl, tenant)
-      redis.call('PEXPIRE', w, 2 * ttl)
-    end
+    redis.call('ZADD', w, now + dttl, tenant)
+    redis.call('PEXPIRE', w, 2 * dttl)
     return {0, i, why}
   end
 end
@@ -108,25 +109,27 @@ for i = 1, n do
   redis.call('ZADD', z, now + ttl, replica)
   redis.call('PEXPIRE', h, 2 * ttl)
   redis.call('PEXPIRE', z, 2 * ttl)
-  if more == '0' and ARGV[6 + 2 * i] == '1' then redis.call('ZREM', w, tenant) end
+  if more == '0' then redis.call('ZREM', w, tenant) end
 end
 return {1}
 `
 
 // leaseReleaseScript gives back one slot in every pool, if this replica
-// still holds it there (a pruned replica holds nothing).
+// still holds it there (a pruned replica holds nothing), and publishes
+// the pool's name on the channel when someone waits for it.
 //
-// KEYS: h of each pool. ARGV[1] replica; ARGV[2] tenant.
+// KEYS: h, w of each pool. ARGV[1] replica; ARGV[2] tenant; ARGV[3] channel.
 const leaseReleaseScript = `
 local f = 'r|' .. ARGV[1] .. '|' .. ARGV[2]
 local t = 't|' .. ARGV[2]
-for i = 1, #KEYS do
-  local h = KEYS[i]
+for i = 1, #KEYS / 2 do
+  local h, w = KEYS[2 * i - 1], KEYS[2 * i]
   local c = tonumber(redis.call('HGET', h, f) or '0')
   if c > 0 then
     if c == 1 then redis.call('HDEL', h, f) else redis.call('HINCRBY', h, f, -1) end
     if redis.call('HINCRBY', h, t, -1) <= 0 then redis.call('HDEL', h, t) end
     if redis.call('HINCRBY', h, 'n', -1) <= 0 then redis.call('HDEL', h, 'n') end
+    if redis.call('EXISTS', w) == 1 then redis.call('PUBLISH', ARGV[3], string.sub(h, 1, -3)) end
   end
 end
 return 1
@@ -136,17 +139,19 @@ return 1
 // count (which corrects a release or an acquisition whose reply was lost)
 // and pushes its expiry forward; with nothing held it leaves the pool.
 //
-// KEYS: h, z. ARGV[1] now; ARGV[2] replica; ARGV[3] lease TTL ms; then
-// pairs tenant, count (0: drop the field).
+// KEYS: h, z, w. ARGV[1] now; ARGV[2] replica; ARGV[3] lease TTL ms;
+// ARGV[4] channel; then pairs tenant, count (0: drop the field). A count
+// lowered frees slots: published as a release is.
 const leaseHeartbeatScript = leaseNow + leasePrune + `
-local h, z = KEYS[1], KEYS[2]
+local h, z, w = KEYS[1], KEYS[2], KEYS[3]
 local replica, ttl = ARGV[2], tonumber(ARGV[3])
 prune(h, z)
-local total = 0
-for k = 4, #ARGV, 2 do
+local total, freed = 0, false
+for k = 5, #ARGV, 2 do
   local f = 'r|' .. replica .. '|' .. ARGV[k]
   local c = tonumber(ARGV[k + 1])
   local d = c - tonumber(redis.call('HGET', h, f) or '0')
+  if d < 0 then freed = true end
   if d ~= 0 then
     local t = 't|' .. ARGV[k]
     if redis.call('HINCRBY', h, t, d) <= 0 then redis.call('HDEL', h, t) end
@@ -162,6 +167,7 @@ if total > 0 then
 else
   redis.call('ZREM', z, replica)
 end
+if freed and redis.call('EXISTS', w) == 1 then redis.call('PUBLISH', ARGV[4], string.sub(h, 1, -3)) end
 return total
 `
 
@@ -215,12 +221,12 @@ func (s *RedisStore) acquireLeases(ctx context.Context, replica, tenant string, 
 
 // releaseLeases runs leaseReleaseScript for pools (one hash slot).
 func (s *RedisStore) releaseLeases(ctx context.Context, replica, tenant string, pools []leasePool) error {
-	keys := make([]string, len(pools))
-	for i, p := range pools {
-		keys[i] = p.key + ":h"
+	keys := make([]string, 0, 2*len(pools))
+	for _, p := range pools {
+		keys = append(keys, p.key+":h", p.key+":w")
 	}
 	err := s.call(ctx, func(ctx context.Context) error {
-		return leaseReleaseLua.Run(ctx, s.client, keys, replica, tenant).Err()
+		return leaseReleaseLua.Run(ctx, s.client, keys, replica, tenant, s.freedChannel()).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("cannot release concurrency leases: %w", err)
@@ -231,13 +237,13 @@ func (s *RedisStore) releaseLeases(ctx context.Context, replica, tenant string, 
 // heartbeatLeases runs leaseHeartbeatScript for one pool: counts are what
 // this replica holds there per tenant (0: no longer).
 func (s *RedisStore) heartbeatLeases(ctx context.Context, replica, pool string, ttl time.Duration, counts map[string]int) error {
-	args := make([]any, 0, 3+2*len(counts))
-	args = append(args, s.nowMillis(), replica, ttl.Milliseconds())
+	args := make([]any, 0, 4+2*len(counts))
+	args = append(args, s.nowMillis(), replica, ttl.Milliseconds(), s.freedChannel())
 	for t, c := range counts {
 		args = append(args, t, c)
 	}
 	err := s.call(ctx, func(ctx context.Context) error {
-		return leaseHeartbeatLua.Run(ctx, s.client, []string{pool + ":h", pool + ":z"}, args...).Err()
+		return leaseHeartbeatLua.Run(ctx, s.client, []string{pool + ":h", pool + ":z", pool + ":w"}, args...).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("cannot renew concurrency leases: %w", err)
@@ -263,6 +269,10 @@ func (s *RedisStore) poolHeld(ctx context.Context, pool, tenant string) (total, 
 	}
 	return atoi(vals[0]), atoi(vals[1]), nil
 }
+
+// freedChannel is where lease scripts publish the name of a pool that
+// freed a slot while someone waited for it.
+func (s *RedisStore) freedChannel() string { return s.prefix + "freed" }
 
 // nowMillis is the scripts' ARGV[1]: 0 (the server's TIME) but in tests.
 func (s *RedisStore) nowMillis() int64 {
