@@ -8,7 +8,7 @@ ENVOY_VERSION ?= 1.40.0
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
-.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults microbench fuzz clean proto
+.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults concurrency-long microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-smoke: build envoy ## A few-second benchmark run of every configuration, t
 
 bench-services: build envoy ## Added latency of a service request beside a model request's, same run (p50 of 400 each vs direct and plain Envoy; docs/services.md)
 	ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_SERVICE_BENCH=1 $(GO) test -count=1 -v -run 'TestServiceAddedLatency' ./e2e/
+
+concurrency-long: build envoy ## Shared concurrency, long (docs/limits.md): 3 gateways on Redis and on a Redis Cluster for 20 s each, a gateway SIGKILLed on both, 5,000 abandoned streams on leases; the short runs are in make test
+	ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_SHARED_LONG=1 $(GO) test -count=1 -v -run 'TestSharedConcurrency|TestLeakRandomDisconnectsSharedConcurrency' -timeout 15m ./e2e/
 
 faults: build envoy ## Fault suite, long: ext_proc SIGKILLed 5 times under 64 streaming clients, xDS killed and back, backends hanging/dying/stalling/malformed, Redis and NATS killed, 64 slow readers, 10,000 abandoned streams (docs/reliability.md); a short version of each runs in make test
 	ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_FAULTS_LONG=1 $(GO) test -count=1 -v -run 'TestFault|TestLeak' -timeout 20m ./e2e/

@@ -158,7 +158,26 @@ type Redis struct {
 	// KeyPrefix starts every key (default "streamgate"); no braces, which
 	// Redis Cluster would hash instead of the tenant's.
 	KeyPrefix string `yaml:"key_prefix"`
+	// --- shared concurrency (issue 20 item 2; docs/limits.md) ---
+
+	// Concurrency is where concurrent_streams and max_in_flight slots are
+	// held: shared (default) holds them in Redis as leases, one cap across
+	// every replica, with fair shares of a backend between tenants; local
+	// keeps a cap per gateway process, as the memory store does.
+	Concurrency string `yaml:"concurrency"`
+	// LeaseTTL is how long a replica's slots outlive its last heartbeat
+	// (default 10s; every TTL/5): a crashed replica's slots return within
+	// it. At least 1s.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
+
+// Where Redis.Concurrency holds slots.
+const (
+	ConcurrencyShared = "shared"
+	ConcurrencyLocal  = "local"
+	DefaultLeaseTTL   = 10 * time.Second
+	minLeaseTTL       = time.Second
+)
 
 // CapsConcurrency reports whether l caps streams open at once anywhere:
 // a tenant's or tenant×model's concurrent_streams, or a backend's
@@ -216,6 +235,10 @@ func (l *Limits) applyDefaults() {
 			l.Redis.Timeout = DefaultRedisTimeout
 		}
 		setString(&l.Redis.KeyPrefix, "streamgate")
+		setString(&l.Redis.Concurrency, ConcurrencyShared)
+		if l.Redis.LeaseTTL == 0 {
+			l.Redis.LeaseTTL = DefaultLeaseTTL
+		}
 	}
 	l.Budget.applyDefaults()
 }
@@ -319,6 +342,12 @@ func (v *validator) validateRedis(r *Redis) {
 	}
 	if r.PasswordEnv != "" && strings.ContainsAny(r.PasswordEnv, "= \t") {
 		v.at("$.limits.redis.password_env", "password_env must name an environment variable")
+	}
+	if r.Concurrency != ConcurrencyShared && r.Concurrency != ConcurrencyLocal {
+		v.at("$.limits.redis.concurrency", "concurrency %q is not supported; use shared or local", r.Concurrency)
+	}
+	if r.LeaseTTL < minLeaseTTL {
+		v.at("$.limits.redis.lease_ttl", "lease_ttl %s must be at least %s: the heartbeat renews leases every lease_ttl/5", r.LeaseTTL, minLeaseTTL)
 	}
 }
 

@@ -60,6 +60,8 @@ func TestLimitsRedisSection(t *testing.T) {
 	assert.True(t, r.FailOpen)
 	assert.Equal(t, DefaultRedisTimeout, r.Timeout)
 	assert.Equal(t, "streamgate", r.KeyPrefix)
+	assert.Equal(t, ConcurrencyShared, r.Concurrency, "concurrency is shared through Redis by default")
+	assert.Equal(t, DefaultLeaseTTL, r.LeaseTTL)
 }
 
 func TestLimitsWithoutSectionAreNil(t *testing.T) {
@@ -79,6 +81,8 @@ func TestLimitsInvalid(t *testing.T) {
 		"redis brace prefix": {"  store: redis\n  redis: {address: 127.0.0.1:6379, key_prefix: \"a{b\"}\n", "must not contain { or }"},
 		"redis negative db":  {"  store: redis\n  redis: {address: 127.0.0.1:6379, db: -1}\n", "db must not be negative"},
 		"redis cluster db":   {"  store: redis\n  redis: {address: 127.0.0.1:6379, cluster: true, db: 1}\n", "only db 0"},
+		"redis concurrency":  {"  store: redis\n  redis: {address: 127.0.0.1:6379, concurrency: global}\n", `concurrency "global" is not supported`},
+		"short lease ttl":    {"  store: redis\n  redis: {address: 127.0.0.1:6379, lease_ttl: 200ms}\n", "lease_ttl 200ms must be at least 1s"},
 		"bad encoding":       {"  tokenizers: [{model: m, encoding: p99k}]\n", `encoding "p99k" is not supported`},
 		"wait too long":      {"  queue: {max_wait: 5s}\n", "below extproc.message_timeout"},
 	} {

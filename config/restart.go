@@ -39,6 +39,8 @@ var RestartOnly = []RestartSetting{
 	{"limits.redis.cluster", "the Redis client is connected at start", redisField(func(r *Redis) any { return r.Cluster })},
 	{"limits.redis.timeout", "the Redis client is connected at start", redisField(func(r *Redis) any { return r.Timeout })},
 	{"limits.redis.key_prefix", "the Redis store is built at start", redisField(func(r *Redis) any { return r.KeyPrefix })},
+	{"limits.redis.concurrency", "the shared concurrency leases are set up at start", redisField(func(r *Redis) any { return r.Concurrency })},
+	{"limits.redis.lease_ttl", "the lease heartbeat starts with the process", redisField(func(r *Redis) any { return r.LeaseTTL })},
 }
 
 // limitStore is the store kind c's limits use; no limits count as memory,

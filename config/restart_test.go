@@ -18,7 +18,7 @@ metrics: {listen: "127.0.0.1:9464"}
 envoy: {admin: "127.0.0.1:9901", node_id: a, max_heap_bytes: 1073741824}
 backends: [{name: b, protocol: openai, endpoints: ["127.0.0.1:8000"]}]
 models: [{name: m, backend: b}]
-limits: {store: redis, redis: {address: "127.0.0.1:6379", password_env: SG_PW, db: 0, timeout: 50ms, key_prefix: sg}, tenants: [{name: t, requests_per_minute: 10}]}
+limits: {store: redis, redis: {address: "127.0.0.1:6379", password_env: SG_PW, db: 0, timeout: 50ms, key_prefix: sg, concurrency: shared, lease_ttl: 10s}, tenants: [{name: t, requests_per_minute: 10}]}
 telemetry: {nats: {url: "nats://127.0.0.1:4222"}}
 `
 
@@ -40,6 +40,8 @@ var restartEdits = map[string][2]string{
 	"limits.redis.cluster":           {`db: 0,`, `db: 0, cluster: true,`},
 	"limits.redis.timeout":           {`timeout: 50ms`, `timeout: 60ms`},
 	"limits.redis.key_prefix":        {`key_prefix: sg`, `key_prefix: sg2`},
+	"limits.redis.concurrency":       {`concurrency: shared`, `concurrency: local`},
+	"limits.redis.lease_ttl":         {`lease_ttl: 10s`, `lease_ttl: 20s`},
 	"telemetry.nats":                 {`nats://127.0.0.1:4222`, `nats://127.0.0.1:4223`},
 	"telemetry.tracing":              {`telemetry: {nats:`, `telemetry: {tracing: {endpoint: "127.0.0.1:4317"}, nats:`},
 	"limits.budget.usage_token_env":  {`limits: {store`, `limits: {budget: {usage_token_env: SG_USAGE}, store`},

@@ -58,6 +58,36 @@ func TestLeakRandomDisconnects(t *testing.T) {
 	if faultsLong() {
 		total = 10000
 	}
+	testLeak(t, e, total)
+}
+
+// TestLeakRandomDisconnectsSharedConcurrency is TestLeakRandomDisconnects
+// with the concurrency slots held in Redis (limits.redis.concurrency
+// shared): every disconnect point releases its leases exactly once, so
+// Redis counts no slot afterwards and the tenant's whole cap is free.
+func TestLeakRandomDisconnectsSharedConcurrency(t *testing.T) {
+	addr := e2eRedis(t, "STREAMGATE_TEST_REDIS")
+	prefix := randomPrefix()
+	cfg := strings.Replace(leakConfig, "  queue: {size: 1000, max_wait: 1s}\n",
+		"  queue: {size: 1000, max_wait: 1s}\n  store: redis\n  redis: {address: \""+addr+"\", key_prefix: "+prefix+", timeout: 500ms}\n", 1)
+	require.Contains(t, cfg, "store: redis")
+	e := startGateway(t, cfg)
+	total := 300
+	if sharedLong() {
+		total = 5000
+	}
+	testLeak(t, e, total)
+	waitMetric(t, e, "streamgate_concurrency_leases_held", 0)
+	rc := testRedisClient(t, addr, false)
+	for i := range 4 {
+		n, _ := rc.HGet(t.Context(), fmt.Sprintf("%s:c:{t%d}:h", prefix, i), "n").Result()
+		assert.Contains(t, []string{"", "0"}, n, "tenant t%d's pool holds nothing in Redis", i)
+	}
+}
+
+// testLeak sends total streams abandoned at random points through e, then
+// checks that nothing is held.
+func testLeak(t *testing.T, e *env, total int) {
 	http.DefaultClient.CloseIdleConnections()
 	baseline := metric(t, e, "go_goroutines")
 	addr := hostPort(e.gateway)

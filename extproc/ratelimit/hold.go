@@ -27,7 +27,7 @@ func (l *Limiter) HoldTenant(ctx context.Context, tenant string) (*Hold, error) 
 		return nil, nil
 	}
 	slot := Slot{Key: tenantSlotKey(tenant), Limit: t.ConcurrentStreams, owner: tenant}
-	release, err := l.gate.Acquire(ctx, tenant, []Slot{slot})
+	release, err := l.acquire(ctx, tenant, []Slot{slot})
 	if err != nil {
 		if de, ok := err.(*DeniedError); ok {
 			l.metrics.denied(de.Kind)

@@ -68,7 +68,10 @@ type Limiter struct {
 	backends map[string]int
 	store    Store
 	gate     *Gate
-	metrics  *Metrics
+	// leases, when the store shares concurrency (RedisStore.ShareConcurrency),
+	// hold slots in Redis in place of gate, which serves only outages.
+	leases  *Leases
+	metrics *Metrics
 }
 
 // New returns a Limiter for cfg using store for rate buckets. metrics may be nil.
@@ -76,7 +79,11 @@ func New(cfg *config.Limits, store Store, clock Clock, metrics *Metrics) *Limite
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	return newLimiter(cfg, store, NewGate(clock, cfg.Queue.Size, cfg.Queue.MaxWait), metrics)
+	l := newLimiter(cfg, store, NewGate(clock, cfg.Queue.Size, cfg.Queue.MaxWait), metrics)
+	if l.leases != nil {
+		l.leases.configure(l.gate, l.slotLimit)
+	}
+	return l
 }
 
 // Reconfigured returns a Limiter for cfg that shares l's state: tenants
@@ -96,6 +103,9 @@ func (l *Limiter) Reconfigured(cfg *config.Limits) *Limiter {
 // (Forgetter). Call it when l starts serving, after the previous Limiter.
 func (l *Limiter) Activate() {
 	l.gate.Configure(l.cfg.Queue.Size, l.cfg.Queue.MaxWait, l.slotLimit)
+	if l.leases != nil {
+		l.leases.configure(l.gate, l.slotLimit)
+	}
 	if f, ok := l.store.(Forgetter); ok {
 		f.Forget(func(tenant string) bool { return l.tenant(tenant) != nil })
 	}
@@ -115,6 +125,9 @@ type Forgetter interface {
 func newLimiter(cfg *config.Limits, store Store, gate *Gate, metrics *Metrics) *Limiter {
 	l := &Limiter{cfg: cfg, tenants: map[string]*config.TenantLimits{}, backends: map[string]int{}, store: store,
 		gate: gate, metrics: metrics}
+	if rs, ok := store.(*RedisStore); ok {
+		l.leases = rs.leases
+	}
 	for i := range cfg.Tenants {
 		l.tenants[cfg.Tenants[i].Name] = &cfg.Tenants[i]
 	}
@@ -127,7 +140,20 @@ func newLimiter(cfg *config.Limits, store Store, gate *Gate, metrics *Metrics) *
 }
 
 // Waiting returns how many requests wait in the concurrency queue.
-func (l *Limiter) Waiting() int { return l.gate.Waiting() }
+func (l *Limiter) Waiting() int {
+	if l.leases != nil {
+		return l.gate.Waiting() + l.leases.Waiting()
+	}
+	return l.gate.Waiting()
+}
+
+// acquire takes slots from the shared leases, or from the in-process gate.
+func (l *Limiter) acquire(ctx context.Context, tenant string, slots []Slot) (func(), error) {
+	if l.leases != nil {
+		return l.leases.Acquire(ctx, tenant, slots, l.cfg.Queue.Size, l.cfg.Queue.MaxWait)
+	}
+	return l.gate.Acquire(ctx, tenant, slots)
+}
 
 // ValidTenant reports whether a tenant name taken from a header is
 // acceptable: 1..128 bytes of letters, digits and . _ - : @.
@@ -184,7 +210,7 @@ func (l *Limiter) Admit(ctx context.Context, req Request) (*Reservation, Headers
 			}
 		}
 	}
-	release, err := l.gate.Acquire(ctx, req.Tenant, slots)
+	release, err := l.acquire(ctx, req.Tenant, slots)
 	if err != nil {
 		l.refund(charges)
 		if de, ok := err.(*DeniedError); ok {

@@ -176,6 +176,9 @@ type RedisStore struct {
 	// ttlSlack keeps keys alive while such a clock is far from Redis's.
 	clock    Clock
 	ttlSlack time.Duration
+	// leases, when set (ShareConcurrency), hold the concurrency slots of
+	// every Limiter on this store.
+	leases *Leases
 }
 
 var _ Store = (*RedisStore)(nil)

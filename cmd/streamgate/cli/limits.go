@@ -42,8 +42,13 @@ func newLimits(ctx context.Context, cfg *config.Config, reg prometheus.Registere
 		Log:       log,
 		Metrics:   ratelimit.NewStoreMetrics(reg),
 	})
+	replica := ""
+	if rc.Concurrency == config.ConcurrencyShared {
+		replica = store.ShareConcurrency(ctx, ratelimit.LeaseOptions{TTL: rc.LeaseTTL, Registerer: reg}).Replica()
+	}
 	if err := store.Ping(ctx); err == nil {
-		log.Info("rate limits shared through redis", "address", rc.Address, "cluster", rc.Cluster, "db", rc.DB, "fail_open", rc.FailOpen)
+		log.Info("rate limits shared through redis", "address", rc.Address, "cluster", rc.Cluster, "db", rc.DB, "fail_open", rc.FailOpen,
+			"concurrency", rc.Concurrency, "lease_ttl", rc.LeaseTTL.String(), "replica", replica)
 	}
 	return extproc.NewLimits(cfg, store, reg, extproc.WithBudgetStore(budget.NewRedisStore(store)), extproc.WithBudgetLog(log))
 }
