@@ -33,12 +33,16 @@ func knownProtocols() string {
 }
 
 // applyProtocolDefaults gives models served by an Anthropic or Bedrock
-// backend (in any version) their default output cap.
+// backend (in any version, or as a fallback) their default output cap.
 func (c *Config) applyProtocolDefaults() {
 	for i := range c.Models {
 		m := &c.Models[i]
+		names := m.Fallbacks
 		for _, ver := range m.Versions {
-			if b := c.Backend(ver.Backend); b != nil && (b.Protocol == ProtocolAnthropic || b.Protocol == ProtocolBedrock) && m.DefaultMaxTokens == 0 {
+			names = append(names[:len(names):len(names)], ver.Backend)
+		}
+		for _, name := range names {
+			if b := c.Backend(name); b != nil && (b.Protocol == ProtocolAnthropic || b.Protocol == ProtocolBedrock) && m.DefaultMaxTokens == 0 {
 				m.DefaultMaxTokens = DefaultAnthropicMaxTokens
 			}
 		}

@@ -44,6 +44,10 @@ type Route struct {
 	// VertexProject and VertexLocation are set for a Vertex AI backend:
 	// translated Gemini requests go to its publisher model paths.
 	VertexProject, VertexLocation string
+	// Cross is set when the version's failover chain mixes protocols:
+	// each attempt is translated and authorized for its own backend
+	// (cross.go, upstream.go); nil otherwise.
+	Cross *crossChain
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -101,6 +105,9 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			route.NativeResponses = allServeResponses(cfg, chain)
 			r.noteClusters(route.Cluster, chain)
 			r.noteTranslations(translate.Protocol(route.Protocol), enabled)
+			if cfg.MixesProtocols(v.Backend, m.Fallbacks) {
+				r.crossRoute(cfg, m, &route, chain, enabled)
+			}
 			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)
 		}
