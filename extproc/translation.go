@@ -109,7 +109,7 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 		RequestBody: &extprocsvcv3.BodyResponse{Response: &extprocsvcv3.CommonResponse{
 			ClearRouteCache: true,
 			BodyMutation:    &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: req.Body}},
-			HeaderMutation: &extprocsvcv3.HeaderMutation{SetHeaders: set, RemoveHeaders: remove},
+			HeaderMutation:  &extprocsvcv3.HeaderMutation{SetHeaders: set, RemoveHeaders: remove},
 		}},
 	}}
 }
