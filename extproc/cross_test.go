@@ -1,0 +1,161 @@
+package extproc
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/streamgate/streamgate/config"
+	"github.com/streamgate/streamgate/contract"
+	"github.com/streamgate/streamgate/extproc/auth"
+	"github.com/streamgate/streamgate/extproc/extproctest"
+)
+
+// crossConfig: model x is served by an OpenAI-compatible backend falling
+// back to an Anthropic one (its own model name and key) and to Gemini.
+const crossConfig = `backends:
+  - name: vllm
+    protocol: openai
+    endpoints: [127.0.0.1:8000]
+    credential: {header: authorization, env: CROSS_VLLM_KEY}
+  - name: claude
+    protocol: anthropic
+    endpoints: [127.0.0.1:8001]
+    credential: {header: x-api-key, env: CROSS_CLAUDE_KEY}
+  - name: gemini
+    protocol: gemini
+    endpoints: [127.0.0.1:8002]
+    credential: {header: x-goog-api-key, env: CROSS_CLAUDE_KEY}
+models:
+  - name: x
+    backend: vllm
+    upstream_model: x-vllm
+    fallbacks: [claude, gemini]
+    fallback_models: {claude: claude-x}
+`
+
+func crossProcessor(t *testing.T) *processor {
+	t.Helper()
+	p := newTranslationProcessor(t, crossConfig)
+	require.NotNil(t, p.handle(requestHeaders("/v1/chat/completions")).GetModeOverride(), "a cross model reads the response headers")
+	return p
+}
+
+// TestCrossRequest: the main filter sends the client's body on unchanged in
+// its API, with the headers the upstream filter reads and no backend's
+// credential, and picks the translation at the response headers from the
+// backend that answered.
+func TestCrossRequest(t *testing.T) {
+	p := crossProcessor(t)
+	resp := p.handle(requestBody(`{"model":"x","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	common := resp.GetRequestBody().GetResponse()
+	require.NotNil(t, common, "%v", resp)
+	set := setHeaders(common.GetHeaderMutation())
+	assert.Equal(t, contract.FailoverCluster([]string{"vllm", "claude", "gemini"}), set[contract.BackendHeader])
+	assert.Equal(t, "/v1/chat/completions", set[contract.PathHeader])
+	assert.Equal(t, "x", set[contract.ModelHeader])
+	assert.NotContains(t, set, "authorization", "credentials are each attempt's")
+	assert.NotContains(t, set, ":path")
+	assert.Contains(t, common.GetHeaderMutation().GetRemoveHeaders(), "accept-encoding")
+	assert.Nil(t, common.GetBodyMutation(), "the body goes on in the client's API")
+	assert.False(t, p.done(resp), "the response is read")
+
+	rh := responseHeaders("200")
+	rh.GetResponseHeaders().Headers.Headers = append(rh.GetResponseHeaders().Headers.Headers,
+		&corev3.HeaderValue{Key: "content-type", RawValue: []byte("text/event-stream")},
+		&corev3.HeaderValue{Key: contract.AnsweredByHeader, RawValue: []byte("claude")})
+	out := p.handle(rh)
+	require.NotNil(t, p.tx, "Claude answered: translated")
+	assert.Equal(t, config.ProtocolAnthropic, p.tx.proto)
+	assert.Equal(t, meterClient, p.plan.side)
+	hm := out.GetResponseHeaders().GetResponse().GetHeaderMutation()
+	assert.Contains(t, hm.GetRemoveHeaders(), contract.AnsweredByHeader)
+	assert.Equal(t, "text/event-stream", setHeaders(hm)["content-type"])
+	assert.Equal(t, extprocv3.ProcessingMode_STREAMED, out.GetModeOverride().GetResponseBodyMode())
+
+	p = crossProcessor(t)
+	p.handle(requestBody(`{"model":"x","messages":[{"role":"user","content":"hi"}]}`))
+	rh = responseHeaders("200")
+	rh.GetResponseHeaders().Headers.Headers = append(rh.GetResponseHeaders().Headers.Headers, &corev3.HeaderValue{Key: contract.AnsweredByHeader, RawValue: []byte("vllm")})
+	out = p.handle(rh)
+	assert.Nil(t, p.tx, "the primary speaks the client's API")
+	assert.Contains(t, out.GetResponseHeaders().GetResponse().GetHeaderMutation().GetRemoveHeaders(), contract.AnsweredByHeader)
+}
+
+// TestCrossRefusedBeforeSending: a request one backend of the chain cannot
+// carry is refused by the main filter, from the refusal table, before any
+// attempt.
+func TestCrossRefusedBeforeSending(t *testing.T) {
+	p := crossProcessor(t)
+	resp := p.handle(requestBody(`{"model":"x","n":2,"messages":[{"role":"user","content":"hi"}]}`))
+	ir := resp.GetImmediateResponse()
+	require.NotNil(t, ir, "%v", resp)
+	assert.EqualValues(t, 400, ir.GetStatus().GetCode())
+	assert.Equal(t, "unsupported_by_backend", gjson.GetBytes(ir.GetBody(), "error.code").String())
+	assert.Equal(t, "streamgate_unsupported_by_backend", ir.GetDetails())
+}
+
+// upstreamMsg is the upstream filter's first message: the request headers
+// with the picked endpoint's backend as an attribute.
+func upstreamMsg(backend string, headers map[string]string) *extprocsvcv3.ProcessingRequest {
+	hm := &corev3.HeaderMap{}
+	for k, v := range headers {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
+	}
+	return &extprocsvcv3.ProcessingRequest{
+		Request: &extprocsvcv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvcv3.HttpHeaders{Headers: hm}},
+		Attributes: map[string]*structpb.Struct{contract.ExtProcFilter: {Fields: map[string]*structpb.Value{
+			contract.UpstreamAttribute: structpb.NewStringValue(backend),
+		}}},
+	}
+}
+
+// TestUpstreamAttempt: the upstream filter makes of the client's body each
+// attempt's request: for the OpenAI primary its model name and key on the
+// client's path; for the Anthropic fallback a Messages request with its
+// own model name, path, Host and key.
+func TestUpstreamAttempt(t *testing.T) {
+	t.Setenv("CROSS_VLLM_KEY", "vllm-secret")
+	t.Setenv("CROSS_CLAUDE_KEY", "claude-secret")
+	cfg, err := config.Parse("test.yaml", []byte(crossConfig))
+	require.NoError(t, err)
+	a, err := auth.New(t.Context(), cfg, auth.Options{})
+	require.NoError(t, err)
+	s := NewServer(cfg, NewRoutes(cfg, 0), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	s.SetAuth(a)
+	body := `{"model":"x","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}`
+	attempt := func(backend string) (map[string]string, []byte) {
+		st := extproctest.NewStream(t.Context(),
+			upstreamMsg(backend, map[string]string{contract.PathHeader: "/v1/chat/completions?debug=1", contract.ModelHeader: "x", contract.VersionHeader: "default", ":path": "/elsewhere"}),
+			requestBody(body))
+		require.NoError(t, s.Process(st))
+		require.Len(t, st.Sent, 2)
+		assert.NotNil(t, st.Sent[0].GetRequestHeaders())
+		common := st.Sent[1].GetRequestBody().GetResponse()
+		return setHeaders(common.GetHeaderMutation()), common.GetBodyMutation().GetBody()
+	}
+
+	set, out := attempt("vllm")
+	assert.Equal(t, "/v1/chat/completions", set[":path"], "the client's path, query parameters filtered")
+	assert.Equal(t, "Bearer vllm-secret", set["authorization"])
+	assert.Equal(t, "127.0.0.1:8000", set[":authority"])
+	assert.Equal(t, "x-vllm", gjson.GetBytes(out, "model").String())
+	assert.Equal(t, itoa(len(out)), set["content-length"])
+
+	set, out = attempt("claude")
+	assert.Equal(t, "/v1/messages", set[":path"])
+	assert.Equal(t, "claude-secret", set["x-api-key"])
+	assert.NotContains(t, set, "authorization", "the primary's key stays with the primary")
+	assert.NotEmpty(t, set["anthropic-version"])
+	assert.Equal(t, "claude-x", gjson.GetBytes(out, "model").String(), "the fallback's own model")
+	assert.Equal(t, "hi", gjson.GetBytes(out, "messages.0.content.0.text").String())
+	assert.Equal(t, itoa(len(out)), set["content-length"])
+}
