@@ -169,22 +169,54 @@ func TestCrossProtocolFailover(t *testing.T) {
 		assert.Empty(t, resp.Header.Get("x-streamgate-answered-by"), "the backend's name stays inside")
 	})
 
+	t.Run("anthropic primary answers, no translation", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, c.g.gateway+"/v1/messages",
+			strings.NewReader(`{"model":"xp-reverse","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`))
+		require.NoError(t, err)
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set("anthropic-version", "2023-06-01")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+		assert.Equal(t, "claude-primary", resp.Header.Get(fakellm.HeaderBackend))
+		assert.Equal(t, "claude-upstream", resp.Header.Get(fakellm.HeaderReceivedModel))
+	})
+
+	t.Run("refused before anything is sent", func(t *testing.T) {
+		before := c.primary.Stats().Requests + c.claude.Stats().Requests
+		resp, err := http.Post(c.g.gateway+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"xp-claude","n":2,"messages":[{"role":"user","content":"hi"}]}`))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		assert.Contains(t, string(body), "unsupported_by_backend", "Anthropic, the fallback, cannot carry n: 2")
+		assert.Equal(t, before, c.primary.Stats().Requests+c.claude.Stats().Requests)
+	})
+
+	models := []string{"xp-claude", "xp-bedrock", "xp-reverse"}
+	before := map[string]float64{}
+	for _, m := range models {
+		before[m] = costOf(t, c.g, m)
+	}
+	// One Python run for the three: the SDKs take seconds to import.
+	all := map[string]crossOut{}
+	runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "openai:xp-claude:primary", "openai:xp-bedrock", "anthropic:xp-reverse:claude-primary"}, &all)
+
 	t.Run("openai to anthropic", func(t *testing.T) {
-		var out crossOut
-		before := costOf(t, c.g, "xp-claude")
-		runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "openai", "xp-claude", "primary"}, &out)
+		out := all["xp-claude"]
 		requireToolCall(t, out, fakellm.FakeToolInput)
 		assert.Equal(t, fakellm.FakeToolID, out.Stream.ToolCalls[0].ID, "the Anthropic tool use, translated")
 		assert.Equal(t, "claude", out.Whole.Headers[fakellm.HeaderBackend])
 		assert.Equal(t, "claude-upstream", out.Whole.Headers[fakellm.HeaderReceivedModel], "the fallback's own model name")
 		assert.Equal(t, "claude-upstream", out.Whole.Model, "the model that answered, as translations report it")
-		requireCost(t, c.g, "xp-claude", before, float64(out.Stream.PromptTokens+out.Stream.CompletionTokens+out.Whole.PromptTokens+out.Whole.CompletionTokens))
+		requireCost(t, c.g, "xp-claude", before["xp-claude"], float64(out.Stream.PromptTokens+out.Stream.CompletionTokens+out.Whole.PromptTokens+out.Whole.CompletionTokens))
 	})
 
 	t.Run("openai to bedrock", func(t *testing.T) {
-		var out crossOut
-		before := costOf(t, c.g, "xp-bedrock")
-		runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "openai", "xp-bedrock"}, &out)
+		out := all["xp-bedrock"]
 		requireToolCall(t, out, fakebedrock.ToolInput)
 		assert.Equal(t, fakebedrock.ToolUseID, out.Stream.ToolCalls[0].ID)
 		assert.Equal(t, "Echo: Weather in Paris?", out.Whole.Content)
@@ -194,13 +226,11 @@ func TestCrossProtocolFailover(t *testing.T) {
 		for _, r := range reqs {
 			assert.Equal(t, bedrockModelID, r.Model)
 		}
-		requireCost(t, c.g, "xp-bedrock", before, float64(out.Stream.PromptTokens+out.Stream.CompletionTokens+out.Whole.PromptTokens+out.Whole.CompletionTokens))
+		requireCost(t, c.g, "xp-bedrock", before["xp-bedrock"], float64(out.Stream.PromptTokens+out.Stream.CompletionTokens+out.Whole.PromptTokens+out.Whole.CompletionTokens))
 	})
 
 	t.Run("anthropic to openai", func(t *testing.T) {
-		var out crossOut
-		before := costOf(t, c.g, "xp-reverse")
-		runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "anthropic", "xp-reverse", "claude-primary"}, &out)
+		out := all["xp-reverse"]
 		assert.Equal(t, "tool_use", out.Stream.StopReason)
 		require.Len(t, out.Stream.ToolUses, 1)
 		assert.Equal(t, fakellm.FakeToolCallID, out.Stream.ToolUses[0].ID, "the OpenAI tool call, translated")
@@ -208,7 +238,7 @@ func TestCrossProtocolFailover(t *testing.T) {
 		assert.Positive(t, out.Stream.OutputTokens)
 		assert.Equal(t, "end_turn", out.Whole.StopReason)
 		assert.NotEmpty(t, out.Whole.Text)
-		requireCost(t, c.g, "xp-reverse", before, float64(out.Stream.InputTokens+out.Stream.OutputTokens+out.Whole.InputTokens+out.Whole.OutputTokens))
+		requireCost(t, c.g, "xp-reverse", before["xp-reverse"], float64(out.Stream.InputTokens+out.Stream.OutputTokens+out.Whole.InputTokens+out.Whole.OutputTokens))
 	})
 }
 

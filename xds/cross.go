@@ -51,7 +51,9 @@ import (
 // crossCleared are the headers an attempt of a cross chain starts without:
 // the credentials and fixed headers another backend of the chain takes.
 // The x-amz-* headers go by prefix.
-var crossCleared = []string{"authorization", "x-api-key", "api-key", "x-goog-api-key", "anthropic-version", "openai-organization", "openai-project"}
+// anthropic-version stays: a Messages client's own goes to an Anthropic
+// backend as it is, and a translation to Anthropic sets it.
+var crossCleared = []string{"authorization", "x-api-key", "api-key", "x-goog-api-key", "openai-organization", "openai-project"}
 
 // crossBackends reports, for every backend of a failover chain that
 // mixes protocols, true.

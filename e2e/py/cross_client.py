@@ -3,10 +3,11 @@ a model whose primary backend fails before the first byte and whose
 fallback speaks another protocol. Prints one JSON object with what the SDK
 saw; the Go test (e2e/crossfailover_test.go) asserts on it.
 
-usage: cross_client.py GATEWAY_URL openai|anthropic MODEL [FAIL_BACKEND]
+usage: cross_client.py GATEWAY_URL SDK:MODEL[:FAIL_BACKEND] ...
 
-FAIL_BACKEND, when given, is the fake backend asked (by header) to answer
-500: the primary of the chain.
+SDK is openai or anthropic; FAIL_BACKEND, when given, is the fake backend
+asked (by header) to answer 500: the primary of the chain. The output maps
+each MODEL to what the SDK saw.
 """
 import json
 import sys
@@ -14,14 +15,10 @@ import sys
 import anthropic
 import openai
 
-base, sdk, model = sys.argv[1], sys.argv[2], sys.argv[3]
-headers = {}
-if len(sys.argv) > 4:
-    headers = {"x-fakellm-fail": "500", "x-fakellm-fail-backend": sys.argv[4]}
-out = {}
+base = sys.argv[1]
 
 
-def openai_run():
+def openai_run(model, headers, out):
     oai = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, default_headers=headers)
     tools = [{"type": "function", "function": {
         "name": "get_weather", "description": "Current weather for a city",
@@ -53,7 +50,7 @@ def openai_run():
     }
 
 
-def anthropic_run():
+def anthropic_run(model, headers, out):
     ant = anthropic.Anthropic(base_url=base, api_key="unused", max_retries=0, default_headers=headers)
     tools = [{"name": "get_weather", "description": "Current weather for a city",
               "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
@@ -79,5 +76,10 @@ def anthropic_run():
     }
 
 
-openai_run() if sdk == "openai" else anthropic_run()
-print(json.dumps(out))
+result = {}
+for job in sys.argv[2:]:
+    sdk, model, *fail = job.split(":")
+    headers = {"x-fakellm-fail": "500", "x-fakellm-fail-backend": fail[0]} if fail else {}
+    result[model] = {}
+    (openai_run if sdk == "openai" else anthropic_run)(model, headers, result[model])
+print(json.dumps(result))
