@@ -159,3 +159,17 @@ func TestUpstreamAttempt(t *testing.T) {
 	assert.Equal(t, "hi", gjson.GetBytes(out, "messages.0.content.0.text").String())
 	assert.Equal(t, itoa(len(out)), set["content-length"])
 }
+
+// TestCrossRealtimeRefused: a Realtime session cannot move across
+// protocols (nor be buffered by the upstream filter): refused at once.
+func TestCrossRealtimeRefused(t *testing.T) {
+	p := newTranslationProcessor(t, crossConfig)
+	resp := p.handle(&extprocsvcv3.ProcessingRequest{Request: &extprocsvcv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocsvcv3.HttpHeaders{
+		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			{Key: ":method", RawValue: []byte("GET")}, {Key: ":path", RawValue: []byte("/v1/realtime?model=x")}, {Key: "upgrade", RawValue: []byte("websocket")},
+		}},
+		EndOfStream: true,
+	}}})
+	require.NotNil(t, resp.GetImmediateResponse(), "%v", resp)
+	assert.EqualValues(t, 400, resp.GetImmediateResponse().GetStatus().GetCode())
+}
