@@ -37,6 +37,8 @@ type crossHop struct {
 	// azureAPIVersion, vertexProject and vertexLocation choose the
 	// provider paths as Route's fields do.
 	azureAPIVersion, vertexProject, vertexLocation string
+	// bedrockInvoke: Claude's InvokeModel API rather than Converse.
+	bedrockInvoke bool
 }
 
 // crossChain is the failover chain of a route that mixes protocols, in
@@ -57,7 +59,7 @@ func (r *Routes) crossRoute(cfg *config.Config, m *config.Model, route *Route, c
 			continue
 		}
 		h := crossHop{backend: name, protocol: b.Protocol, upstreamModel: route.UpstreamModel, responsesAPI: b.ResponsesAPI,
-			queryParams: b.QueryParams, host: b.UpstreamHost(), headers: b.UpstreamHeaders()}
+			queryParams: b.QueryParams, host: b.UpstreamHost(), headers: b.UpstreamHeaders(), bedrockInvoke: b.AWS.Invoke()}
 		if name != route.Backend {
 			h.upstreamModel = m.FallbackModel(name, route.UpstreamModel)
 		}
@@ -113,7 +115,7 @@ func (h *crossHop) translator(c translate.Client, route *Route, body []byte) (tr
 	if h.native(c) {
 		return nil, body, translate.Request{}, nil
 	}
-	tr, err := translate.New(c, translate.Protocol(h.protocol), translate.Options{Model: h.upstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens})
+	tr, err := translate.New(c, translate.Protocol(h.protocol), translate.Options{Model: h.upstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens, BedrockInvoke: h.bedrockInvoke})
 	if err != nil {
 		return nil, nil, translate.Request{}, reject(ErrUnsupported, "The model `%s` cannot be used with the %s API.", route.Model, c)
 	}

@@ -44,6 +44,9 @@ type Route struct {
 	// VertexProject and VertexLocation are set for a Vertex AI backend:
 	// translated Gemini requests go to its publisher model paths.
 	VertexProject, VertexLocation string
+	// BedrockInvoke: a bedrock backend reached through Claude's
+	// InvokeModel API (aws.api: invoke) instead of Converse.
+	BedrockInvoke bool
 	// Cross is set when the version's failover chain mixes protocols:
 	// each attempt is translated and authorized for its own backend
 	// (cross.go, upstream.go); nil otherwise.
@@ -101,6 +104,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 				if b.Vertex != nil {
 					route.VertexProject, route.VertexLocation = b.Vertex.Project, b.Vertex.Location
 				}
+				route.BedrockInvoke = b.AWS.Invoke()
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)
 			r.noteClusters(route.Cluster, chain)

@@ -59,7 +59,7 @@ func allServeResponses(cfg *config.Config, chain []string) bool {
 // set holds the routing headers already chosen.
 func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
 	c, proto := clientAPI(p.endpoint), translate.Protocol(route.Protocol)
-	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens})
+	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens, BedrockInvoke: route.BedrockInvoke})
 	if err != nil {
 		return p.fail(reject(ErrUnsupported, "The model `%s` cannot be used with the %s API.", route.Model, c))
 	}
