@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
 
 	"github.com/streamgate/streamgate/examples/fakebedrock"
 	"github.com/streamgate/streamgate/examples/fakellm"
@@ -182,6 +183,23 @@ func TestCrossProtocolFailover(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 		assert.Equal(t, "claude-primary", resp.Header.Get(fakellm.HeaderBackend))
 		assert.Equal(t, "claude-upstream", resp.Header.Get(fakellm.HeaderReceivedModel))
+	})
+
+	t.Run("a large prompt fails over too", func(t *testing.T) {
+		prompt := strings.Repeat("word ", 300_000) // 1.5 MB: above Envoy's default 1 MiB buffers
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, c.g.gateway+"/v1/chat/completions",
+			strings.NewReader(`{"model":"xp-claude","max_tokens":5,"messages":[{"role":"user","content":"`+prompt+`"}]}`))
+		require.NoError(t, err)
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set(fakellm.HeaderFail, "500")
+		req.Header.Set(fakellm.HeaderFailBackend, "primary")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%.300s", body)
+		assert.Equal(t, "claude", resp.Header.Get(fakellm.HeaderBackend))
+		assert.Equal(t, "chat.completion", gjson.GetBytes(body, "object").Str)
 	})
 
 	t.Run("refused before anything is sent", func(t *testing.T) {
