@@ -244,6 +244,8 @@ func TestCrossProtocolFailover(t *testing.T) {
 		for _, r := range reqs {
 			assert.Equal(t, bedrockModelID, r.Model)
 		}
+		assert.Eventually(t, func() bool { return strings.Contains(c.g.logs.String(), `"backend":"bedrock"`) }, 15*time.Second, 100*time.Millisecond,
+			"the access log names the backend that answered")
 		requireCost(t, c.g, "xp-bedrock", before["xp-bedrock"], float64(out.Stream.PromptTokens+out.Stream.CompletionTokens+out.Whole.PromptTokens+out.Whole.CompletionTokens))
 	})
 

@@ -5,6 +5,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/streamgate/streamgate/config"
 	"github.com/streamgate/streamgate/contract"
@@ -142,6 +143,9 @@ type crossState struct {
 	chain  *crossChain
 	trs    []translate.Translator
 	stream bool
+	// answered is the backend that answered, once the response headers
+	// named it; telemetry and the access log report it.
+	answered *crossHop
 }
 
 // crossRequest answers the body of a cross request: every backend of the
@@ -188,15 +192,22 @@ func (p *processor) crossRequest(body, out []byte, route *Route, set []*corev3.H
 func (p *processor) crossAnswered(answeredBy string) {
 	for i := range p.cross.chain.hops {
 		h := &p.cross.chain.hops[i]
-		if h.backend == answeredBy && p.cross.trs[i] != nil {
+		if h.backend != answeredBy {
+			continue
+		}
+		p.cross.answered = h
+		if p.cross.trs[i] != nil {
 			p.tx = &translation{tr: p.cross.trs[i], stream: p.cross.stream, proto: h.protocol}
 		}
 	}
 	p.planTranslation()
 }
 
-// crossHeaders removes the backend's name from a cross response.
-func (p *processor) crossHeaders(h *extprocsvcv3.HeadersResponse) {
+// crossHeaders removes the backend's name from a cross response and
+// reports the backend that answered, and the model it was sent, to the
+// access log (the request's metadata named the version's).
+func (p *processor) crossHeaders(resp *extprocsvcv3.ProcessingResponse) {
+	h := resp.GetResponseHeaders()
 	if h.Response == nil {
 		h.Response = &extprocsvcv3.CommonResponse{}
 	}
@@ -204,4 +215,17 @@ func (p *processor) crossHeaders(h *extprocsvcv3.HeadersResponse) {
 		h.Response.HeaderMutation = &extprocsvcv3.HeaderMutation{}
 	}
 	h.Response.HeaderMutation.RemoveHeaders = append(h.Response.HeaderMutation.RemoveHeaders, contract.AnsweredByHeader)
+	if a := p.cross.answered; a != nil {
+		resp.DynamicMetadata = &structpb.Struct{Fields: map[string]*structpb.Value{contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{contract.MetaBackend: structpb.NewStringValue(a.backend), contract.MetaUpstreamModel: structpb.NewStringValue(a.upstreamModel)},
+		})}}
+	}
+}
+
+// answeredBy is the backend that answered a cross request, or nil.
+func (c *crossState) answeredBy() *crossHop {
+	if c == nil {
+		return nil
+	}
+	return c.answered
 }

@@ -80,6 +80,9 @@ func TestCrossRequest(t *testing.T) {
 	assert.Contains(t, hm.GetRemoveHeaders(), contract.AnsweredByHeader)
 	assert.Equal(t, "text/event-stream", setHeaders(hm)["content-type"])
 	assert.Equal(t, extprocv3.ProcessingMode_STREAMED, out.GetModeOverride().GetResponseBodyMode())
+	md := out.GetDynamicMetadata().GetFields()[contract.MetadataNamespace].GetStructValue().GetFields()
+	assert.Equal(t, "claude", md[contract.MetaBackend].GetStringValue(), "the access log names the backend that answered")
+	assert.Equal(t, "claude-x", md[contract.MetaUpstreamModel].GetStringValue())
 
 	p = crossProcessor(t)
 	p.handle(requestBody(`{"model":"x","messages":[{"role":"user","content":"hi"}]}`))

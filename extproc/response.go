@@ -111,7 +111,7 @@ func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3
 		resp.GetResponseHeaders().Response = &extprocsvcv3.CommonResponse{HeaderMutation: p.tx.headers(p.status)}
 	}
 	if p.cross != nil {
-		p.crossHeaders(resp.GetResponseHeaders())
+		p.crossHeaders(resp)
 	}
 	resp.ModeOverride = p.plan.mode(atResponseHeaders)
 	return resp
