@@ -161,6 +161,11 @@ func TestUpstreamAttempt(t *testing.T) {
 	assert.Equal(t, "claude-x", gjson.GetBytes(out, "model").String(), "the fallback's own model")
 	assert.Equal(t, "hi", gjson.GetBytes(out, "messages.0.content.0.text").String())
 	assert.Equal(t, itoa(len(out)), set["content-length"])
+
+	set, out = attempt("gemini")
+	assert.Equal(t, "/v1beta/models/x-vllm:generateContent", set[":path"], "no fallback model: the version's")
+	assert.Equal(t, "claude-secret", set["x-goog-api-key"])
+	assert.Equal(t, "hi", gjson.GetBytes(out, "contents.0.parts.0.text").String())
 }
 
 // TestCrossRealtimeRefused: a Realtime session cannot move across
