@@ -181,3 +181,43 @@ func TestCrossRealtimeRefused(t *testing.T) {
 	require.NotNil(t, resp.GetImmediateResponse(), "%v", resp)
 	assert.EqualValues(t, 400, resp.GetImmediateResponse().GetStatus().GetCode())
 }
+
+// TestUpstreamAttemptSignsForBedrock: an attempt on Bedrock (Claude on
+// InvokeModel here) is signed for its path and body alone.
+func TestUpstreamAttemptSignsForBedrock(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	cfg, err := config.Parse("test.yaml", []byte(`backends:
+  - name: vllm
+    protocol: openai
+    endpoints: [127.0.0.1:8000]
+  - name: br
+    protocol: bedrock
+    endpoints: [127.0.0.1:9443]
+    aws: {region: us-east-1, api: invoke}
+models:
+  - name: x
+    backend: vllm
+    fallbacks: [br]
+    fallback_models: {br: "anthropic.claude-3-haiku-20240307-v1:0"}
+`))
+	require.NoError(t, err)
+	a, err := auth.New(t.Context(), cfg, auth.Options{})
+	require.NoError(t, err)
+	s := NewServer(cfg, NewRoutes(cfg, 0), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	s.SetAuth(a)
+	st := extproctest.NewStream(t.Context(),
+		upstreamMsg("br", map[string]string{contract.PathHeader: "/v1/messages", contract.ModelHeader: "x", contract.VersionHeader: "default"}),
+		requestBody(`{"model":"x","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	require.NoError(t, s.Process(st))
+	require.Len(t, st.Sent, 2)
+	common := st.Sent[1].GetRequestBody().GetResponse()
+	set := setHeaders(common.GetHeaderMutation())
+	assert.Equal(t, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke-with-response-stream", set[":path"])
+	assert.Equal(t, "bedrock-runtime.us-east-1.amazonaws.com", set[":authority"])
+	assert.Contains(t, set["authorization"], "AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+	assert.NotEmpty(t, set["x-amz-date"])
+	assert.Equal(t, "bedrock-2023-05-31", gjson.GetBytes(common.GetBodyMutation().GetBody(), "anthropic_version").String())
+}
