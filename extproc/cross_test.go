@@ -3,6 +3,7 @@ package extproc
 import (
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -220,4 +221,27 @@ models:
 	assert.Contains(t, set["authorization"], "AWS4-HMAC-SHA256 Credential=AKIDTEST/")
 	assert.NotEmpty(t, set["x-amz-date"])
 	assert.Equal(t, "bedrock-2023-05-31", gjson.GetBytes(common.GetBodyMutation().GetBody(), "anthropic_version").String())
+}
+
+// BenchmarkUpstreamAttempt is one attempt of a cross request on a
+// fallback of another protocol: the upstream stream's two messages,
+// translating a chat request to Anthropic Messages and setting its key.
+func BenchmarkUpstreamAttempt(b *testing.B) {
+	b.Setenv("CROSS_VLLM_KEY", "vllm-secret")
+	b.Setenv("CROSS_CLAUDE_KEY", "claude-secret")
+	cfg, err := config.Parse("test.yaml", []byte(crossConfig))
+	require.NoError(b, err)
+	a, err := auth.New(b.Context(), cfg, auth.Options{})
+	require.NoError(b, err)
+	s := NewServer(cfg, NewRoutes(cfg, 0), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	s.SetAuth(a)
+	head := upstreamMsg("claude", map[string]string{contract.PathHeader: "/v1/chat/completions", contract.ModelHeader: "x", contract.VersionHeader: "default"})
+	body := requestBody(`{"model":"x","max_tokens":50,"stream":true,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"` + strings.Repeat("word ", 180) + `"}]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		st := extproctest.NewStream(b.Context(), head, body)
+		if err := s.Process(st); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
