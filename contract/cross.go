@@ -32,6 +32,7 @@ const (
 	// PathHeader carries the client's request path to the upstream
 	// ext_proc filter of a cross request: every attempt sees the headers
 	// the previous one changed (Envoy shares one header map between
-	// attempts), so the original path travels beside :path.
+	// attempts), so the original path travels beside :path, with only the
+	// query parameters some backend of the chain may receive.
 	PathHeader = HeaderPrefix + "path"
 )

@@ -79,6 +79,18 @@ func (r *Routes) crossRoute(cfg *config.Config, m *config.Model, route *Route, c
 	route.Cross = c
 }
 
+// path is the client's path as the upstream filter gets it: only the
+// query parameters some backend of the chain may receive are kept (the
+// header reaches every attempt; a query may carry secrets).
+func (c *crossChain) path(clientPath string) string {
+	var allowed []string
+	for i := range c.hops {
+		allowed = append(allowed, c.hops[i].queryParams...)
+	}
+	out, _ := upstreamPath(clientPath, allowed)
+	return out
+}
+
 // hop returns the chain's hop for backend, or nil.
 func (c *crossChain) hop(backend string) *crossHop {
 	for i := range c.hops {
@@ -167,7 +179,7 @@ func (p *processor) crossRequest(body, out []byte, route *Route, set []*corev3.H
 	}
 	p.cross = cs
 	p.planResponse()
-	set = append(set, header(contract.PathHeader, p.path), header(contract.ModelHeader, route.Model), header("content-length", itoa(len(out))))
+	set = append(set, header(contract.PathHeader, route.Cross.path(p.path)), header(contract.ModelHeader, route.Model), header("content-length", itoa(len(out))))
 	if route.Shaping != nil {
 		set = append(set, route.Shaping.headers...)
 	}

@@ -56,12 +56,13 @@ func crossProcessor(t *testing.T) *processor {
 // backend that answered.
 func TestCrossRequest(t *testing.T) {
 	p := crossProcessor(t)
+	p.path = "/v1/chat/completions?key=secret"
 	resp := p.handle(requestBody(`{"model":"x","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 	common := resp.GetRequestBody().GetResponse()
 	require.NotNil(t, common, "%v", resp)
 	set := setHeaders(common.GetHeaderMutation())
 	assert.Equal(t, contract.FailoverCluster([]string{"vllm", "claude", "gemini"}), set[contract.BackendHeader])
-	assert.Equal(t, "/v1/chat/completions", set[contract.PathHeader])
+	assert.Equal(t, "/v1/chat/completions", set[contract.PathHeader], "no backend of the chain takes the query parameter: it goes nowhere")
 	assert.Equal(t, "x", set[contract.ModelHeader])
 	assert.NotContains(t, set, "authorization", "credentials are each attempt's")
 	assert.NotContains(t, set, ":path")
