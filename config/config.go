@@ -291,8 +291,16 @@ type Model struct {
 	AllowPin bool `yaml:"allow_pin"`
 	// Fallbacks are backends tried in order when the chosen version's
 	// backend fails before the first response byte (connect failure, reset,
-	// 5xx or 429). They receive the version's upstream model name.
+	// 5xx or 429). They receive the version's upstream model name, or
+	// their entry in fallback_models. A fallback may speak another
+	// protocol (openai, anthropic, bedrock, gemini among each other): each
+	// attempt is then translated and authorized for its own backend
+	// (docs/providers.md, "Fallbacks across providers").
 	Fallbacks []string `yaml:"fallbacks"`
+	// FallbackModels names the model a fallback backend expects when it is
+	// not the version's upstream model, e.g. {bedrock:
+	// anthropic.claude-3-haiku-20240307-v1:0}: backend name -> model.
+	FallbackModels map[string]string `yaml:"fallback_models"`
 	// DefaultMaxTokens is the output cap sent when a client sends none and
 	// the backend requires one (Anthropic and Bedrock; default 4096 there,
 	// else unused).

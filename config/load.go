@@ -282,16 +282,19 @@ func (v *validator) fallbacks(p string, m Model, backends map[string]int) {
 			v.at(fp, "model %q lists backend %q twice in its failover chain", m.Name, fb)
 		}
 		seen[fb] = true
-		// The gateway injects one upstream credential per request, chosen
-		// with the version; a retry on a fallback reuses it.
+		// In a chain of one protocol the gateway injects one upstream
+		// credential per request, chosen with the version; a retry on a
+		// fallback reuses it. A chain mixing protocols authorizes each
+		// attempt for its own backend (crossFallback).
 		for _, ver := range m.Versions {
-			if !sameCredential(v.cfg.Backend(ver.Backend), v.cfg.Backend(fb)) {
+			if !v.cfg.MixesProtocols(ver.Backend, m.Fallbacks) && !sameCredential(v.cfg.Backend(ver.Backend), v.cfg.Backend(fb)) {
 				v.at(fp, "model %q falls back from backend %q to %q, which takes a different upstream credential; failover needs the same one", m.Name, ver.Backend, fb)
 				break
 			}
 		}
-		v.sameProtocol(fp, m, fb)
+		v.crossFallback(fp, m, fb)
 	}
+	v.fallbackModels(p, m)
 }
 
 func sameCredential(a, b *Backend) bool {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -50,24 +51,79 @@ models:
 	assert.Contains(t, ps[0].Msg, "default_max_tokens")
 }
 
-func TestFailoverNeedsOneProtocol(t *testing.T) {
-	src := `backends:
-  - name: claude
-    protocol: anthropic
-    endpoints: [127.0.0.1:8001]
+// crossBackends are one backend of each protocol a fallback may name.
+const crossBackends = `backends:
   - name: vllm
     protocol: openai
     endpoints: [127.0.0.1:8000]
+  - name: claude
+    protocol: anthropic
+    endpoints: [127.0.0.1:8001]
+  - name: bedrock
+    protocol: bedrock
+    endpoints: [127.0.0.1:8002]
+    aws: {region: us-east-1}
+  - name: gemini
+    protocol: gemini
+    endpoints: [127.0.0.1:8003]
+    credential: {header: x-goog-api-key, env: HOME}
+  - name: ollama
+    protocol: ollama
+    endpoints: [127.0.0.1:8004]
+  - name: picked
+    protocol: openai
+    endpoints: [127.0.0.1:8005]
+    picking: {}
+  - name: keyed
+    protocol: openai
+    endpoints: [127.0.0.1:8006]
+    credential: {header: authorization, env: HOME}
 models:
-  - name: m
-    backend: claude
-    fallbacks: [vllm]
 `
-	_, err := Parse("failover.yaml", []byte(src))
-	require.Error(t, err)
-	ps := Problems(err)
-	require.Len(t, ps, 1)
-	assert.Contains(t, ps[0].Msg, "one protocol")
+
+func TestFallbacksAcrossProtocols(t *testing.T) {
+	for name, tc := range map[string]struct {
+		model string
+		line  int    // of the one problem; 0: valid
+		msg   string // in the problem
+	}{
+		"openai to anthropic, bedrock, gemini": {model: "  - {name: m, backend: vllm, fallbacks: [claude, bedrock, gemini]}"},
+		"anthropic back to openai":             {model: "  - {name: m, backend: claude, fallbacks: [vllm]}"},
+		"bedrock to gemini":                    {model: "  - {name: m, backend: bedrock, fallbacks: [gemini]}"},
+		"credentials differ across protocols":  {model: "  - {name: m, backend: keyed, fallbacks: [vllm, claude]}"},
+		"a fallback model per backend": {model: "  - name: m\n    backend: vllm\n    fallbacks: [bedrock]\n" +
+			"    fallback_models: {bedrock: anthropic.claude-3-haiku-20240307-v1:0}"},
+		"ollama has no translation back": {model: "  - {name: m, backend: vllm, fallbacks: [ollama]}", line: 28,
+			msg: `falls back from backend "vllm" (openai) to "ollama" (ollama); failover across protocols works between openai, anthropic, bedrock and gemini backends only`},
+		"picking in a mixed chain": {model: "  - {name: m, backend: picked, fallbacks: [claude]}", line: 28,
+			msg: `backend "picked" uses picking`},
+		"one protocol still needs one credential": {model: "  - {name: m, backend: keyed, fallbacks: [vllm]}", line: 28,
+			msg: "different upstream credential"},
+		"fallback model of no fallback": {model: "  - name: m\n    backend: vllm\n    fallbacks: [claude]\n    fallback_models: {gemini: g}", line: 31,
+			msg: `fallback model for backend "gemini", which is not one of its fallbacks`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := crossBackends + strings.ReplaceAll(tc.model, `\n`, "\n") + "\n"
+			_, err := Parse("cross.yaml", []byte(src))
+			if tc.line == 0 {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			ps := Problems(err)
+			require.Len(t, ps, 1, "%v", err)
+			assert.Equal(t, tc.line, ps[0].Line)
+			assert.Contains(t, ps[0].Msg, tc.msg)
+		})
+	}
+}
+
+func TestMixesProtocols(t *testing.T) {
+	cfg, err := Parse("cross.yaml", []byte(crossBackends+"  - {name: m, backend: vllm, fallbacks: [claude]}\n"))
+	require.NoError(t, err)
+	assert.True(t, cfg.MixesProtocols("vllm", []string{"claude"}))
+	assert.False(t, cfg.MixesProtocols("vllm", []string{"keyed", "picked"}))
+	assert.Equal(t, "x", cfg.Models[0].FallbackModel("claude", "x"))
 }
 
 func TestResponsesAPIOnlyOnOpenAIBackends(t *testing.T) {

@@ -32,7 +32,18 @@ type AWS struct {
 	// CredentialsFiles replace the shared credentials files the SDK reads;
 	// empty means AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials.
 	CredentialsFiles []string `yaml:"credentials_files"`
+	// API is the Bedrock API requests go to: converse (the default; any
+	// model, translated to Converse / ConverseStream) or invoke (Claude
+	// models only: Anthropic's Messages body through InvokeModel /
+	// InvokeModelWithResponseStream, with Claude's own features).
+	API string `yaml:"api"`
 }
+
+// Bedrock APIs (AWS.API).
+const (
+	BedrockConverse = "converse"
+	BedrockInvoke   = "invoke"
+)
 
 // SigningHost is the host requests to the backend are signed for and sent
 // with.
@@ -42,6 +53,10 @@ func (a *AWS) SigningHost() string {
 	}
 	return "bedrock-runtime." + a.Region + ".amazonaws.com"
 }
+
+// Invoke reports whether requests go to Claude's InvokeModel API (api:
+// invoke) rather than Converse; a nil AWS: no.
+func (a *AWS) Invoke() bool { return a != nil && a.API == BedrockInvoke }
 
 // UpstreamHost is the Host header Envoy must send to b: the signed host
 // of a bedrock backend; the server name of a TLS backend named by DNS
@@ -93,6 +108,8 @@ func (v *validator) validateProvider(p string, b *Backend) {
 		v.at(p+".aws", "backend %q: aws applies to the bedrock protocol only, not %s", b.Name, b.Protocol)
 	case b.AWS != nil && b.AWS.Region == "":
 		v.at(p+".aws.region", "backend %q: aws.region is required (e.g. us-east-1)", b.Name)
+	case b.AWS != nil && b.AWS.API != "" && b.AWS.API != BedrockConverse && b.AWS.API != BedrockInvoke:
+		v.at(p+".aws.api", "backend %q: aws.api is converse or invoke, not %q", b.Name, b.AWS.API)
 	}
 	if b.OpenAI != nil && (b.Protocol != ProtocolOpenAI || b.Azure != nil) {
 		v.at(p+".openai", "backend %q: openai (organization, project) applies to OpenAI platform backends only (protocol openai, no azure)", b.Name)
@@ -114,7 +131,7 @@ func sameAWS(a, b *Backend) bool {
 		return a.AWS == nil && b.AWS == nil
 	}
 	x, y := a.AWS, b.AWS
-	return x.Region == y.Region && x.SigningHost() == y.SigningHost() && x.Profile == y.Profile &&
+	return x.Region == y.Region && x.SigningHost() == y.SigningHost() && x.Profile == y.Profile && x.Invoke() == y.Invoke() &&
 		slices.Equal(x.ConfigFiles, y.ConfigFiles) && slices.Equal(x.CredentialsFiles, y.CredentialsFiles)
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -144,4 +145,29 @@ models: [{name: m, backend: az}, {name: n, backend: c}]
 	require.Error(t, err)
 	assert.Len(t, Problems(err), 2)
 	assert.Contains(t, err.Error(), "applies to OpenAI platform backends only")
+}
+
+func TestBedrockAPI(t *testing.T) {
+	src := `backends:
+  - name: claude
+    protocol: bedrock
+    endpoints: [127.0.0.1:9443]
+    aws: {region: us-east-1, api: invoke}
+  - name: other
+    protocol: bedrock
+    endpoints: [127.0.0.1:9444]
+    aws: {region: us-east-1, api: invokemodel}
+models:
+  - {name: c, backend: claude}
+`
+	_, err := Parse("api.yaml", []byte(src))
+	require.Error(t, err)
+	ps := Problems(err)
+	require.Len(t, ps, 1)
+	assert.Equal(t, 9, ps[0].Line)
+	assert.Contains(t, ps[0].Msg, `aws.api is converse or invoke, not "invokemodel"`)
+	cfg, err := Parse("api.yaml", []byte(strings.Replace(src, "api: invokemodel", "api: converse", 1)))
+	require.NoError(t, err)
+	assert.True(t, cfg.Backend("claude").AWS.Invoke())
+	assert.False(t, cfg.Backend("other").AWS.Invoke())
 }

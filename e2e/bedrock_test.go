@@ -76,9 +76,22 @@ func startFakeBedrock(t *testing.T) (fake *fakebedrock.Server, addr, configFile,
 // (a streamed message with a tool call, a whole one, throttling, wrong
 // credentials).
 func TestBedrockWithOfficialSDKs(t *testing.T) {
+	checkBedrockSDKs(t, "converse")
+}
+
+// TestBedrockInvokeWithOfficialSDKs is TestBedrockWithOfficialSDKs for
+// Claude on InvokeModel (aws.api: invoke): the same answers, through
+// InvokeModel and InvokeModelWithResponseStream.
+func TestBedrockInvokeWithOfficialSDKs(t *testing.T) {
+	checkBedrockSDKs(t, "invoke")
+}
+
+// checkBedrockSDKs runs the SDKs against bedrock backends using api.
+func checkBedrockSDKs(t *testing.T, api string) {
 	py := pythonSDKs(t)
 	fake, addr, configFile, credsFile := startFakeBedrock(t)
-	g := startGateway(t, fmt.Sprintf(bedrockConfig, addr, configFile, credsFile))
+	cfg := strings.ReplaceAll(fmt.Sprintf(bedrockConfig, addr, configFile, credsFile), "aws: {region: us-east-1,", "aws: {region: us-east-1, api: "+api+",")
+	g := startGateway(t, cfg)
 	var out struct {
 		ChatStream struct {
 			Content          *string
@@ -162,7 +175,7 @@ func TestBedrockWithOfficialSDKs(t *testing.T) {
 	require.NotEmpty(t, reqs)
 	for _, r := range reqs {
 		assert.Equal(t, bedrockModelID, r.Model)
-		assert.True(t, strings.HasPrefix(r.Path, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"), r.Path)
+		assert.True(t, strings.HasPrefix(r.Path, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/"+api), r.Path)
 	}
 }
 
@@ -181,8 +194,16 @@ func runPyArgs(t *testing.T, py, script string, args []string, out any) {
 // translated for an Anthropic Messages client, is what the gateway records
 // (here: the cost at one dollar per token).
 func TestBedrockUsageIsMetered(t *testing.T) {
+	// The fake counts 4 prompt bytes a token: of the Converse content
+	// block, or of Claude's content string on InvokeModel.
+	t.Run("converse", func(t *testing.T) { checkBedrockUsage(t, "converse", len(`{"text":"count these words please"}`)/4) })
+	t.Run("invoke", func(t *testing.T) { checkBedrockUsage(t, "invoke", len(`"count these words please"`)/4) })
+}
+
+func checkBedrockUsage(t *testing.T, api string, input int) {
 	_, addr, configFile, credsFile := startFakeBedrock(t)
-	g := startGateway(t, fmt.Sprintf(bedrockConfig, addr, configFile, credsFile))
+	cfg := strings.ReplaceAll(fmt.Sprintf(bedrockConfig, addr, configFile, credsFile), "aws: {region: us-east-1,", "aws: {region: us-east-1, api: "+api+",")
+	g := startGateway(t, cfg)
 	for _, stream := range []bool{true, false} {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, g.gateway+"/v1/messages",
 			strings.NewReader(fmt.Sprintf(`{"model":"claude-metered","max_tokens":50,"stream":%t,"messages":[{"role":"user","content":"count these words please"}]}`, stream)))
@@ -194,10 +215,8 @@ func TestBedrockUsageIsMetered(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 	}
-	// The fake counts 4 prompt bytes a token and a token per output word:
-	// "Echo: count these words please" is 5 words.
-	input := float64(len(`{"text":"count these words please"}`) / 4)
-	want := 2 * (input + 5)
+	// A token per output word: "Echo: count these words please" is 5 words.
+	want := 2 * float64(input+5)
 	require.Eventually(t, func() bool {
 		return sumWhere(scrapeFamilies(t, g), "streamgate_cost_usd_total", "", map[string]string{"model": "claude-metered"}) == want
 	}, 5*time.Second, 50*time.Millisecond, "cost of two requests at $1 a token: %v", want)

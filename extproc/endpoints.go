@@ -132,7 +132,7 @@ func modelEndpoints(m *config.Model, versions []Route) []string {
 		}
 		ok := len(versions) > 0
 		for j := range versions {
-			ok = ok && !versions[j].Protocol.IsGRPC() && a.serves(a, &versions[j])
+			ok = ok && !versions[j].Protocol.IsGRPC() && a.serves(a, &versions[j]) && versions[j].Cross.serves(a)
 		}
 		if ok {
 			paths = append(paths, a.path)

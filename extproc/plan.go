@@ -210,13 +210,30 @@ func envoyReadsUsageOf(e endpoint) bool {
 func (p *processor) planResponse() {
 	pl := &p.plan
 	pl.settle = p.lim != nil && p.lim.res != nil
-	pl.translate = p.tx != nil
+	p.planTranslation()
+	p.meter.images = isImages(p.endpoint)
+	// A cross request (cross.go) learns at the response headers whether
+	// its answer is translated: it stays.
+	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && p.cross == nil && (pl.settle || pl.usage) &&
+		!(p.lim != nil && p.lim.res != nil && p.lim.res.HoldsSlots())
+	if pl.report {
+		p.reportKey = p.reports.newKey()
+	}
+}
+
+// planTranslation sets the parts of the plan a translation decides (p.tx,
+// or none): whether the response is translated, the side the meter reads
+// and what it reads. A cross request runs it again once it knows which
+// backend answered (crossAnswered).
+func (p *processor) planTranslation() {
+	pl := &p.plan
+	pl.translate, pl.side, p.meter.anthropic = p.tx != nil, meterClient, false
 	// chained: Responses translated through Chat Completions to another
 	// protocol (translate/chain.go); the Responses events the client gets
 	// carry the usage.
-	chained := pl.translate && p.endpoint == endpointResponses && p.route != nil && p.route.Protocol != config.ProtocolOpenAI
+	chained := pl.translate && p.endpoint == endpointResponses && p.tx.proto != config.ProtocolOpenAI
 	switch {
-	case pl.translate && p.endpoint == endpointMessages && p.route != nil && (p.route.Protocol == config.ProtocolBedrock || p.route.Protocol == config.ProtocolGemini):
+	case pl.translate && p.endpoint == endpointMessages && (p.tx.proto == config.ProtocolBedrock || p.tx.proto == config.ProtocolGemini):
 		// Bedrock's frames and Gemini's events are not metered; the Anthropic
 		// events made of them are.
 		p.meter.anthropic = true
@@ -225,12 +242,6 @@ func (p *processor) planResponse() {
 		pl.side = meterBackend
 	}
 	p.meter.responses = p.endpoint == endpointResponses && (!pl.translate || chained)
-	p.meter.images = isImages(p.endpoint)
-	pl.report = p.reports != nil && p.envoyReads && envoyReadsUsageOf(p.endpoint) && !pl.translate && (pl.settle || pl.usage) &&
-		!(p.lim != nil && p.lim.res != nil && p.lim.res.HoldsSlots())
-	if pl.report {
-		p.reportKey = p.reports.newKey()
-	}
 }
 
 // planBody completes the plan at the response headers of a response with

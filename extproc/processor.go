@@ -95,6 +95,9 @@ type processor struct {
 	status   int
 	answered bool
 	tx       *translation // set when the backend speaks another API
+	// cross is set for a request whose failover chain mixes protocols
+	// (cross.go); tx then comes at the response headers.
+	cross *crossState
 
 	// gRPC calls (grpc.go): routed from metadata, answered with gRPC status.
 	grpc       bool
@@ -308,6 +311,9 @@ func (p *processor) onRequestBody(b *extprocsvcv3.HttpBody) *extprocsvcv3.Proces
 	set = p.traceHeaders(set)
 	if route.FirstByteTimeout != "" && p.info.Stream {
 		set = append(set, header(contract.PerTryTimeoutHeader, route.FirstByteTimeout))
+	}
+	if route.Cross != nil {
+		return p.crossRequest(body, out, route, set)
 	}
 	if !p.native(route) {
 		return p.translateRequest(out, route, set)

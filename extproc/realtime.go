@@ -106,7 +106,7 @@ func (p *processor) onRealtimeRequestHeaders(h *extprocsvcv3.HttpHeaders, method
 	if err := p.checkEndpoint(route); err != nil {
 		return p.fail(err)
 	}
-	if route.Protocol != config.ProtocolOpenAI {
+	if route.Protocol != config.ProtocolOpenAI || route.Cross != nil { // a session cannot fail over across protocols
 		return p.fail(reject(ErrUnsupported, "The model `%s` is not served over the Realtime API on this gateway.", model))
 	}
 	p.route, p.info.Model, p.info.Stream = route, model, true

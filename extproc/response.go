@@ -90,6 +90,10 @@ func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3
 			if !typed {
 				eventStream, typed = strings.HasPrefix(headerValue(hv), "text/event-stream"), true
 			}
+		case contract.AnsweredByHeader:
+			if p.cross != nil {
+				p.crossAnswered(headerValue(hv))
+			}
 		}
 	}
 	if p.tx != nil {
@@ -105,6 +109,9 @@ func (p *processor) onResponseHeaders(h *extprocsvcv3.HttpHeaders) *extprocsvcv3
 	}
 	if p.tx != nil {
 		resp.GetResponseHeaders().Response = &extprocsvcv3.CommonResponse{HeaderMutation: p.tx.headers(p.status)}
+	}
+	if p.cross != nil {
+		p.crossHeaders(resp)
 	}
 	resp.ModeOverride = p.plan.mode(atResponseHeaders)
 	return resp

@@ -48,6 +48,13 @@ type Route struct {
 	// requests in milliseconds, ready for contract.PerTryTimeoutHeader;
 	// empty for none (deadline.go).
 	FirstByteTimeout string
+	// BedrockInvoke: a bedrock backend reached through Claude's
+	// InvokeModel API (aws.api: invoke) instead of Converse.
+	BedrockInvoke bool
+	// Cross is set when the version's failover chain mixes protocols:
+	// each attempt is translated and authorized for its own backend
+	// (cross.go, upstream.go); nil otherwise.
+	Cross *crossChain
 }
 
 // modelRoutes holds one public model's versions with cumulative weights.
@@ -101,11 +108,15 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 				if b.Vertex != nil {
 					route.VertexProject, route.VertexLocation = b.Vertex.Project, b.Vertex.Location
 				}
+				route.BedrockInvoke = b.AWS.Invoke()
 			}
 			route.NativeResponses = allServeResponses(cfg, chain)
 			route.FirstByteTimeout = firstByteTimeout(cfg, v.Backend)
 			r.noteClusters(route.Cluster, chain)
 			r.noteTranslations(translate.Protocol(route.Protocol), enabled)
+			if cfg.MixesProtocols(v.Backend, m.Fallbacks) {
+				r.crossRoute(cfg, m, &route, chain, enabled)
+			}
 			mr.versions = append(mr.versions, route)
 			mr.cumul = append(mr.cumul, sum)
 		}

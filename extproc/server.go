@@ -83,6 +83,9 @@ func (s *Server) Process(stream extprocsvcv3.ExternalProcessor_ProcessServer) er
 	if end, err := streamEnd(err); end {
 		return err
 	}
+	if isUpstream(req) {
+		return s.processUpstream(stream, req)
+	}
 	p := s.gen.Load().processor(stream.Context(), s.log, s.metrics)
 	p.reports = s.reports
 	p.pick.pool = s.picks

@@ -229,7 +229,10 @@ func (p *processor) record() *telemetry.Record {
 	}
 	if rt := p.route; rt != nil {
 		r.Model, r.UpstreamModel, r.Backend, r.Version = rt.Model, rt.UpstreamModel, rt.Backend, rt.Version
-		r.ResponseModel = rt.UpstreamModel
+		if h := p.cross.answeredBy(); h != nil { // a fallback of another protocol answered
+			r.UpstreamModel, r.Backend = h.upstreamModel, h.backend
+		}
+		r.ResponseModel = r.UpstreamModel
 	} else if p.info.Model != "" { // refused before routing: as the access log names it
 		r.Model = p.routes.labelModel(p.info.Model)
 	}

@@ -21,6 +21,8 @@ type translation struct {
 	// passes through tr.Stream chunk by chunk.
 	streaming bool
 	out       []byte // reused for each translated chunk
+	// proto is the protocol of the backend whose answer is translated.
+	proto config.Protocol
 }
 
 // noteTranslations records the client APIs a backend of protocol p serves
@@ -57,7 +59,7 @@ func allServeResponses(cfg *config.Config, chain []string) bool {
 // set holds the routing headers already chosen.
 func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
 	c, proto := clientAPI(p.endpoint), translate.Protocol(route.Protocol)
-	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens})
+	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens, BedrockInvoke: route.BedrockInvoke})
 	if err != nil {
 		return p.fail(reject(ErrUnsupported, "The model `%s` cannot be used with the %s API.", route.Model, c))
 	}
@@ -73,7 +75,7 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 		}
 		return p.fail(err)
 	}
-	p.tx = &translation{tr: tr, stream: req.Stream}
+	p.tx = &translation{tr: tr, stream: req.Stream, proto: route.Protocol}
 	p.planResponse()
 	path := req.Path
 	if route.AzureAPIVersion != "" {
@@ -96,12 +98,18 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 	if route.Shaping != nil {
 		set = append(set, route.Shaping.headers...)
 	}
+	// The translator reads the response: it must not be compressed. A
+	// signed request carries the gateway's authorization alone (removals
+	// come before the set headers).
+	remove := []string{"accept-encoding"}
+	if route.Protocol == config.ProtocolBedrock {
+		remove = append(remove, "authorization")
+	}
 	return &extprocsvcv3.ProcessingResponse{DynamicMetadata: p.requestMetadata(), Response: &extprocsvcv3.ProcessingResponse_RequestBody{
 		RequestBody: &extprocsvcv3.BodyResponse{Response: &extprocsvcv3.CommonResponse{
 			ClearRouteCache: true,
 			BodyMutation:    &extprocsvcv3.BodyMutation{Mutation: &extprocsvcv3.BodyMutation_Body{Body: req.Body}},
-			// The translator reads the response: it must not be compressed.
-			HeaderMutation: &extprocsvcv3.HeaderMutation{SetHeaders: set, RemoveHeaders: []string{"accept-encoding"}},
+			HeaderMutation:  &extprocsvcv3.HeaderMutation{SetHeaders: set, RemoveHeaders: remove},
 		}},
 	}}
 }

@@ -118,6 +118,9 @@ func failoverRoute(cfg *config.Config, chain []string) (*routev3.Route, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MixesProtocols(chain[0], chain[1:]) {
+		return crossRoute(cfg, chain, retry), nil
+	}
 	r := backendRoute(cfg, contract.FailoverCluster(chain))
 	// The config allows a chain only of backends taking the same fixed
 	// headers and, when signed, one Host. TLS backends of different server

@@ -76,6 +76,13 @@ func gatewayListener(cfg *config.Config) (*listenerv3.Listener, error) {
 		filters = append(append([]*hcmv3.HttpFilter{extProc}, usage...), grpcStats, router)
 		logs = append(logs, report)
 	}
+	strip, err := stripAmz(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if strip != nil {
+		filters = append([]*hcmv3.HttpFilter{strip}, filters...)
+	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "streamgate",
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,

@@ -59,6 +59,9 @@ func serviceRoutes(cfg *config.Config) ([]*routev3.Route, error) {
 		if cfg.Limits != nil {
 			r.ResponseHeadersToAdd = rateLimitHeadersToAdd()
 		}
+		if err := stripAmzOff(cfg, r); err != nil {
+			return nil, err
+		}
 		routes = append(routes, r)
 	}
 	return routes, nil

@@ -35,24 +35,37 @@ const (
 func Snapshot(cfg *config.Config, mode Mode) (*cachev3.Snapshot, error) {
 	res := map[resourcev3.Type][]types.Resource{}
 	backends := sortedBackends(cfg)
+	cross := crossBackends(cfg)
 	for i := range backends {
 		b := &backends[i]
 		c, err := backendCluster(b)
 		if err != nil {
 			return nil, err
 		}
+		if cross[b.Name] {
+			markEndpoints(c.LoadAssignment, b.Name)
+		}
 		if err := applyPicking(c, b, cfg.Gateway.RetryBudgetPercent); err != nil {
 			return nil, err
 		}
 		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], c)
 		if usesEDS(b) {
-			res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], backendEndpoints(b))
+			cla := backendEndpoints(b)
+			if cross[b.Name] {
+				markEndpoints(cla, b.Name)
+			}
+			res[resourcev3.EndpointType] = append(res[resourcev3.EndpointType], cla)
 		}
 	}
 	for _, chain := range failoverChains(cfg) {
 		c, err := failoverCluster(cfg, chain)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.MixesProtocols(chain[0], chain[1:]) {
+			if err := crossChainOptions(cfg, c); err != nil {
+				return nil, err
+			}
 		}
 		res[resourcev3.ClusterType] = append(res[resourcev3.ClusterType], c)
 	}

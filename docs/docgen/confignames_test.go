@@ -75,7 +75,8 @@ func notConfigPath(p string) bool {
 			return true
 		}
 	}
-	for _, prefix := range []string{"envoy.filters.", "envoy.extensions.", "envoy.lb", "envoy.access_loggers.", "envoy.transport_sockets."} {
+	// xds.upstream_host_metadata is an Envoy attribute, not the xds section.
+	for _, prefix := range []string{"envoy.filters.", "envoy.extensions.", "envoy.lb", "envoy.access_loggers.", "envoy.transport_sockets.", "xds.upstream_host_metadata"} {
 		if strings.HasPrefix(p, prefix) {
 			return true
 		}

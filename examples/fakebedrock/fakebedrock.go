@@ -120,7 +120,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "InvalidSignatureException", "The request was signed for another host than this endpoint.")
 		return
 	}
-	model, stream, ok := route(r)
+	model, stream, invoke, ok := route(r)
 	if !ok || r.Method != http.MethodPost {
 		writeError(w, http.StatusNotFound, "UnknownOperationException", "")
 		return
@@ -132,6 +132,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{Path: r.URL.EscapedPath(), Model: model, Body: body})
 	s.mu.Unlock()
+	if invoke {
+		s.invoke(w, body, stream)
+		return
+	}
 	var req converseRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "SerializationException", "The request body is not valid JSON for this operation.")
@@ -159,28 +163,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // route reads the model id and the operation from the escaped path:
-// /model/{modelId}/converse or /model/{modelId}/converse-stream, the model
-// id escaped as one segment (':' as %3A, '/' of an ARN as %2F).
-func route(r *http.Request) (model string, stream, ok bool) {
+// /model/{modelId}/converse, /converse-stream, /invoke or
+// /invoke-with-response-stream, the model id escaped as one segment (':'
+// as %3A, '/' of an ARN as %2F).
+func route(r *http.Request) (model string, stream, invoke, ok bool) {
 	rest, found := strings.CutPrefix(r.URL.EscapedPath(), "/model/")
 	if !found {
-		return "", false, false
+		return "", false, false, false
 	}
 	id, op, found := strings.Cut(rest, "/")
 	if !found || id == "" {
-		return "", false, false
+		return "", false, false, false
 	}
 	model, err := url.PathUnescape(id)
 	if err != nil {
-		return "", false, false
+		return "", false, false, false
 	}
 	switch op {
 	case "converse":
-		return model, false, true
+		return model, false, false, true
 	case "converse-stream":
-		return model, true, true
+		return model, true, false, true
+	case "invoke":
+		return model, false, true, true
+	case "invoke-with-response-stream":
+		return model, true, true, true
 	}
-	return "", false, false
+	return "", false, false, false
 }
 
 // writeError answers as Bedrock does: the exception name in

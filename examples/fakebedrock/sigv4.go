@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,8 +64,14 @@ func (s *Server) verify(r *http.Request, body []byte) error {
 	if h == "" {
 		return &authError{"MissingAuthenticationTokenException", "Missing Authentication Token"}
 	}
+	if len(r.Header.Values("Authorization")) != 1 {
+		return &authError{"IncompleteSignatureException", "The request carries more than one Authorization header."}
+	}
 	a, err := parseAuthorization(h)
 	if err != nil {
+		return err
+	}
+	if err := unsignedAmzHeaders(r, a.signedHeaders); err != nil {
 		return err
 	}
 	secret, ok := s.opts.Keys[a.accessKey]
@@ -113,4 +120,22 @@ func (s *Server) verify(r *http.Request, body []byte) error {
 		return &authError{"InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."}
 	}
 	return nil
+}
+
+// unsignedAmzHeaders refuses a request carrying an x-amz-* header its
+// signature does not cover, as AWS does: such a header (a client's
+// x-amz-security-token, say) was added by someone other than the signer.
+func unsignedAmzHeaders(r *http.Request, signed []string) error {
+	var unsigned []string
+	for name := range r.Header {
+		lower := strings.ToLower(name)
+		if strings.HasPrefix(lower, "x-amz-") && !slices.Contains(signed, lower) {
+			unsigned = append(unsigned, lower)
+		}
+	}
+	if len(unsigned) == 0 {
+		return nil
+	}
+	slices.Sort(unsigned)
+	return &authError{"InvalidSignatureException", "There were headers present in the request which were not signed: " + strings.Join(unsigned, ", ")}
 }

@@ -30,6 +30,10 @@ type bedrockStream struct {
 	started   bool
 	stopped   bool
 	done      bool // message_stop or an error was sent; later input is ignored
+	// invoke: the frames are InvokeModelWithResponseStream chunks carrying
+	// Anthropic events (anthropic_invoke.go), not ConverseStream events.
+	invoke bool
+	event  []byte // an invoke chunk's decoded event, reused
 }
 
 // newBedrockStream starts a stream whose message id begins with idPrefix.
@@ -67,6 +71,10 @@ func (s *bedrockStream) translate(dst, chunk []byte, end bool) []byte {
 		}
 		s.payload = msg.Payload
 		off += total
+		if s.invoke {
+			dst = s.invokeChunk(dst, msg)
+			continue
+		}
 		dst = s.message(dst, msg)
 	}
 	s.buf = append(s.buf[:0], data[off:]...)
@@ -91,21 +99,8 @@ func headerString(m eventstream.Message, name string) string {
 // message handles one frame: an event, or an exception the service sent
 // instead of the rest of the stream.
 func (s *bedrockStream) message(dst []byte, m eventstream.Message) []byte {
-	switch headerString(m, ":message-type") {
-	case "event":
-	case "exception":
-		typ := headerString(m, ":exception-type")
-		msg := gjson.GetBytes(m.Payload, "message").Str
-		if msg == "" {
-			msg = "The model backend failed while streaming (" + typ + ")."
-		}
-		return s.fail(dst, bedrockExceptionType(typ), msg)
-	default:
-		msg := headerString(m, ":error-message")
-		if msg == "" {
-			msg = "The model backend failed while streaming."
-		}
-		return s.fail(dst, "api_error", msg)
+	if out, failed := s.exception(dst, m); failed {
+		return out
 	}
 	p := m.Payload
 	if !gjson.ValidBytes(p) {
@@ -240,6 +235,28 @@ func (s *bedrockStream) finish(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, int64(u.CacheReadInputTokens), 10)
 	dst = append(dst, "}}\n\n"...)
 	return append(dst, `event: message_stop`+"\n"+`data: {"type":"message_stop"}`+"\n\n"...)
+}
+
+// exception turns a frame that is not an event (an exception the service
+// sent instead of the rest of the stream, or an error) into the client's
+// error event; failed is false for an event.
+func (s *bedrockStream) exception(dst []byte, m eventstream.Message) (out []byte, failed bool) {
+	switch headerString(m, ":message-type") {
+	case "event":
+		return dst, false
+	case "exception":
+		typ := headerString(m, ":exception-type")
+		msg := gjson.GetBytes(m.Payload, "message").Str
+		if msg == "" {
+			msg = "The model backend failed while streaming (" + typ + ")."
+		}
+		return s.fail(dst, bedrockExceptionType(typ), msg), true
+	}
+	msg := headerString(m, ":error-message")
+	if msg == "" {
+		msg = "The model backend failed while streaming."
+	}
+	return s.fail(dst, "api_error", msg), true
 }
 
 // fail appends an Anthropic error event and ends the stream.

@@ -124,6 +124,10 @@ type Options struct {
 	// NewID makes the ids of answers whose backend sends none (Bedrock);
 	// nil means random hex.
 	NewID func() string
+	// BedrockInvoke sends a bedrock backend Claude's Messages API through
+	// InvokeModel / InvokeModelWithResponseStream instead of Converse
+	// (anthropic_invoke.go).
+	BedrockInvoke bool
 }
 
 func (o Options) now() time.Time {
@@ -216,6 +220,10 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &completionsToKServe{opts: opts}, nil
 	case c == ClientEmbeddings && p == ProtocolOllama:
 		return &embeddingsToOllama{opts: opts}, nil
+	case c == ClientMessages && p == ProtocolBedrock && opts.BedrockInvoke:
+		return &messagesToInvoke{opts: opts}, nil
+	case c == ClientChat && p == ProtocolBedrock && opts.BedrockInvoke:
+		return &chatToInvoke{inner: chatToMessages{opts: opts}, inv: messagesToInvoke{opts: opts}}, nil
 	case c == ClientChat && p == ProtocolBedrock:
 		return &chatToBedrock{inner: chatToMessages{opts: opts}}, nil
 	case c == ClientMessages && p == ProtocolBedrock:
