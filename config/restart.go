@@ -69,6 +69,7 @@ func redisField(f func(*Redis) any) func(*Config) any {
 var StartOnly = []RestartSetting{
 	{"telemetry.nats", "the usage event sink is connected at start", func(c *Config) any { return c.Telemetry.NATS }},
 	{"telemetry.tracing", "the OTLP exporter is set up at start", func(c *Config) any { return c.Telemetry.Tracing }},
+	{"bridge", "the bridge connects to its brokers and reads its credentials at start", func(c *Config) any { return c.Bridge }},
 }
 
 // startOnlyChanges lists, as sentences, the StartOnly settings that differ
