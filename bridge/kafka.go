@@ -294,9 +294,9 @@ type kafkaMessage struct {
 	delivery int
 }
 
-func (m *kafkaMessage) Data() []byte        { return m.rec.Value }
-func (m *kafkaMessage) Delivery() int       { return m.delivery }
-func (m *kafkaMessage) Enqueued() time.Time { return m.rec.Timestamp }
+func (m *kafkaMessage) Data() []byte            { return m.rec.Value }
+func (m *kafkaMessage) Delivery() int           { return m.delivery }
+func (m *kafkaMessage) Enqueued() time.Time     { return m.rec.Timestamp }
 func (m *kafkaMessage) Working(context.Context) {}
 
 func (m *kafkaMessage) Ack(context.Context) error {

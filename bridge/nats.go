@@ -73,9 +73,9 @@ func dialNATS(ctx context.Context, sc config.BridgeSource, cfg *config.Bridge) (
 	return &natsSource{name: sc.Name, nc: nc, js: js, cons: cons, journal: &natsJournal{kv: kv}}, nil
 }
 
-func (s *natsSource) Name() string      { return s.name }
-func (s *natsSource) Journal() Journal  { return s.journal }
-func (s *natsSource) Close() error      { s.nc.Close(); return nil }
+func (s *natsSource) Name() string     { return s.name }
+func (s *natsSource) Journal() Journal { return s.journal }
+func (s *natsSource) Close() error     { s.nc.Close(); return nil }
 
 func (s *natsSource) Fetch(ctx context.Context, n int) ([]Message, error) {
 	// What is waiting, at once; else the first message to arrive within a

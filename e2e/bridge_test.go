@@ -127,7 +127,6 @@ func (b *idCountingBackend) counts() map[string]int {
 	return maps.Clone(b.seen)
 }
 
-
 // process is one in-process `streamgate` command, restartable.
 type process struct {
 	args   []string
