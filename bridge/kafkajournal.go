@@ -58,15 +58,11 @@ func (j *kafkaJournal) load(ctx context.Context, window time.Duration) error {
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("cannot create the dedupe topic %s: %w", j.topic, err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, j.topic)
+	end, err := endOffset(ctx, adm, j.topic)
 	if err != nil {
-		return fmt.Errorf("cannot read the dedupe topic %s: %w", j.topic, err)
+		return err
 	}
-	end, ok := ends.Lookup(j.topic, 0)
-	if !ok || end.Err != nil {
-		return fmt.Errorf("cannot read the dedupe topic %s: no end offset", j.topic)
-	}
-	for next := int64(0); next < end.Offset; {
+	for next := int64(0); next < end; {
 		fs := j.cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("cannot read the dedupe topic %s: %w", j.topic, err)
@@ -95,3 +91,29 @@ func (j *kafkaJournal) Record(ctx context.Context, id string) error {
 }
 
 func (j *kafkaJournal) close() { j.cl.Close() }
+
+// endOffset returns the end offset of topic's partition 0, waiting up to
+// ten seconds for a topic just created to get its leader.
+func endOffset(ctx context.Context, adm *kadm.Client, topic string) (int64, error) {
+	var last error
+	for range 50 {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			end, ok := ends.Lookup(topic, 0)
+			switch {
+			case ok && end.Err == nil:
+				return end.Offset, nil
+			case ok:
+				err = end.Err
+			default:
+				err = errors.New("no partition 0")
+			}
+		}
+		last = err
+		sleep(ctx, 200*time.Millisecond)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return 0, fmt.Errorf("cannot read the end of the dedupe topic %s: %w", topic, last)
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -94,7 +95,7 @@ func runExactlyOnce(t *testing.T, br testBroker, prefix string) {
 		limit = 20 * time.Minute
 	}
 	deadline := time.Now().Add(limit)
-	for ta.count() < n && time.Now().Before(deadline) {
+	for ta.count() < n && time.Now().Before(deadline) && !s.bridge.failed.Load() && !s.gateway.failed.Load() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	drained := time.Since(t0)
@@ -281,4 +282,88 @@ func (b *kafkaBroker) collect(ctx context.Context, t *testing.T, result, dead fu
 			})
 		}
 	}()
+}
+
+// TestBridgeRefusals runs the bridge inside `streamgate run` (bridge.run)
+// and sends it what it must not run: each goes to the dead-letter subject
+// with its reason and an OpenAI error body, and the requester gets the
+// same error as its result; a redelivered request already answered is not
+// run again.
+func TestBridgeRefusals(t *testing.T) {
+	br := newNATSBroker(t)
+	s := startBridgeSetup(t, br.source(), true, fakellm.Options{Tokens: 2})
+	ta := newTally()
+	deadCh := make(chan []byte, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	br.collect(ctx, t, func(b []byte) { ta.add(t, b) }, func(b []byte) { deadCh <- b })
+	past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	cases := []struct {
+		id, msg       string
+		reason        string
+		status        int // of the result the requester gets; 0: none (no envelope)
+		openAIErrType string
+	}{
+		{"bad-json", `{"id": "bad-json", "reply_to": `, "invalid_envelope", 0, "invalid_request_error"},
+		{"bad-priority", `{"id":"bad-priority","reply_to":"res.e2e","priority":"urgent","body":{"model":"model-a"}}`, "invalid_envelope", 400, "invalid_request_error"},
+		{"unknown-model", string(envelope("unknown-model", "model-x", "", "res.e2e", false)), "model_not_found", 404, "invalid_request_error"},
+		{"denied-tenant", string(envelope("denied-tenant", "model-a", "guest", "res.e2e", false)), "permission_denied", 403, "permission_error"},
+		{"unknown-credential", string(envelope("unknown-credential", "model-a", "nobody", "res.e2e", false)), "unknown_credential", 401, "invalid_request_error"},
+		{"late", strings.Replace(string(envelope("late", "model-a", "", "res.e2e", false)), `{"body"`, `{"deadline":"`+past+`","body"`, 1), "deadline_exceeded", 504, "server_error"},
+	}
+	for _, c := range cases {
+		br.publish(t, []string{c.id}, [][]byte{[]byte(c.msg)})
+	}
+	dead := map[string]map[string]any{}
+	for range cases {
+		select {
+		case b := <-deadCh:
+			var dl map[string]any
+			require.NoError(t, json.Unmarshal(b, &dl))
+			key, _ := dl["id"].(string)
+			if key == "" {
+				key = "bad-json"
+			}
+			dead[key] = dl
+		case <-time.After(30 * time.Second):
+			t.Fatalf("dead letters: got %d of %d", len(dead), len(cases))
+		}
+	}
+	for _, c := range cases {
+		dl := dead[c.id]
+		require.NotNil(t, dl, "no dead letter for %s", c.id)
+		assert.Equal(t, c.reason, dl["reason"], "%s: reason", c.id)
+		assert.Equal(t, "nats-requests", dl["source"])
+		assert.Equal(t, c.msg, dl["message"], "%s: the original message", c.id)
+		errBody, _ := dl["body"].(map[string]any)["error"].(map[string]any)
+		require.NotNil(t, errBody, "%s: an OpenAI error body: %v", c.id, dl["body"])
+		assert.Equal(t, c.openAIErrType, errBody["type"], "%s", c.id)
+		assert.Equal(t, c.reason, errBody["code"], "%s", c.id)
+		assert.NotEmpty(t, errBody["message"], "%s", c.id)
+	}
+	// Each requester hears back once, with the status; a message without
+	// an envelope has nobody to answer.
+	require.Eventually(t, func() bool { return ta.count() == len(cases)-1 }, 10*time.Second, 20*time.Millisecond)
+	ta.mu.Lock()
+	for _, c := range cases[1:] {
+		if assert.Len(t, ta.answers[c.id], 1, c.id) {
+			assert.Equal(t, c.status, ta.answers[c.id][0].Status, c.id)
+		}
+	}
+	ta.mu.Unlock()
+
+	// A request published twice (a producer retry past JetStream's own
+	// duplicate window) runs once and is answered once.
+	ok := envelope("twice", "model-a", "", "res.e2e", false)
+	br.publish(t, []string{"twice-1"}, [][]byte{ok})
+	require.Eventually(t, func() bool { return ta.count() == len(cases) }, 10*time.Second, 20*time.Millisecond)
+	br.publish(t, []string{"twice-2"}, [][]byte{ok})
+	require.Eventually(t, func() bool {
+		return len(scrapeLines(t, s.metrics, `streamgate_bridge_messages_total{outcome="duplicate"`)) == 1
+	}, 10*time.Second, 50*time.Millisecond)
+	assert.Equal(t, 1, s.backend.counts()["twice"], "the second delivery was not run")
+	ta.mu.Lock()
+	assert.Len(t, ta.answers["twice"], 1)
+	ta.mu.Unlock()
+	assert.Empty(t, s.backend.counts()["unknown-credential"], "a refused request never reaches the backend")
 }

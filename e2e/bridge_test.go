@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"text/template"
 	"time"
@@ -35,7 +36,7 @@ const (
 )
 
 // bridgeGatewayConfig is a gateway with one counting backend, two tenants
-// (batch may use model-a, guest only model-b) and a bridge whose source
+// (batch may use every model, guest only model-b) and a bridge whose source
 // list is the template's Source.
 const bridgeGatewayConfig = `gateway:
   listen: {{.Gateway}}
@@ -61,7 +62,7 @@ models:
 auth:
   tenants:
     - name: batch
-      models: [model-a]
+      models: ["*"]
       api_keys: [{hash: "{{.BatchHash}}"}]
     - name: guest
       models: [model-b]
@@ -76,12 +77,12 @@ bridge:
     - {name: batch, env: SG_E2E_BRIDGE_BATCH}
     - {name: guest, env: SG_E2E_BRIDGE_GUEST}
   sources:
-{{.Source}}`
+{{.Source}}{{.Extra}}`
 
 // bridgePorts fill bridgeGatewayConfig.
 type bridgePorts struct {
 	Gateway, ExtProc, XDS, Admin, Metrics, Backend string
-	BatchHash, GuestHash, Source                   string
+	BatchHash, GuestHash, Source, Extra            string
 	Run                                            bool
 }
 
@@ -93,6 +94,8 @@ type idCountingBackend struct {
 	server *fakellm.Server
 	mu     sync.Mutex
 	seen   map[string]int
+	// open and peak count requests in progress at the backend.
+	open, peak int
 }
 
 func startIDCountingBackend(t *testing.T, opts fakellm.Options) *idCountingBackend {
@@ -115,10 +118,23 @@ func (b *idCountingBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(body, &req)
 		b.mu.Lock()
 		b.seen[req.User]++
+		b.open++
+		b.peak = max(b.peak, b.open)
 		b.mu.Unlock()
+		defer func() { b.mu.Lock(); b.open--; b.mu.Unlock() }()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	b.server.ServeHTTP(w, r)
+}
+
+// peakOpen returns the most requests the backend had in progress at once,
+// and resets it.
+func (b *idCountingBackend) peakOpen() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.peak
+	b.peak = b.open
+	return p
 }
 
 func (b *idCountingBackend) counts() map[string]int {
@@ -133,6 +149,8 @@ type process struct {
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
+	// failed is set when a run returned an error.
+	failed atomic.Bool
 }
 
 func startProcess(args []string, logs *syncBuffer) *process {
@@ -144,7 +162,14 @@ func startProcess(args []string, logs *syncBuffer) *process {
 func (p *process) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan error, 1)
-	go func() { p.done <- cli.Main(ctx, p.args, p.logs, p.logs) }()
+	done := p.done
+	go func() {
+		err := cli.Main(ctx, p.args, p.logs, p.logs)
+		if err != nil {
+			p.failed.Store(true)
+		}
+		done <- err
+	}()
 }
 
 // stop is SIGTERM: the gateway drains, the bridge finishes what it holds.
@@ -170,13 +195,20 @@ type bridgeSetup struct {
 
 func startBridgeSetup(t *testing.T, source string, embedded bool, opts fakellm.Options) *bridgeSetup {
 	t.Helper()
+	return startBridgeSetupExtra(t, source, "", embedded, opts)
+}
+
+// startBridgeSetupExtra is startBridgeSetup with top-level config sections
+// appended (extra).
+func startBridgeSetupExtra(t *testing.T, source, extra string, embedded bool, opts fakellm.Options) *bridgeSetup {
+	t.Helper()
 	t.Setenv("SG_E2E_BRIDGE_BATCH", bridgeKeyBatch)
 	t.Setenv("SG_E2E_BRIDGE_GUEST", bridgeKeyGuest)
 	s := &bridgeSetup{backend: startIDCountingBackend(t, opts), logs: &syncBuffer{}}
 	ports, err := freePorts(6)
 	require.NoError(t, err)
 	p := bridgePorts{Gateway: ports[0], ExtProc: ports[1], XDS: ports[2], Admin: ports[3], Metrics: ports[4], Backend: s.backend.url,
-		BatchHash: auth.HashKey(bridgeKeyBatch), GuestHash: auth.HashKey(bridgeKeyGuest), Source: source, Run: embedded}
+		BatchHash: auth.HashKey(bridgeKeyBatch), GuestHash: auth.HashKey(bridgeKeyGuest), Source: source, Extra: extra, Run: embedded}
 	var cfg bytes.Buffer
 	require.NoError(t, template.Must(template.New("cfg").Parse(bridgeGatewayConfig)).Execute(&cfg, p))
 	path := filepath.Join(t.TempDir(), "streamgate.yaml")
