@@ -11,6 +11,7 @@ package bridge
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -64,6 +65,10 @@ type Envelope struct {
 func ParseEnvelope(data []byte) (*Envelope, error) {
 	var e Envelope
 	if err := json.Unmarshal(data, &e); err != nil {
+		var te *time.ParseError
+		if errors.As(err, &te) {
+			return nil, badEnvelope("deadline must be an RFC 3339 time")
+		}
 		return nil, badEnvelope("the message is not a JSON envelope object")
 	}
 	e.Endpoint = strings.TrimSpace(e.Endpoint)
