@@ -124,6 +124,9 @@ func runExactlyOnce(t *testing.T, br testBroker, prefix string) {
 	acks := scrapeLines(t, s.metrics, `streamgate_bridge_messages_total`)
 	assert.NotEmpty(t, acks, "bridge message counters on /metrics")
 	assert.NotEmpty(t, scrapeLines(t, s.metrics, `streamgate_bridge_lag_messages{`), "lag gauge on /metrics")
+	exported := strings.Join(scrapeLines(t, s.metrics, ""), "\n")
+	assert.GreaterOrEqual(t, checkDashboard(t, exported, func(m string) bool { return strings.HasPrefix(m, bridgeMetricPrefix) }), 5,
+		"the dashboard's bridge row queries the bridge's metrics")
 	t.Logf("FIGURES %s: %d requests (every tenth streamed as chunks) published in %s, all answered in %s with a gateway restart (%s down) and a bridge restart (%s): %.0f requests/s; unloaded end-to-end latency over %d sequential requests p50 %s p99 %s; bridge counters after the restart: %s",
 		prefix, n, publishTook.Round(time.Millisecond), drained.Round(time.Millisecond), gwDown.Round(time.Millisecond), bridgeDown.Round(time.Millisecond),
 		float64(n)/drained.Seconds(), len(lat), percentile(lat, 0.5).Round(100*time.Microsecond), percentile(lat, 0.99).Round(100*time.Microsecond), strings.Join(acks, "; "))
