@@ -83,7 +83,7 @@ faults: build envoy ## Fault suite, long: ext_proc SIGKILLed 5 times under 64 st
 
 bridge-soak: build envoy ## Event-stream bridge, long: 10,000 requests per broker (NATS JetStream, Kafka) with a gateway and a bridge restart, and the 3,000-request backpressure run (docs/streams.md); ~500-request versions run in make test
 	set -o pipefail; ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_BRIDGE_SOAK=1 $(GO) test -count=1 -v -timeout 30m \
-		-run 'TestBridge(NATS|Kafka)ExactlyOnce|TestBridgeBackpressure' ./e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|FIGURES'
+		-run 'TestBridge(NATS|Kafka)ExactlyOnce|TestBridgeBackpressure' ./e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|FIGURES|Error:|Messages:|expected|actual'
 
 bench-picking: build envoy ## Endpoint picking vs LEAST_REQUEST on 4 simulated vLLM servers (~4 min): table, bench-picking.json, docs/picking.md
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/pickbench/cmd/streamgate-pickbench -json bench-picking.json \

@@ -91,3 +91,19 @@ func TestBridgeCredentialKey(t *testing.T) {
 	assert.ErrorContains(t, err, "cannot read")
 	assert.NotContains(t, err.Error(), "sk-2")
 }
+
+func TestBridgeCheckSources(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "streamgate.yaml")
+	require.NoError(t, os.WriteFile(f, []byte(bridgeBase), 0o600))
+	cfg, err := Load(f)
+	require.NoError(t, err)
+	t.Setenv("SG_BRIDGE_KEY", "")
+	err = cfg.CheckSources()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `bridge credential "batch": environment variable SG_BRIDGE_KEY is empty or unset`)
+	t.Setenv("SG_BRIDGE_KEY", "sk-x")
+	require.NoError(t, cfg.CheckSources())
+	checks := strings.Join(cfg.StartOnlyChecks(), "\n")
+	assert.Contains(t, checks, "bridge.sources q: nats://127.0.0.1:4222 is reachable and has the JetStream stream REQ")
+	assert.Contains(t, checks, "bridge.sources k: Kafka 127.0.0.1:9092 is reachable")
+}

@@ -40,7 +40,7 @@ const (
 // list is the template's Source.
 const bridgeGatewayConfig = `gateway:
   listen: {{.Gateway}}
-  drain_timeout: 3s
+  drain_timeout: 10s
   access_log: "off"
 extproc:
   listen: {{.ExtProc}}
