@@ -32,6 +32,8 @@ type result struct {
 	body []byte
 	// err is the refusal when neither published nor retry.
 	err error
+	// ttfb is the time to the response headers (the admission's queueing signal).
+	ttfb time.Duration
 }
 
 // resultMessage is a whole response, or the final message after chunks.
@@ -83,10 +85,12 @@ func (b *Bridge) call(ctx context.Context, s *source, env *Envelope, key string,
 		prio = b.cfg.Priority
 	}
 	req.Header.Set(contract.PriorityHeader, prio)
+	sent := b.now()
 	resp, err := b.client.Do(req)
 	if err != nil {
 		return result{retry: true}
 	}
+	ttfb := b.now().Sub(sent)
 	defer resp.Body.Close()
 	switch st := resp.StatusCode; {
 	case st >= 200 && st < 300:
@@ -107,7 +111,7 @@ func (b *Bridge) call(ctx context.Context, s *source, env *Envelope, key string,
 		b.log.Warn("bridge: the response or its publication failed; retrying", "source", s.Name(), "id", env.ID, "error", perr.Error())
 		return result{retry: true, status: resp.StatusCode}
 	}
-	return result{published: true, status: resp.StatusCode}
+	return result{published: true, status: resp.StatusCode, ttfb: ttfb}
 }
 
 // publishWhole publishes the whole response as one message.

@@ -16,7 +16,8 @@ import (
 // or dead-letter it. It holds one admission slot, returned on exit.
 func (b *Bridge) handle(ctx context.Context, s *source, m Message) {
 	ok, overloaded := false, false
-	defer func() { b.adm.done(ok, overloaded) }()
+	var ttfb time.Duration
+	defer func() { b.adm.done(ok, overloaded, ttfb) }()
 	env, err := ParseEnvelope(m.Data())
 	if err != nil {
 		b.deadLetter(ctx, s, m, env, "", err, 0, nil)
@@ -42,6 +43,7 @@ func (b *Bridge) handle(ctx context.Context, s *source, m Message) {
 	stopWorking := b.keepWorking(ctx, m)
 	res := b.call(ctx, s, env, key, m.Delivery())
 	stopWorking()
+	ttfb = res.ttfb
 	switch {
 	case res.published:
 		ok = true
