@@ -78,8 +78,8 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 	switch {
 	case e.ID == "" || len(e.ID) > maxIDLen || !printable(e.ID):
 		return nil, badEnvelope("id must be 1-%d printable characters", maxIDLen)
-	case e.ReplyTo == "" || strings.ContainsAny(e.ReplyTo, " \t\r\n*>"):
-		return &e, badEnvelope("reply_to must be a subject or topic name (no spaces or wildcards)")
+	case !validDestination(e.ReplyTo):
+		return &e, badEnvelope("reply_to must be a subject or topic of 1-249 letters, digits, '.', '_' and '-', not starting with '$', '_' or '.' nor naming the bridge's own topics")
 	case !endpoints[e.Endpoint]:
 		return &e, badEnvelope("endpoint %q is not one the bridge calls", e.Endpoint)
 	case !config.ValidPriority(e.Priority):
@@ -121,6 +121,25 @@ func badEnvelope(format string, args ...any) error {
 
 func refuse(kind error, format string, args ...any) error {
 	return &envelopeError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// validDestination reports whether s may be a reply destination: a name
+// both brokers accept (Kafka's topic characters, NATS tokens), never a
+// system subject ($JS.API..., $KV...), an internal topic (__consumer_offsets)
+// or the bridge's dedupe topic: a message must not steer the bridge's
+// publications into the brokers' control planes.
+func validDestination(s string) bool {
+	if s == "" || len(s) > 249 || s[0] == '.' || s[0] == '_' || s[len(s)-1] == '.' || strings.Contains(s, "..") ||
+		strings.HasPrefix(s, "streamgate-bridge-done.") || strings.HasPrefix(s, "streamgate_bridge_") {
+		return false
+	}
+	for _, r := range s {
+		ok := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func printable(s string) bool {
