@@ -15,6 +15,10 @@ import (
 // gateway, publish the result, then acknowledge; or nak it with a backoff,
 // or dead-letter it. It holds one admission slot, returned on exit.
 func (b *Bridge) handle(ctx context.Context, s *source, m Message) {
+	// Bounds everything, publications included (a core NATS flush needs a
+	// deadline), so a stopping bridge never waits on a broker forever.
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout+handleSlack)
+	defer cancel()
 	ok, overloaded := false, false
 	var ttfb time.Duration
 	defer func() { b.adm.done(ok, overloaded, ttfb) }()
@@ -56,6 +60,10 @@ func (b *Bridge) handle(ctx context.Context, s *source, m Message) {
 		b.deadLetter(ctx, s, m, env, tenant, res.err, res.status, res.body)
 	}
 }
+
+// handleSlack is what handling a message may take beyond the request's
+// own timeout: the journal, publishing, acknowledging.
+const handleSlack = time.Minute
 
 // answered reports whether id's result was published already: in this
 // process's cache, or the source's journal (an earlier run). A journal
