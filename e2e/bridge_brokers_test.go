@@ -369,4 +369,18 @@ func TestBridgeRefusals(t *testing.T) {
 	assert.Len(t, ta.answers["twice"], 1)
 	ta.mu.Unlock()
 	assert.Empty(t, s.backend.counts()["unknown-credential"], "a refused request never reaches the backend")
+
+	// A reply subject no stream captures gets a plain NATS message.
+	sub, err := br.nc.SubscribeSync("core.e2e")
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	require.NoError(t, br.nc.Flush())
+	br.publish(t, []string{"core-reply"}, [][]byte{envelope("core-reply", "model-a", "", "core.e2e", false)})
+	msg, err := sub.NextMsg(10 * time.Second)
+	require.NoError(t, err, "no result on the core subject")
+	assert.Equal(t, "core-reply", msg.Header.Get("Streamgate-Request-Id"))
+	var res replyMessage
+	require.NoError(t, json.Unmarshal(msg.Data, &res))
+	assert.Equal(t, 200, res.Status)
+	assert.NotEmpty(t, res.Body)
 }
