@@ -8,7 +8,7 @@ ENVOY_VERSION ?= 1.40.0
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
-.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults concurrency-long microbench fuzz clean proto
+.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults concurrency-long microbench fuzz clean proto bridge-soak
 
 help: ## List targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ concurrency-long: build envoy ## Shared concurrency, long (docs/limits.md): 3 ga
 
 faults: build envoy ## Fault suite, long: ext_proc SIGKILLed 5 times under 64 streaming clients, xDS killed and back, backends hanging/dying/stalling/malformed, Redis and NATS killed, 64 slow readers, 10,000 abandoned streams (docs/reliability.md); a short version of each runs in make test
 	ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_FAULTS_LONG=1 $(GO) test -count=1 -v -run 'TestFault|TestLeak' -timeout 20m ./e2e/
+
+bridge-soak: build envoy ## Event-stream bridge, long: 10,000 requests per broker (NATS JetStream, Kafka) with a gateway and a bridge restart, and the 3,000-request backpressure run (docs/streams.md); ~500-request versions run in make test
+	set -o pipefail; ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_BRIDGE_SOAK=1 $(GO) test -count=1 -v -timeout 30m \
+		-run 'TestBridge(NATS|Kafka)ExactlyOnce|TestBridgeBackpressure' ./e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|FIGURES|Error:|Messages:|expected|actual'
 
 bench-picking: build envoy ## Endpoint picking vs LEAST_REQUEST on 4 simulated vLLM servers (~4 min): table, bench-picking.json, docs/picking.md
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/pickbench/cmd/streamgate-pickbench -json bench-picking.json \

@@ -67,6 +67,10 @@ type Config struct {
 	// Telemetry configures metrics labels, usage reading, prices, usage
 	// events and tracing (see telemetry.go).
 	Telemetry Telemetry `yaml:"telemetry"`
+	// Bridge, when set, consumes inference requests from event streams
+	// (NATS JetStream, Kafka) and publishes their results (bridge.go,
+	// docs/streams.md).
+	Bridge *Bridge `yaml:"bridge"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -401,6 +405,7 @@ func (c *Config) applyDefaults() {
 	c.applyEdgeDefaults()
 	c.Limits.applyDefaults()
 	c.Telemetry.applyDefaults()
+	c.Bridge.applyDefaults(c.Gateway.Listen)
 	c.applyProtocolDefaults()
 }
 

@@ -263,6 +263,7 @@ func (v *validator) validate(c *Config) {
 	v.validateAuth(c.Auth)
 	v.validateLimits(c, seen, models)
 	v.validateTelemetry(&c.Telemetry, models)
+	v.validateBridge(c.Bridge)
 }
 
 // fallbacks checks a model's failover list: known backends, each once, none

@@ -45,6 +45,7 @@ var restartEdits = map[string][2]string{
 	"telemetry.nats":                 {`nats://127.0.0.1:4222`, `nats://127.0.0.1:4223`},
 	"telemetry.tracing":              {`telemetry: {nats:`, `telemetry: {tracing: {endpoint: "127.0.0.1:4317"}, nats:`},
 	"limits.budget.usage_token_env":  {`limits: {store`, `limits: {budget: {usage_token_env: SG_USAGE}, store`},
+	"bridge":                         {`telemetry: {nats:`, "bridge: {sources: [{name: q, dead_letter: dl, nats: {url: \"nats://127.0.0.1:4222\", stream: Q}}]}\ntelemetry: {nats:"},
 }
 
 func loadText(t *testing.T, text string) *Config {

@@ -12,8 +12,8 @@ import (
 )
 
 // CheckSources checks the secrets and files the config names but Load does
-// not read: backends[].credential.env and .file, limits.redis.password_env
-// and backends[].tls.ca_file (readable, not only present). It returns nil
+// not read: backends[].credential.env and .file, limits.redis.password_env,
+// bridge.credentials[].env and .file and backends[].tls.ca_file (readable, not only present). It returns nil
 // when all are usable, else the problems joined (see Problems), each located
 // at its field in c.Source like Load's. It reads the environment and the
 // files but keeps no secret and puts none in a message. `validate` calls it;
@@ -41,6 +41,17 @@ func (c *Config) CheckSources() error {
 		for _, f := range []struct{ path, file string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}} {
 			if f.file != "" {
 				v.readable("$.gateway.tls."+f.path, "gateway.tls."+f.path, f.file, true)
+			}
+		}
+	}
+	if b := c.Bridge; b != nil {
+		for i, cr := range b.Credentials {
+			p := fmt.Sprintf("$.bridge.credentials[%d]", i)
+			switch {
+			case cr.Env != "" && os.Getenv(cr.Env) == "":
+				v.at(p+".env", "bridge credential %q: environment variable %s is empty or unset", cr.Name, cr.Env)
+			case cr.File != "":
+				v.readable(p+".file", fmt.Sprintf("bridge credential %q: file", cr.Name), cr.File, true)
 			}
 		}
 	}
@@ -92,6 +103,16 @@ func (c *Config) StartOnlyChecks() []string {
 	}
 	if t := c.Telemetry.Tracing; t != nil {
 		out = append(out, fmt.Sprintf("telemetry.tracing.endpoint: %s accepts spans", t.Endpoint))
+	}
+	if b := c.Bridge; b != nil {
+		for _, src := range b.Sources {
+			switch {
+			case src.NATS != nil:
+				out = append(out, fmt.Sprintf("bridge.sources %s: %s is reachable and has the JetStream stream %s", src.Name, src.NATS.URL, src.NATS.Stream))
+			case src.Kafka != nil:
+				out = append(out, fmt.Sprintf("bridge.sources %s: Kafka %s is reachable", src.Name, strings.Join(src.Kafka.Brokers, ",")))
+			}
+		}
 	}
 	out = append(out, "backends: endpoints answer and their credentials are accepted")
 	return out

@@ -101,6 +101,18 @@ var refusals = []refusalRow{
 	{[]error{ErrUnknownOperation}, refusal{http.StatusNotFound, "invalid_request_error", "unknown_operation", "not_found_error", codes.Unimplemented, false}},
 	// when: a service request's path holds dot segments, empty segments, encoded slashes or a malformed %-escape.
 	{[]error{ErrServicePath}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_path", "invalid_request_error", codes.InvalidArgument, false}},
+	// --- event-stream bridge (bridgerefusal.go, docs/streams.md): dead-letter and reply bodies, never an HTTP answer
+
+	// when: a message on a bridge's request stream is not a valid envelope: not JSON, no id, reply_to or body, or a bad deadline or priority.
+	{[]error{ErrBadEnvelope}, refusal{http.StatusBadRequest, "invalid_request_error", "invalid_envelope", "invalid_request_error", codes.InvalidArgument, false}},
+	// when: a bridge envelope's credential names no entry of bridge.credentials.
+	{[]error{ErrUnknownCredentialRef}, refusal{http.StatusUnauthorized, "invalid_request_error", "unknown_credential", "authentication_error", codes.Unauthenticated, false}},
+	// when: a bridge envelope's deadline passed before the request was answered.
+	{[]error{ErrDeadlineExceeded}, refusal{http.StatusGatewayTimeout, "server_error", "deadline_exceeded", "api_error", codes.DeadlineExceeded, false}},
+	// when: the bridge got 429, 5xx or no answer on each of bridge.max_attempts attempts.
+	{[]error{ErrAttemptsExhausted}, refusal{http.StatusServiceUnavailable, "server_error", "attempts_exhausted", "overloaded_error", codes.Unavailable, false}},
+
+	// --- end of the bridge's rows
 }
 
 // internalRefusal is the row of any error the table does not name: the

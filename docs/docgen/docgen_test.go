@@ -156,6 +156,8 @@ limits:
 telemetry:
   nats: {url: "nats://127.0.0.1:4222"}
   tracing: {endpoint: "127.0.0.1:4317"}
+bridge:
+  sources: [{name: q, nats: {url: "nats://127.0.0.1:4222", stream: Q}, dead_letter: d}]
 `
 
 // proseDefaults are fields whose stated default is not a literal value:
@@ -170,6 +172,10 @@ var proseDefaults = map[string]string{
 	"telemetry.usage":                         "applied by Telemetry.ReadsUsage",
 	"telemetry.tracing.sampling":              "applied by Tracing.SampleRatio",
 	"backends[].connection_pool.idle_timeout": "Envoy's own default: xds leaves it unset",
+	"bridge.sources[].kafka.group":            "fullConfig's first source is NATS; config.TestBridgeDefaults checks it",
+	"bridge.sources[].credential":             "prose: no credential",
+	"bridge.gateway_url":                      "derived from gateway.listen; config.TestBridgeDefaults checks it",
+	"bridge.sources[].nats.subject":           "prose: no filter",
 }
 
 func TestDocumentedDefaultsAreWhatLoadApplies(t *testing.T) {

@@ -30,6 +30,7 @@ Usage:
   streamgate extproc  -c FILE   only the ext_proc server (for an Envoy configured elsewhere)
   streamgate xds      -c FILE   only the xDS server (--drop-in: model clusters only)
   streamgate epp      -c FILE   endpoint picker for a Gateway API InferencePool (-backend NAME)
+  streamgate bridge   -c FILE   consume inference requests from NATS JetStream / Kafka through the gateway
   streamgate validate -c FILE   check a config file, its credential env vars and files; prints OK or every problem
   streamgate usage    -c FILE   print spend budgets and usage from the usage API (-tenant, -series hour|day)
   streamgate hash-key           read an API key on stdin; print the hash to store in the config
@@ -63,6 +64,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return xdsCmd(ctx, rest, stdout, stderr)
 	case "epp":
 		return eppCmd(ctx, rest, stdout, stderr)
+	case "bridge":
+		return bridgeCmd(ctx, rest, stdout, stderr)
 	case "validate":
 		return validateCmd(rest, stdout, stderr)
 	case "usage":

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,4 +112,12 @@ func TestValidateWarnsExposedControlPorts(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestBridgeNeedsABridgeSection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "streamgate.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("backends: [{name: b, protocol: openai, endpoints: [\"127.0.0.1:1\"]}]\n"), 0o600))
+	var out, errOut bytes.Buffer
+	err := Main(context.Background(), []string{"bridge", "-c", path, "-metrics", "127.0.0.1:0"}, &out, &errOut)
+	require.ErrorIs(t, err, errNoBridge)
 }

@@ -256,6 +256,18 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		d.envoyAdmin = cfg.Envoy.Admin
 		log.Info("envoy started", "pid", proc.Pid(), "gateway", cfg.Gateway.Listen, "admin", cfg.Envoy.Admin)
 	}
+	// --- bridge (docs/streams.md): with bridge.run, after Envoy is up; it
+	// stops fetching on SIGTERM and its requests finish during the drain.
+	if b := cfg.Bridge; b != nil && b.Run && p.extProc {
+		br, err := newBridge(ctx, cfg, reg, log)
+		if err != nil {
+			return err
+		}
+		bctx, bcancel := context.WithCancel(stop)
+		context.AfterFunc(ctx, bcancel)
+		goServe("bridge", func() error { defer bcancel(); return br.Run(bctx) })
+	}
+	// --- end bridge
 	ready.set(true)
 	fmt.Fprintf(stdout, "streamgate %s serving (config %s)\n", Version, path)
 	select {
