@@ -261,7 +261,9 @@ func (r *Runner) try(ctx context.Context, key string, l Line) (int, string, json
 		return 0, "", nil, 0, 0, err
 	}
 	req.Header.Set("content-type", "application/json")
-	req.Header.Set(contract.AuthorizationHeader, "Bearer "+key)
+	if key != "" {
+		req.Header.Set(contract.AuthorizationHeader, "Bearer "+key)
+	}
 	if r.Priority != "" {
 		req.Header.Set(contract.PriorityHeader, r.Priority)
 	}
