@@ -82,9 +82,9 @@ func ParseInput(data []byte, endpoint string) ([]Line, error) {
 		if len(lines) == MaxLines {
 			return nil, &InputError{Line: n, Msg: fmt.Sprintf("A batch holds at most %d requests.", MaxLines)}
 		}
-		l, err := parseLine(raw, endpoint)
-		if err != nil {
-			return nil, &InputError{Line: n, Msg: err.Error()}
+		l, problem := parseLine(raw, endpoint)
+		if problem != "" {
+			return nil, &InputError{Line: n, Msg: problem}
 		}
 		if seen[l.CustomID] {
 			return nil, &InputError{Line: n, Msg: fmt.Sprintf("The custom_id %q is used by an earlier line; each must be unique.", l.CustomID)}
@@ -98,29 +98,30 @@ func ParseInput(data []byte, endpoint string) ([]Line, error) {
 	return lines, nil
 }
 
-func parseLine(raw []byte, endpoint string) (Line, error) {
+// parseLine returns raw as a Line, or what is wrong with it.
+func parseLine(raw []byte, endpoint string) (Line, string) {
 	var l Line
 	if err := json.Unmarshal(raw, &l); err != nil {
-		return l, errors.New("not a JSON object with custom_id, method, url and body.")
+		return l, "not a JSON object with custom_id, method, url and body."
 	}
 	switch {
 	case l.CustomID == "" || len(l.CustomID) > maxCustomID:
-		return l, fmt.Errorf("custom_id must be 1 to %d characters.", maxCustomID)
+		return l, fmt.Sprintf("custom_id must be 1 to %d characters.", maxCustomID)
 	case l.Method != "POST":
-		return l, errors.New("method must be POST.")
+		return l, "method must be POST."
 	case !Endpoints[l.URL]:
-		return l, errors.New("url must be /v1/chat/completions, /v1/embeddings or /v1/responses.")
+		return l, "url must be /v1/chat/completions, /v1/embeddings or /v1/responses."
 	case endpoint != "" && l.URL != endpoint:
-		return l, fmt.Errorf("url must be the batch's endpoint %s.", endpoint)
+		return l, fmt.Sprintf("url must be the batch's endpoint %s.", endpoint)
 	}
 	var body struct {
 		Model string `json:"model"`
 	}
 	if len(l.Body) == 0 || l.Body[0] != '{' || json.Unmarshal(l.Body, &body) != nil {
-		return l, errors.New("body must be a JSON object.")
+		return l, "body must be a JSON object."
 	}
 	if body.Model == "" {
-		return l, errors.New("body must name a model.")
+		return l, "body must name a model."
 	}
-	return l, nil
+	return l, ""
 }
