@@ -110,6 +110,12 @@ func (s *Service) fileContent(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) deleteFile(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	for _, b := range s.Runner.Store.Batches(s.tenant(r)) {
+		if b.InputFileID == id && !b.Status.Terminal() {
+			writeError(w, http.StatusConflict, "invalid_request", "The file is the input of a batch that has not finished; cancel it or wait.", "")
+			return
+		}
+	}
 	if err := s.Runner.Store.DeleteFile(s.tenant(r), id); err != nil {
 		notFound(w, "file", id)
 		return

@@ -257,6 +257,10 @@ func TestBatchCancel(t *testing.T) {
 	f := upload(t, c, chatLines("fast", "slow1", "slow2"))
 	b := create(t, c, f.ID)
 	require.Eventually(t, func() bool { return gw.count("slow1") == 1 && gw.count("fast") == 1 }, 5*time.Second, 10*time.Millisecond)
+	_, err := c.Files.Delete(context.Background(), f.ID)
+	var apiErr *openai.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, http.StatusConflict, apiErr.StatusCode, "the input of a running batch stays")
 	require.Eventually(t, func() bool {
 		b, _ := c.Batches.Get(context.Background(), b.ID)
 		return b.RequestCounts.Completed == 1
@@ -272,7 +276,6 @@ func TestBatchCancel(t *testing.T) {
 	require.Len(t, out, 1)
 	assert.Equal(t, "r0", out[0]["custom_id"])
 	_, err = c.Batches.Cancel(context.Background(), b.ID)
-	var apiErr *openai.Error
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, http.StatusConflict, apiErr.StatusCode)
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -209,4 +211,65 @@ func requestsCounted(t *testing.T, e *env, tenant, model string) int {
 		}
 	}
 	return n
+}
+
+// TestBatchResumesAcrossGatewayRestart: a gateway stopped while a batch's
+// lines run resumes it on its next start from batch.dir; lines answered
+// before the stop are not sent again, lines cut by the stop are.
+func TestBatchResumesAcrossGatewayRestart(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	slow := fakellm.New(fakellm.Options{Name: "slow", TTFT: time.Second})
+	go func() { _ = http.Serve(lis, slow) }()
+	t.Cleanup(func() { lis.Close() })
+	port, err := freePorts(1)
+	require.NoError(t, err)
+	t.Setenv("SG_E2E_BATCH_ACME", batchKeyAcme)
+	t.Setenv("SG_E2E_BATCH_GLOBEX", batchKeyGlobex)
+	cfg := fmt.Sprintf(batchConfig, lis.Addr().String(), auth.HashKey(batchKeyAcme), auth.HashKey(batchKeyGlobex), port[0], t.TempDir())
+
+	first := &env{logs: &syncBuffer{}, done: make(chan error, 1), backendA: gw.backendA, backendB: gw.backendB}
+	require.NoError(t, first.start(cfg), first.logs.String())
+	c := openai.NewClient(option.WithBaseURL(first.gateway+"/v1/"), option.WithAPIKey(batchKeyAcme), option.WithMaxRetries(0))
+	var in strings.Builder
+	const lines = 8
+	for i := range lines {
+		fmt.Fprintf(&in, `{"custom_id":"r%d","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-slow","max_tokens":4,"messages":[{"role":"user","content":"x"}]}}`+"\n", i)
+	}
+	f, err := c.Files.New(t.Context(), openai.FileNewParams{File: openai.File(strings.NewReader(in.String()), "in.jsonl", "application/jsonl"), Purpose: openai.FilePurposeBatch})
+	require.NoError(t, err)
+	b, err := c.Batches.New(t.Context(), openai.BatchNewParams{InputFileID: f.ID, Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions, CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		got, err := c.Batches.Get(t.Context(), b.ID)
+		return err == nil && got.RequestCounts.Completed >= 1
+	}, 20*time.Second, 50*time.Millisecond)
+	first.stop()
+	before := slow.Stats()
+	require.Less(t, before.Completed, int64(lines), "the stop came before the batch finished")
+
+	second := startGateway(t, cfg)
+	c = openai.NewClient(option.WithBaseURL(second.gateway+"/v1/"), option.WithAPIKey(batchKeyAcme), option.WithMaxRetries(0))
+	var got *openai.Batch
+	require.Eventually(t, func() bool {
+		got, err = c.Batches.Get(t.Context(), b.ID)
+		return err == nil && got.Status == openai.BatchStatusCompleted
+	}, 30*time.Second, 100*time.Millisecond)
+	assert.Equal(t, int64(lines), got.RequestCounts.Completed)
+	resp, err := c.Files.Content(t.Context(), got.OutputFileID)
+	require.NoError(t, err)
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	ids := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var bl batchLine
+		require.NoError(t, json.Unmarshal([]byte(l), &bl))
+		ids[bl.CustomID] = true
+	}
+	assert.Len(t, ids, lines, "every line answered once in the output file")
+	after := slow.Stats()
+	// Sent again: only the lines the stop cut (the backend saw their client go away).
+	assert.Equal(t, int64(lines), after.Requests-after.Cancelled, "requests %d, cut by the stop %d", after.Requests, after.Cancelled)
+	t.Logf("before the stop: %d answered, %d cut; after the restart %d requests in all", before.Completed, after.Cancelled, after.Requests)
 }
