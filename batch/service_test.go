@@ -310,3 +310,26 @@ func TestBatchResumesAfterRestart(t *testing.T) {
 		assert.Equal(t, n, gw.count(msg), msg)
 	}
 }
+
+// TestBatchExpires: a batch whose completion window passed ends expired,
+// its lines not run going to the error file as batch_expired.
+func TestBatchExpires(t *testing.T) {
+	gw := &fakeGateway{calls: map[string]int{}}
+	gws := httptest.NewServer(gw)
+	defer gws.Close()
+	h := newHarness(t, t.TempDir(), gws.URL)
+	c := h.client("acme")
+	f := upload(t, c, chatLines("a", "b"))
+	past := time.Now().Add(-time.Minute).Unix()
+	b := &Batch{ID: "batch_old", Object: "batch", Endpoint: "/v1/chat/completions", InputFileID: f.ID, CompletionWindow: CompletionWindow,
+		Status: Validating, CreatedAt: past, ExpiresAt: &past, Tenant: "acme"}
+	require.NoError(t, h.runner.Store.SaveBatch(b))
+	h.runner.Start(h.svc.Ctx, b.ID)
+	got := waitStatus(t, c, b.ID, openai.BatchStatusExpired)
+	assert.NotZero(t, got.ExpiredAt)
+	assert.Equal(t, int64(2), got.RequestCounts.Failed)
+	errs := content(t, c, got.ErrorFileID)
+	require.Len(t, errs, 2)
+	assert.Equal(t, "batch_expired", errs[0]["error"].(map[string]any)["code"])
+	assert.Zero(t, gw.count("a")+gw.count("b"))
+}
