@@ -131,3 +131,25 @@ func (a *admission) wake() {
 	close(a.cond)
 	a.cond = make(chan struct{})
 }
+
+// Window is the bridge's AIMD admission window for other callers of the
+// gateway that queue bulk work (the Batch API, package batch): the same
+// rules, one instance per caller. Safe for concurrent use.
+type Window struct{ a *admission }
+
+// NewWindow returns a window of at most max requests in flight.
+func NewWindow(max int) *Window { return &Window{a: newAdmission(max, time.Now)} }
+
+// Acquire waits for one slot; false when ctx ended first.
+func (w *Window) Acquire(ctx context.Context) bool { return w.a.acquire(ctx, 1) == 1 }
+
+// Done returns the slot with the request's outcome: ok (a 2xx, with its
+// time to response headers ttfb), overloaded (429, 503) or neither.
+func (w *Window) Done(ok, overloaded bool, ttfb time.Duration) { w.a.done(ok, overloaded, ttfb) }
+
+// Size returns the current window and the slots in use.
+func (w *Window) Size() (limit, inFlight int) { return w.a.window() }
+
+// RetryAfter reads a Retry-After header (seconds or an HTTP date) as a
+// delay from now, capped at an hour; 0 when absent or unreadable.
+func RetryAfter(h string, now time.Time) time.Duration { return retryAfter(h, now) }

@@ -71,6 +71,9 @@ type Config struct {
 	// (NATS JetStream, Kafka) and publishes their results (bridge.go,
 	// docs/streams.md).
 	Bridge *Bridge `yaml:"bridge"`
+	// Batch, when set, serves the OpenAI Batch API (/v1/files,
+	// /v1/batches) from `streamgate run` (batch.go, docs/batch.md).
+	Batch *Batch `yaml:"batch"`
 
 	// Source is the file the config was read from, for messages.
 	Source string `yaml:"-"`
@@ -382,6 +385,7 @@ func (c *Config) applyDefaults() {
 	if c.ExtProc.MessageTimeout == 0 {
 		c.ExtProc.MessageTimeout = DefaultMessageTimeout
 	}
+	c.Batch.mount(c) // batch: its backend and services, defaulted below
 	for i := range c.Backends {
 		c.Backends[i].applyDefaults()
 	}
@@ -406,6 +410,7 @@ func (c *Config) applyDefaults() {
 	c.Limits.applyDefaults()
 	c.Telemetry.applyDefaults()
 	c.Bridge.applyDefaults(c.Gateway.Listen)
+	c.Batch.applyDefaults(c.Gateway.Listen)
 	c.applyProtocolDefaults()
 }
 

@@ -264,6 +264,7 @@ func (v *validator) validate(c *Config) {
 	v.validateLimits(c, seen, models)
 	v.validateTelemetry(&c.Telemetry, models)
 	v.validateBridge(c.Bridge)
+	v.validateBatch(c.Batch)
 }
 
 // fallbacks checks a model's failover list: known backends, each once, none

@@ -78,6 +78,7 @@ var StartOnly = []RestartSetting{
 		return c.Limits.Budget.UsageTokenEnv
 	}},
 	{"bridge", "the bridge connects to its brokers and reads its credentials at start", func(c *Config) any { return c.Bridge }},
+	{"batch", "the batch service opens its store, listens and reads its credentials at start", func(c *Config) any { return c.Batch }},
 }
 
 // startOnlyChanges lists, as sentences, the StartOnly settings that differ

@@ -46,6 +46,7 @@ var restartEdits = map[string][2]string{
 	"telemetry.tracing":              {`telemetry: {nats:`, `telemetry: {tracing: {endpoint: "127.0.0.1:4317"}, nats:`},
 	"limits.budget.usage_token_env":  {`limits: {store`, `limits: {budget: {usage_token_env: SG_USAGE}, store`},
 	"bridge":                         {`telemetry: {nats:`, "bridge: {sources: [{name: q, dead_letter: dl, nats: {url: \"nats://127.0.0.1:4222\", stream: Q}}]}\ntelemetry: {nats:"},
+	"batch":                          {`telemetry: {nats:`, "batch: {dir: /tmp/sg-batch}\ntelemetry: {nats:"},
 }
 
 func loadText(t *testing.T, text string) *Config {

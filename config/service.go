@@ -39,6 +39,10 @@ type Service struct {
 	// that matches names the request's operation. A request matching none
 	// gets 404. Empty means one operation, "any", matching every request.
 	Operations []Operation `yaml:"operations"`
+
+	// builtin marks the batch section's services (batch.go), mounted on
+	// /v1/batches and /v1/files, which no configured service may use.
+	builtin bool
 }
 
 // Operation is a named class of a service's requests: the unit tenants are
@@ -170,6 +174,9 @@ func (v *validator) validateMount(p string, s *Service, earlier []Service) {
 	valid := func(x string) bool {
 		return strings.HasPrefix(x, "/") && strings.HasSuffix(x, "/") && !strings.ContainsAny(x, "?#*{}%\\") &&
 			!strings.Contains(x, "//") && !strings.Contains(x, "/./") && !strings.Contains(x, "/../")
+	}
+	if s.builtin {
+		return
 	}
 	if !valid(s.PathPrefix) || s.PathPrefix == "/" {
 		v.at(p+".path_prefix", "service %q: path_prefix %q must be a path starting and ending with '/' (not the root alone), e.g. /chroma/", s.Name, s.PathPrefix)

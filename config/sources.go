@@ -13,7 +13,7 @@ import (
 
 // CheckSources checks the secrets and files the config names but Load does
 // not read: backends[].credential.env and .file, limits.redis.password_env,
-// bridge.credentials[].env and .file and backends[].tls.ca_file (readable, not only present). It returns nil
+// bridge.credentials[] and batch.credentials[] env and file and backends[].tls.ca_file (readable, not only present). It returns nil
 // when all are usable, else the problems joined (see Problems), each located
 // at its field in c.Source like Load's. It reads the environment and the
 // files but keeps no secret and puts none in a message. `validate` calls it;
@@ -52,6 +52,17 @@ func (c *Config) CheckSources() error {
 				v.at(p+".env", "bridge credential %q: environment variable %s is empty or unset", cr.Name, cr.Env)
 			case cr.File != "":
 				v.readable(p+".file", fmt.Sprintf("bridge credential %q: file", cr.Name), cr.File, true)
+			}
+		}
+	}
+	if b := c.Batch; b != nil {
+		for i, cr := range b.Credentials {
+			p := fmt.Sprintf("$.batch.credentials[%d]", i)
+			switch {
+			case cr.Env != "" && os.Getenv(cr.Env) == "":
+				v.at(p+".env", "batch credential %q: environment variable %s is empty or unset", cr.Name, cr.Env)
+			case cr.File != "":
+				v.readable(p+".file", fmt.Sprintf("batch credential %q: file", cr.Name), cr.File, true)
 			}
 		}
 	}

@@ -158,6 +158,8 @@ telemetry:
   tracing: {endpoint: "127.0.0.1:4317"}
 bridge:
   sources: [{name: q, nats: {url: "nats://127.0.0.1:4222", stream: Q}, dead_letter: d}]
+batch:
+  dir: /tmp/streamgate-batch
 `
 
 // proseDefaults are fields whose stated default is not a literal value:
@@ -176,6 +178,7 @@ var proseDefaults = map[string]string{
 	"bridge.sources[].credential":             "prose: no credential",
 	"bridge.gateway_url":                      "derived from gateway.listen; config.TestBridgeDefaults checks it",
 	"bridge.sources[].nats.subject":           "prose: no filter",
+	"batch.gateway_url":                       "derived from gateway.listen; config.TestBatchSection checks it",
 }
 
 func TestDocumentedDefaultsAreWhatLoadApplies(t *testing.T) {

@@ -268,6 +268,18 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		goServe("bridge", func() error { defer bcancel(); return br.Run(bctx) })
 	}
 	// --- end bridge
+	// --- batch (docs/batch.md): the Batch API's service, which Envoy
+	// routes /v1/files and /v1/batches to; stops with the bridge.
+	if cfg.Batch != nil && p.extProc {
+		serveBatch, err := newBatch(cfg, log)
+		if err != nil {
+			return err
+		}
+		bctx, bcancel := context.WithCancel(stop)
+		context.AfterFunc(ctx, bcancel)
+		goServe("batch", func() error { defer bcancel(); return serveBatch(bctx) })
+	}
+	// --- end batch
 	ready.set(true)
 	fmt.Fprintf(stdout, "streamgate %s serving (config %s)\n", Version, path)
 	select {
