@@ -25,7 +25,8 @@ import (
 // xp-reverse: an Anthropic primary falls back to an OpenAI-compatible one.
 // xp-gemini and xp-vertex: the OpenAI-compatible primary (500) falls back
 // to (the fake) Gemini, by API key and on Vertex AI with a service
-// account's OAuth2 token. claude-bedrock is a plain Bedrock model (no
+// account's OAuth2 token; xp-cvertex to Claude on Vertex AI (an anthropic
+// backend with a vertex block), for a Messages client. claude-bedrock is a plain Bedrock model (no
 // failover). Every model costs
 // a dollar a token, so the recorded cost is the metered usage.
 const crossConfig = listeners + `backends:
@@ -58,6 +59,10 @@ const crossConfig = listeners + `backends:
     protocol: gemini
     endpoints: [@GEMINI@]
     vertex: {project: sg-project, location: us-central1, credentials_file: @VERTEXKEY@}
+  - name: claude-vertex
+    protocol: anthropic
+    endpoints: [@GEMINI@]
+    vertex: {project: sg-project, location: us-central1, credentials_file: @VERTEXKEY@}
 models:
   - name: xp-claude
     backend: primary
@@ -86,6 +91,11 @@ models:
     upstream_model: fo-upstream
     fallbacks: [vertex]
     fallback_models: {vertex: gemini-2.5-pro}
+  - name: xp-cvertex
+    backend: primary
+    upstream_model: fo-upstream
+    fallbacks: [claude-vertex]
+    fallback_models: {claude-vertex: "claude-sonnet-4-5@20250929"}
 telemetry:
   usage: true
   prices:
@@ -94,6 +104,7 @@ telemetry:
     xp-reverse: {input_per_million: 1000000, output_per_million: 1000000}
     xp-gemini: {input_per_million: 1000000, output_per_million: 1000000}
     xp-vertex: {input_per_million: 1000000, output_per_million: 1000000}
+    xp-cvertex: {input_per_million: 1000000, output_per_million: 1000000}
 `
 
 // keyedFake is a fakellm server that answers 401 to requests without its
@@ -243,7 +254,7 @@ func TestCrossProtocolFailover(t *testing.T) {
 		assert.Equal(t, before, c.primary.Stats().Requests+c.claude.Stats().Requests)
 	})
 
-	models := []string{"xp-claude", "xp-bedrock", "xp-reverse", "xp-gemini", "xp-vertex"}
+	models := []string{"xp-claude", "xp-bedrock", "xp-reverse", "xp-gemini", "xp-vertex", "xp-cvertex"}
 	before := map[string]float64{}
 	for _, m := range models {
 		before[m] = costOf(t, c.g, m)
@@ -252,7 +263,7 @@ func TestCrossProtocolFailover(t *testing.T) {
 	primaryBefore := c.primary.Stats().Requests
 	all := map[string]crossOut{}
 	runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "openai:xp-claude:primary", "openai:xp-bedrock", "anthropic:xp-reverse:claude-primary",
-		"openai:xp-gemini:primary", "openai:xp-vertex:primary"}, &all)
+		"openai:xp-gemini:primary", "openai:xp-vertex:primary", "anthropic:xp-cvertex:primary"}, &all)
 
 	t.Run("openai to anthropic", func(t *testing.T) {
 		out := all["xp-claude"]
@@ -307,9 +318,25 @@ func TestCrossProtocolFailover(t *testing.T) {
 			"/v1beta/models/gemini-2.5-flash:generateContent",
 			"/v1/projects/sg-project/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
 			"/v1/projects/sg-project/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent",
-		}, c.gemini.Paths(), "each fallback's path and model name; the fake refuses a wrong key or bearer")
-		assert.Equal(t, 1, c.gemini.TokensIssued(), "one Vertex token, fetched by the gateway and cached, for both attempts")
-		assert.Equal(t, primaryBefore+6, c.primary.Stats().Requests, "the primary was tried first (and answered 500) for xp-claude, xp-gemini and xp-vertex")
+		}, c.gemini.Paths()[:4], "each fallback's path and model name; the fake refuses a wrong key or bearer")
+	})
+
+	t.Run("anthropic to claude on vertex", func(t *testing.T) {
+		out := all["xp-cvertex"]
+		u := fakegemini.ClaudeUsage
+		assert.Equal(t, "tool_use", out.Stream.StopReason)
+		require.Len(t, out.Stream.ToolUses, 1)
+		assert.Equal(t, fakegemini.ClaudeToolUseID, out.Stream.ToolUses[0].ID)
+		assert.Equal(t, map[string]any{"city": "Paris"}, out.Stream.ToolUses[0].Input)
+		assert.Equal(t, u.Input, out.Stream.InputTokens)
+		assert.Equal(t, u.Output, out.Stream.OutputTokens)
+		assert.Equal(t, "The weather is sunny.", out.Whole.Text)
+		requireCost(t, c.g, "xp-cvertex", before["xp-cvertex"], float64(2*(u.Input+u.Output)))
+		const base = "/v1/projects/sg-project/locations/us-central1/publishers/anthropic/models/claude-sonnet-4-5@20250929"
+		assert.Equal(t, []string{base + ":streamRawPredict", base + ":rawPredict"}, c.gemini.Paths()[4:],
+			"anthropic_version in the body, no model (the fake checks)")
+		assert.Equal(t, 2, c.gemini.TokensIssued(), "one token per Vertex backend, fetched by the gateway and cached for its attempts")
+		assert.Equal(t, primaryBefore+8, c.primary.Stats().Requests, "the primary was tried first (and answered 500) for xp-claude, xp-gemini, xp-vertex and xp-cvertex")
 	})
 }
 
