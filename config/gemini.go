@@ -52,6 +52,11 @@ func (v *validator) validateGemini(p string, b *Backend) {
 	}
 }
 
+// ClaudeOnVertex reports whether b is Claude on Vertex AI: an anthropic
+// backend with a vertex block, whose Messages API comes in Vertex's
+// envelope.
+func (b *Backend) ClaudeOnVertex() bool { return b.Protocol == ProtocolAnthropic && b.Vertex != nil }
+
 // sameVertex reports whether two backends take the same Vertex AI
 // settings: the path and token are chosen once, for the version's backend.
 func sameVertex(a, b *Backend) bool {

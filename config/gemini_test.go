@@ -76,3 +76,20 @@ models: [{name: m, backend: c}]
 		})
 	}
 }
+
+// TestClaudeOnVertexFallback: the Anthropic API and Claude on Vertex AI
+// in one chain mix protocols (Vertex's envelope and token differ), so the
+// chain is translated and authorized per attempt rather than refused for
+// its different credentials.
+func TestClaudeOnVertexFallback(t *testing.T) {
+	cfg, err := Parse("cv.yaml", []byte(`backends:
+  - {name: claude, protocol: anthropic, endpoints: ["h:443"], credential: {header: x-api-key, env: HOME}}
+  - {name: cv, protocol: anthropic, endpoints: ["v:443"], vertex: {project: p, location: l}}
+models:
+  - {name: m, backend: claude, fallbacks: [cv], fallback_models: {cv: "claude-sonnet-4-5@20250929"}}
+`))
+	require.NoError(t, err)
+	assert.True(t, cfg.MixesProtocols("claude", []string{"cv"}))
+	assert.True(t, cfg.Backend("cv").ClaudeOnVertex())
+	assert.False(t, cfg.Backend("claude").ClaudeOnVertex())
+}

@@ -26,7 +26,8 @@ import (
 // xp-gemini and xp-vertex: the OpenAI-compatible primary (500) falls back
 // to (the fake) Gemini, by API key and on Vertex AI with a service
 // account's OAuth2 token; xp-cvertex to Claude on Vertex AI (an anthropic
-// backend with a vertex block), for a Messages client. claude-bedrock is a plain Bedrock model (no
+// backend with a vertex block), for a Messages client; xp-ant-cvertex from
+// the Anthropic API to Claude on Vertex AI. claude-bedrock is a plain Bedrock model (no
 // failover). Every model costs
 // a dollar a token, so the recorded cost is the metered usage.
 const crossConfig = listeners + `backends:
@@ -96,6 +97,11 @@ models:
     upstream_model: fo-upstream
     fallbacks: [claude-vertex]
     fallback_models: {claude-vertex: "claude-sonnet-4-5@20250929"}
+  - name: xp-ant-cvertex
+    backend: claude-primary
+    upstream_model: claude-upstream
+    fallbacks: [claude-vertex]
+    fallback_models: {claude-vertex: "claude-sonnet-4-5@20250929"}
 telemetry:
   usage: true
   prices:
@@ -105,6 +111,7 @@ telemetry:
     xp-gemini: {input_per_million: 1000000, output_per_million: 1000000}
     xp-vertex: {input_per_million: 1000000, output_per_million: 1000000}
     xp-cvertex: {input_per_million: 1000000, output_per_million: 1000000}
+    xp-ant-cvertex: {input_per_million: 1000000, output_per_million: 1000000}
 `
 
 // keyedFake is a fakellm server that answers 401 to requests without its
@@ -254,7 +261,7 @@ func TestCrossProtocolFailover(t *testing.T) {
 		assert.Equal(t, before, c.primary.Stats().Requests+c.claude.Stats().Requests)
 	})
 
-	models := []string{"xp-claude", "xp-bedrock", "xp-reverse", "xp-gemini", "xp-vertex", "xp-cvertex"}
+	models := []string{"xp-claude", "xp-bedrock", "xp-reverse", "xp-gemini", "xp-vertex", "xp-cvertex", "xp-ant-cvertex"}
 	before := map[string]float64{}
 	for _, m := range models {
 		before[m] = costOf(t, c.g, m)
@@ -263,7 +270,8 @@ func TestCrossProtocolFailover(t *testing.T) {
 	primaryBefore := c.primary.Stats().Requests
 	all := map[string]crossOut{}
 	runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "openai:xp-claude:primary", "openai:xp-bedrock", "anthropic:xp-reverse:claude-primary",
-		"openai:xp-gemini:primary", "openai:xp-vertex:primary", "anthropic:xp-cvertex:primary"}, &all)
+		"openai:xp-gemini:primary", "openai:xp-vertex:primary", "anthropic:xp-cvertex:primary",
+		"anthropic:xp-ant-cvertex:claude-primary"}, &all)
 
 	t.Run("openai to anthropic", func(t *testing.T) {
 		out := all["xp-claude"]
@@ -333,10 +341,20 @@ func TestCrossProtocolFailover(t *testing.T) {
 		assert.Equal(t, "The weather is sunny.", out.Whole.Text)
 		requireCost(t, c.g, "xp-cvertex", before["xp-cvertex"], float64(2*(u.Input+u.Output)))
 		const base = "/v1/projects/sg-project/locations/us-central1/publishers/anthropic/models/claude-sonnet-4-5@20250929"
-		assert.Equal(t, []string{base + ":streamRawPredict", base + ":rawPredict"}, c.gemini.Paths()[4:],
-			"anthropic_version in the body, no model (the fake checks)")
+		assert.Equal(t, []string{base + ":streamRawPredict", base + ":rawPredict", base + ":streamRawPredict", base + ":rawPredict"}, c.gemini.Paths()[4:],
+			"anthropic_version in the body, no model (the fake checks); xp-cvertex's then xp-ant-cvertex's")
 		assert.Equal(t, 2, c.gemini.TokensIssued(), "one token per Vertex backend, fetched by the gateway and cached for its attempts")
 		assert.Equal(t, primaryBefore+8, c.primary.Stats().Requests, "the primary was tried first (and answered 500) for xp-claude, xp-gemini, xp-vertex and xp-cvertex")
+	})
+
+	t.Run("anthropic api to claude on vertex", func(t *testing.T) {
+		out := all["xp-ant-cvertex"]
+		u := fakegemini.ClaudeUsage
+		assert.Equal(t, "tool_use", out.Stream.StopReason)
+		require.Len(t, out.Stream.ToolUses, 1)
+		assert.Equal(t, fakegemini.ClaudeToolUseID, out.Stream.ToolUses[0].ID, "Claude on Vertex answered, the Anthropic API (500) did not")
+		assert.Equal(t, "The weather is sunny.", out.Whole.Text)
+		requireCost(t, c.g, "xp-ant-cvertex", before["xp-ant-cvertex"], float64(2*(u.Input+u.Output)))
 	})
 }
 
