@@ -239,8 +239,9 @@ type Backend struct {
 	// Azure makes an openai backend an Azure OpenAI resource: deployment
 	// paths, api-version, api-key or Entra ID tokens.
 	Azure *Azure `yaml:"azure"`
-	// Vertex makes a gemini backend a Vertex AI endpoint: project and
-	// location paths, Google OAuth2 tokens.
+	// Vertex makes a gemini backend a Vertex AI endpoint, and an anthropic
+	// backend Claude on Vertex AI (rawPredict / streamRawPredict): project
+	// and location paths, Google OAuth2 tokens.
 	Vertex *Vertex `yaml:"vertex"`
 	// OpenAI sets the OpenAI-Organization and OpenAI-Project headers of
 	// an OpenAI platform backend.

@@ -55,7 +55,8 @@ func (c *Config) applyProtocolDefaults() {
 var CrossProtocols = []Protocol{ProtocolOpenAI, ProtocolAnthropic, ProtocolBedrock, ProtocolGemini}
 
 // MixesProtocols reports whether the failover chain of a version served by
-// backend, with fallbacks, has backends of more than one protocol. Such a
+// backend, with fallbacks, has backends of more than one protocol (Claude
+// on Vertex AI's envelope counting as its own). Such a
 // request is translated and authorized per attempt, by the ext_proc server
 // running as an upstream filter of each backend's cross cluster.
 func (c *Config) MixesProtocols(backend string, fallbacks []string) bool {
@@ -64,7 +65,7 @@ func (c *Config) MixesProtocols(backend string, fallbacks []string) bool {
 		return false
 	}
 	for _, name := range fallbacks {
-		if fb := c.Backend(name); fb != nil && fb.Protocol != b.Protocol {
+		if fb := c.Backend(name); fb != nil && (fb.Protocol != b.Protocol || fb.ClaudeOnVertex() != b.ClaudeOnVertex()) {
 			return true
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/streamgate/streamgate/examples/fakebedrock"
+	"github.com/streamgate/streamgate/examples/fakegemini"
 	"github.com/streamgate/streamgate/examples/fakellm"
 )
 
@@ -22,7 +23,12 @@ import (
 // backend; xp-bedrock: a primary nobody listens on (connection refused)
 // falls back to (the fake) Bedrock, signed for that attempt only;
 // xp-reverse: an Anthropic primary falls back to an OpenAI-compatible one.
-// claude-bedrock is a plain Bedrock model (no failover). Every model costs
+// xp-gemini and xp-vertex: the OpenAI-compatible primary (500) falls back
+// to (the fake) Gemini, by API key and on Vertex AI with a service
+// account's OAuth2 token; xp-cvertex to Claude on Vertex AI (an anthropic
+// backend with a vertex block), for a Messages client; xp-ant-cvertex from
+// the Anthropic API to Claude on Vertex AI. claude-bedrock is a plain Bedrock model (no
+// failover). Every model costs
 // a dollar a token, so the recorded cost is the metered usage.
 const crossConfig = listeners + `backends:
   - name: primary
@@ -46,6 +52,18 @@ const crossConfig = listeners + `backends:
   - name: backend-b
     protocol: openai
     endpoints: [{{.BackendB}}]
+  - name: gemini
+    protocol: gemini
+    endpoints: [@GEMINI@]
+    credential: {header: x-goog-api-key, env: CROSS_GEMINI_KEY}
+  - name: vertex
+    protocol: gemini
+    endpoints: [@GEMINI@]
+    vertex: {project: sg-project, location: us-central1, credentials_file: @VERTEXKEY@}
+  - name: claude-vertex
+    protocol: anthropic
+    endpoints: [@GEMINI@]
+    vertex: {project: sg-project, location: us-central1, credentials_file: @VERTEXKEY@}
 models:
   - name: xp-claude
     backend: primary
@@ -64,12 +82,36 @@ models:
   - name: claude-bedrock
     backend: bedrock
     upstream_model: ` + bedrockModelID + `
+  - name: xp-gemini
+    backend: primary
+    upstream_model: fo-upstream
+    fallbacks: [gemini]
+    fallback_models: {gemini: gemini-2.5-flash}
+  - name: xp-vertex
+    backend: primary
+    upstream_model: fo-upstream
+    fallbacks: [vertex]
+    fallback_models: {vertex: gemini-2.5-pro}
+  - name: xp-cvertex
+    backend: primary
+    upstream_model: fo-upstream
+    fallbacks: [claude-vertex]
+    fallback_models: {claude-vertex: "claude-sonnet-4-5@20250929"}
+  - name: xp-ant-cvertex
+    backend: claude-primary
+    upstream_model: claude-upstream
+    fallbacks: [claude-vertex]
+    fallback_models: {claude-vertex: "claude-sonnet-4-5@20250929"}
 telemetry:
   usage: true
   prices:
     xp-claude: {input_per_million: 1000000, output_per_million: 1000000}
     xp-bedrock: {input_per_million: 1000000, output_per_million: 1000000}
     xp-reverse: {input_per_million: 1000000, output_per_million: 1000000}
+    xp-gemini: {input_per_million: 1000000, output_per_million: 1000000}
+    xp-vertex: {input_per_million: 1000000, output_per_million: 1000000}
+    xp-cvertex: {input_per_million: 1000000, output_per_million: 1000000}
+    xp-ant-cvertex: {input_per_million: 1000000, output_per_million: 1000000}
 `
 
 // keyedFake is a fakellm server that answers 401 to requests without its
@@ -97,12 +139,14 @@ type crossEnv struct {
 	claude   *killable
 	cprimary *killable
 	bedrock  *fakebedrock.Server
+	gemini   *fakegemini.Server
 }
 
 func startCross(t *testing.T) *crossEnv {
 	t.Helper()
 	t.Setenv("CROSS_PRIMARY_KEY", "primary-key")
 	t.Setenv("CROSS_CLAUDE_KEY", "claude-key")
+	t.Setenv("CROSS_GEMINI_KEY", "gemini-test-key")
 	c := &crossEnv{
 		primary:  keyedFake(t, "primary", "authorization", "Bearer primary-key"),
 		claude:   keyedFake(t, "claude", "x-api-key", "claude-key"),
@@ -110,12 +154,15 @@ func startCross(t *testing.T) *crossEnv {
 	}
 	var addr, cfgFile, credsFile string
 	c.bedrock, addr, cfgFile, credsFile = startFakeBedrock(t)
+	var gemAddr, vertexKey string
+	c.gemini, gemAddr, vertexKey, _ = startFakeGemini(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	dead := lis.Addr().String()
 	require.NoError(t, lis.Close())
 	cfg := strings.NewReplacer("@PRIMARY@", c.primary.addr, "@CLAUDE@", c.claude.addr, "@DEAD@", dead, "@BEDROCK@", addr,
-		"@AWSCONFIG@", cfgFile, "@AWSCREDS@", credsFile, "@CPRIMARY@", c.cprimary.addr).Replace(crossConfig)
+		"@AWSCONFIG@", cfgFile, "@AWSCREDS@", credsFile, "@CPRIMARY@", c.cprimary.addr,
+		"@GEMINI@", gemAddr, "@VERTEXKEY@", vertexKey).Replace(crossConfig)
 	c.g = startGateway(t, cfg)
 	return c
 }
@@ -214,14 +261,17 @@ func TestCrossProtocolFailover(t *testing.T) {
 		assert.Equal(t, before, c.primary.Stats().Requests+c.claude.Stats().Requests)
 	})
 
-	models := []string{"xp-claude", "xp-bedrock", "xp-reverse"}
+	models := []string{"xp-claude", "xp-bedrock", "xp-reverse", "xp-gemini", "xp-vertex", "xp-cvertex", "xp-ant-cvertex"}
 	before := map[string]float64{}
 	for _, m := range models {
 		before[m] = costOf(t, c.g, m)
 	}
-	// One Python run for the three: the SDKs take seconds to import.
+	// One Python run for them all: the SDKs take seconds to import.
+	primaryBefore := c.primary.Stats().Requests
 	all := map[string]crossOut{}
-	runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "openai:xp-claude:primary", "openai:xp-bedrock", "anthropic:xp-reverse:claude-primary"}, &all)
+	runPyArgs(t, py, "cross_client.py", []string{c.g.gateway, "openai:xp-claude:primary", "openai:xp-bedrock", "anthropic:xp-reverse:claude-primary",
+		"openai:xp-gemini:primary", "openai:xp-vertex:primary", "anthropic:xp-cvertex:primary",
+		"anthropic:xp-ant-cvertex:claude-primary"}, &all)
 
 	t.Run("openai to anthropic", func(t *testing.T) {
 		out := all["xp-claude"]
@@ -259,6 +309,52 @@ func TestCrossProtocolFailover(t *testing.T) {
 		assert.Equal(t, "end_turn", out.Whole.StopReason)
 		assert.NotEmpty(t, out.Whole.Text)
 		requireCost(t, c.g, "xp-reverse", before["xp-reverse"], float64(out.Stream.InputTokens+out.Stream.OutputTokens+out.Whole.InputTokens+out.Whole.OutputTokens))
+	})
+
+	t.Run("openai to gemini and vertex", func(t *testing.T) {
+		u := fakegemini.Usage
+		for _, m := range []string{"xp-gemini", "xp-vertex"} {
+			out := all[m]
+			requireToolCall(t, out, `{"city":"Paris"}`)
+			assert.Equal(t, "The weather is sunny.", out.Whole.Content, m)
+			assert.Equal(t, u.Prompt, out.Stream.PromptTokens, m+": Gemini's usageMetadata")
+			assert.Equal(t, u.Candidates+u.Thoughts, out.Stream.CompletionTokens, m)
+			requireCost(t, c.g, m, before[m], float64(2*(u.Prompt+u.Candidates+u.Thoughts)))
+		}
+		assert.Equal(t, []string{
+			"/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+			"/v1beta/models/gemini-2.5-flash:generateContent",
+			"/v1/projects/sg-project/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+			"/v1/projects/sg-project/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent",
+		}, c.gemini.Paths()[:4], "each fallback's path and model name; the fake refuses a wrong key or bearer")
+	})
+
+	t.Run("anthropic to claude on vertex", func(t *testing.T) {
+		out := all["xp-cvertex"]
+		u := fakegemini.ClaudeUsage
+		assert.Equal(t, "tool_use", out.Stream.StopReason)
+		require.Len(t, out.Stream.ToolUses, 1)
+		assert.Equal(t, fakegemini.ClaudeToolUseID, out.Stream.ToolUses[0].ID)
+		assert.Equal(t, map[string]any{"city": "Paris"}, out.Stream.ToolUses[0].Input)
+		assert.Equal(t, u.Input, out.Stream.InputTokens)
+		assert.Equal(t, u.Output, out.Stream.OutputTokens)
+		assert.Equal(t, "The weather is sunny.", out.Whole.Text)
+		requireCost(t, c.g, "xp-cvertex", before["xp-cvertex"], float64(2*(u.Input+u.Output)))
+		const base = "/v1/projects/sg-project/locations/us-central1/publishers/anthropic/models/claude-sonnet-4-5@20250929"
+		assert.Equal(t, []string{base + ":streamRawPredict", base + ":rawPredict", base + ":streamRawPredict", base + ":rawPredict"}, c.gemini.Paths()[4:],
+			"anthropic_version in the body, no model (the fake checks); xp-cvertex's then xp-ant-cvertex's")
+		assert.Equal(t, 2, c.gemini.TokensIssued(), "one token per Vertex backend, fetched by the gateway and cached for its attempts")
+		assert.Equal(t, primaryBefore+8, c.primary.Stats().Requests, "the primary was tried first (and answered 500) for xp-claude, xp-gemini, xp-vertex and xp-cvertex")
+	})
+
+	t.Run("anthropic api to claude on vertex", func(t *testing.T) {
+		out := all["xp-ant-cvertex"]
+		u := fakegemini.ClaudeUsage
+		assert.Equal(t, "tool_use", out.Stream.StopReason)
+		require.Len(t, out.Stream.ToolUses, 1)
+		assert.Equal(t, fakegemini.ClaudeToolUseID, out.Stream.ToolUses[0].ID, "Claude on Vertex answered, the Anthropic API (500) did not")
+		assert.Equal(t, "The weather is sunny.", out.Whole.Text)
+		requireCost(t, c.g, "xp-ant-cvertex", before["xp-ant-cvertex"], float64(2*(u.Input+u.Output)))
 	})
 }
 

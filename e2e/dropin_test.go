@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
 
 	"github.com/streamgate/streamgate/cmd/streamgate/cli"
 	"github.com/streamgate/streamgate/contract"
@@ -128,19 +129,57 @@ func TestDropIn(t *testing.T) {
 		assert.Equal(t, wantTokens(16), pieces)
 	}
 
+	// A chain mixing protocols: the Chat Completions request the primary
+	// fails goes to claude-b as Anthropic Messages (its upstream filter
+	// reaching ext_proc through the streamgate_extproc cluster) and its
+	// answer comes back translated, which needs route.yaml to name the
+	// backend that answered.
+	for _, stream := range []bool{false, true} {
+		req, err := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", bytes.NewReader(chatBody("model-xp", stream, "hi")))
+		require.NoError(t, err)
+		req.Header.Set("x-fakellm-fail", "500")
+		req.Header.Set("x-fakellm-fail-backend", "backend-a")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "backend-b", resp.Header.Get("x-fakellm-backend"))
+		assert.Equal(t, "upstream-xp", resp.Header.Get("x-fakellm-received-model"))
+		assert.Empty(t, resp.Header.Get(contract.AnsweredByHeader), "the backend's name stays inside")
+		if stream {
+			pieces, err := readStream(resp.Body)
+			require.NoError(t, err, "an OpenAI stream, translated from Anthropic's events")
+			assert.NotEmpty(t, pieces)
+		} else {
+			body, _ := io.ReadAll(resp.Body)
+			assert.Equal(t, "chat.completion", gjson.GetBytes(body, "object").Str, "%s", body)
+		}
+		resp.Body.Close()
+	}
+
 	// Drop-in publishes only the model clusters: one per backend and one
 	// per failover chain.
 	dyn := dynamicClusters(t, "http://"+admin)
-	assert.Equal(t, []string{"backend-a", "backend-b", contract.FailoverCluster([]string{"backend-a", "backend-b"})}, dyn)
+	assert.Equal(t, []string{"backend-a", "backend-b", "claude-b", contract.FailoverCluster([]string{"backend-a", "backend-b"}),
+		contract.FailoverCluster([]string{"backend-a", "claude-b"})}, dyn)
 }
 
 // dropInConfig is defaultConfig with a model whose primary backend-a fails
-// over to backend-b.
-var dropInConfig = strings.Replace(defaultConfig, "telemetry:", `  - name: model-fo
+// over to backend-b, and one (model-xp) whose primary backend-a fails over
+// to claude-b, backend-b's Anthropic Messages API: a chain mixing
+// protocols.
+var dropInConfig = strings.Replace(strings.Replace(defaultConfig, "telemetry:", `  - name: model-fo
     backend: backend-a
     upstream_model: upstream-fo
     fallbacks: [backend-b]
-telemetry:`, 1)
+  - name: model-xp
+    backend: backend-a
+    upstream_model: upstream-xp
+    fallbacks: [claude-b]
+telemetry:`, 1), "models:\n", `  - name: claude-b
+    protocol: anthropic
+    endpoints: [{{.BackendB}}]
+models:
+`, 1)
 
 // TestConfigDumpHasNothingStray: the all-in-one gateway's Envoy holds the
 // configured backends and Streamgate's own clusters, and one listener.

@@ -150,26 +150,36 @@ func TestGeminiWithOfficialSDKs(t *testing.T) {
 // a gateway serving geminiConfig from it.
 func startGemini(t *testing.T) (*fakegemini.Server, *env) {
 	t.Helper()
+	fake, addr, keyFile, downFile := startFakeGemini(t)
+	t.Setenv("STREAMGATE_TEST_GEMINI_KEY", "gemini-test-key")
+	t.Setenv("STREAMGATE_TEST_GEMINI_BAD_KEY", "not-the-key")
+	g := startGateway(t, fmt.Sprintf(geminiConfig, addr, keyFile, downFile))
+	return fake, g
+}
+
+// startFakeGemini runs a fake Gemini (API key gemini-test-key; Vertex AI
+// project sg-project in us-central1) and returns it, its address, a
+// service account key file its token endpoint trusts and one whose token
+// endpoint is down.
+func startFakeGemini(t *testing.T) (fake *fakegemini.Server, addr, keyFile, downFile string) {
+	t.Helper()
 	const email = "streamgate@sg-project.iam.gserviceaccount.com"
 	ts := httptest.NewUnstartedServer(nil)
 	tokenURL := "http://" + ts.Listener.Addr().String() + "/token"
 	key, pub, err := fakegemini.ServiceAccountKey(email, tokenURL)
 	require.NoError(t, err)
-	fake := fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email, PublicKey: pub, TokenURL: tokenURL})
+	fake = fakegemini.New(fakegemini.Options{APIKey: "gemini-test-key", Project: "sg-project", Location: "us-central1", ClientEmail: email, PublicKey: pub, TokenURL: tokenURL})
 	ts.Config.Handler = fake
 	ts.Start()
 	t.Cleanup(ts.Close)
 	dir := t.TempDir()
-	keyFile, downFile := filepath.Join(dir, "sa.json"), filepath.Join(dir, "sa-down.json")
+	keyFile, downFile = filepath.Join(dir, "sa.json"), filepath.Join(dir, "sa-down.json")
 	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
 	// The same key, its token endpoint a port nothing listens on.
 	down, _, err := fakegemini.ServiceAccountKey(email, "http://127.0.0.1:1/token")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(downFile, down, 0o600))
-	t.Setenv("STREAMGATE_TEST_GEMINI_KEY", "gemini-test-key")
-	t.Setenv("STREAMGATE_TEST_GEMINI_BAD_KEY", "not-the-key")
-	g := startGateway(t, fmt.Sprintf(geminiConfig, hostPort(ts.URL), keyFile, downFile))
-	return fake, g
+	return fake, hostPort(ts.URL), keyFile, downFile
 }
 
 // TestGeminiUsageIsMetered: the usage of Gemini's last usageMetadata,

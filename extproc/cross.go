@@ -74,7 +74,7 @@ func (r *Routes) crossRoute(cfg *config.Config, m *config.Model, route *Route, c
 			h.vertexProject, h.vertexLocation = b.Vertex.Project, b.Vertex.Location
 		}
 		c.hops = append(c.hops, h)
-		r.noteTranslations(translate.Protocol(b.Protocol), enabled)
+		r.noteTranslations(h.wire(), enabled)
 	}
 	route.Cross = c
 }
@@ -109,7 +109,7 @@ func (c *crossChain) serves(a *apiEndpoint) bool {
 	}
 	for i := range c.hops {
 		h := &c.hops[i]
-		if !a.serves(a, &Route{Protocol: h.protocol, NativeResponses: h.responsesAPI && h.protocol == config.ProtocolOpenAI}) {
+		if !a.serves(a, &Route{Protocol: h.protocol, VertexProject: h.vertexProject, NativeResponses: h.responsesAPI && h.protocol == config.ProtocolOpenAI}) {
 			return false
 		}
 	}
@@ -118,7 +118,7 @@ func (c *crossChain) serves(a *apiEndpoint) bool {
 
 // native reports whether h serves client API c as is.
 func (h *crossHop) native(c translate.Client) bool {
-	return translate.Native(c, translate.Protocol(h.protocol)) || c == translate.ClientResponses && h.responsesAPI
+	return translate.Native(c, h.wire()) || c == translate.ClientResponses && h.responsesAPI
 }
 
 // translator returns the translator of a request in client API c to h's
@@ -128,7 +128,7 @@ func (h *crossHop) translator(c translate.Client, route *Route, body []byte) (tr
 	if h.native(c) {
 		return nil, body, translate.Request{}, nil
 	}
-	tr, err := translate.New(c, translate.Protocol(h.protocol), translate.Options{Model: h.upstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens, BedrockInvoke: h.bedrockInvoke})
+	tr, err := translate.New(c, h.wire(), translate.Options{Model: h.upstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens, BedrockInvoke: h.bedrockInvoke})
 	if err != nil {
 		return nil, nil, translate.Request{}, reject(ErrUnsupported, "The model `%s` cannot be used with the %s API.", route.Model, c)
 	}

@@ -81,7 +81,7 @@ func clientAPI(e endpoint) translate.Client {
 // translatable: the backend's protocol serves the endpoint's API as is or
 // through a translation.
 func translatable(a *apiEndpoint, route *Route) bool {
-	c, p := a.client, translate.Protocol(route.Protocol)
+	c, p := a.client, route.wire()
 	return translate.Native(c, p) || translate.Supported(c, p)
 }
 

@@ -233,9 +233,10 @@ func (p *processor) planTranslation() {
 	// carry the usage.
 	chained := pl.translate && p.endpoint == endpointResponses && p.tx.proto != config.ProtocolOpenAI
 	switch {
-	case pl.translate && p.endpoint == endpointMessages && (p.tx.proto == config.ProtocolBedrock || p.tx.proto == config.ProtocolGemini):
+	case pl.translate && p.endpoint == endpointMessages && p.tx.proto != config.ProtocolOpenAI:
 		// Bedrock's frames and Gemini's events are not metered; the Anthropic
-		// events made of them are.
+		// events made of them are (Claude on Vertex AI's are passed as they
+		// are, and metered the same way).
 		p.meter.anthropic = true
 	case chained:
 	case pl.translate && (p.endpoint == endpointMessages || p.endpoint == endpointResponses):

@@ -113,7 +113,7 @@ func NewRoutes(cfg *config.Config, created int64) *Routes {
 			route.NativeResponses = allServeResponses(cfg, chain)
 			route.FirstByteTimeout = firstByteTimeout(cfg, v.Backend)
 			r.noteClusters(route.Cluster, chain)
-			r.noteTranslations(translate.Protocol(route.Protocol), enabled)
+			r.noteTranslations(route.wire(), enabled)
 			if cfg.MixesProtocols(v.Backend, m.Fallbacks) {
 				r.crossRoute(cfg, m, &route, chain, enabled)
 			}

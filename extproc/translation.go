@@ -40,7 +40,7 @@ func (p *processor) native(route *Route) bool {
 	if p.endpoint == endpointResponses && route.NativeResponses {
 		return true
 	}
-	return translate.Native(clientAPI(p.endpoint), translate.Protocol(route.Protocol))
+	return translate.Native(clientAPI(p.endpoint), route.wire())
 }
 
 // allServeResponses reports whether every backend of a failover chain
@@ -58,7 +58,7 @@ func allServeResponses(cfg *config.Config, chain []string) bool {
 // speaks another protocol, or refuses it with a 400 in the client's shape.
 // set holds the routing headers already chosen.
 func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.HeaderValueOption) *extprocsvcv3.ProcessingResponse {
-	c, proto := clientAPI(p.endpoint), translate.Protocol(route.Protocol)
+	c, proto := clientAPI(p.endpoint), route.wire()
 	tr, err := translate.New(c, proto, translate.Options{Model: route.UpstreamModel, PublicModel: route.Model, DefaultMaxTokens: route.DefaultMaxTokens, BedrockInvoke: route.BedrockInvoke})
 	if err != nil {
 		return p.fail(reject(ErrUnsupported, "The model `%s` cannot be used with the %s API.", route.Model, c))
@@ -82,7 +82,7 @@ func (p *processor) translateRequest(body []byte, route *Route, set []*corev3.He
 		path = azurePath(path, route)
 	}
 	if route.VertexProject != "" {
-		path = translate.GeminiVertexPath(path, route.VertexProject, route.VertexLocation)
+		path = translate.VertexPath(path, route.VertexProject, route.VertexLocation)
 	}
 	set = append(set, header(":path", path), header("content-length", itoa(len(req.Body))))
 	if h, ok := p.auth.Upstream(route.Backend); ok {

@@ -156,7 +156,7 @@ func (u *upstreamProcessor) request(hop *crossHop, route *Route, body []byte) ([
 			path = azurePath(path, at)
 		}
 		if hop.vertexProject != "" {
-			path = translate.GeminiVertexPath(path, hop.vertexProject, hop.vertexLocation)
+			path = translate.VertexPath(path, hop.vertexProject, hop.vertexLocation)
 		}
 	case hop.azureAPIVersion != "":
 		path = azurePath(path, at)

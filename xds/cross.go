@@ -174,9 +174,17 @@ func upstreamExtProc(cfg *config.Config) *extprocv3.ExternalProcessor {
 func crossRoute(cfg *config.Config, chain []string, retry *routev3.RetryPolicy) *routev3.Route {
 	r := backendRoute(cfg, contract.FailoverCluster(chain))
 	r.GetRoute().RetryPolicy = retry
-	r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, &corev3.HeaderValueOption{
+	r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, answeredBy())
+	return r
+}
+
+// answeredBy is the response header naming the backend that answered,
+// from the picked endpoint's metadata (empty, hence not added, for
+// endpoints without it). The drop-in route (envoy/dropin/route.yaml)
+// carries it too.
+func answeredBy() *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
 		Header:       &corev3.HeaderValue{Key: contract.AnsweredByHeader, Value: "%UPSTREAM_METADATA(" + contract.EndpointNamespace + ":" + contract.EndpointBackendKey + ")%"},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	})
-	return r
+	}
 }

@@ -94,7 +94,10 @@ func TestDropInRouteSnippet(t *testing.T) {
 	}
 	cfg := &config.Config{Limits: &config.Limits{}, ExtProc: config.ExtProc{Listen: "127.0.0.1:50051"}}
 	require.Empty(t, got.GetTypedPerFilterConfig(), "no route turns anything on for usage any more")
-	if diff := cmp.Diff(responseHeadersToAdd(cfg), got.GetResponseHeadersToAdd(), protocmp.Transform()); diff != "" {
-		t.Fatalf("route.yaml response headers differ from the all-in-one route with limits (-want +got):\n%s", diff)
+	// The all-in-one route's headers, and the one its cross chains' routes
+	// add (a drop-in route serves every chain).
+	wantHeaders := append(responseHeadersToAdd(cfg), answeredBy())
+	if diff := cmp.Diff(wantHeaders, got.GetResponseHeadersToAdd(), protocmp.Transform()); diff != "" {
+		t.Fatalf("route.yaml response headers differ from the all-in-one route with limits and a cross chain (-want +got):\n%s", diff)
 	}
 }

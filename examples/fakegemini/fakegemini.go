@@ -14,6 +14,9 @@
 // RESOURCE_EXHAUSTED, "fake:invalid" 400 INVALID_ARGUMENT; a request with
 // function declarations and no functionResponse yet gets a call of the
 // first function with {"city":"Paris"}.
+//
+// It also serves Claude on Vertex AI (claude.go): Anthropic's Messages
+// API under publishers/anthropic, with the same bearer tokens.
 package fakegemini
 
 import (
@@ -91,6 +94,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		googleError(w, http.StatusMethodNotAllowed, "INVALID_ARGUMENT", "Method not allowed.")
+		return
+	}
+	if rest, ok := s.claudePath(r.URL.Path); ok {
+		if s.authorized(w, r, true) {
+			s.claude(w, r, rest)
+		}
 		return
 	}
 	rest, vertex := s.modelPath(r.URL.Path)

@@ -75,3 +75,41 @@ func TestFakeTokenEndpointRefusesBadAssertions(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, st)
 	assert.Contains(t, body, "unsupported_grant_type")
 }
+
+// TestFakeClaudeOnVertex: the bearer, anthropic_version in the body, no
+// model, stream matching the method; Anthropic's SSE with usage.
+func TestFakeClaudeOnVertex(t *testing.T) {
+	s := New(Options{Project: "p", Location: "l"})
+	s.tokens["tok"] = true
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	base := ts.URL + "/v1/projects/p/locations/l/publishers/anthropic/models/claude-x@1"
+	bearer := map[string]string{"authorization": "Bearer tok"}
+	ok := `{"anthropic_version":"vertex-2023-10-16","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`
+
+	st, _ := post(t, base+":rawPredict", map[string]string{"authorization": "Bearer other"}, ok)
+	assert.Equal(t, http.StatusUnauthorized, st)
+	for name, body := range map[string]string{
+		"no version":    `{"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`,
+		"header's one":  `{"anthropic_version":"2023-06-01","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`,
+		"model in body": `{"model":"claude-x@1","anthropic_version":"vertex-2023-10-16","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`,
+		"stream on raw": `{"stream":true,"anthropic_version":"vertex-2023-10-16","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`,
+	} {
+		st, b := post(t, base+":rawPredict", bearer, body)
+		assert.Equal(t, http.StatusBadRequest, st, name)
+		assert.Contains(t, b, `"invalid_request_error"`, name)
+	}
+	st, b := post(t, base+":rawPredict", bearer, ok)
+	require.Equal(t, http.StatusOK, st, b)
+	assert.Contains(t, b, `"model":"claude-x@1"`)
+	assert.Contains(t, b, `"usage":{"input_tokens":25,"output_tokens":12}`)
+	st, b = post(t, base+":streamRawPredict", bearer, `{"stream":true,"tools":[{"name":"get_weather","input_schema":{"type":"object"}}],`+ok[1:])
+	require.Equal(t, http.StatusOK, st, b)
+	assert.True(t, strings.HasPrefix(b, "event: message_start\ndata: {"), b)
+	assert.Contains(t, b, `"stop_reason":"tool_use"`)
+	assert.True(t, strings.HasSuffix(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"))
+	st, b = post(t, base+":rawPredict", bearer, `{"anthropic_version":"vertex-2023-10-16","max_tokens":10,"messages":[{"role":"user","content":"fake:rate-limit"}]}`)
+	assert.Equal(t, http.StatusTooManyRequests, st)
+	assert.Contains(t, b, "RESOURCE_EXHAUSTED")
+	assert.Len(t, s.Paths(), 3)
+}

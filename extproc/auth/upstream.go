@@ -76,7 +76,7 @@ func loadSigners(ctx context.Context, backends []config.Backend, log *slog.Logge
 			out[b.Name] = s
 			continue
 		}
-		if b.Protocol == config.ProtocolGemini && b.Vertex != nil {
+		if (b.Protocol == config.ProtocolGemini || b.Protocol == config.ProtocolAnthropic) && b.Vertex != nil {
 			s, err := credential.NewVertex(ctx, b.Vertex)
 			if err != nil {
 				return nil, fmt.Errorf("cannot set up Google OAuth2 tokens for backend %q: %w", b.Name, err)

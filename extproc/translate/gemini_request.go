@@ -94,13 +94,6 @@ func GeminiPath(model string, stream bool) string {
 	return "/v1beta/models/" + url.PathEscape(model) + geminiMethod(stream)
 }
 
-// GeminiVertexPath maps a Gemini API path made by GeminiPath to the
-// Vertex AI path of the same method for project and location.
-func GeminiVertexPath(geminiPath, project, location string) string {
-	rest, _ := strings.CutPrefix(geminiPath, "/v1beta/models/")
-	return "/v1/projects/" + url.PathEscape(project) + "/locations/" + url.PathEscape(location) + "/publishers/google/models/" + rest
-}
-
 func geminiMethod(stream bool) string {
 	if stream {
 		return ":streamGenerateContent?alt=sse"

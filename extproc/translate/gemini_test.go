@@ -43,7 +43,7 @@ func TestGeminiPaths(t *testing.T) {
 	require.Equal(t, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", p)
 	require.Equal(t, "/v1beta/models/tuned%2Fx:generateContent", GeminiPath("tuned/x", false))
 	require.Equal(t, "/v1/projects/my-proj/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
-		GeminiVertexPath(p, "my-proj", "us-central1"))
+		VertexPath(p, "my-proj", "us-central1"))
 }
 
 func geminiBenchEvents() (start, chunk []byte) {
@@ -60,4 +60,30 @@ func BenchmarkGeminiToChatStream(b *testing.B) {
 func BenchmarkGeminiToMessagesStream(b *testing.B) {
 	start, chunk := geminiBenchEvents()
 	benchStream(b, ClientMessages, ProtocolGemini, start, chunk)
+}
+
+func TestVertexPaths(t *testing.T) {
+	require.Equal(t, "/v1/projects/my-proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict",
+		VertexPath(vertexAnthropicPath("claude-sonnet-4-5@20250929", true), "my-proj", "us-east5"))
+	require.Equal(t, "/v1/projects/p/locations/global/publishers/anthropic/models/c:rawPredict", VertexPath(vertexAnthropicPath("c", false), "p", "global"))
+}
+
+// FuzzVertexAnthropicResponse: any status and body from Claude on Vertex
+// AI gives the client a status and a body, for Chat and Messages clients.
+func FuzzVertexAnthropicResponse(f *testing.F) {
+	f.Add(200, []byte(`{"type":"message","content":[{"type":"text","text":"a"}],"usage":{"input_tokens":1,"output_tokens":1}}`))
+	f.Add(429, []byte(`{"error":{"code":429,"message":"m","status":"RESOURCE_EXHAUSTED"}}`))
+	f.Add(529, []byte(`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`))
+	f.Add(403, []byte(`[{"error":{"code":403,"message":"m","status":"PERMISSION_DENIED"}}]`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		for _, c := range []Client{ClientChat, ClientMessages} {
+			tr, err := New(c, ProtocolAnthropicVertex, testOptions())
+			require.NoError(t, err)
+			_, err = tr.Request([]byte(fuzzRequests[c]))
+			require.NoError(t, err)
+			st, out := tr.Response(status%600, body)
+			require.NotZero(t, st)
+			require.NotEmpty(t, out)
+		}
+	})
 }

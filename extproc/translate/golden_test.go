@@ -35,6 +35,8 @@ var pairs = map[string]struct {
 	"anthropic_bedrock": {ClientMessages, ProtocolBedrock},
 	"openai_gemini":     {ClientChat, ProtocolGemini},
 	"anthropic_gemini":  {ClientMessages, ProtocolGemini},
+	"anthropic_vertex":  {ClientMessages, ProtocolAnthropicVertex},
+	"openai_vertex":     {ClientChat, ProtocolAnthropicVertex},
 }
 
 // testOptions are the model settings every golden case runs with.

@@ -76,6 +76,10 @@ const (
 	ProtocolKServe    Protocol = "kserve-v2"
 	ProtocolBedrock   Protocol = "bedrock"
 	ProtocolGemini    Protocol = "gemini"
+	// ProtocolAnthropicVertex is Claude on Vertex AI (anthropic_vertex.go):
+	// an anthropic backend with a vertex block. No config names it; the
+	// gateway chooses it for such a backend.
+	ProtocolAnthropicVertex Protocol = "anthropic-vertex"
 )
 
 // Native reports whether a backend of protocol p serves client API c as is,
@@ -95,13 +99,13 @@ func Native(c Client, p Protocol) bool {
 func Supported(c Client, p Protocol) bool {
 	switch c {
 	case ClientChat:
-		return p == ProtocolAnthropic || p == ProtocolOllama || p == ProtocolBedrock || p == ProtocolGemini
+		return p == ProtocolAnthropic || p == ProtocolOllama || p == ProtocolBedrock || p == ProtocolGemini || p == ProtocolAnthropicVertex
 	case ClientEmbeddings:
 		return p == ProtocolOllama
 	case ClientCompletions:
 		return p == ProtocolKServe
 	case ClientMessages:
-		return p == ProtocolOpenAI || p == ProtocolBedrock || p == ProtocolGemini
+		return p == ProtocolOpenAI || p == ProtocolBedrock || p == ProtocolGemini || p == ProtocolAnthropicVertex
 	case ClientResponses: // Anthropic, Ollama, Bedrock, Gemini through Chat Completions (chain.go)
 		return p == ProtocolOpenAI || Supported(ClientChat, p)
 	}
@@ -228,6 +232,10 @@ func New(c Client, p Protocol, opts Options) (Translator, error) {
 		return &chatToBedrock{inner: chatToMessages{opts: opts}}, nil
 	case c == ClientMessages && p == ProtocolBedrock:
 		return &messagesToBedrock{opts: opts}, nil
+	case c == ClientMessages && p == ProtocolAnthropicVertex:
+		return &messagesToVertex{opts: opts}, nil
+	case c == ClientChat && p == ProtocolAnthropicVertex:
+		return &chatToVertex{inner: chatToMessages{opts: opts}, vx: messagesToVertex{opts: opts}}, nil
 	case c == ClientChat && p == ProtocolGemini:
 		return newChatToGemini(opts), nil
 	case c == ClientMessages && p == ProtocolGemini:
