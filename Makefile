@@ -8,7 +8,7 @@ ENVOY_VERSION ?= 1.40.0
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
-.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults microbench fuzz clean proto
+.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults soak fuzz-campaign govulncheck microbench fuzz clean proto
 
 help: ## List targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -80,6 +80,13 @@ bench-services: build envoy ## Added latency of a service request beside a model
 
 faults: build envoy ## Fault suite, long: ext_proc SIGKILLed 5 times under 64 streaming clients, xDS killed and back, 10,000 abandoned streams (docs/faults.md); one short cycle of each runs in make test
 	ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_FAULTS_LONG=1 $(GO) test -count=1 -v -run 'TestFault|TestLeak' -timeout 20m ./e2e/
+
+# Soak (issue 21): mixed traffic through a streamgate run subprocess and its
+# Envoy; RSS, goroutines and FDs must not trend upward. make test runs 60 s.
+SOAK_DURATION ?= 30m
+soak: build envoy ## Soak for SOAK_DURATION (30m): chat, messages, gRPC and refusals at moderate load; fails if RSS, goroutines or FDs trend up (docs/soak.md)
+	ENVOY_BIN=$(ENVOY_PATH) SOAK_DURATION=$(SOAK_DURATION) SOAK_REPORT=$(CURDIR)/soak-results.md \
+		$(GO) test -count=1 -v -run '^TestSoak$$' -timeout 3h ./e2e/
 
 bench-picking: build envoy ## Endpoint picking vs LEAST_REQUEST on 4 simulated vLLM servers (~4 min): table, bench-picking.json, docs/picking.md
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/pickbench/cmd/streamgate-pickbench -json bench-picking.json \
