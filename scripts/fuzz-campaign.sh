@@ -42,8 +42,9 @@ for t in "${targets[@]}"; do
 	execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
 	fresh=$(sed -nE 's/.*new interesting: ([0-9]+).*/\1/p' <<<"$last")
 	if [ "$result" = FAIL ]; then
-		why=$(grep -m1 -E '^\s+(--- FAIL|Failing input written to|panic:)' "$log" | sed -E 's/^\s+//; s/\|/\\|/g' || true)
-		result="FAIL: ${why:-see log}"
+		why=$( (grep -m1 -E '^\s+[A-Za-z0-9_]+\.go:[0-9]+: |^panic: ' "$log" || true) | sed -E 's/^\s+//; s/\|/\\|/g' | cut -c1-160)
+		input=$(sed -nE 's/.*Failing input written to (.*)$/\1/p' "$log" | head -n 1)
+		result="FAIL: ${why:-see log}${input:+ (input: $dir/$input)}"
 	fi
 	row="| \`$dir\` | \`$name\` | ${execs:-?} | ${fresh:-?} | $(($(date +%s) - t0)) s | $result |"
 	echo "$row"
