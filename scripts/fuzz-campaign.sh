@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Fuzz campaign (issue 21 item 5): runs every `func FuzzX` of the module for
+# Fuzz campaign (issue 21 item 5): runs every fuzz target of the module for
 # FUZZTIME each, one at a time (GOMAXPROCS=FUZZPROCS, -parallel FUZZPROCS: the
 # machine is shared), and writes one table row per target (package, target,
 # execs, new corpus entries, result) between the markers in docs/fuzzing.md.
-# A failing target leaves its input in the package's testdata/fuzz/FuzzX/, as
+# A failing target leaves its input in the package's testdata/fuzz/<target>/, as
 # `go test -fuzz` does; the campaign goes on and exits non-zero at the end.
 # Usage: scripts/fuzz-campaign.sh [target-regex]   (make fuzz-campaign)
 set -euo pipefail

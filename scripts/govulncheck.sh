@@ -31,7 +31,7 @@ if [ ! -f "$db/index/db.json" ]; then
 	GOFLAGS= $GO run "golang.org/x/vulndb/cmd/indexdb@$VULNDB_VERSION" -vulns "$src/data/osv" -out "$db.tmp"
 	mv "$db.tmp" "$db"
 fi
-echo "govulncheck $GOVULNCHECK_VERSION, database golang.org/x/vulndb@$VULNDB_VERSION ($(ls "$db/ID" | wc -l) entries), $($GO env GOVERSION)"
+echo "govulncheck $GOVULNCHECK_VERSION, database golang.org/x/vulndb@$VULNDB_VERSION ($(ls "$db/ID" | grep -c "\.json$") entries), $($GO env GOVERSION)"
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
