@@ -160,6 +160,7 @@ func TestHostileSmuggling(t *testing.T) {
 			status, body, second := g.raw(t, req)
 			t.Logf("%d %s", status, strings.TrimSpace(body))
 			g.refusedUnseen(t, before, status, body)
+			assert.Contains(t, body, `"code":"invalid_http_request"`, "the OpenAI error shape")
 			assert.False(t, second, "a smuggled request was answered")
 		})
 	}
@@ -222,6 +223,9 @@ func TestHostileHeaders(t *testing.T) {
 			status, b := do(t, "/v1/chat/completions", tc.hs)
 			t.Logf("%d %.200s", status, b)
 			assert.Equal(t, tc.status, status, "body: %.300s", b)
+			if status == http.StatusRequestHeaderFieldsTooLarge {
+				assert.Contains(t, b, `"code":"request_headers_too_large"`, "the OpenAI error shape")
+			}
 			g.refusedUnseen(t, before, status, b)
 		})
 	}
