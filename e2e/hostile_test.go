@@ -14,6 +14,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/streamgate/streamgate/contract"
 	"github.com/streamgate/streamgate/examples/fakellm"
@@ -395,4 +397,72 @@ func noneTokenFor(t *testing.T, c jwt.MapClaims) string {
 	s, err := jwt.NewWithClaims(jwt.SigningMethodNone, c).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	require.NoError(t, err)
 	return s
+}
+
+// TestHostileHTTP2: HTTP/2 requests that RFC 9113 calls malformed (§8.2,
+// §8.1.1) get a stream reset or a 4xx, and the backend never sees them.
+func TestHostileHTTP2(t *testing.T) {
+	g := startHostileGateway(t)
+	chat := []byte(`{"model":"model-a","messages":[{"role":"user","content":"h2"}]}`)
+	base := [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", g.addr}, {":path", "/v1/chat/completions"},
+		{"content-type", "application/json"}, {"authorization", "Bearer " + hostileKeyFull}}
+	with := func(extra ...[2]string) [][2]string { return append(append([][2]string(nil), base...), extra...) }
+	// The control: the same request, well formed, is served.
+	before := g.fake.seen()
+	c := dialH2C(t, g.addr)
+	c.serverMaxStreams(t)
+	ev := c.wait(t, h2Request(t, c, with([2]string{"content-length", fmt.Sprint(len(chat))}), chat), 10*time.Second)
+	require.Equal(t, http.StatusOK, ev.status)
+	paths, _ := g.fake.since(before)
+	require.Equal(t, []string{"/v1/chat/completions"}, paths)
+	for name, tc := range map[string]struct {
+		fields [][2]string
+		body   []byte
+	}{
+		"transfer-encoding":             {with([2]string{"transfer-encoding", "chunked"}), chat},
+		"connection header":             {with([2]string{"connection", "close"}), chat},
+		"upper-case header name":        {with([2]string{"X-Upper", "1"}), chat},
+		"CR LF in a header value":       {with([2]string{"x-odd", "a\r\nx-injected: 1"}), chat},
+		"NUL in a header value":         {with([2]string{"x-odd", "a\x00b"}), chat},
+		"content-length below the body": {with([2]string{"content-length", "5"}), chat},
+		"content-length above the body": {with([2]string{"content-length", "500"}), chat},
+		"pseudo-header after a regular": {append(with(), [2]string{":path", "/v1/embeddings"}), chat},
+		"two :path pseudo-headers":      {append([][2]string{{":path", "/v1/embeddings"}}, base...), chat},
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := g.fake.seen()
+			c := dialH2C(t, g.addr)
+			c.serverMaxStreams(t)
+			id := h2Request(t, c, tc.fields, tc.body)
+			var ev h2event
+			var answered, closed bool
+			require.Eventually(t, func() bool {
+				ev, answered = c.event(id)
+				c.mu.Lock()
+				closed = c.readErr != nil || c.goAway != 0
+				c.mu.Unlock()
+				return answered || closed
+			}, 10*time.Second, 10*time.Millisecond, "no answer")
+			t.Logf("stream %d: %+v, connection closed %v (GOAWAY %v)", id, ev, closed, c.goAway)
+			assert.True(t, !answered || ev.reset || ev.status >= 400 && ev.status < 500, "want a reset, a 4xx or the connection closed, got %+v", ev)
+			paths, _ := g.fake.since(before)
+			assert.Empty(t, paths, "the backend saw the request")
+		})
+	}
+}
+
+// h2Request sends one request with exactly fields (in order) and body.
+func h2Request(t *testing.T, c *h2c, fields [][2]string, body []byte) uint32 {
+	t.Helper()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	id := c.next
+	c.next += 2
+	c.hbuf.Reset()
+	for _, kv := range fields {
+		require.NoError(t, c.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]}))
+	}
+	require.NoError(t, c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}))
+	require.NoError(t, c.fr.WriteData(id, true, body))
+	return id
 }
