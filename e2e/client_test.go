@@ -16,6 +16,7 @@ import (
 
 // chatBody is a minimal chat completion request.
 func chatBody(model string, stream bool, prompt string) []byte {
+	notePrompt(prompt)
 	b, _ := json.Marshal(map[string]any{
 		"model":    model,
 		"stream":   stream,

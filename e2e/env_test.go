@@ -69,6 +69,14 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	gw.stop()
+	// Issue 21: no key, token or prompt in any log line of the run.
+	if leaks := secretLeaks(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: %d secrets in the logs of this run:\n%s\n", len(leaks), strings.Join(leaks, "\n"))
+		code = 1
+	} else {
+		n, size := scannedLogs()
+		fmt.Fprintf(os.Stderr, "e2e: secret scan: %d logs, %d bytes, no secret\n", n, size)
+	}
 	if code != 0 {
 		fmt.Fprintln(os.Stderr, "---- streamgate + envoy logs ----")
 		fmt.Fprintln(os.Stderr, gw.logs.String())
@@ -261,12 +269,15 @@ func freePorts(n int) ([]string, error) {
 func hostPort(url string) string { return strings.TrimPrefix(url, "http://") }
 
 // syncBuffer collects process logs from several goroutines.
+// The first write adds it to the secret scan (secrets_test.go).
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	scanned sync.Once
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.scanned.Do(func() { registerLogs(s) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.buf.Write(p)

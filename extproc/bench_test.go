@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvcv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -83,6 +84,22 @@ func BenchmarkCheckDepth(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
 				if !checkDepth(body, config.DefaultMaxJSONDepth) {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkUTF8Valid is the UTF-8 pass parseRequest adds (issue 21).
+func BenchmarkUTF8Valid(b *testing.B) {
+	for _, s := range benchSizes {
+		body := benchBody("bench-model", s.size)
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if !utf8.Valid(body) {
 					b.Fatal("refused")
 				}
 			}

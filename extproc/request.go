@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -31,7 +32,9 @@ type requestInfo struct {
 
 // parseRequest checks body against bp (nil: the defaults) and reads what
 // policy needs. In order: a depth check (checkDepth) so that no recursive
-// parser ever sees a body nested deeper than bp allows, JSON validation, and
+// parser ever sees a body nested deeper than bp allows, a UTF-8 check (JSON
+// is UTF-8, RFC 8259 §8.1; the JSON validator does not check it, and
+// backends differ: one refuses, another substitutes U+FFFD), JSON validation, and
 // one pass over the top-level keys that refuses any key folding onto a
 // controlled field unless it spells the field exactly, once, with the type
 // the field takes. Every later reader of the body (token cap, shaping,
@@ -43,6 +46,9 @@ func parseRequest(body []byte, bp *bodyPolicy) (requestInfo, error) {
 	}
 	if !checkDepth(body, bp.maxDepth) {
 		return requestInfo{}, reject(ErrBadJSON, "The request body nests arrays and objects more than %d levels deep, the gateway limit (gateway.max_json_depth).", bp.maxDepth)
+	}
+	if !utf8.Valid(body) {
+		return requestInfo{}, reject(ErrBadJSON, "The request body is not valid UTF-8; JSON must be encoded in UTF-8.")
 	}
 	if !gjson.ValidBytes(body) {
 		return requestInfo{}, reject(ErrBadJSON, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)")

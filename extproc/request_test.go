@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -51,6 +52,25 @@ func TestParseRequest(t *testing.T) {
 
 // FuzzParseRequest: no panic; whatever is accepted is valid JSON with a
 // string model, and rewriting it yields valid JSON carrying the new model.
+// TestInvalidUTF8Refused: JSON is UTF-8; a body with any other byte
+// sequence is refused before a parser or a backend reads it (issue 21).
+func TestInvalidUTF8Refused(t *testing.T) {
+	for name, body := range map[string]string{
+		"in a message":     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\xff\"}]}",
+		"in the model":     "{\"model\":\"m\xc3\"}",
+		"overlong slash":   "{\"model\":\"m\xc0\xaf\"}",
+		"UTF-16 surrogate": "{\"model\":\"m\xed\xa0\x80\"}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseRequest([]byte(body), nil)
+			require.ErrorIs(t, err, ErrBadJSON)
+			assert.Contains(t, err.Error(), "UTF-8")
+		})
+	}
+	_, err := parseRequest([]byte(`{"model":"é\u00e9"}`), nil)
+	require.NoError(t, err)
+}
+
 func FuzzParseRequest(f *testing.F) {
 	for _, s := range []string{`{"model":"m","stream":true}`, `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, `{"model":"\u00e9"}`, `{"a":[1,{"model":2}],"model":"x"}`, `{`} {
 		f.Add([]byte(s))
@@ -61,6 +81,7 @@ func FuzzParseRequest(f *testing.F) {
 			return
 		}
 		require.True(t, gjson.ValidBytes(body))
+		require.True(t, utf8.Valid(body), "accepted a body that is not UTF-8")
 		require.NotEmpty(t, info.Model)
 		out, err := rewriteModel(body, "upstream/model")
 		require.NoError(t, err)

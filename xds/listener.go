@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	celv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -309,9 +310,11 @@ func routeConfig(cfg *config.Config) (*routev3.RouteConfiguration, error) {
 // upstream unreachable, ...) the OpenAI error shape.
 // Messages for replies Envoy makes when ext_proc itself fails.
 const (
-	requestTimeout = "The request did not arrive in time."
-	extProcTimeout = "The gateway timed out while processing the request."
-	extProcFailed  = "The gateway failed to process the request."
+	requestTimeout  = "The request did not arrive in time."
+	headersTooLarge = "The request headers are larger than the gateway accepts."
+	badHTTP         = "The request is not valid HTTP."
+	extProcTimeout  = "The gateway timed out while processing the request."
+	extProcFailed   = "The gateway failed to process the request."
 )
 
 func statusIs(code uint32) *accesslogv3.AccessLogFilter {
@@ -329,6 +332,18 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 		{
 			Filter:             statusIs(413),
 			BodyFormatOverride: jsonErrorFormat(tooLarge, "invalid_request_error", "request_too_large"),
+		},
+		{
+			// Envoy's header limits (60 KiB, 100 headers; issue 21).
+			Filter:             statusIs(431),
+			BodyFormatOverride: jsonErrorFormat(headersTooLarge, "invalid_request_error", "request_headers_too_large"),
+		},
+		{
+			// Requests Envoy's HTTP codecs refuse (issue 21: conflicting
+			// Content-Length and Transfer-Encoding, bad chunks, NUL in a
+			// header): 400 or 501, the connection then closed.
+			Filter:             codecError(),
+			BodyFormatOverride: jsonErrorFormat(badHTTP, "invalid_request_error", "invalid_http_request"),
 		},
 		{
 			// The request timeouts (request_headers_timeout, request_body_timeout).
@@ -356,11 +371,23 @@ func localReplies(cfg *config.Config) *hcmv3.LocalReplyConfig {
 	}
 	// Anthropic clients (/v1/messages) get the same replies in their shape.
 	anthropic := messagesLocalReplies(openai,
-		[]string{tooLarge, requestTimeout, "%LOCAL_REPLY_BODY%", extProcTimeout, extProcFailed},
-		[]string{"request_too_large", "invalid_request_error", "api_error", "timeout_error", "api_error"})
+		[]string{tooLarge, headersTooLarge, badHTTP, requestTimeout, "%LOCAL_REPLY_BODY%", extProcTimeout, extProcFailed},
+		[]string{"request_too_large", "request_too_large", "invalid_request_error", "invalid_request_error", "api_error", "timeout_error", "api_error"})
 	// gRPC calls first: the first matching mapper wins.
 	mappers := append([]*hcmv3.ResponseMapper{grpcLocalReply(), uploadTooLarge(cfg)}, anthropic...)
 	return &hcmv3.LocalReplyConfig{Mappers: append(mappers, openai...)}
+}
+
+// codecError matches the replies Envoy's HTTP/1 and HTTP/2 codecs make to
+// a request they cannot parse: their response code details start with
+// the codec's name.
+func codecError() *accesslogv3.AccessLogFilter {
+	cel, _ := toAny(&celv3.ExpressionFilter{
+		Expression: `response.code_details.startsWith('http1.') || response.code_details.startsWith('http2.')`,
+	})
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
+		ExtensionFilter: &accesslogv3.ExtensionFilter{Name: celAccessLogFilter, ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: cel}},
+	}}
 }
 
 func jsonErrorFormat(message, typ, code string) *corev3.SubstitutionFormatString {

@@ -8,6 +8,7 @@ const (
 	previousPrioritiesRetry = "envoy.retry_priorities.previous_priorities"
 	previousHostsPredicate  = "envoy.retry_host_predicates.previous_hosts"
 	earlyHeaderMutation     = "envoy.http.early_header_mutation.header_mutation"
+	celAccessLogFilter      = "envoy.access_loggers.extension_filters.cel"
 	// httpProtocolOptionsKey is the typed_extension_protocol_options key
 	// of a cluster's upstream HTTP protocol options.
 	httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"

@@ -190,7 +190,10 @@ through unchanged. *Retry-After* rows carry a ` + "`Retry-After`" + ` header on 
 Replies Envoy makes itself are not in this table: the listener's local reply
 mappers (` + "`localReplies` in xds/listener.go" + `) give them the OpenAI error shape —
 a body over ` + "`gateway.max_request_body_bytes`" + ` before ext_proc sees it (413
-` + "`request_too_large`" + `), a request that does not arrive in time (408
+` + "`request_too_large`" + `), headers over Envoy's limits (431
+` + "`request_headers_too_large`" + `), a request Envoy's HTTP codec cannot parse (400
+or 501 ` + "`invalid_http_request`" + `: conflicting Content-Length and Transfer-Encoding,
+bad chunks, NUL in a header), a request that does not arrive in time (408
 ` + "`request_timeout`" + `), an upstream failure (502/503/504 with Envoy's response code
 details as the code, e.g. ` + "`no_healthy_upstream`" + `), an ext_proc timeout (504
 ` + "`gateway_timeout`" + `) or a broken ext_proc stream (500 ` + "`internal_error`" + `).
