@@ -152,6 +152,11 @@ func TestFaultRedisKilled(t *testing.T) {
 			back = loads["fail_closed"].firstOKAfter(restored)
 			return back >= 0
 		}, 15*time.Second, 20*time.Millisecond, "fail-closed requests never succeeded again")
+		// Both gateways must see this outage end before the next one
+		// starts, or the fail-open one counts the two as one outage.
+		for _, e := range gateways {
+			waitMetric(t, e, "streamgate_ratelimit_store_outage", 0)
+		}
 		time.Sleep(300 * time.Millisecond)
 		stop()
 		for _, w := range waits {
