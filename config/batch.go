@@ -74,16 +74,7 @@ func (b *Batch) applyDefaults(gatewayListen string) {
 	if b == nil {
 		return
 	}
-	if b.GatewayURL == "" {
-		host, port, err := net.SplitHostPort(gatewayListen)
-		if err == nil {
-			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-				host = "127.0.0.1"
-			}
-			b.GatewayURL = "http://" + net.JoinHostPort(host, port)
-		}
-	}
-	b.GatewayURL = strings.TrimRight(b.GatewayURL, "/")
+	b.GatewayURL = gatewayURL(b.GatewayURL, gatewayListen)
 	setInt(&b.MaxInFlight, DefaultBatchMaxInFlight)
 	setInt(&b.MaxAttempts, DefaultBridgeMaxAttempts)
 	setDuration(&b.Backoff, DefaultBridgeBackoff)

@@ -122,16 +122,7 @@ func (b *Bridge) applyDefaults(gatewayListen string) {
 	if b == nil {
 		return
 	}
-	if b.GatewayURL == "" {
-		host, port, err := net.SplitHostPort(gatewayListen)
-		if err == nil {
-			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-				host = "127.0.0.1"
-			}
-			b.GatewayURL = "http://" + net.JoinHostPort(host, port)
-		}
-	}
-	b.GatewayURL = strings.TrimRight(b.GatewayURL, "/")
+	b.GatewayURL = gatewayURL(b.GatewayURL, gatewayListen)
 	setInt(&b.MaxInFlight, DefaultBridgeMaxInFlight)
 	setInt(&b.MaxAttempts, DefaultBridgeMaxAttempts)
 	setInt(&b.DedupeEntries, DefaultBridgeDedupeEntries)
@@ -266,4 +257,20 @@ func BridgeCredentialKey(c BridgeCredential) (string, error) {
 		return "", fmt.Errorf("bridge credential %q: file %q is empty", c.Name, c.File)
 	}
 	return k, nil
+}
+
+// gatewayURL is the URL the bridge and the batch runner send requests to:
+// the configured one, else the gateway's own listener (on loopback when it
+// listens on every address).
+func gatewayURL(configured, gatewayListen string) string {
+	if configured == "" {
+		host, port, err := net.SplitHostPort(gatewayListen)
+		if err == nil {
+			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+				host = "127.0.0.1"
+			}
+			configured = "http://" + net.JoinHostPort(host, port)
+		}
+	}
+	return strings.TrimRight(configured, "/")
 }

@@ -45,28 +45,39 @@ var _ Translator = (*messagesToInvoke)(nil)
 // operation, and sets anthropic_version; every other field goes as the
 // client sent it (Bedrock answers what Claude on Bedrock cannot take).
 func (t *messagesToInvoke) Request(body []byte) (Request, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return Request{}, invalid("The request body must be a JSON object: %s", jsonProblem(err))
-	}
-	out, err := sjson.SetBytes(body, "anthropic_version", bedrockAnthropicVersion)
+	out, stream, err := claudeEnvelope(body, bedrockAnthropicVersion, t.opts.DefaultMaxTokens, "model", "stream")
 	if err != nil {
-		return Request{}, invalid("The request body cannot be rewritten: %v", err)
+		return Request{}, err
 	}
-	if _, ok := fields["max_tokens"]; !ok {
-		if t.opts.DefaultMaxTokens < 1 {
-			return Request{}, invalid("max_tokens: Field required (a positive integer).")
-		}
-		out, _ = sjson.SetBytes(out, "max_tokens", t.opts.DefaultMaxTokens)
-	}
-	for _, k := range []string{"model", "stream"} {
-		if out, err = sjson.DeleteBytes(out, k); err != nil {
-			return Request{}, invalid("The request body cannot be rewritten: %v", err)
-		}
-	}
-	stream := string(fields["stream"]) == "true"
 	t.st = bedrockStream{dec: eventstream.NewDecoder(), invoke: true}
 	return Request{Body: out, Path: invokePath(t.opts.Model, stream), Headers: [][2]string{{"content-type", "application/json"}}, Stream: stream}, nil
+}
+
+// claudeEnvelope puts a Messages body in the envelope a cloud's Claude
+// endpoint takes (Bedrock's InvokeModel, Vertex's rawPredict): the cloud's
+// anthropic_version in the body, max_tokens defaulted, the fields the path
+// carries instead (drop) removed. It returns whether the client streams.
+func claudeEnvelope(body []byte, version string, defaultMaxTokens int, drop ...string) ([]byte, bool, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil, false, invalid("The request body must be a JSON object: %s", jsonProblem(err))
+	}
+	out, err := sjson.SetBytes(body, "anthropic_version", version)
+	if err != nil {
+		return nil, false, invalid("The request body cannot be rewritten: %v", err)
+	}
+	if _, ok := fields["max_tokens"]; !ok {
+		if defaultMaxTokens < 1 {
+			return nil, false, invalid("max_tokens: Field required (a positive integer).")
+		}
+		out, _ = sjson.SetBytes(out, "max_tokens", defaultMaxTokens)
+	}
+	for _, k := range drop {
+		if out, err = sjson.DeleteBytes(out, k); err != nil {
+			return nil, false, invalid("The request body cannot be rewritten: %v", err)
+		}
+	}
+	return out, string(fields["stream"]) == "true", nil
 }
 
 // Response passes Claude's message on and maps Bedrock's errors.

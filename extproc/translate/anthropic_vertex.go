@@ -1,13 +1,11 @@
 package translate
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 )
 
 // Claude on Vertex AI (ProtocolAnthropicVertex): Anthropic's Messages API
@@ -64,24 +62,10 @@ var _ Translator = (*messagesToVertex)(nil)
 // other field goes as the client sent it (Vertex answers what Claude on
 // Vertex cannot take).
 func (t *messagesToVertex) Request(body []byte) (Request, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return Request{}, invalid("The request body must be a JSON object: %s", jsonProblem(err))
-	}
-	out, err := sjson.SetBytes(body, "anthropic_version", vertexAnthropicVersion)
+	out, stream, err := claudeEnvelope(body, vertexAnthropicVersion, t.opts.DefaultMaxTokens, "model")
 	if err != nil {
-		return Request{}, invalid("The request body cannot be rewritten: %v", err)
+		return Request{}, err
 	}
-	if _, ok := fields["max_tokens"]; !ok {
-		if t.opts.DefaultMaxTokens < 1 {
-			return Request{}, invalid("max_tokens: Field required (a positive integer).")
-		}
-		out, _ = sjson.SetBytes(out, "max_tokens", t.opts.DefaultMaxTokens)
-	}
-	if out, err = sjson.DeleteBytes(out, "model"); err != nil {
-		return Request{}, invalid("The request body cannot be rewritten: %v", err)
-	}
-	stream := string(fields["stream"]) == "true"
 	return Request{Body: out, Path: vertexAnthropicPath(t.opts.Model, stream), Headers: [][2]string{{"content-type", "application/json"}}, Stream: stream}, nil
 }
 
