@@ -256,30 +256,11 @@ func serve(stop context.Context, path string, p parts, stdout, stderr io.Writer)
 		d.envoyAdmin = cfg.Envoy.Admin
 		log.Info("envoy started", "pid", proc.Pid(), "gateway", cfg.Gateway.Listen, "admin", cfg.Envoy.Admin)
 	}
-	// --- bridge (docs/streams.md): with bridge.run, after Envoy is up; it
-	// stops fetching on SIGTERM and its requests finish during the drain.
-	if b := cfg.Bridge; b != nil && b.Run && p.extProc {
-		br, err := newBridge(ctx, cfg, reg, log)
-		if err != nil {
+	if p.extProc {
+		if err := serveQueues(ctx, stop, cfg, reg, log, goServe); err != nil {
 			return err
 		}
-		bctx, bcancel := context.WithCancel(stop)
-		context.AfterFunc(ctx, bcancel)
-		goServe("bridge", func() error { defer bcancel(); return br.Run(bctx) })
 	}
-	// --- end bridge
-	// --- batch (docs/batch.md): the Batch API's service, which Envoy
-	// routes /v1/files and /v1/batches to; stops with the bridge.
-	if cfg.Batch != nil && p.extProc {
-		serveBatch, err := newBatch(cfg, log)
-		if err != nil {
-			return err
-		}
-		bctx, bcancel := context.WithCancel(stop)
-		context.AfterFunc(ctx, bcancel)
-		goServe("batch", func() error { defer bcancel(); return serveBatch(bctx) })
-	}
-	// --- end batch
 	ready.set(true)
 	fmt.Fprintf(stdout, "streamgate %s serving (config %s)\n", Version, path)
 	select {
@@ -498,4 +479,31 @@ func shutdownTracer(shutdown func(context.Context) error, log *slog.Logger) {
 	if err := shutdown(ctx); err != nil {
 		log.Warn("cannot flush trace spans", "error", err.Error())
 	}
+}
+
+// serveQueues starts the work that reaches the gateway through its own
+// listener, after Envoy is up: the event-stream bridge with bridge.run
+// (docs/streams.md) and the Batch API's service, which Envoy routes
+// /v1/files and /v1/batches to (docs/batch.md). Both stop fetching new
+// work when stop ends (SIGTERM); requests under way finish in the drain.
+func serveQueues(ctx, stop context.Context, cfg *config.Config, reg *prometheus.Registry, log *slog.Logger, goServe func(string, func() error)) error {
+	if b := cfg.Bridge; b != nil && b.Run {
+		br, err := newBridge(ctx, cfg, reg, log)
+		if err != nil {
+			return err
+		}
+		bctx, bcancel := context.WithCancel(stop)
+		context.AfterFunc(ctx, bcancel)
+		goServe("bridge", func() error { defer bcancel(); return br.Run(bctx) })
+	}
+	if cfg.Batch != nil {
+		serveBatch, err := newBatch(cfg, log)
+		if err != nil {
+			return err
+		}
+		bctx, bcancel := context.WithCancel(stop)
+		context.AfterFunc(ctx, bcancel)
+		goServe("batch", func() error { defer bcancel(); return serveBatch(bctx) })
+	}
+	return nil
 }
