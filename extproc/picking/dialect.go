@@ -280,7 +280,7 @@ func filterLines(dst *bytes.Buffer, body []byte, names []string) (seen bool) {
 }
 
 // namedIn reports whether s starts with one of names, bare (followed by a
-// blank, '{' or the line end) or quoted.
+// byte that cannot continue a name) or quoted.
 func namedIn(s []byte, names []string) bool {
 	for _, n := range names {
 		if len(s) > 0 && s[0] == '"' {
@@ -292,13 +292,16 @@ func namedIn(s []byte, names []string) bool {
 		if len(s) < len(n) || string(s[:len(n)]) != n {
 			continue
 		}
-		if len(s) == len(n) {
-			return true
-		}
-		switch s[len(n)] {
-		case ' ', '\t', '{', '\n', '\r':
+		if len(s) == len(n) || !nameByte(s[len(n)]) {
 			return true
 		}
 	}
 	return false
+}
+
+// nameByte reports whether c may continue a bare metric name. The text
+// parser ends a name at the first other byte, even with no blank before
+// the value ("name+1" is name, value +1), so the filter must too.
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == ':'
 }
