@@ -116,11 +116,11 @@ microbench: ## Go micro-benchmarks of the ext_proc hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./extproc/...
 
 FUZZTIME ?= 1m
-fuzz-campaign: ## Every Fuzz target in the module for FUZZTIME each (10m: ~8 h), one at a time; execs and results into docs/fuzzing.md
+fuzz-campaign: ## Every Fuzz target in the module for FUZZTIME each (10m: ~9 h of one core), FUZZJOBS at a time; one row per target in docs/fuzzing.md
 	FUZZTIME=$(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),10m) scripts/fuzz-campaign.sh
 
 fuzz: ## Fuzz the whole request path (parse, policy, shaping, estimate, limits) for FUZZTIME (1m)
-	GOMAXPROCS=1 $(GO) test -run '^$$' -fuzz '^FuzzRequestPath$$' -fuzztime $(FUZZTIME) -parallel 1 ./extproc/
+	GOMAXPROCS=1 $(GO) test -run '^$$' -fuzz '^FuzzRequestPath$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s -parallel 1 ./extproc/
 
 PROTOC_GEN_GO_VERSION ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2

@@ -24,23 +24,7 @@ import (
 // budgetConfig gives tenant "shared" a day budget of BUDGET on model-b
 // (100 per million input tokens, 1000 per million output), kept in Redis
 // (REDIS, CLUSTER, PREFIX are replaced), with the usage API on.
-const budgetConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-  message_timeout: 5s
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-` + twoBackends + `models:
-  - name: model-a
-    backend: backend-a
-  - name: model-b
-    backend: backend-b
-telemetry:
+var budgetConfig = twoModels("5s") + `telemetry:
   prices: {model-b: {input_per_million: 100, output_per_million: 1000}}
 limits:
   tenant_header: x-tenant

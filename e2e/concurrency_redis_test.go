@@ -28,23 +28,7 @@ import (
 // sharedConcurrencyConfig: concurrency held in Redis (REDIS, CLUSTER,
 // PREFIX and TTL are replaced). Tenant "capped" may open 4 streams in all;
 // backend-a serves 6 at once, shared fairly between tenants.
-const sharedConcurrencyConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-  message_timeout: 5s
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-` + twoBackends + `models:
-  - name: model-a
-    backend: backend-a
-  - name: model-b
-    backend: backend-b
-limits:
+var sharedConcurrencyConfig = twoModels("5s") + `limits:
   tenant_header: x-tenant
   store: redis
   redis: {address: "REDIS", cluster: CLUSTER, key_prefix: "PREFIX", timeout: 500ms, lease_ttl: TTL}

@@ -363,3 +363,15 @@ func (w *tapWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the real writer (hijack, flush).
 func (w *tapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// twoModels is the start of a limits test's config: listeners, ext_proc's
+// message timeout, both fake backends and model-a and model-b on them.
+func twoModels(messageTimeout string) string {
+	return strings.Replace(listeners, "  listen: {{.ExtProc}}\n", "  listen: {{.ExtProc}}\n  message_timeout: "+messageTimeout+"\n", 1) +
+		twoBackends + `models:
+  - name: model-a
+    backend: backend-a
+  - name: model-b
+    backend: backend-b
+`
+}

@@ -20,23 +20,7 @@ import (
 
 // redisLimitsConfig limits every tenant to one total-tokens-per-minute
 // budget kept in Redis (REDIS, CLUSTER, PREFIX, TPM and FAIL_OPEN are replaced).
-const redisLimitsConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-  message_timeout: 5s
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-` + twoBackends + `models:
-  - name: model-a
-    backend: backend-a
-  - name: model-b
-    backend: backend-b
-limits:
+var redisLimitsConfig = twoModels("5s") + `limits:
   tenant_header: x-tenant
   store: redis
   redis: {address: "REDIS", cluster: CLUSTER, key_prefix: "PREFIX", timeout: 200ms, fail_open: FAIL_OPEN}

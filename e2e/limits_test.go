@@ -21,23 +21,7 @@ import (
 	"github.com/streamgate/streamgate/examples/fakellm"
 )
 
-const limitsConfig = `gateway:
-  listen: {{.Gateway}}
-extproc:
-  listen: {{.ExtProc}}
-  message_timeout: 15s
-xds:
-  listen: {{.XDS}}
-envoy:
-  admin: {{.Admin}}
-metrics:
-  listen: {{.Metrics}}
-` + twoBackends + `models:
-  - name: model-a
-    backend: backend-a
-  - name: model-b
-    backend: backend-b
-limits:
+var limitsConfig = twoModels("15s") + `limits:
   tenant_header: x-tenant
   queue: {size: 100, max_wait: 10s}
   tokenizers: [{model: model-a, encoding: o200k_base}]
