@@ -219,7 +219,7 @@ func (g *soakGateway) sample(t *testing.T) map[string]float64 {
 		"streamgate goroutines":      metric(t, g.env, "go_goroutines"),
 		"streamgate FDs":             float64(procFDs(g.cmd.Process.Pid)),
 		"envoy RSS (MiB)":            float64(procRSS(g.envoy)) / mib,
-		"envoy heap allocated (MiB)": float64(adminStat(strings.TrimPrefix(g.admin, "http://"), "server.memory_allocated")) / mib,
+		"envoy heap allocated (MiB)": float64(envoyAllocated(t, g.admin)) / mib,
 		"envoy FDs":                  float64(procFDs(g.envoy)),
 	}
 }
