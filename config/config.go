@@ -85,7 +85,9 @@ type Config struct {
 type Gateway struct {
 	// Listen is the host:port clients connect to (default 0.0.0.0:10000).
 	Listen string `yaml:"listen"`
-	// MaxRequestBodyBytes caps a request body; larger bodies get 413 (default 8 MiB).
+	// MaxRequestBodyBytes caps a request body, larger bodies get 413, and is
+	// the whole stream's buffer limit in Envoy: a client that stops reading
+	// a response may leave up to about this much of it there (default 8 MiB).
 	MaxRequestBodyBytes int64 `yaml:"max_request_body_bytes"`
 	// MaxUploadBytes caps the multipart/form-data bodies of the upload
 	// endpoints (POST /v1/audio/transcriptions, /v1/audio/translations and
