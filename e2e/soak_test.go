@@ -31,7 +31,7 @@ import (
 // `streamgate run` subprocess and its Envoy for SOAK_DURATION (make soak:
 // 30m; make test: 60s), sampling both processes' RSS and open file
 // descriptors (/proc), Streamgate's goroutines (its metrics) and Envoy's
-// allocated heap (admin stats). After the first half (warm-up: pools,
+// allocated heap (admin /memory). After the first half (warm-up: pools,
 // caches, the Go heap and tcmalloc reach their working size) a
 // least-squares line is fitted to each series; the run fails when a line
 // rises over the second half by more than the series' tolerance

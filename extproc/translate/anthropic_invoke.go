@@ -85,7 +85,15 @@ func (t *messagesToInvoke) Response(status int, body []byte) (int, []byte) {
 	if status >= http.StatusBadRequest {
 		return bedrockError(status, body)
 	}
-	if !gjson.GetBytes(body, "content").IsArray() {
+	return claudeMessage(status, body)
+}
+
+// claudeMessage passes on Claude's message as a cloud's Claude endpoint
+// answered it (Bedrock's InvokeModel, Vertex's rawPredict), or a 502 for a
+// body that is not a Messages answer: gjson alone would read a truncated
+// `{"content"[` as holding an array, so the body must be valid JSON too.
+func claudeMessage(status int, body []byte) (int, []byte) {
+	if !gjson.ValidBytes(body) || !gjson.GetBytes(body, "content").IsArray() {
 		return http.StatusBadGateway, AnthropicErrorOfType("api_error", "The model backend returned a response the gateway cannot translate.")
 	}
 	return status, body

@@ -134,6 +134,25 @@ func TestInvokeResponse(t *testing.T) {
 	assert.Equal(t, 502, status)
 }
 
+// TestClaudeMessageMustBeJSON: a cloud's Claude answer that is not valid
+// JSON is a 502, though gjson finds a "content" array in it (found by
+// FuzzVertexAnthropicResponse: `{"content"[` was passed on as a message).
+func TestClaudeMessageMustBeJSON(t *testing.T) {
+	for p, opts := range map[Protocol]Options{ProtocolBedrock: invokeOptions(), ProtocolAnthropicVertex: testOptions()} {
+		tr, err := New(ClientMessages, p, opts)
+		require.NoError(t, err)
+		_, err = tr.Request([]byte(`{"model":"c","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+		require.NoError(t, err)
+		for _, body := range []string{`{"content"[`, `{"content":[]`, `{"content":[]}}`} {
+			status, out := tr.Response(200, []byte(body))
+			assert.Equal(t, 502, status, "%s %s", p, body)
+			assert.Equal(t, "api_error", gjson.GetBytes(out, "error.type").Str, "%s %s", p, body)
+		}
+		status, _ := tr.Response(200, []byte(`{"content":[]}`))
+		assert.Equal(t, 200, status, p)
+	}
+}
+
 func FuzzInvokeToMessagesStream(f *testing.F) {
 	seed := invokeFrames(f, invokeEvents)
 	f.Add(seed, uint16(len(seed)/2))

@@ -74,10 +74,7 @@ func (t *messagesToVertex) Response(status int, body []byte) (int, []byte) {
 	if status >= http.StatusBadRequest {
 		return vertexAnthropicError(status, body)
 	}
-	if !gjson.GetBytes(body, "content").IsArray() {
-		return http.StatusBadGateway, AnthropicErrorOfType("api_error", "The model backend returned a response the gateway cannot translate.")
-	}
-	return status, body
+	return claudeMessage(status, body)
 }
 
 // Stream passes Claude's events on as they come.

@@ -31,7 +31,7 @@ func FuzzGeminiResponse(f *testing.F) {
 			require.NoError(t, err)
 			_, err = tr.Request([]byte(fuzzRequests[c]))
 			require.NoError(t, err)
-			st, out := tr.Response(status%600, body)
+			st, out := tr.Response(backendStatus(status), body)
 			require.NotZero(t, st)
 			require.NotEmpty(t, out)
 		}
@@ -68,6 +68,20 @@ func TestVertexPaths(t *testing.T) {
 	require.Equal(t, "/v1/projects/p/locations/global/publishers/anthropic/models/c:rawPredict", VertexPath(vertexAnthropicPath("c", false), "p", "global"))
 }
 
+// backendStatus maps a fuzzed int to a status a backend's response can
+// have in Envoy's :status (100-599): a translator passes a success status
+// on as it came, so 0 or a negative one would come back unchanged.
+func backendStatus(n int) int {
+	s := n % 600
+	if s < 0 {
+		s = -s
+	}
+	if s < 100 {
+		s += 100
+	}
+	return s
+}
+
 // FuzzVertexAnthropicResponse: any status and body from Claude on Vertex
 // AI gives the client a status and a body, for Chat and Messages clients.
 func FuzzVertexAnthropicResponse(f *testing.F) {
@@ -81,7 +95,7 @@ func FuzzVertexAnthropicResponse(f *testing.F) {
 			require.NoError(t, err)
 			_, err = tr.Request([]byte(fuzzRequests[c]))
 			require.NoError(t, err)
-			st, out := tr.Response(status%600, body)
+			st, out := tr.Response(backendStatus(status), body)
 			require.NotZero(t, st)
 			require.NotEmpty(t, out)
 		}
